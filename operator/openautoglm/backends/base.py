@@ -1,0 +1,83 @@
+"""What the reconcile step needs from a place that runs trials."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Protocol
+
+PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+
+
+@dataclasses.dataclass
+class WorkerObservation:
+    rank: int
+    phase: str
+    #: Where the worker's /metrics answers (host:port), once known.
+    endpoint: str | None = None
+    exit_code: int | None = None
+    #: Raw termination message (JSON written by the trial runtime), if any.
+    termination_message: str | None = None
+    reason: str | None = None
+
+    def result(self) -> dict[str, Any] | None:
+        if not self.termination_message:
+            return None
+        try:
+            doc = json.loads(self.termination_message)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+
+@dataclasses.dataclass
+class TrialObservation:
+    """A trial as the backend sees it: the state of each of its workers."""
+
+    number: int
+    workers: list[WorkerObservation]
+    #: Number of workers the trial should have (a missing one counts as pending).
+    size: int
+
+    @property
+    def phase(self) -> str:
+        by_rank = {w.rank: w for w in self.workers}
+        if any(w.phase == FAILED for w in self.workers):
+            return FAILED
+        # Rank 0 holds the result; the others end with it (and are stopped on release).
+        if 0 in by_rank and by_rank[0].phase == SUCCEEDED:
+            return SUCCEEDED
+        if len(by_rank) < self.size or any(w.phase == PENDING for w in self.workers):
+            return PENDING
+        return RUNNING
+
+    @property
+    def leader(self) -> WorkerObservation | None:
+        return next((w for w in self.workers if w.rank == 0), None)
+
+    def failure_reason(self) -> str:
+        for w in sorted(self.workers, key=lambda w: w.rank):
+            if w.phase != FAILED:
+                continue
+            res = w.result() or {}
+            why = res.get("reason") or w.reason or (f"exit code {w.exit_code}" if w.exit_code is not None else "failed")
+            return f"worker {w.rank}: {why}"
+        return "failed"
+
+
+class Backend(Protocol):
+    """Runs the workers of trials. Every method is idempotent."""
+
+    def observe(self) -> dict[int, TrialObservation]:
+        """The trials that have workers (running or finished and not yet released)."""
+
+    def launch(self, number: int, params: dict[str, Any]) -> None:
+        """Start the workers of trial ``number``; a worker that exists already is kept."""
+
+    def stop(self, number: int, reason: str) -> None:
+        """Stop every worker of the trial together (pruning, timeouts, job end)."""
+
+    def release(self, number: int) -> None:
+        """Free what a finished trial holds (pods, processes); its logs may stay."""
+
+    def close(self) -> None:
+        """Called once when the engine stops driving this job."""

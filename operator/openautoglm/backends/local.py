@@ -1,0 +1,223 @@
+"""LocalBackend: each trial worker is a local process with the environment a pod gets.
+
+Layout of the job's work directory (the local stand-in for the cluster's pod list)::
+
+    <workdir>/trials/t<N>/launch.json         params of the trial
+    <workdir>/trials/t<N>/w<rank>/pid         process id (for adoption after a restart)
+    <workdir>/trials/t<N>/w<rank>/termination-log   the trial's result (as /dev/termination-log)
+    <workdir>/trials/t<N>/w<rank>/exit-code   written when we reap the process
+    <workdir>/trials/t<N>/w<rank>/output.log  stdout + stderr
+    <workdir>/trials/t<N>/released            the engine has recorded the trial
+
+Workers run in their own session so that a Ctrl-C in the terminal reaches only
+``openautoglm tune``, which then stops them deliberately; after a SIGKILL of the
+runner they keep training and a rerun adopts them by pid, as the operator adopts pods.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from openautoglm_trial import contract as c
+
+from openautoglm.backends.base import FAILED, PENDING, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
+from openautoglm.spec import TuningJob
+from openautoglm.worker import build_worker_env, worker_command, worker_name
+
+log = logging.getLogger(__name__)
+
+#: Seconds between SIGTERM and SIGKILL when stopping a trial (a pod's grace period).
+STOP_GRACE_SECONDS: Final = 5.0
+#: Variables a local worker must not inherit from the runner: the contract sets them.
+_CONTRACT_PREFIXES: Final = ("OPENAUTOGLM_", "HOROVOD_")
+
+
+class LocalBackend:
+    def __init__(self, job: TuningJob, workdir: Path, *, python: str = sys.executable):
+        self.job = job
+        self.root = Path(workdir) / "trials"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.python = python
+        self._procs: dict[tuple[int, int], subprocess.Popen] = {}
+        self._stopping: dict[int, float] = {}
+
+    # ------------------------------------------------------------------ paths
+    def _trial_dir(self, number: int) -> Path:
+        return self.root / f"t{number}"
+
+    def _worker_dir(self, number: int, rank: int) -> Path:
+        return self._trial_dir(number) / f"w{rank}"
+
+    def hosts(self, number: int) -> list[str]:
+        size = self.job.spec.trial.workers
+        return [c.worker_address(self.job.name, number, r) for r in range(size)]
+
+    # ------------------------------------------------------------------ Backend
+    def launch(self, number: int, params: dict[str, Any]) -> None:
+        tdir = self._trial_dir(number)
+        tdir.mkdir(parents=True, exist_ok=True)
+        (tdir / "released").unlink(missing_ok=True)
+        (tdir / "launch.json").write_text(json.dumps({"number": number, "params": params, "started": time.time()}))
+        hosts = self.hosts(number)
+        for rank in range(len(hosts)):
+            if self._worker_alive(number, rank):
+                continue  # idempotent: never start a rank twice
+            wdir = self._worker_dir(number, rank)
+            wdir.mkdir(parents=True, exist_ok=True)
+            for stale in ("termination-log", "exit-code", "pid"):
+                (wdir / stale).unlink(missing_ok=True)
+            env = build_worker_env(
+                self.job, number, rank, params, hosts,
+                bind_address=hosts[rank],
+                termination_log=str(wdir / "termination-log"),
+                # Gloo otherwise binds the address of the machine's host name, which a
+                # laptop may not resolve; loopback is where all ranks live here.
+                extra={"HOROVOD_GLOO_IFACE": "lo"},
+            )
+            full_env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
+            full_env.update(env)
+            cmd = worker_command(self.job)
+            if cmd[:1] == ["python"]:
+                cmd = [self.python, *cmd[1:]]  # the interpreter running us, as the image's python
+            with open(wdir / "output.log", "ab") as out:
+                proc = subprocess.Popen(
+                    cmd, env=full_env, cwd=wdir, stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            self._procs[(number, rank)] = proc
+            (wdir / "pid").write_text(str(proc.pid))
+            log.debug("started %s pid %d", worker_name(self.job.name, number, rank), proc.pid)
+
+    def observe(self) -> dict[int, TrialObservation]:
+        out: dict[int, TrialObservation] = {}
+        size = self.job.spec.trial.workers
+        for tdir in self.root.glob("t*"):
+            if not tdir.name[1:].isdigit() or (tdir / "released").exists() or not (tdir / "launch.json").exists():
+                continue
+            number = int(tdir.name[1:])
+            hosts = self.hosts(number)
+            workers = [self._observe_worker(number, r, hosts[r]) for r in range(size)]
+            out[number] = TrialObservation(number, [w for w in workers if w is not None], size)
+        self._escalate_stops()
+        return out
+
+    def stop(self, number: int, reason: str) -> None:
+        log.info("stopping trial %d: %s", number, reason)
+        for rank in range(self.job.spec.trial.workers):
+            pid = self._pid(number, rank)
+            if pid is not None and self._worker_alive(number, rank):
+                _signal_group(pid, signal.SIGTERM)
+        self._stopping.setdefault(number, time.monotonic() + STOP_GRACE_SECONDS)
+
+    def release(self, number: int) -> None:
+        # Ranks other than 0 may still be shutting down: make sure nothing keeps running.
+        self.stop(number, "released")
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while any(self._worker_alive(number, r) for r in range(self.job.spec.trial.workers)):
+            if time.monotonic() > deadline:
+                for r in range(self.job.spec.trial.workers):
+                    pid = self._pid(number, r)
+                    if pid is not None:
+                        _signal_group(pid, signal.SIGKILL)
+                deadline = time.monotonic() + STOP_GRACE_SECONDS
+            time.sleep(0.05)
+        self._stopping.pop(number, None)
+        self._trial_dir(number).joinpath("released").touch()
+
+    def close(self) -> None:
+        """Stop every worker this backend knows (Ctrl-C, job end)."""
+        for number in list(self.observe()):
+            self.release(number)
+
+    # ------------------------------------------------------------------ helpers
+    def _pid(self, number: int, rank: int) -> int | None:
+        proc = self._procs.get((number, rank))
+        if proc is not None:
+            return proc.pid
+        try:
+            return int((self._worker_dir(number, rank) / "pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _worker_alive(self, number: int, rank: int) -> bool:
+        proc = self._procs.get((number, rank))
+        if proc is not None:
+            if proc.poll() is None:
+                return True
+            self._record_exit(number, rank, proc.returncode)
+            return False
+        pid = self._pid(number, rank)
+        return pid is not None and _is_our_worker(pid, self.job.name, number)
+
+    def _record_exit(self, number: int, rank: int, code: int) -> None:
+        path = self._worker_dir(number, rank) / "exit-code"
+        if not path.exists():
+            path.write_text(str(code))
+
+    def _observe_worker(self, number: int, rank: int, host: str) -> WorkerObservation | None:
+        wdir = self._worker_dir(number, rank)
+        if not (wdir / "pid").exists():
+            return None  # never started (or the runner died while starting it): launch() will
+        endpoint = f"{host}:{self.job.spec.metrics.port}"
+        message = _read(wdir / "termination-log")
+        if self._worker_alive(number, rank):
+            return WorkerObservation(rank, RUNNING, endpoint)
+        code_text = _read(wdir / "exit-code")
+        code = int(code_text) if code_text and code_text.strip().lstrip("-").isdigit() else None
+        if code is None:
+            # Not our child (adopted after a restart) and gone: judge by its own message.
+            status = (json.loads(message).get("status") if message and message.startswith("{") else None)
+            if status in (c.STATUS_COMPLETED, c.STATUS_STOPPED):
+                return WorkerObservation(rank, SUCCEEDED, endpoint, None, message)
+            return WorkerObservation(rank, FAILED, endpoint, None, message,
+                                     reason=None if message else "worker process disappeared without a result")
+        phase = SUCCEEDED if code == 0 else FAILED
+        return WorkerObservation(rank, phase, endpoint, code, message)
+
+    def _escalate_stops(self) -> None:
+        now = time.monotonic()
+        for number, deadline in list(self._stopping.items()):
+            alive = [r for r in range(self.job.spec.trial.workers) if self._worker_alive(number, r)]
+            if not alive:
+                self._stopping.pop(number)
+            elif now > deadline:
+                for r in alive:
+                    pid = self._pid(number, r)
+                    if pid is not None:
+                        _signal_group(pid, signal.SIGKILL)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # the worker leads its own session; its children go too
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _is_our_worker(pid: int, job: str, number: int) -> bool:
+    """True if ``pid`` is alive and is a worker of this trial (guards against pid reuse)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False  # a zombie: exited, waiting for a parent that is not us
+    return f"{c.JOB}={job}".encode() in environ and f"{c.TRIAL}={number}".encode() in environ

@@ -1,0 +1,133 @@
+"""`openautoglm` command line: tune, validate (and, in later issues, operator, report)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from openautoglm import settings as settings_mod
+from openautoglm.validation import InvalidTuningJob, load_tuning_job
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _trial_rows(result) -> list[dict[str, Any]]:
+    from openautoglm.status import trial_summary
+
+    trials = [trial_summary(t) for t in result.study.get_trials(deepcopy=False)]
+    directions = [o.direction for o in result.job.spec.objective.objectives]
+    sign = 1 if directions[0] == "minimize" else -1
+    order = {"Completed": 0, "Running": 1, "Pruned": 2, "Failed": 3, "Waiting": 4}
+
+    def key(t: dict[str, Any]) -> tuple:
+        v = t.get("value")
+        first = v[0] if isinstance(v, list) else v
+        return (order[t["state"]], sign * first if isinstance(first, (int, float)) else 0, t["number"])
+
+    return sorted(trials, key=key)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from openautoglm import storage as storage_mod
+    from openautoglm.progress import ConsoleProgress, status_line, summary_table
+    from openautoglm.runner import run_local
+    from openautoglm.study import StudyMismatch
+
+    cfg = settings_mod.load()
+    path = Path(args.file)
+    try:
+        job = load_tuning_job(path)
+    except InvalidTuningJob as err:
+        print(err, file=sys.stderr)
+        return EXIT_INVALID
+    workdir = Path(args.workdir) / job.name if args.workdir else cfg.default_workdir(path, job.name)
+    console = Console(file=sys.stderr)
+    progress = ConsoleProgress(console, quiet=args.quiet)
+    console.print(f"[bold]TuningJob {job.name}[/]: {job.spec.budget.max_trials} trials, "
+                  f"{job.spec.trial.workers} Horovod workers each, parallelism {job.spec.budget.parallelism}, "
+                  f"sampler {job.spec.algorithm.sampler}, pruner {job.spec.early_stopping.pruner}", highlight=False)
+    try:
+        result = run_local(job, workdir=workdir, storage=args.storage, fresh=args.fresh, on_outcome=progress,
+                           settings=cfg)
+    except StudyMismatch as err:
+        progress.close()
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    finally:
+        progress.close()
+
+    out = Console()
+    st = result.status
+    if result.resumed and not result.interrupted and st.terminal and not args.quiet:
+        console.print("(resumed from the stored study)", highlight=False)
+    out.print(summary_table(st, _trial_rows(result)))
+    out.print(status_line(st), highlight=False)
+    if st.best:
+        out.print(f"[bold]Best trial {st.best['number']}[/]: {job.spec.objective.objectives[0].metric} = "
+                  f"{st.best['value']:.6g}", highlight=False)
+        out.print("Best parameters: " + json.dumps(st.best["params"], sort_keys=True), highlight=False)
+    for p in st.pareto:
+        out.print(f"Pareto trial {p['number']}: {p.get('value')} {json.dumps(p['params'], sort_keys=True)}", highlight=False)
+    out.print(f"Study storage: {storage_mod.describe(result.storage)} (study {result.study.study_name!r})", highlight=False)
+    out.print(f"Trial logs: {result.workdir / 'trials'}", highlight=False)
+    if args.json:
+        Path(args.json).write_text(json.dumps(st.to_dict(), indent=2))
+    if result.interrupted:
+        out.print("Interrupted: run the same command again to resume.", highlight=False)
+        return EXIT_INTERRUPTED
+    if st.phase == "Failed":
+        out.print(f"[red]Job failed[/]: {st.reason}: {st.message}", highlight=False)
+        return EXIT_FAILED
+    out.print(f"Job {st.phase}: {st.reason}: {st.message}", highlight=False)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    worst = EXIT_OK
+    for f in args.files:
+        try:
+            job = load_tuning_job(f)
+        except InvalidTuningJob as err:
+            print(err, file=sys.stderr)
+            worst = EXIT_INVALID
+        except OSError as err:
+            print(f"{f}: cannot read: {err}", file=sys.stderr)
+            worst = EXIT_INVALID
+        else:
+            print(f"{f}: TuningJob {job.name} is valid ({len(job.spec.parameters)} parameters, "
+                  f"sampler {job.spec.algorithm.sampler}, pruner {job.spec.early_stopping.pruner})")
+    return worst
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="openautoglm", description="Hyperparameter tuning of distributed training.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("tune", help="run a TuningJob on this machine (trials as local Horovod processes)")
+    t.add_argument("file", help="TuningJob YAML (the same file you would kubectl apply)")
+    t.add_argument("--workdir", help="where studies and trial logs go (default: .openautoglm/ next to FILE)")
+    t.add_argument("--storage", help="study storage: a journal file path or postgresql://user:pw@host/db")
+    t.add_argument("--fresh", action="store_true", help="delete the stored study and start over")
+    t.add_argument("--quiet", action="store_true", help="no progress, only the summary")
+    t.add_argument("--json", metavar="PATH", help="also write the final status as JSON")
+    t.set_defaults(func=cmd_tune)
+
+    v = sub.add_parser("validate", help="check TuningJob files; report every problem with its field path")
+    v.add_argument("files", nargs="+")
+    v.set_defaults(func=cmd_validate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=settings_mod.load().log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

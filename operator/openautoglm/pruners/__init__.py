@@ -1,0 +1,105 @@
+"""Pruner registry: ``spec.earlyStopping.pruner`` name -> Optuna pruner factory.
+
+Pruners decide from the intermediate values the engine scrapes from running trials
+(one value per completed epoch); a pruned trial has all of its workers stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Callable
+
+import optuna
+
+from openautoglm.spec import TuningJobSpec
+
+PrunerFactory = Callable[[dict[str, Any], TuningJobSpec], optuna.pruners.BasePruner]
+
+
+@dataclasses.dataclass(frozen=True)
+class PrunerEntry:
+    name: str
+    factory: PrunerFactory
+    settings: frozenset[str]
+    description: str
+
+
+PRUNERS: dict[str, PrunerEntry] = {}
+
+
+def register(name: str, *, settings: set[str] | type, description: str):
+    def deco(factory: PrunerFactory) -> PrunerFactory:
+        allowed = settings if isinstance(settings, set) else set(inspect.signature(settings).parameters) - {"wrapped_pruner"}
+        PRUNERS[name] = PrunerEntry(name, factory, frozenset(allowed), description)
+        return factory
+
+    return deco
+
+
+@register("none", settings=set(), description="never prune")
+def _none(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
+    return optuna.pruners.NopPruner()
+
+
+@register("median", settings=optuna.pruners.MedianPruner,
+          description="prune when below the median of earlier trials at the same epoch")
+def _median(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(**settings)
+
+
+@register("percentile", settings=optuna.pruners.PercentilePruner,
+          description="prune when outside the given percentile of earlier trials")
+def _percentile(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
+    settings.setdefault("percentile", 25.0)
+    return optuna.pruners.PercentilePruner(**settings)
+
+
+@register("successive-halving", settings=optuna.pruners.SuccessiveHalvingPruner,
+          description="asynchronous successive halving (ASHA)")
+def _sha(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
+    # 'auto' needs finished trials to guess the resource; one epoch is the natural rung.
+    settings.setdefault("min_resource", 1)
+    return optuna.pruners.SuccessiveHalvingPruner(**settings)
+
+
+@register("hyperband", settings=optuna.pruners.HyperbandPruner,
+          description="Hyperband: several successive-halving brackets")
+def _hyperband(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
+    settings.setdefault("min_resource", 1)
+    # The resource is epochs, known from the trial template; 'auto' would wait for a finished trial.
+    settings.setdefault("max_resource", spec.trial.epochs)
+    return optuna.pruners.HyperbandPruner(**settings)
+
+
+@register("threshold", settings=optuna.pruners.ThresholdPruner,
+          description="prune when the value crosses lower/upper")
+def _threshold(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
+    if "lower" not in settings and "upper" not in settings:
+        raise ValueError("give lower and/or upper")
+    return optuna.pruners.ThresholdPruner(**settings)
+
+
+def build_pruner(spec: TuningJobSpec) -> optuna.pruners.BasePruner:
+    entry = PRUNERS[spec.early_stopping.pruner]
+    return entry.factory(dict(spec.early_stopping.settings), spec)
+
+
+def check(spec: TuningJobSpec) -> list[tuple[str, str]]:
+    name = spec.early_stopping.pruner
+    if name not in PRUNERS:
+        return [("pruner", f"unknown pruner {name!r}; choose one of {sorted(PRUNERS)}")]
+    entry = PRUNERS[name]
+    problems = [
+        ("settings." + k, f"unknown setting of the {name} pruner; allowed: {sorted(entry.settings)}")
+        for k in spec.early_stopping.settings if k not in entry.settings
+    ]
+    if problems:
+        return problems
+    try:
+        build_pruner(spec)
+    except (TypeError, ValueError) as err:
+        problems.append(("settings", f"rejected by the {name} pruner: {err}"))
+    return problems
+
+
+__all__ = ["PRUNERS", "PrunerEntry", "build_pruner", "check", "register"]

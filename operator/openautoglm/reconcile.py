@@ -1,0 +1,308 @@
+"""The reconcile step: one level-triggered pass over a TuningJob.
+
+    reconcile(job, study, backend, metrics, elapsed, now) -> Outcome
+
+It reads what the backend sees, reports intermediate values to Optuna and prunes what
+Optuna says to prune, tells finished trials, asks new ones while the budget allows,
+launches them and computes the status. It holds no state of its own: running it twice,
+or after a crash at any line, creates no duplicate trial and loses none, because
+
+* a trial is asked (RUNNING in the study) *before* it is launched, and launching is
+  idempotent, so a RUNNING trial without workers is simply launched (again);
+* a trial is told (finished in the study) *before* its workers are released, so a
+  crash in between only leaves workers that the next pass releases.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+from typing import Any, Final
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from openautoglm_trial import contract as c
+
+from openautoglm import space
+from openautoglm.backends.base import FAILED, SUCCEEDED, Backend, TrialObservation
+from openautoglm.metrics import MetricSource
+from openautoglm.spec import TuningJob
+from openautoglm.status import JobStatus, build_status, is_better
+from openautoglm.study import ATTR_MESSAGE, ATTR_PHASE, ATTR_REASON
+
+log = logging.getLogger(__name__)
+
+#: Trial user attributes written by the engine.
+ATTR_PARAMS: Final = "params"             # everything the workers received (fixed values too)
+ATTR_LAUNCHED: Final = "launched"         # the backend has seen workers of this trial
+ATTR_STOP_REASON: Final = "stop_reason"   # why a trial ended early (pruned, diverged, ...)
+ATTR_FAIL_REASON: Final = "fail_reason"
+ATTR_METRICS: Final = "metrics"           # final metrics from the termination message
+ATTR_SECONDS: Final = "seconds"
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """Something a person watching the job wants to know (printed locally, a Kubernetes Event in a cluster)."""
+
+    reason: str   # TrialStarted | TrialCompleted | TrialPruned | TrialStopped | TrialFailed | NewBest | JobSucceeded | JobFailed
+    message: str
+    trial: int | None = None
+    warning: bool = False
+
+
+@dataclasses.dataclass
+class Outcome:
+    status: JobStatus
+    events: list[Event]
+
+
+def _objective_value(job: TuningJob, result: dict[str, Any]) -> list[float] | None:
+    """The values a finished trial contributes, per the objective's strategy."""
+    values = []
+    strategy = job.spec.objective.strategy
+    for obj in job.spec.objective.objectives:
+        source = result.get("best") if strategy == "best" else result.get("metrics")
+        v = (source or {}).get(obj.metric)
+        if v is None:
+            v = (result.get("metrics") or {}).get(obj.metric)
+        if v is None or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return None
+        values.append(float(v))
+    return values
+
+
+class Reconciler:
+    """Drives one TuningJob. Keeps only caches that can be rebuilt from the study."""
+
+    def __init__(self, job: TuningJob, study: optuna.Study, backend: Backend, metrics: MetricSource):
+        self.job = job
+        self.study = study
+        self.backend = backend
+        self.metrics = metrics
+
+    # ------------------------------------------------------------------ the step
+    def reconcile(self, elapsed: float, now: dt.datetime | None = None) -> Outcome:
+        now = now or dt.datetime.now()
+        events: list[Event] = []
+        spec = self.job.spec
+        observed = self.backend.observe()
+        trials = self.study.get_trials(deepcopy=False)
+        best_before = self._best_value(trials)
+
+        terminal = self.study.user_attrs.get(ATTR_PHASE)
+        for t in trials:
+            if t.state == TrialState.RUNNING:
+                self._drive_running(t, observed.get(t.number), events, now)
+        # Workers of trials the study has finished (a crash between tell and release).
+        finished_numbers = {t.number for t in trials if t.state.is_finished()}
+        for number in observed:
+            if number in finished_numbers:
+                self.backend.release(number)
+
+        trials = self.study.get_trials(deepcopy=False)
+        if terminal is None:
+            terminal = self._check_terminal(trials, elapsed, events)
+        if terminal is None:
+            self._ask_and_launch(trials, events)
+            trials = self.study.get_trials(deepcopy=False)
+
+        best_after = self._best_value(trials)
+        if best_after is not None and (best_before is None or best_after[1] != best_before[1]):
+            events.append(Event("NewBest", f"trial {best_after[0]} is the new best: {_fmt(best_after[1])}", best_after[0]))
+        status = build_status(self.job, trials, elapsed=elapsed, phase=self.study.user_attrs.get(ATTR_PHASE),
+                              reason=self.study.user_attrs.get(ATTR_REASON),
+                              message=self.study.user_attrs.get(ATTR_MESSAGE))
+        return Outcome(status, events)
+
+    # ------------------------------------------------------------------ running trials
+    def _drive_running(self, t: FrozenTrial, obs: TrialObservation | None, events: list[Event], now: dt.datetime) -> None:
+        spec = self.job.spec
+        if obs is None or len(obs.workers) < obs.size:
+            if obs is None and t.user_attrs.get(ATTR_LAUNCHED):
+                self._tell(t, TrialState.FAIL, reason="its workers disappeared", events=events)
+                return
+            # Asked but never (fully) launched, e.g. the engine died in between: launch now.
+            self.backend.launch(t.number, self._params_of(t))
+            return
+        if not t.user_attrs.get(ATTR_LAUNCHED):
+            self.study._storage.set_trial_user_attr(t._trial_id, ATTR_LAUNCHED, True)
+        phase = obs.phase
+        if phase == SUCCEEDED:
+            self._finish(t, obs, events)
+            return
+        if phase == FAILED:
+            result = (obs.leader.result() if obs.leader else None) or {}
+            self._record_history(t, result)
+            self._tell(t, TrialState.FAIL, reason=obs.failure_reason(), events=events)
+            self.backend.release(t.number)
+            return
+        if spec.trial.timeout_seconds and t.datetime_start:
+            age = (now - t.datetime_start).total_seconds()
+            if age > spec.trial.timeout_seconds:
+                self.backend.stop(t.number, "trial timeout")
+                self._tell(t, TrialState.FAIL, reason=f"exceeded trial.timeoutSeconds ({spec.trial.timeout_seconds} s)", events=events)
+                self.backend.release(t.number)
+                return
+        if not self.job.spec.objective.is_multi:
+            self._report_and_prune(t, obs, events)
+
+    def _report_and_prune(self, t: FrozenTrial, obs: TrialObservation, events: list[Event]) -> None:
+        reading = self.metrics.read(obs)
+        metric = self.job.spec.objective.objectives[0].metric
+        if reading is None or metric not in reading.values or reading.epoch in t.intermediate_values:
+            return
+        trial = optuna.trial.Trial(self.study, t._trial_id)
+        trial.report(reading.values[metric], reading.epoch)
+        if trial.should_prune():
+            why = (f"pruned by {self.job.spec.early_stopping.pruner} at epoch {reading.epoch} "
+                   f"({metric}={_fmt(reading.values[metric])})")
+            # Stop every rank together: a rank left alone would block in its next allreduce.
+            self.backend.stop(t.number, why)
+            self._tell(t, TrialState.PRUNED, reason=why, events=events, event_reason="TrialPruned")
+            self.backend.release(t.number)
+
+    def _finish(self, t: FrozenTrial, obs: TrialObservation, events: list[Event]) -> None:
+        result = (obs.leader.result() if obs.leader else None) or {}
+        self._record_history(t, result)
+        storage = self.study._storage
+        if result.get("metrics"):
+            storage.set_trial_user_attr(t._trial_id, ATTR_METRICS, result["metrics"])
+        if result.get("seconds") is not None:
+            storage.set_trial_user_attr(t._trial_id, ATTR_SECONDS, result["seconds"])
+        status = result.get("status")
+        if status == c.STATUS_STOPPED:
+            self._tell(t, TrialState.PRUNED, reason=result.get("reason") or "stopped early by the trial",
+                       events=events, event_reason="TrialStopped", warning=True)
+        else:
+            values = _objective_value(self.job, result)
+            if values is None:
+                metrics = [o.metric for o in self.job.spec.objective.objectives]
+                self._tell(t, TrialState.FAIL, events=events,
+                           reason=f"finished without a finite value of {metrics} in its result")
+            else:
+                if result.get("reason"):
+                    storage.set_trial_user_attr(t._trial_id, ATTR_STOP_REASON, result["reason"])
+                self.study.tell(t.number, values if len(values) > 1 else values[0], skip_if_finished=True)
+                events.append(Event("TrialCompleted", f"trial {t.number} completed: {_fmt(values)}", t.number))
+        self.backend.release(t.number)
+
+    def _record_history(self, t: FrozenTrial, result: dict[str, Any]) -> None:
+        """Fill the epochs the scraper missed from the curve in the termination message,
+        so the next trials are pruned against complete curves."""
+        if self.job.spec.objective.is_multi:
+            return
+        metric = self.job.spec.objective.objectives[0].metric
+        curve = (result.get("history") or {}).get(metric) or []
+        offset = int(result.get("epochs") or len(curve)) - len(curve)  # history may be trimmed at the front
+        for i, v in enumerate(curve):
+            step = offset + i + 1
+            if isinstance(v, (int, float)) and math.isfinite(v) and step not in t.intermediate_values:
+                self.study._storage.set_trial_intermediate_value(t._trial_id, step, float(v))
+
+    def _tell(self, t: FrozenTrial, state: TrialState, *, reason: str, events: list[Event],
+              event_reason: str | None = None, warning: bool = False) -> None:
+        attr = ATTR_FAIL_REASON if state == TrialState.FAIL else ATTR_STOP_REASON
+        self.study._storage.set_trial_user_attr(t._trial_id, attr, reason)
+        self.study.tell(t.number, state=state, skip_if_finished=True)
+        kind = event_reason or {TrialState.FAIL: "TrialFailed", TrialState.PRUNED: "TrialPruned"}[state]
+        events.append(Event(kind, f"trial {t.number}: {reason}", t.number, warning=warning or state == TrialState.FAIL))
+
+    # ------------------------------------------------------------------ budget
+    def _check_terminal(self, trials: list[FrozenTrial], elapsed: float, events: list[Event]) -> str | None:
+        b = self.job.spec.budget
+        failed = sum(t.state == TrialState.FAIL for t in trials)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        finished = sum(t.state.is_finished() for t in trials)
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        target = self.job.spec.objective.target
+        if failed > b.max_failed_trials:
+            return self._end(running, "Failed", "MaxFailedTrialsReached",
+                             f"{failed} trials failed, more than maxFailedTrials={b.max_failed_trials}", events)
+        if target is not None:
+            direction = self.job.spec.objective.objectives[0].direction
+            hit = [t for t in complete if not is_better(target, t.value, direction)]
+            if hit:
+                first = min(hit, key=lambda t: t.number)
+                return self._end(running, "Succeeded", "TargetReached",
+                                 f"trial {first.number} reached the target {target}: {_fmt(first.value)}", events)
+        if b.timeout_seconds is not None and elapsed >= b.timeout_seconds:
+            phase = "Succeeded" if complete else "Failed"
+            return self._end(running, phase, "Timeout",
+                             f"the time budget of {b.timeout_seconds} s is spent; {len(complete)} trials completed", events)
+        if finished >= self._max_trials() and not running:
+            if complete:
+                return self._end([], "Succeeded", "MaxTrialsReached", f"{finished} trials finished, {len(complete)} completed", events)
+            return self._end([], "Failed", "NoTrialCompleted", f"{finished} trials finished and none completed", events)
+        return None
+
+    def _max_trials(self) -> int:
+        mt = self.job.spec.budget.max_trials
+        sampler = self.study.sampler
+        if isinstance(sampler, optuna.samplers.GridSampler):
+            # A grid is exhausted before a larger budget: asking more would repeat points.
+            mt = min(mt, len(sampler._all_grids))
+        return mt
+
+    def _end(self, running: list[FrozenTrial], phase: str, reason: str, message: str, events: list[Event]) -> str:
+        for t in running:
+            self.backend.stop(t.number, f"job ended: {reason}")
+            self._tell(t, TrialState.PRUNED if phase == "Succeeded" else TrialState.FAIL,
+                       reason=f"stopped because the job ended ({reason})", events=events)
+            self.backend.release(t.number)
+        # The terminal phase is stored in the study so a rerun (or a restarted operator) sees it.
+        self.study.set_user_attr(ATTR_PHASE, phase)
+        self.study.set_user_attr(ATTR_REASON, reason)
+        self.study.set_user_attr(ATTR_MESSAGE, message)
+        events.append(Event("Job" + phase, message, warning=phase == "Failed"))
+        return phase
+
+    def _ask_and_launch(self, trials: list[FrozenTrial], events: list[Event]) -> None:
+        b = self.job.spec.budget
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        started = sum(t.state != TrialState.WAITING for t in trials)  # finished + running
+        while running < b.parallelism and started < self._max_trials():
+            trial = self.study.ask()
+            sampled = space.suggest(trial, self.job.spec)
+            params = space.trial_params(self.job.spec, sampled)
+            trial.set_user_attr(ATTR_PARAMS, params)
+            self.backend.launch(trial.number, params)
+            events.append(Event("TrialStarted", f"trial {trial.number} started: {_fmt_params(params)}", trial.number))
+            running += 1
+            started += 1
+
+    # ------------------------------------------------------------------ helpers
+    def _params_of(self, t: FrozenTrial) -> dict[str, Any]:
+        if ATTR_PARAMS in t.user_attrs:
+            return t.user_attrs[ATTR_PARAMS]
+        # The engine died while sampling: finish the sampling on the same trial (values
+        # already suggested are returned as stored), so the trial is neither lost nor doubled.
+        trial = optuna.trial.Trial(self.study, t._trial_id)
+        params = space.trial_params(self.job.spec, space.suggest(trial, self.job.spec))
+        trial.set_user_attr(ATTR_PARAMS, params)
+        return params
+
+    def _best_value(self, trials: list[FrozenTrial]) -> tuple[int, float] | None:
+        if self.job.spec.objective.is_multi:
+            return None
+        direction = self.job.spec.objective.objectives[0].direction
+        best = None
+        for t in trials:
+            if t.state == TrialState.COMPLETE and t.value is not None:
+                if best is None or is_better(t.value, best[1], direction):
+                    best = (t.number, t.value)
+        return best
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, list):
+        return ", ".join(_fmt(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _fmt_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_fmt(v)}" for k, v in params.items())

@@ -1,0 +1,128 @@
+"""Run a TuningJob on this machine: the reconcile loop over a LocalBackend."""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from openautoglm import settings as settings_mod
+from openautoglm.backends.local import LocalBackend
+from openautoglm.metrics import build_metric_source
+from openautoglm.reconcile import ATTR_LAUNCHED, Outcome, Reconciler
+from openautoglm.spec import TuningJob
+from openautoglm.status import JobStatus, build_status
+from openautoglm.storage import delete_study, open_storage
+from openautoglm.study import ATTR_ELAPSED, ATTR_MESSAGE, ATTR_PHASE, ATTR_REASON, open_study, study_name
+
+
+@dataclasses.dataclass
+class RunResult:
+    job: TuningJob
+    status: JobStatus
+    study: optuna.Study
+    storage: str
+    workdir: Path
+    interrupted: bool = False
+    resumed: bool = False
+
+    @property
+    def best_params(self) -> dict[str, Any] | None:
+        return self.status.best["params"] if self.status.best else None
+
+    @property
+    def best_value(self) -> float | None:
+        return self.status.best.get("value") if self.status.best else None
+
+
+def default_storage(workdir: Path) -> str:
+    return str(workdir / "study.journal")
+
+
+def run_local(
+    job: TuningJob,
+    *,
+    workdir: Path,
+    storage: str | None = None,
+    fresh: bool = False,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    settings: settings_mod.Settings | None = None,
+) -> RunResult:
+    """Run ``job`` until it succeeds or fails; resume from ``storage`` if it has the study.
+
+    Ctrl-C (SIGINT) or SIGTERM stop the running workers and return; their trials are run
+    again from the start by the next call. After a SIGKILL the workers keep running and
+    the next call adopts them.
+    """
+    cfg = settings or settings_mod.load()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    url = storage or cfg.storage or default_storage(workdir)
+    if fresh:
+        delete_study(open_storage(url), study_name(job))
+        _clear_trials(workdir)
+    resumed = False
+    study = open_study(job, url)
+    resumed = len(study.get_trials(deepcopy=False)) > 0
+    backend = LocalBackend(job, workdir)
+    if study.user_attrs.get(ATTR_PHASE):
+        status = _status(job, study)
+        return RunResult(job, status, study, url, workdir, resumed=True)
+
+    reconciler = Reconciler(job, study, backend, build_metric_source(job))
+    elapsed_before = float(study.user_attrs.get(ATTR_ELAPSED, 0.0))
+    start = time.monotonic()
+    last_save = start
+    tick = min(cfg.local_tick_seconds, job.spec.metrics.interval_seconds)
+    interrupted = False
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        while True:
+            elapsed = elapsed_before + time.monotonic() - start
+            outcome = reconciler.reconcile(elapsed)
+            if on_outcome:
+                on_outcome(outcome)
+            if outcome.status.terminal:
+                break
+            if time.monotonic() - last_save > cfg.elapsed_save_seconds:
+                study.set_user_attr(ATTR_ELAPSED, elapsed)
+                last_save = time.monotonic()
+            time.sleep(tick)
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop_for_resume(study, backend)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        study.set_user_attr(ATTR_ELAPSED, elapsed_before + time.monotonic() - start)
+    return RunResult(job, _status(job, study), study, url, workdir, interrupted=interrupted, resumed=resumed)
+
+
+def _status(job: TuningJob, study: optuna.Study) -> JobStatus:
+    attrs = study.user_attrs
+    return build_status(job, study.get_trials(deepcopy=False), elapsed=float(attrs.get(ATTR_ELAPSED, 0.0)),
+                        phase=attrs.get(ATTR_PHASE), reason=attrs.get(ATTR_REASON), message=attrs.get(ATTR_MESSAGE))
+
+
+def _stop_for_resume(study: optuna.Study, backend: LocalBackend) -> None:
+    """A deliberate stop is not a trial failure: stop the workers and mark their trials
+    as not launched, so the next run starts them again with the same parameters."""
+    running = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for t in running:
+        backend.stop(t.number, "interrupted")
+    for t in running:
+        backend.release(t.number)
+        study._storage.set_trial_user_attr(t._trial_id, ATTR_LAUNCHED, False)
+
+
+def _clear_trials(workdir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(workdir / "trials", ignore_errors=True)

@@ -1,0 +1,12 @@
+"""Sampler registry: a TuningJob's ``spec.algorithm.sampler`` name -> Optuna sampler factory.
+
+Every entry passes the same contract test (tests/unit/test_samplers.py). To add one,
+register it here; the CRD enum and ``openautoglm validate`` pick it up.
+"""
+from __future__ import annotations
+
+from openautoglm.samplers._registry import SAMPLERS, SamplerEntry, build_sampler, check, register
+
+from openautoglm.samplers import _builtin  # noqa: E402,F401  (registers the built-in entries)
+
+__all__ = ["SAMPLERS", "SamplerEntry", "build_sampler", "check", "register"]

@@ -1,0 +1,78 @@
+"""Built-in samplers, thin wrappers over Optuna's with defaults suited to small budgets."""
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from openautoglm.samplers._registry import register
+from openautoglm.space import grid_size, grid_values
+from openautoglm.spec import TuningJobSpec
+
+
+def _startup(spec: TuningJobSpec, settings: dict[str, Any], default: int = 10) -> dict[str, Any]:
+    # Optuna's fixed 10 random start-up trials would be most of a 16-trial budget.
+    if "n_startup_trials" not in settings:
+        settings["n_startup_trials"] = min(default, max(2, spec.budget.max_trials // 4))
+    return settings
+
+
+@register("random", settings=set(), multi_objective=True, description="independent uniform sampling")
+def _random(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed, **settings)
+
+
+@register("grid", settings={"points"}, multi_objective=True,
+          description="exhaustive grid; continuous ranges without a step get `points` values (default 5)")
+def _grid(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    points = int(settings.get("points", 5))
+    if points < 2:
+        raise ValueError("points must be >= 2")
+    space = {p.name: v for p in spec.parameters if (v := grid_values(p, points)) is not None}
+    if grid_size(spec, points) > 1_000_000:
+        raise ValueError(f"the grid has {grid_size(spec, points)} points; give steps or fewer points")
+    return optuna.samplers.GridSampler(space, seed=seed)
+
+
+@register("tpe", settings=optuna.samplers.TPESampler, multi_objective=True,
+          description="Tree-structured Parzen Estimator (Bayesian), multivariate and conditional-aware")
+def _tpe(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    settings = _startup(spec, settings)
+    # group=True models conditional parameters jointly; constant_liar keeps parallel
+    # trials from all being sent to the same region.
+    settings.setdefault("multivariate", True)
+    settings.setdefault("group", True)
+    settings.setdefault("constant_liar", spec.budget.parallelism > 1)
+    return optuna.samplers.TPESampler(seed=seed, **settings)
+
+
+@register("gp", settings=optuna.samplers.GPSampler, multi_objective=True,
+          description="Gaussian-process Bayesian optimisation")
+def _gp(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    settings = _startup(spec, settings)
+    settings.setdefault("warn_independent_sampling", False)
+    return optuna.samplers.GPSampler(seed=seed, **settings)
+
+
+@register("cmaes", settings=optuna.samplers.CmaEsSampler, multi_objective=False,
+          description="CMA-ES over numeric parameters (categorical ones sampled independently)")
+def _cmaes(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    settings = _startup(spec, settings, default=1)
+    settings.setdefault("warn_independent_sampling", False)
+    return optuna.samplers.CmaEsSampler(seed=seed, **settings)
+
+
+@register("qmc", settings=optuna.samplers.QMCSampler, multi_objective=True,
+          description="quasi-Monte-Carlo (Sobol/Halton) space filling")
+def _qmc(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    settings.setdefault("warn_independent_sampling", False)
+    settings.setdefault("warn_asynchronous_seeding", False)
+    return optuna.samplers.QMCSampler(seed=seed, **settings)
+
+
+@register("nsga2", settings=optuna.samplers.NSGAIISampler, multi_objective=True,
+          description="NSGA-II evolutionary search, the default for several objectives")
+def _nsga2(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    if "population_size" not in settings:
+        settings["population_size"] = max(4, min(50, spec.budget.max_trials // 4))
+    return optuna.samplers.NSGAIISampler(seed=seed, **settings)

@@ -1,0 +1,176 @@
+"""The Python SDK, used the way the original Open-AutoGLM SDK is::
+
+    from openautoglm import AutoTrainer
+    result = AutoTrainer(model_name="tiny-gpt2", dataset="stdlib-docs", max_trials=50).hyperopt(
+        objective="loss", direction="minimize", timeout=3600)
+    result.best_params, result.best_value, result.study
+
+It writes a TuningJob (the same resource the operator runs) and runs it with the local
+engine. Models and data sets are built-in presets or local paths: nothing is downloaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from openautoglm.runner import run_local
+from openautoglm.spec import API_VERSION, KIND, MAX_NAME_LENGTH
+from openautoglm.status import JobStatus
+from openautoglm.validation import validate_document
+
+#: Built-in model presets: name -> (task, task settings). Text models are built from a config.
+MODEL_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "mlp": ("digits", {}),
+    "tiny-gpt2": ("text-lm", {"n_layer": 2, "n_embd": 64, "n_head": 2}),
+    "small-gpt2": ("text-lm", {"n_layer": 4, "n_embd": 128, "n_head": 4}),
+}
+#: Built-in data sets: name -> (task, task settings).
+DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "digits": ("digits", {}),
+    "stdlib-docs": ("text-lm", {}),
+}
+
+
+@dataclasses.dataclass
+class HyperoptResult:
+    best_params: dict[str, Any] | None
+    best_value: float | None
+    #: The Optuna study, for deeper analysis (optuna.visualization, trials_dataframe()).
+    study: optuna.Study
+    status: JobStatus
+    storage: str
+    tuning_job: dict[str, Any]
+
+    @property
+    def pareto_front(self) -> list[dict[str, Any]]:
+        return self.status.pareto
+
+
+def _resolve(model_name: str, dataset: str) -> tuple[str, dict[str, Any]]:
+    """Map (model, dataset) to a built-in task and its settings; never downloads."""
+    settings: dict[str, Any] = {}
+    model_path = Path(model_name).expanduser()
+    if model_name in MODEL_PRESETS:
+        model_task, model_settings = MODEL_PRESETS[model_name]
+        settings.update(model_settings)
+    elif model_path.is_dir() and (model_path / "config.json").exists():
+        model_task = "text-lm"
+        settings["model"] = str(model_path.resolve())
+    else:
+        raise ValueError(
+            f"model_name {model_name!r} is neither a built-in preset {sorted(MODEL_PRESETS)} nor a local "
+            "directory with a transformers checkpoint (config.json); models are never downloaded")
+    data_path = Path(dataset).expanduser()
+    if dataset in DATASETS:
+        data_task, data_settings = DATASETS[dataset]
+        settings.update(data_settings)
+    elif data_path.exists():
+        data_task = "text-lm"
+        settings["dataset"] = str(data_path.resolve())
+    else:
+        raise ValueError(f"dataset {dataset!r} is neither a built-in data set {sorted(DATASETS)} "
+                         "nor a local file or folder")
+    if model_task != data_task:
+        raise ValueError(f"model {model_name!r} is for the {model_task} task but dataset {dataset!r} is for {data_task}")
+    return model_task, settings
+
+
+class AutoTrainer:
+    """Tune a model's training hyperparameters on a data set.
+
+    Args:
+        model_name: a preset (``mlp``, ``tiny-gpt2``, ``small-gpt2``) or a local directory
+            holding a transformers checkpoint.
+        dataset: a built-in data set (``digits``, ``stdlib-docs``) or a local text file/folder.
+        max_trials: trial budget.
+        search_space: TuningJob ``parameters`` (list of dicts); default: the task's own.
+        workers: Horovod workers per trial.
+        parallelism: trials at once.
+        epochs: epochs per trial.
+        sampler, pruner, seed: as in a TuningJob's algorithm / earlyStopping.
+        task_settings: extra settings for the task (e.g. ``steps_per_epoch``).
+        workdir: where the study and trial logs go (default ``./.openautoglm``).
+        storage: study storage (journal path or postgresql:// URL).
+    """
+
+    def __init__(self, model_name: str, dataset: str, max_trials: int = 50, *,
+                 search_space: list[dict[str, Any]] | None = None, workers: int = 1, parallelism: int = 1,
+                 epochs: int = 10, sampler: str = "tpe", pruner: str = "median",
+                 pruner_settings: dict[str, Any] | None = None, seed: int | None = None,
+                 task_settings: dict[str, Any] | None = None, name: str | None = None,
+                 workdir: str | Path | None = None, storage: str | None = None):
+        from openautoglm_trial.tasks import default_search_space
+
+        self.model_name = model_name
+        self.dataset = dataset
+        self.task, settings = _resolve(model_name, dataset)
+        settings.update(task_settings or {})
+        self.task_settings = settings
+        self.max_trials = max_trials
+        self.search_space = search_space if search_space is not None else default_search_space(self.task)
+        self.workers, self.parallelism, self.epochs = workers, parallelism, epochs
+        self.sampler, self.pruner, self.pruner_settings, self.seed = sampler, pruner, pruner_settings or {}, seed
+        self.name = name
+        self.workdir = Path(workdir) if workdir is not None else Path.cwd() / ".openautoglm"
+        self.storage = storage
+
+    def tuning_job(self, objective: str | list[dict[str, str]] = "loss", direction: str = "minimize",
+                   timeout: int | None = None) -> dict[str, Any]:
+        """The TuningJob this trainer runs (also what you would ``kubectl apply``)."""
+        obj: Any = objective if isinstance(objective, list) else {"metric": objective, "direction": direction}
+        spec: dict[str, Any] = {
+            "objective": obj,
+            "budget": {"maxTrials": self.max_trials, "parallelism": min(self.parallelism, self.max_trials)},
+            "algorithm": {"sampler": self.sampler},
+            "earlyStopping": {"pruner": "none" if isinstance(objective, list) else self.pruner,
+                              "settings": {} if isinstance(objective, list) else self.pruner_settings},
+            "parameters": self.search_space,
+            "trial": {"task": self.task, "taskSettings": self.task_settings, "epochs": self.epochs,
+                      "workers": self.workers},
+            "metrics": {"intervalSeconds": 1},
+        }
+        if timeout is not None:
+            spec["budget"]["timeoutSeconds"] = int(timeout)
+        if self.seed is not None:
+            spec["algorithm"]["seed"] = self.seed
+        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": self.name or self._auto_name(spec)},
+                "spec": spec}
+
+    def _auto_name(self, spec: dict[str, Any]) -> str:
+        # Same trainer, same settings -> same name, so a rerun resumes its study.
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        base = re.sub(r"[^a-z0-9-]+", "-", f"{Path(self.model_name).name}-{self.task}".lower()).strip("-")
+        base = base[: MAX_NAME_LENGTH - 9].strip("-") or "job"
+        return f"{base if base[0].isalpha() else 'j' + base}-{digest}"[:MAX_NAME_LENGTH]
+
+    def hyperopt(self, objective: str | list[dict[str, str]] = "loss", direction: str = "minimize",
+                 timeout: int | None = 3600, *, fresh: bool = False, progress: bool = True) -> HyperoptResult:
+        """Run the search; return the best parameters and value (or the Pareto front)."""
+        from openautoglm_trial.tasks import task_metrics
+
+        names = [o["metric"] for o in objective] if isinstance(objective, list) else [objective]
+        known = task_metrics(self.task)
+        for n in names:
+            if n not in known:
+                raise ValueError(f"objective {n!r} is not a metric of the {self.task} task; choose from {known}")
+        doc = self.tuning_job(objective, direction, timeout)
+        job = validate_document(doc, "AutoTrainer's TuningJob")
+        on_outcome = None
+        if progress:
+            from openautoglm.progress import ConsoleProgress
+
+            on_outcome = ConsoleProgress()
+        try:
+            result = run_local(job, workdir=self.workdir / job.name, storage=self.storage, fresh=fresh,
+                               on_outcome=on_outcome)
+        finally:
+            if on_outcome is not None:
+                on_outcome.close()
+        return HyperoptResult(result.best_params, result.best_value, result.study, result.status,
+                              result.storage, doc)

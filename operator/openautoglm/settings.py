@@ -1,0 +1,35 @@
+"""One settings object, read from ``OPENAUTOGLM_*`` environment variables."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"OPENAUTOGLM_{name}", default)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    #: Where local runs keep studies and trial directories, unless --workdir is given
+    #: (default: ``.openautoglm/`` next to the TuningJob file).
+    workdir: str | None = dataclasses.field(default_factory=lambda: _env("WORKDIR", "") or None)
+    #: Default study storage for local runs (a journal path or a postgresql:// URL).
+    storage: str | None = dataclasses.field(default_factory=lambda: _env("STORAGE", "") or None)
+    #: Seconds between two reconcile passes of a local run.
+    local_tick_seconds: float = dataclasses.field(default_factory=lambda: float(_env("LOCAL_TICK_SECONDS", "0.5")))
+    #: Seconds between two writes of the elapsed time to the study.
+    elapsed_save_seconds: float = dataclasses.field(default_factory=lambda: float(_env("ELAPSED_SAVE_SECONDS", "10")))
+    #: Log level of the engine and operator.
+    log_level: str = dataclasses.field(default_factory=lambda: _env("LOG_LEVEL", "WARNING"))
+
+    def default_workdir(self, job_file: Path | None, job_name: str) -> Path:
+        if self.workdir:
+            return Path(self.workdir) / job_name
+        base = job_file.parent if job_file is not None else Path.cwd()
+        return base / ".openautoglm" / job_name
+
+
+def load() -> Settings:
+    return Settings()

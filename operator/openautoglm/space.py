@@ -1,0 +1,101 @@
+"""The search space: from TuningJob parameters to Optuna suggestions.
+
+Sampling is define-by-run so conditional parameters (``when``) are only suggested when
+their condition holds; samplers that model the joint space (TPE with ``group``, CMA-ES,
+GP) then see the conditional structure instead of inactive values.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from openautoglm.spec import Parameter, TuningJobSpec
+
+
+def distribution(p: Parameter) -> BaseDistribution | None:
+    """The Optuna distribution of a parameter; ``None`` for fixed values."""
+    if p.type == "float":
+        return FloatDistribution(p.low, p.high, log=p.log, step=p.step)  # type: ignore[arg-type]
+    if p.type == "int":
+        return IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))  # type: ignore[arg-type]
+    if p.type == "categorical":
+        return CategoricalDistribution(p.choices)  # type: ignore[arg-type]
+    return None
+
+
+def is_active(p: Parameter, values: dict[str, Any]) -> bool:
+    for ref, wanted in (p.when or {}).items():
+        allowed = wanted if isinstance(wanted, list) else [wanted]
+        if ref not in values or values[ref] not in allowed:
+            return False
+    return True
+
+
+def suggest(trial: optuna.Trial, spec: TuningJobSpec) -> dict[str, Any]:
+    """Suggest every active parameter of ``spec`` on ``trial``; return all trial params."""
+    values: dict[str, Any] = {}
+    for p in spec.parameters:
+        if not is_active(p, values):
+            continue
+        if p.type == "fixed":
+            values[p.name] = p.value
+            continue
+        if p.type == "float":
+            values[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)  # type: ignore[arg-type]
+        elif p.type == "int":
+            values[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))  # type: ignore[arg-type]
+        else:
+            values[p.name] = trial.suggest_categorical(p.name, p.choices)  # type: ignore[arg-type]
+    return values
+
+
+def trial_params(spec: TuningJobSpec, sampled: dict[str, Any]) -> dict[str, Any]:
+    """What a worker receives: sampled values plus active fixed values, in spec order."""
+    values: dict[str, Any] = {}
+    for p in spec.parameters:
+        if not is_active(p, values):
+            continue
+        if p.type == "fixed":
+            values[p.name] = p.value
+        elif p.name in sampled:
+            values[p.name] = sampled[p.name]
+    return values
+
+
+def grid_values(p: Parameter, points: int) -> list[Any] | None:
+    """The values a grid search tries for one parameter (``None`` for fixed ones)."""
+    if p.type == "categorical":
+        return list(p.choices or [])
+    if p.type == "fixed":
+        return None
+    low, high = float(p.low), float(p.high)  # type: ignore[arg-type]
+    if p.type == "int":
+        step = int(p.step or 1)
+        values = list(range(int(low), int(high) + 1, step))
+        if len(values) > points and not p.step:
+            raw = np.geomspace(low, high, points) if p.log else np.linspace(low, high, points)
+            values = sorted({int(round(v)) for v in raw})
+        return values
+    if p.step:
+        n = int(math.floor((high - low) / p.step + 1e-9)) + 1
+        return [round(low + i * p.step, 12) for i in range(n)]
+    raw = np.geomspace(low, high, points) if p.log else np.linspace(low, high, points)
+    return [float(v) for v in raw]
+
+
+def grid_size(spec: TuningJobSpec, points: int) -> int:
+    size = 1
+    for p in spec.parameters:
+        vals = grid_values(p, points)
+        if vals is not None:
+            size *= len(vals)
+    return size

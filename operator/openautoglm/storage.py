@@ -1,0 +1,53 @@
+"""Study storage: where the Optuna study of a TuningJob lives.
+
+Only the engine (the local runner or the operator) talks to the study; trials never do.
+A journal file is the default (one append-only file: survives a SIGKILL mid-write and
+needs no server); PostgreSQL through Optuna's RDBStorage for scale or HA.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
+
+RDB_SCHEMES = ("postgresql://", "postgresql+", "sqlite://", "mysql://", "mysql+")
+
+
+def is_rdb_url(url: str) -> bool:
+    return url.startswith(RDB_SCHEMES)
+
+
+def open_storage(url: str) -> BaseStorage:
+    """Open a storage from a URL (``postgresql://...``) or a journal file path.
+
+    ``journal://`` prefixes are accepted for symmetry with the URL form.
+    """
+    if is_rdb_url(url):
+        # pool_pre_ping: a PostgreSQL restart must not poison the pool of a long-running operator.
+        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=None)
+    path = Path(url.removeprefix("journal://")).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The open()-based lock works on network file systems (a PersistentVolume), where
+    # the default symlink lock is not guaranteed to.
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+def describe(url: str) -> str:
+    """A printable location that hides a password in a database URL."""
+    if is_rdb_url(url) and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return str(Path(url.removeprefix("journal://")).expanduser().resolve())
+
+
+def study_exists(storage: BaseStorage, name: str) -> bool:
+    return any(s.study_name == name for s in storage.get_all_studies())
+
+
+def delete_study(storage: BaseStorage, name: str) -> None:
+    if study_exists(storage, name):
+        optuna.delete_study(study_name=name, storage=storage)

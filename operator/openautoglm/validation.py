@@ -1,0 +1,113 @@
+"""Load and validate TuningJobs, reporting every problem at once with its field path.
+
+Validation is a pure function that returns problems; callers decide how to fail
+(the CLI exits non-zero, the operator turns them into a permanent error).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from openautoglm.spec import SpecProblems, TuningJob
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class InvalidTuningJob(ValueError):
+    def __init__(self, problems: list[Problem], source: str = "TuningJob"):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n{lines}")
+
+
+def _join(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(document)"
+
+
+def _from_pydantic(err: ValidationError) -> list[Problem]:
+    problems: list[Problem] = []
+    for e in err.errors(include_url=False):
+        loc = list(e["loc"])
+        # Model validators raised SpecProblems: expand each named field into its own problem.
+        exc = (e.get("ctx") or {}).get("error")
+        if isinstance(exc, SpecProblems):
+            for field, msg in exc.problems:
+                problems.append(Problem(_join(loc) + ("." + field if field else "") if loc else field, msg))
+            continue
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; fields are camelCase)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        elif e["type"] in ("literal_error", "enum"):
+            msg = f"{msg}, got {e.get('input')!r}"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        problems.append(Problem(_join(loc), msg))
+    return problems
+
+
+def plugin_problems(job: TuningJob) -> list[Problem]:
+    """Checks that need the plugin registries (samplers, pruners, tasks)."""
+    from openautoglm import pruners, samplers
+    from openautoglm_trial.tasks import TASK_NAMES
+
+    problems: list[Problem] = []
+    spec = job.spec
+    for path, msg in samplers.check(spec):
+        problems.append(Problem(f"spec.algorithm.{path}", msg))
+    for path, msg in pruners.check(spec):
+        problems.append(Problem(f"spec.earlyStopping.{path}", msg))
+    if spec.trial.task is not None and spec.trial.task not in TASK_NAMES:
+        problems.append(Problem("spec.trial.task", f"unknown task {spec.trial.task!r}; built-in tasks: {sorted(TASK_NAMES)}"))
+    return problems
+
+
+def validate_document(doc: Any, source: str = "TuningJob") -> TuningJob:
+    """Return the TuningJob with defaults filled in, or raise InvalidTuningJob listing every problem."""
+    if not isinstance(doc, dict):
+        raise InvalidTuningJob([Problem("(document)", f"must be a mapping (a TuningJob), got {type(doc).__name__}")], source)
+    try:
+        job = TuningJob.model_validate(doc)
+    except ValidationError as err:
+        raise InvalidTuningJob(_from_pydantic(err), source) from None
+    problems = plugin_problems(job)
+    if problems:
+        raise InvalidTuningJob(problems, source)
+    return job
+
+
+def load_documents(path: str | Path) -> list[Any]:
+    text = Path(path).read_text()
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        raise InvalidTuningJob([Problem("(document)", f"not valid YAML: {err}")], str(path)) from None
+
+
+def load_tuning_job(path: str | Path) -> TuningJob:
+    """Load the single TuningJob of a YAML file."""
+    docs = load_documents(path)
+    jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == "TuningJob"]
+    if len(docs) == 1:
+        return validate_document(docs[0], str(path))
+    if len(jobs) != 1:
+        raise InvalidTuningJob([Problem("(document)", f"expected exactly one TuningJob in the file, found {len(jobs)}")], str(path))
+    return validate_document(jobs[0], str(path))

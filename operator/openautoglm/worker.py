@@ -1,0 +1,92 @@
+"""The environment of one trial worker: a pure builder shared by every backend.
+
+Pods and local processes get the same variables from here, so local runs exercise
+the pod contract (see openautoglm_trial.contract).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from openautoglm_trial import contract as c
+
+from openautoglm.spec import TuningJob
+
+#: In a pod every rank binds all interfaces; locally each rank has its own loopback address.
+POD_BIND_ADDRESS: Final = "0.0.0.0"
+
+
+def trial_name(job: str, number: int) -> str:
+    return f"{job}-t{number}"
+
+
+def worker_name(job: str, number: int, rank: int) -> str:
+    return f"{job}-t{number}-w{rank}"
+
+
+def build_worker_env(
+    job: TuningJob,
+    number: int,
+    rank: int,
+    params: dict[str, Any],
+    hosts: list[str],
+    *,
+    bind_address: str,
+    termination_log: str = c.DEFAULT_TERMINATION_LOG,
+    rendezvous_port: int = c.DEFAULT_RENDEZVOUS_PORT,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Every variable a worker receives, as strings (the form both env and pods need).
+
+    Args:
+        hosts: HOROVOD_HOSTNAME of every rank, in rank order; rank 0 hosts the rendezvous.
+        bind_address: where the worker's HTTP servers listen.
+    """
+    spec = job.spec
+    size = len(hosts)
+    env: dict[str, str] = {e.name: e.value for e in spec.trial.env}
+    env.update({
+        c.JOB: job.name,
+        c.TRIAL: str(number),
+        c.TRIAL_NAME: trial_name(job.name, number),
+        c.PARAMS: c.encode_params(params),
+        c.EPOCHS: str(spec.trial.epochs),
+        # Same seed on every rank: broadcast makes weights equal anyway, but data order
+        # and dropout should not depend on which rank happened to start first.
+        c.SEED: str((spec.algorithm.seed or 0) * 100_003 + number),
+        c.OBJECTIVE_METRICS: json.dumps([o.model_dump() for o in spec.objective.objectives]),
+        c.TRIAL_STOPPING: json.dumps({
+            "maxGradNorm": spec.early_stopping.max_grad_norm,
+            "patience": spec.early_stopping.patience,
+            "minDelta": spec.early_stopping.min_delta,
+            "divergenceCheck": True,
+        }),
+        c.BIND_ADDRESS: bind_address,
+        c.METRICS_PORT: str(spec.metrics.port),
+        c.TERMINATION_LOG: termination_log,
+        c.WORKER_HOSTS: ",".join(hosts),
+        # What horovodrun sets for a Gloo job: each worker is its own host with one slot.
+        "HOROVOD_RANK": str(rank),
+        "HOROVOD_SIZE": str(size),
+        "HOROVOD_LOCAL_RANK": "0",
+        "HOROVOD_LOCAL_SIZE": "1",
+        "HOROVOD_CROSS_RANK": str(rank),
+        "HOROVOD_CROSS_SIZE": str(size),
+        "HOROVOD_HOSTNAME": hosts[rank],
+        "HOROVOD_GLOO_RENDEZVOUS_ADDR": hosts[0],
+        "HOROVOD_GLOO_RENDEZVOUS_PORT": str(rendezvous_port),
+        "HOROVOD_CONTROLLER": "gloo",
+        "HOROVOD_CPU_OPERATIONS": "gloo",
+    })
+    if spec.trial.task is not None:
+        env[c.TASK] = spec.trial.task
+    env[c.TASK_SETTINGS] = json.dumps(spec.trial.task_settings, sort_keys=True)
+    env.update(extra or {})
+    return env
+
+
+def worker_command(job: TuningJob) -> list[str]:
+    """The container command (exec form: no shell ever parses a hyperparameter)."""
+    if job.spec.trial.command is not None:
+        return list(job.spec.trial.command)
+    return ["python", "-m", "openautoglm_trial"]

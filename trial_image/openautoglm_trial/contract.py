@@ -1,0 +1,108 @@
+"""The trial contract: everything a trial worker receives, and what it gives back.
+
+This module is the single source of truth shared by the operator (which builds the
+environment of every worker, as a pod or a local process) and the trial runtime (which
+reads it). It imports nothing heavy so the operator can use it without torch.
+
+A worker receives *only* environment variables. Hyperparameters travel as one JSON
+document in ``OPENAUTOGLM_TRIAL_PARAMS`` so that a categorical value such as
+``$(rm -rf /)`` reaches the trial as a literal string: no shell ever sees it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Final, Mapping
+
+# --- identity -------------------------------------------------------------------------
+JOB: Final = "OPENAUTOGLM_JOB"                  #: TuningJob name
+TRIAL: Final = "OPENAUTOGLM_TRIAL"              #: Optuna trial number (int)
+TRIAL_NAME: Final = "OPENAUTOGLM_TRIAL_NAME"    #: "<job>-t<number>", also the Service name
+
+# --- what to train --------------------------------------------------------------------
+TASK: Final = "OPENAUTOGLM_TASK"                #: built-in task name ("digits", "text-lm")
+TASK_SETTINGS: Final = "OPENAUTOGLM_TASK_SETTINGS"  #: JSON object, task-specific (dataset, model, ...)
+PARAMS: Final = "OPENAUTOGLM_TRIAL_PARAMS"      #: JSON object: hyperparameter name -> value
+EPOCHS: Final = "OPENAUTOGLM_EPOCHS"            #: int, maximum number of epochs
+SEED: Final = "OPENAUTOGLM_SEED"                #: int, base seed of the trial
+OBJECTIVE_METRICS: Final = "OPENAUTOGLM_OBJECTIVE_METRICS"  #: JSON list of {"metric","direction"}
+
+# --- early stopping inside the trial ----------------------------------------------------
+#: JSON object: {"maxGradNorm": float|null, "patience": int|null, "minDelta": float,
+#:  "divergenceCheck": bool}
+TRIAL_STOPPING: Final = "OPENAUTOGLM_TRIAL_STOPPING"
+
+# --- endpoints --------------------------------------------------------------------------
+BIND_ADDRESS: Final = "OPENAUTOGLM_BIND_ADDRESS"    #: address the HTTP servers bind ("0.0.0.0" in a pod)
+METRICS_PORT: Final = "OPENAUTOGLM_METRICS_PORT"    #: port of /metrics, /healthz, /readyz
+TERMINATION_LOG: Final = "OPENAUTOGLM_TERMINATION_LOG"  #: path of the termination message file
+DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
+DEFAULT_METRICS_PORT: Final = 9090
+DEFAULT_RENDEZVOUS_PORT: Final = 29400
+
+# --- Horovod: exactly what horovodrun sets for a Gloo job ---------------------------------
+HOROVOD_ENV: Final = (
+    "HOROVOD_RANK", "HOROVOD_SIZE", "HOROVOD_LOCAL_RANK", "HOROVOD_LOCAL_SIZE",
+    "HOROVOD_CROSS_RANK", "HOROVOD_CROSS_SIZE", "HOROVOD_HOSTNAME",
+    "HOROVOD_GLOO_RENDEZVOUS_ADDR", "HOROVOD_GLOO_RENDEZVOUS_PORT",
+    "HOROVOD_CONTROLLER", "HOROVOD_CPU_OPERATIONS",
+)
+#: rank 0 hosts the rendezvous; it needs the host names of all ranks to build the plan.
+WORKER_HOSTS: Final = "OPENAUTOGLM_WORKER_HOSTS"  #: comma-separated HOROVOD_HOSTNAME of every rank
+
+# --- runtime knobs added by the trial runtime (all optional) ------------------------------
+CACHE_DIR: Final = "OPENAUTOGLM_CACHE_DIR"          #: cache of trained tokenizers (default ~/.cache/openautoglm)
+TORCH_THREADS: Final = "OPENAUTOGLM_TORCH_THREADS"  #: torch intra-op threads per worker (default 1)
+#: test/debug hook: each rank saves its initial and final flattened parameters (.npz) here;
+#: ``{rank}`` in the path is replaced by the worker's rank.
+SAVE_PARAMS_TO: Final = "OPENAUTOGLM_SAVE_PARAMS_TO"
+#: seconds without a training step before /healthz reports the loop as stuck (default 300)
+STALL_SECONDS: Final = "OPENAUTOGLM_STALL_SECONDS"
+#: seconds a worker waits for the other ranks at the rendezvous before failing (default 600)
+RENDEZVOUS_TIMEOUT: Final = "OPENAUTOGLM_RENDEZVOUS_TIMEOUT"
+HOROVOD_GLOO_IFACE: Final = "HOROVOD_GLOO_IFACE"    #: network interface Gloo binds ("lo" locally, optional)
+DEFAULT_EPOCHS: Final = 10
+DEFAULT_MAX_GRAD_NORM: Final = 1e4
+
+# --- metrics exported on /metrics (prometheus text format) ---------------------------------
+#: gauge with label ``metric``: latest value of every metric the task reports
+#: (``accuracy``, ``loss``, ``val_loss`` ...) — the objective is read from here.
+METRIC_GAUGE: Final = "openautoglm_trial_metric"
+EPOCH_GAUGE: Final = "openautoglm_trial_epoch"          #: epochs completed (the pruning step)
+STEP_GAUGE: Final = "openautoglm_trial_step"            #: optimizer steps done
+LR_GAUGE: Final = "openautoglm_trial_learning_rate"
+GRAD_NORM_GAUGE: Final = "openautoglm_trial_grad_norm"
+LOSS_GAUGE: Final = "openautoglm_trial_train_loss"
+
+# --- the termination message (JSON, at most 4096 bytes as in Kubernetes) ------------------
+#: {"status": "completed" | "stopped" | "failed",
+#:  "reason": str | null,           # why it stopped early / failed
+#:  "metrics": {name: final value},  # final value of each metric (per objective strategy: see task)
+#:  "best": {objective metric: best value over the epochs, by its direction},
+#:  "history": {name: [v_epoch1, ...]} (oldest entries dropped to fit), "epochs": int, "rank": int,
+#:  "seconds": float, "info": {task-specific facts, e.g. "tag", "samples_seen"}}
+#: NaN/inf never appear: they are written as null.
+STATUS_COMPLETED: Final = "completed"
+STATUS_STOPPED: Final = "stopped"   # ended early by the trial itself (divergence); no valid value
+#: SIGTERM (pruned or deleted trial): status "failed", this reason, exit code 143
+REASON_TERMINATED: Final = "terminated"
+STATUS_FAILED: Final = "failed"
+TERMINATION_MESSAGE_LIMIT: Final = 4096
+
+
+def worker_address(job: str, trial: int, rank: int) -> str:
+    """Deterministic per-worker loopback address used by the local backend and the test kubelet."""
+    import zlib
+
+    a = 16 + zlib.crc32(job.encode()) % 200
+    return f"127.{a}.{rank % 256}.{trial % 254 + 1}"
+
+
+def encode_params(params: Mapping[str, Any]) -> str:
+    return json.dumps(dict(params), sort_keys=True, allow_nan=False)
+
+
+def decode_json_env(env: Mapping[str, str], name: str, default: Any) -> Any:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return json.loads(raw)
