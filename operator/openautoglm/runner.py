@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +18,8 @@ from openautoglm.reconcile import ATTR_LAUNCHED, Outcome, Reconciler
 from openautoglm.spec import TuningJob
 from openautoglm.status import JobStatus, build_status
 from openautoglm.storage import delete_study, open_storage
-from openautoglm.study import ATTR_ELAPSED, ATTR_MESSAGE, ATTR_PHASE, ATTR_REASON, open_study, study_name
+from openautoglm.study import (ATTR_ELAPSED, ATTR_MESSAGE, ATTR_PHASE, ATTR_REASON, open_study,
+                               reopen_if_budget_raised, study_name)
 
 
 @dataclasses.dataclass
@@ -69,6 +71,7 @@ def run_local(
     study = open_study(job, url)
     resumed = len(study.get_trials(deepcopy=False)) > 0
     backend = LocalBackend(job, workdir)
+    reopen_if_budget_raised(job, study)
     if study.user_attrs.get(ATTR_PHASE):
         status = _status(job, study)
         return RunResult(job, status, study, url, workdir, resumed=True)
@@ -80,12 +83,19 @@ def run_local(
     tick = min(cfg.local_tick_seconds, job.spec.metrics.interval_seconds)
     interrupted = False
 
-    def _terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    stop_requested = threading.Event()
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    def _request_stop(signum: int, frame: Any) -> None:
+        # A pass is never cut in the middle (half-written asks, unreleased workers): the
+        # first Ctrl-C/SIGTERM stops at the next pass boundary, a second one at once.
+        if stop_requested.is_set():
+            raise KeyboardInterrupt
+        stop_requested.set()
+
+    in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
     try:
-        while True:
+        while not stop_requested.is_set():
             elapsed = elapsed_before + time.monotonic() - start
             outcome = reconciler.reconcile(elapsed)
             if on_outcome:
@@ -95,12 +105,13 @@ def run_local(
             if time.monotonic() - last_save > cfg.elapsed_save_seconds:
                 study.set_user_attr(ATTR_ELAPSED, elapsed)
                 last_save = time.monotonic()
-            time.sleep(tick)
-    except KeyboardInterrupt:
-        interrupted = True
-        _stop_for_resume(study, backend)
+            stop_requested.wait(tick)
+        if stop_requested.is_set():
+            interrupted = True
+            _stop_for_resume(study, backend)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         study.set_user_attr(ATTR_ELAPSED, elapsed_before + time.monotonic() - start)
     return RunResult(job, _status(job, study), study, url, workdir, interrupted=interrupted, resumed=resumed)
 

@@ -6,6 +6,7 @@ needs no server); PostgreSQL through Optuna's RDBStorage for scale or HA.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import optuna
@@ -25,6 +26,9 @@ def open_storage(url: str) -> BaseStorage:
     ``journal://`` prefixes are accepted for symmetry with the URL form.
     """
     if is_rdb_url(url):
+        if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is not None:
+            # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2(-binary).
+            url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
         # pool_pre_ping: a PostgreSQL restart must not poison the pool of a long-running operator.
         return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=None)
     path = Path(url.removeprefix("journal://")).expanduser()

@@ -66,3 +66,20 @@ def open_study(job: TuningJob, storage_url: str) -> optuna.Study:
             study.enqueue_trial(dict(ws.params), skip_if_exists=True)
         study.set_user_attr(ATTR_WARM_STARTED, True)
     return study
+
+
+def reopen_if_budget_raised(job: TuningJob, study: optuna.Study) -> bool:
+    """A job that ended on its budget continues when the user raised that budget
+    (as Katib restarts an experiment whose maxTrialCount was increased)."""
+    attrs = study.user_attrs
+    reason = attrs.get(ATTR_REASON)
+    budget = job.spec.budget
+    finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    more_trials = reason == "MaxTrialsReached" and finished < budget.max_trials
+    more_time = (reason == "Timeout" and budget.timeout_seconds is not None
+                 and float(attrs.get(ATTR_ELAPSED, 0.0)) < budget.timeout_seconds)
+    if attrs.get(ATTR_PHASE) and (more_trials or more_time):
+        for key in (ATTR_PHASE, ATTR_REASON, ATTR_MESSAGE):
+            study.set_user_attr(key, None)
+        return True
+    return False

@@ -67,7 +67,7 @@ def _from_pydantic(err: ValidationError) -> list[Problem]:
 def plugin_problems(job: TuningJob) -> list[Problem]:
     """Checks that need the plugin registries (samplers, pruners, tasks)."""
     from openautoglm import pruners, samplers
-    from openautoglm_trial.tasks import TASK_NAMES
+    from openautoglm_trial.tasks import TASKS
 
     problems: list[Problem] = []
     spec = job.spec
@@ -75,8 +75,20 @@ def plugin_problems(job: TuningJob) -> list[Problem]:
         problems.append(Problem(f"spec.algorithm.{path}", msg))
     for path, msg in pruners.check(spec):
         problems.append(Problem(f"spec.earlyStopping.{path}", msg))
-    if spec.trial.task is not None and spec.trial.task not in TASK_NAMES:
-        problems.append(Problem("spec.trial.task", f"unknown task {spec.trial.task!r}; built-in tasks: {sorted(TASK_NAMES)}"))
+    task = spec.trial.task
+    if task is not None and task not in TASKS:
+        problems.append(Problem("spec.trial.task", f"unknown task {task!r}; built-in tasks: {sorted(TASKS)}"))
+    elif task is not None:
+        # Catch a typo here rather than as N failed trials.
+        known = {h.name for h in TASKS[task].hyperparameters}
+        for i, p in enumerate(spec.parameters):
+            if p.name not in known:
+                problems.append(Problem(f"spec.parameters[{i}].name",
+                                        f"{p.name!r} is not a hyperparameter of the {task} task; known: {sorted(known)}"))
+        for k in spec.trial.task_settings:
+            if k not in TASKS[task].settings:
+                problems.append(Problem(f"spec.trial.taskSettings.{k}",
+                                        f"unknown setting of the {task} task; known: {sorted(TASKS[task].settings)}"))
     return problems
 
 

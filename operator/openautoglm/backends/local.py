@@ -42,7 +42,8 @@ _CONTRACT_PREFIXES: Final = ("OPENAUTOGLM_", "HOROVOD_")
 class LocalBackend:
     def __init__(self, job: TuningJob, workdir: Path, *, python: str = sys.executable):
         self.job = job
-        self.root = Path(workdir) / "trials"
+        # Absolute: workers run with their own directory as cwd.
+        self.root = Path(workdir).resolve() / "trials"
         self.root.mkdir(parents=True, exist_ok=True)
         self.python = python
         self._procs: dict[tuple[int, int], subprocess.Popen] = {}
@@ -166,9 +167,10 @@ class LocalBackend:
         if not (wdir / "pid").exists():
             return None  # never started (or the runner died while starting it): launch() will
         endpoint = f"{host}:{self.job.spec.metrics.port}"
-        message = _read(wdir / "termination-log")
         if self._worker_alive(number, rank):
             return WorkerObservation(rank, RUNNING, endpoint)
+        # Read only once the process is known to have exited: its last write is then complete.
+        message = _read(wdir / "termination-log")
         code_text = _read(wdir / "exit-code")
         code = int(code_text) if code_text and code_text.strip().lstrip("-").isdigit() else None
         if code is None:

@@ -68,6 +68,10 @@ def _hyperband(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.
     settings.setdefault("min_resource", 1)
     # The resource is epochs, known from the trial template; 'auto' would wait for a finished trial.
     settings.setdefault("max_resource", spec.trial.epochs)
+    # Optuna checks reduction_factor lazily: 1 would divide by zero at the first prune.
+    rf = settings.get("reduction_factor", 3)
+    if isinstance(rf, bool) or not isinstance(rf, (int, float)) or rf < 2:
+        raise ValueError(f"reduction_factor must be a number >= 2, got {rf!r}")
     return optuna.pruners.HyperbandPruner(**settings)
 
 

@@ -1,6 +1,7 @@
 """Built-in samplers, thin wrappers over Optuna's with defaults suited to small budgets."""
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import optuna
@@ -8,6 +9,13 @@ import optuna
 from openautoglm.samplers._registry import register
 from openautoglm.space import grid_size, grid_values
 from openautoglm.spec import TuningJobSpec
+
+
+def _require(sampler: str, *modules: str) -> None:
+    # Optuna imports these lazily: without this check a job would validate, then crash at its first ask.
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"the {sampler} sampler needs the Python package(s) {missing}, which are not installed")
 
 
 def _startup(spec: TuningJobSpec, settings: dict[str, Any], default: int = 10) -> dict[str, Any]:
@@ -22,6 +30,21 @@ def _random(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> 
     return optuna.samplers.RandomSampler(seed=seed, **settings)
 
 
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler, usable with ask/tell.
+
+    Its ``after_trial`` calls ``study.stop()`` once the grid is used up, and ``stop()``
+    raises RuntimeError outside ``study.optimize``: the last ``tell`` of an ask/tell
+    engine would fail. The engine stops on its budget (capped at the grid size) instead.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().after_trial(study, trial, state, values)
+        except RuntimeError:
+            pass  # "Study.stop is supposed to be invoked inside an objective function"
+
+
 @register("grid", settings={"points"}, multi_objective=True,
           description="exhaustive grid; continuous ranges without a step get `points` values (default 5)")
 def _grid(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
@@ -31,7 +54,7 @@ def _grid(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> op
     space = {p.name: v for p in spec.parameters if (v := grid_values(p, points)) is not None}
     if grid_size(spec, points) > 1_000_000:
         raise ValueError(f"the grid has {grid_size(spec, points)} points; give steps or fewer points")
-    return optuna.samplers.GridSampler(space, seed=seed)
+    return _GridSampler(space, seed=seed)
 
 
 @register("tpe", settings=optuna.samplers.TPESampler, multi_objective=True,
@@ -49,6 +72,7 @@ def _tpe(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> opt
 @register("gp", settings=optuna.samplers.GPSampler, multi_objective=True,
           description="Gaussian-process Bayesian optimisation")
 def _gp(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    _require("gp", "torch", "scipy")
     settings = _startup(spec, settings)
     settings.setdefault("warn_independent_sampling", False)
     return optuna.samplers.GPSampler(seed=seed, **settings)
@@ -57,6 +81,7 @@ def _gp(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optu
 @register("cmaes", settings=optuna.samplers.CmaEsSampler, multi_objective=False,
           description="CMA-ES over numeric parameters (categorical ones sampled independently)")
 def _cmaes(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    _require("cmaes", "cmaes")
     settings = _startup(spec, settings, default=1)
     settings.setdefault("warn_independent_sampling", False)
     return optuna.samplers.CmaEsSampler(seed=seed, **settings)
@@ -65,6 +90,7 @@ def _cmaes(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> o
 @register("qmc", settings=optuna.samplers.QMCSampler, multi_objective=True,
           description="quasi-Monte-Carlo (Sobol/Halton) space filling")
 def _qmc(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    _require("qmc", "scipy")
     settings.setdefault("warn_independent_sampling", False)
     settings.setdefault("warn_asynchronous_seeding", False)
     return optuna.samplers.QMCSampler(seed=seed, **settings)

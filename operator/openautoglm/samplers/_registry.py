@@ -74,6 +74,8 @@ def check(spec: TuningJobSpec) -> list[tuple[str, str]]:
         return problems
     try:
         build_sampler(spec)
+    except ImportError as err:
+        problems.append(("sampler", f"cannot be used here: {err}"))
     except (TypeError, ValueError) as err:
         problems.append(("settings", f"rejected by the {name} sampler: {err}"))
     return problems
