@@ -43,8 +43,8 @@ def describe(url: str) -> str:
     if is_rdb_url(url) and "@" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
+        user, has_password = creds.split(":", 1)[0], ":" in creds
+        return f"{scheme}://{user}{':***' if has_password else ''}@{host}"
     return str(Path(url.removeprefix("journal://")).expanduser().resolve())
 
 

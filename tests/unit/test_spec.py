@@ -1,0 +1,293 @@
+"""TuningJob validation: every example loads; every malformed job is rejected with its field path."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pydantic
+import pytest
+import yaml
+
+from helpers import DELETE, digits_job, mutate
+from openautoglm.spec import TuningJob
+from openautoglm.validation import InvalidTuningJob, load_tuning_job, validate_document
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+MULTI = [{"metric": "accuracy", "direction": "maximize"}, {"metric": "latency", "direction": "minimize"}]
+
+
+def _set(path: str, value: Any) -> Callable[[dict], None]:
+    return lambda doc: mutate(doc, path, value)
+
+
+def _steps(*fns: Callable[[dict], None]) -> Callable[[dict], None]:
+    def apply(doc: dict) -> None:
+        for fn in fns:
+            fn(doc)
+    return apply
+
+
+def _append_param(param: dict) -> Callable[[dict], None]:
+    return lambda doc: doc["spec"]["parameters"].append(param)
+
+
+# (id, mutation of a valid digits_job(), expected problem path, fragment of its message)
+MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
+    ("api-version", _set("apiVersion", "openautoglm.io/v1"), "apiVersion", "openautoglm.io/v1alpha1"),
+    ("kind", _set("kind", "Experiment"), "kind", "TuningJob"),
+    ("name-uppercase", _set("metadata.name", "Digits"), "metadata.name", "lower-case"),
+    ("name-too-long", _set("metadata.name", "d" * 41), "metadata.name", "at most 40"),
+    ("name-missing", _set("metadata.name", DELETE), "metadata.name", "required"),
+    ("spec-missing", _set("spec", DELETE), "spec", "required"),
+    ("objective-no-metric", _set("spec.objective.metric", DELETE), "spec.objective.metric", "required"),
+    ("objective-no-direction", _set("spec.objective.direction", DELETE), "spec.objective.direction", "required"),
+    ("objective-bad-direction", _set("spec.objective.direction", "up"), "spec.objective.direction", "'maximize' or 'minimize'"),
+    ("multi-objective-with-target",
+     _steps(_set("spec.objective", {"metrics": MULTI, "target": 0.9}), _set("spec.earlyStopping", {"pruner": "none"})),
+     "spec.objective.target", "single objective"),
+    ("duplicate-objective-metrics",
+     _steps(_set("spec.objective", [MULTI[0], MULTI[0]]), _set("spec.earlyStopping", {"pruner": "none"})),
+     "spec.objective.metrics", "unique"),
+    ("parallelism-above-max-trials", _set("spec.budget.parallelism", 5), "spec.budget.parallelism", "<= maxTrials (4)"),
+    ("negative-max-failed-trials", _set("spec.budget.maxFailedTrials", -1), "spec.budget.maxFailedTrials", "greater than or equal to 0"),
+    ("max-trials-zero", _set("spec.budget.maxTrials", 0), "spec.budget.maxTrials", "greater than or equal to 1"),
+    ("unknown-sampler", _set("spec.algorithm.sampler", "bayes"), "spec.algorithm.sampler", "unknown sampler 'bayes'"),
+    ("unknown-sampler-setting", _set("spec.algorithm.settings", {"n_startup_trial": 3}),
+     "spec.algorithm.settings.n_startup_trial", "unknown setting of the tpe sampler"),
+    ("sampler-rejects-value", _set("spec.algorithm", {"sampler": "qmc", "settings": {"qmc_type": "lattice"}}),
+     "spec.algorithm.settings", "rejected by the qmc sampler"),
+    ("nsga2-population-too-small", _set("spec.algorithm", {"sampler": "nsga2", "settings": {"population_size": 1}}),
+     "spec.algorithm.settings", "population_size"),
+    ("grid-points-too-few", _set("spec.algorithm", {"sampler": "grid", "settings": {"points": 1}}),
+     "spec.algorithm.settings", "points must be >= 2"),
+    ("single-objective-sampler-with-several",
+     _steps(_set("spec.objective", MULTI), _set("spec.earlyStopping", {"pruner": "none"}),
+            _set("spec.algorithm.sampler", "cmaes")),
+     "spec.algorithm.sampler", "single objective"),
+    ("unknown-pruner", _set("spec.earlyStopping.pruner", "asha"), "spec.earlyStopping.pruner", "unknown pruner 'asha'"),
+    ("unknown-pruner-setting", _set("spec.earlyStopping.settings", {"n_startup": 2}),
+     "spec.earlyStopping.settings.n_startup", "unknown setting of the median pruner"),
+    ("pruner-with-several-objectives", _set("spec.objective", MULTI), "spec.earlyStopping.pruner", "single objective"),
+    ("threshold-without-bounds", _set("spec.earlyStopping", {"pruner": "threshold"}),
+     "spec.earlyStopping.settings", "lower and/or upper"),
+    ("percentile-out-of-range", _set("spec.earlyStopping", {"pruner": "percentile", "settings": {"percentile": 150}}),
+     "spec.earlyStopping.settings", "rejected by the percentile pruner"),
+    ("hyperband-reduction-factor-1",
+     _set("spec.earlyStopping", {"pruner": "hyperband", "settings": {"reduction_factor": 1}}),
+     "spec.earlyStopping.settings", "reduction_factor"),
+    ("float-low-not-below-high", _set("spec.parameters[0].high", 1.0e-3), "spec.parameters[0].high", "greater than low"),
+    ("float-infinite", _set("spec.parameters[0].high", float("inf")), "spec.parameters[0].high", "finite"),
+    ("log-with-zero-low", _set("spec.parameters[0].low", 0.0), "spec.parameters[0].low", "> 0 on a log scale"),
+    ("step-with-log", _set("spec.parameters[0].step", 0.01), "spec.parameters[0].step", "log"),
+    ("step-larger-than-range", _set("spec.parameters[5].step", 2.0), "spec.parameters[5].step", "<= high - low"),
+    ("int-non-integer-bound", _set("spec.parameters[2].low", 16.5), "spec.parameters[2].low", "integer"),
+    ("int-non-integer-step", _set("spec.parameters[2].step", 1.5), "spec.parameters[2].step", "integer"),
+    ("unknown-parameter-type", _set("spec.parameters[0].type", "double"), "spec.parameters[0].type", "'float'"),
+    ("categorical-without-choices", _set("spec.parameters[1].choices", DELETE), "spec.parameters[1].choices", "required"),
+    ("duplicate-choices", _set("spec.parameters[1].choices", [32, 64, 32]), "spec.parameters[1].choices", "unique"),
+    ("fixed-without-value", _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed"}),
+     "spec.parameters[1].value", "required"),
+    ("parameter-name-not-identifier", _set("spec.parameters[0].name", "learning-rate"), "spec.parameters[0].name", "identifier"),
+    ("duplicate-parameter-names", _append_param({"name": "lr", "type": "float", "low": 0.1, "high": 0.2}),
+     "spec.parameters[6].name", "duplicate parameter name 'lr'"),
+    ("no-parameters", _set("spec.parameters", []), "spec.parameters", "at least 1"),
+    ("when-unknown-parameter", _set("spec.parameters[4].when", {"solver": "adam"}),
+     "spec.parameters[4].when.solver", "defined before"),
+    ("when-later-parameter", _set("spec.parameters[2].when", {"optimizer": "adam"}),
+     "spec.parameters[2].when.optimizer", "defined before 'hidden'"),
+    ("when-non-categorical", _set("spec.parameters[4].when", {"lr": 0.1}),
+     "spec.parameters[4].when.lr", "conditions need a categorical one"),
+    ("when-value-not-a-choice", _set("spec.parameters[4].when", {"optimizer": "rmsprop"}),
+     "spec.parameters[4].when.optimizer", "'rmsprop' is not one of optimizer's choices"),
+    ("task-and-command", _set("spec.trial.command", ["python", "train.py"]), "spec.trial.task", "exactly one"),
+    ("neither-task-nor-command", _set("spec.trial.task", DELETE), "spec.trial.task", "exactly one"),
+    ("unknown-task", _set("spec.trial.task", "mnist"), "spec.trial.task", "unknown task 'mnist'"),
+    ("parameter-unknown-to-task", _append_param({"name": "lr_decay", "type": "float", "low": 0.1, "high": 0.9}),
+     "spec.parameters[6].name", "not a hyperparameter of the digits task"),
+    ("epochs-zero", _set("spec.trial.epochs", 0), "spec.trial.epochs", "greater than or equal to 1"),
+    ("workers-zero", _set("spec.trial.workers", 0), "spec.trial.workers", "greater than or equal to 1"),
+    ("workers-65", _set("spec.trial.workers", 65), "spec.trial.workers", "less than or equal to 64"),
+    ("bad-resource-quantity", _set("spec.trial.resources.limits.cpu", "1 core"),
+     "spec.trial.resources.limits.cpu", "Kubernetes quantity"),
+    ("reserved-env-var", _set("spec.trial.env", [{"name": "OPENAUTOGLM_X", "value": "1"}]),
+     "spec.trial.env[0].name", "set by the operator"),
+    ("unknown-spec-field", _set("spec.budjet", {"maxTrials": 8}), "spec.budjet", "unknown field"),
+    ("unknown-nested-field", _set("spec.trial.worker", 2), "spec.trial.worker", "unknown field"),
+    ("prometheus-source-without-query", _set("spec.metrics.source", "prometheus"),
+     "spec.metrics.prometheus", "required when source is prometheus"),
+    ("prometheus-without-url", _steps(_set("spec.metrics.source", "prometheus"), _set("spec.metrics.prometheus", {})),
+     "spec.metrics.prometheus.url", "required"),
+    ("metrics-port-zero", _set("spec.metrics.port", 0), "spec.metrics.port", "greater than or equal to 1"),
+    ("postgres-url-and-secret", _set("spec.storage", {"postgres": {"url": "postgresql://u@db/tune", "secretRef": {"name": "db"}}}),
+     "spec.storage.postgres.url", "exactly one of url or secretRef"),
+    ("journal-and-postgres", _set("spec.storage", {"journal": {}, "postgres": {"url": "postgresql://u@db/tune"}}),
+     "spec.storage.postgres", "choose one storage"),
+    ("warm-start-unknown-parameter", _set("spec.warmStart", [{"params": {"lr": 0.01, "lr_decay": 0.5}}]),
+     "spec.warmStart[0].params.lr_decay", "not a parameter of the search space"),
+]
+
+
+def _problems(doc: Any) -> list[tuple[str, str]]:
+    with pytest.raises(InvalidTuningJob) as info:
+        validate_document(doc)
+    return [(p.path, p.message) for p in info.value.problems]
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_loads(example: Path) -> None:
+    job = load_tuning_job(example)
+    assert job.kind == "TuningJob"
+    assert job.spec.parameters
+
+
+def test_there_are_examples() -> None:
+    assert EXAMPLES, "examples/*.yaml is empty"
+
+
+def test_base_job_is_valid() -> None:
+    job = validate_document(digits_job())
+    assert job.name == "digits-test"
+    assert [p.name for p in job.spec.parameters] == ["lr", "batch_size", "hidden", "optimizer", "beta1", "momentum"]
+
+
+def test_enough_malformed_cases() -> None:
+    assert len(MALFORMED) >= 35
+    assert len({case[0] for case in MALFORMED}) == len(MALFORMED)
+
+
+@pytest.mark.parametrize(("mutation", "path", "fragment"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])
+def test_malformed_job_is_rejected_with_its_path(mutation: Callable[[dict], None], path: str, fragment: str) -> None:
+    doc = digits_job()
+    mutation(doc)
+    problems = _problems(doc)
+    messages = [m for p, m in problems if p == path]
+    assert messages, f"no problem at {path}; got {problems}"
+    assert any(fragment in m for m in messages), f"{fragment!r} not in the messages at {path}: {messages}"
+
+
+@pytest.mark.parametrize("doc", [None, "digits", [digits_job()], 42], ids=["null", "string", "list", "number"])
+def test_non_mapping_document_is_rejected(doc: Any) -> None:
+    problems = _problems(doc)
+    assert problems[0][0] == "(document)"
+    assert "must be a mapping" in problems[0][1]
+
+
+def test_invalid_yaml_file_is_rejected(tmp_path: Path) -> None:
+    f = tmp_path / "broken.yaml"
+    f.write_text("apiVersion: openautoglm.io/v1alpha1\nkind: TuningJob\nspec:\n  objective: {metric: accuracy\n")
+    with pytest.raises(InvalidTuningJob) as info:
+        load_tuning_job(f)
+    assert [p.path for p in info.value.problems] == ["(document)"]
+    assert "not valid YAML" in info.value.problems[0].message
+    assert str(f) in str(info.value)
+
+
+def test_file_with_other_documents_yields_its_tuning_job(tmp_path: Path) -> None:
+    f = tmp_path / "bundle.yaml"
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "corpus"}}
+    f.write_text(yaml.safe_dump_all([other, digits_job(name="bundled")]))
+    assert load_tuning_job(f).name == "bundled"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    doc = digits_job()
+    for path, value in [
+        ("apiVersion", "v1"),
+        ("metadata.name", "Digits_MLP"),
+        ("spec.budget.parallelism", 9),
+        ("spec.parameters[0].high", 1.0e-4),
+        ("spec.trial.workers", 0),
+        ("spec.trial.resources.requests.memory", "lots"),
+        ("spec.budjet", {}),
+    ]:
+        mutate(doc, path, value)
+    paths = {p for p, _ in _problems(doc)}
+    assert {"apiVersion", "metadata.name", "spec.budget.parallelism", "spec.parameters[0].high",
+            "spec.trial.workers", "spec.trial.resources.requests.memory", "spec.budjet"} <= paths
+
+
+def test_several_rule_problems_in_one_parameter_are_all_reported() -> None:
+    doc = mutate(digits_job(), "spec.parameters[2]",
+                 {"name": "hidden", "type": "int", "low": 0.5, "high": 0.25, "log": True, "step": 2})
+    paths = [p for p, _ in _problems(doc)]
+    assert {"spec.parameters[2].low", "spec.parameters[2].high", "spec.parameters[2].step"} <= set(paths)
+
+
+def test_defaults_are_filled() -> None:
+    doc = digits_job()
+    doc["spec"] = {
+        "objective": {"metric": "accuracy", "direction": "maximize"},
+        "parameters": [{"name": "lr", "type": "float", "low": 1.0e-3, "high": 0.1, "log": True}],
+        "trial": {"task": "digits"},
+    }
+    spec = validate_document(doc).spec
+    assert spec.budget.parallelism == 1
+    assert spec.budget.max_trials >= 1
+    assert spec.algorithm.sampler == "tpe"
+    assert spec.early_stopping.pruner == "none"
+    assert spec.trial.workers == 1
+    assert spec.trial.epochs >= 1
+    assert spec.metrics.port == 9090
+    assert spec.metrics.source == "scrape"
+    assert spec.warm_start == []
+
+
+def test_objective_list_is_short_for_several_objectives() -> None:
+    job = validate_document(digits_job(objective=MULTI, earlyStopping={"pruner": "none"}))
+    assert job.spec.objective.is_multi
+    assert [(o.metric, o.direction) for o in job.spec.objective.objectives] == [
+        ("accuracy", "maximize"), ("latency", "minimize")]
+
+
+def test_validated_job_round_trips_through_its_yaml_names() -> None:
+    job = validate_document(digits_job())
+    dumped = job.model_dump(by_alias=True, exclude_none=True)
+    assert "earlyStopping" in dumped["spec"] and "maxTrials" in dumped["spec"]["budget"]
+    assert TuningJob.model_validate(dumped) == job
+
+
+def test_job_is_immutable() -> None:
+    job = validate_document(digits_job())
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        job.spec.budget.max_trials = 100  # type: ignore[misc]
+
+
+# ----------------------------------------------------------------------------- the CLI
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "openautoglm.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+
+
+def test_cli_validate_reports_every_problem_and_exits_2(tmp_path: Path) -> None:
+    doc = digits_job()
+    mutate(doc, "spec.budget.parallelism", 9)
+    mutate(doc, "spec.parameters[0].high", 1.0e-4)
+    mutate(doc, "spec.trial.workers", 65)
+    mutate(doc, "spec.budjet", {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    proc = _cli("validate", str(bad))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    for path in ("spec.budget.parallelism", "spec.parameters[0].high", "spec.trial.workers", "spec.budjet"):
+        assert f"{path}:" in out, out
+    assert str(bad) in out
+
+
+def test_cli_validate_plugin_problem_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad-sampler.yaml"
+    bad.write_text(yaml.safe_dump(digits_job(algorithm={"sampler": "bayes"})))
+    proc = _cli("validate", str(bad))
+    assert proc.returncode == 2
+    assert "spec.algorithm.sampler: unknown sampler 'bayes'" in proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(not EXAMPLES, reason="no examples")
+def test_cli_validate_accepts_the_examples() -> None:
+    proc = _cli("validate", *map(str, EXAMPLES))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "is valid" in proc.stdout
