@@ -50,7 +50,8 @@ HOROVOD_ENV: Final = (
 WORKER_HOSTS: Final = "OPENAUTOGLM_WORKER_HOSTS"  #: comma-separated HOROVOD_HOSTNAME of every rank
 
 # --- runtime knobs added by the trial runtime (all optional) ------------------------------
-CACHE_DIR: Final = "OPENAUTOGLM_CACHE_DIR"          #: cache of trained tokenizers (default ~/.cache/openautoglm)
+#: cache of trained tokenizers (default ~/.cache/openautoglm)
+CACHE_DIR: Final = "OPENAUTOGLM_CACHE_DIR"
 TORCH_THREADS: Final = "OPENAUTOGLM_TORCH_THREADS"  #: torch intra-op threads per worker (default 1)
 #: test/debug hook: each rank saves its initial and final flattened parameters (.npz) here;
 #: ``{rank}`` in the path is replaced by the worker's rank.
@@ -59,7 +60,8 @@ SAVE_PARAMS_TO: Final = "OPENAUTOGLM_SAVE_PARAMS_TO"
 STALL_SECONDS: Final = "OPENAUTOGLM_STALL_SECONDS"
 #: seconds a worker waits for the other ranks at the rendezvous before failing (default 600)
 RENDEZVOUS_TIMEOUT: Final = "OPENAUTOGLM_RENDEZVOUS_TIMEOUT"
-HOROVOD_GLOO_IFACE: Final = "HOROVOD_GLOO_IFACE"    #: network interface Gloo binds ("lo" locally, optional)
+#: network interface Gloo binds ("lo" locally; optional)
+HOROVOD_GLOO_IFACE: Final = "HOROVOD_GLOO_IFACE"
 DEFAULT_EPOCHS: Final = 10
 DEFAULT_MAX_GRAD_NORM: Final = 1e4
 

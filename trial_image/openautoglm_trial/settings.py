@@ -1,0 +1,292 @@
+"""One settings object read from the worker's environment (names from :mod:`.contract`)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import contract
+from .errors import SettingsError
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("maximize", "minimize")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective metric and the direction in which it improves."""
+
+    #: metric name as the task reports it (``accuracy``, ``loss`` ...)
+    metric: str
+    #: ``maximize`` or ``minimize``
+    direction: str
+
+    def better(self, value: float, than: float, min_delta: float = 0.0) -> bool:
+        """Whether ``value`` improves on ``than`` by more than ``min_delta``."""
+        if self.direction == "maximize":
+            return value > than + min_delta
+        return value < than - min_delta
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """In-trial early stopping, from ``OPENAUTOGLM_TRIAL_STOPPING``."""
+
+    #: a gradient norm above this ends the trial as diverged; None disables the check
+    max_grad_norm: float | None = contract.DEFAULT_MAX_GRAD_NORM
+    #: epochs without improvement of the first objective before stopping; None disables
+    patience: int | None = None
+    #: an improvement must exceed this to reset the patience counter
+    min_delta: float = 0.0
+    #: False turns off both divergence checks (NaN/inf loss and gradient norm)
+    divergence_check: bool = True
+
+
+@dataclass(frozen=True)
+class HorovodPlacement:
+    """Where this worker sits in the Horovod job: what horovodrun would have set."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+    cross_rank: int = 0
+    cross_size: int = 1
+    hostname: str = "localhost"
+    #: None: no launcher gave a rendezvous, run as a single standalone process
+    rendezvous_addr: str | None = None
+    rendezvous_port: int = contract.DEFAULT_RENDEZVOUS_PORT
+    #: HOROVOD_HOSTNAME of every rank in rank order; rank 0 builds the host plan from it
+    worker_hosts: tuple[str, ...] = ()
+
+    @property
+    def standalone(self) -> bool:
+        """True when the worker runs alone without a launcher-provided rendezvous."""
+        return self.rendezvous_addr is None
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """Everything a trial worker is told, parsed and checked once at start-up."""
+
+    task: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    task_settings: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int = contract.DEFAULT_EPOCHS
+    seed: int = 0
+    #: None: use the task's default objective
+    objectives: tuple[Objective, ...] | None = None
+    stopping: Stopping = Stopping()
+    job: str = ""
+    trial: int | None = None
+    trial_name: str = ""
+    #: None when unset: the HTTP server binds 0.0.0.0, the rendezvous its own address
+    bind_address: str | None = None
+    metrics_port: int = contract.DEFAULT_METRICS_PORT
+    termination_log: Path = Path(contract.DEFAULT_TERMINATION_LOG)
+    horovod: HorovodPlacement = HorovodPlacement()
+    torch_threads: int = 1
+    cache_dir: Path = Path("~/.cache/openautoglm").expanduser()
+    save_params_to: str | None = None
+    stall_seconds: float = 300.0
+    rendezvous_timeout: float = 600.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "TrialSettings":
+        """Read and validate the settings.
+
+        Args:
+            env: the process environment (or any mapping in tests).
+
+        Returns:
+            The settings.
+
+        Raises:
+            SettingsError: a variable is missing or malformed; the message names it.
+        """
+        task = env.get(contract.TASK, "").strip()
+        if not task:
+            raise SettingsError(f"{contract.TASK} is not set (the built-in task to run)")
+        params = _json_env(env, contract.PARAMS, {}, dict)
+        task_settings = _json_env(env, contract.TASK_SETTINGS, {}, dict)
+        epochs = _int_env(env, contract.EPOCHS, contract.DEFAULT_EPOCHS, minimum=1)
+        return cls(
+            task=task,
+            params=params,
+            task_settings=task_settings,
+            epochs=epochs,
+            seed=_int_env(env, contract.SEED, 0),
+            objectives=_objectives(env),
+            stopping=_stopping(env),
+            job=env.get(contract.JOB, ""),
+            trial=_int_env(env, contract.TRIAL, None),
+            trial_name=env.get(contract.TRIAL_NAME, ""),
+            bind_address=env.get(contract.BIND_ADDRESS) or None,
+            metrics_port=_int_env(env, contract.METRICS_PORT, contract.DEFAULT_METRICS_PORT,
+                                  minimum=0),
+            termination_log=termination_log_path(env),
+            horovod=_placement(env),
+            torch_threads=_int_env(env, contract.TORCH_THREADS, 1, minimum=1),
+            cache_dir=Path(env.get(contract.CACHE_DIR) or "~/.cache/openautoglm").expanduser(),
+            save_params_to=env.get(contract.SAVE_PARAMS_TO) or None,
+            stall_seconds=_float_env(env, contract.STALL_SECONDS, 300.0),
+            rendezvous_timeout=_float_env(env, contract.RENDEZVOUS_TIMEOUT, 600.0),
+        )
+
+
+def termination_log_path(env: Mapping[str, str] = os.environ) -> Path:
+    """Path of the termination message; read on its own so even bad settings can be reported."""
+    return Path(env.get(contract.TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG)
+
+
+def rank_hint(env: Mapping[str, str] = os.environ) -> int:
+    """This worker's rank, best effort, for reporting errors found before settings parse."""
+    try:
+        return int(env.get("HOROVOD_RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _json_env(env: Mapping[str, str], name: str, default: Any,
+              kind: type | tuple[type, ...]) -> Any:
+    try:
+        value = contract.decode_json_env(env, name, default)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, kind):
+        expected = kind[0] if isinstance(kind, tuple) else kind
+        raise SettingsError(f"{name} must be a JSON {expected.__name__}, "
+                            f"got {type(value).__name__}")
+    return value
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int | None,
+             minimum: int | None = None) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _objectives(env: Mapping[str, str]) -> tuple[Objective, ...] | None:
+    raw = _json_env(env, contract.OBJECTIVE_METRICS, None, (list, type(None)))
+    if not raw:
+        return None
+    objectives = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("metric"), str):
+            raise SettingsError(
+                f"{contract.OBJECTIVE_METRICS} entries must be {{\"metric\", \"direction\"}} "
+                f"objects, got {item!r}")
+        direction = item.get("direction", "maximize")
+        if direction not in DIRECTIONS:
+            raise SettingsError(f"{contract.OBJECTIVE_METRICS}: direction of {item['metric']!r} "
+                                f"must be maximize or minimize, got {direction!r}")
+        objectives.append(Objective(item["metric"], direction))
+    return tuple(objectives)
+
+
+def _stopping(env: Mapping[str, str]) -> Stopping:
+    raw = _json_env(env, contract.TRIAL_STOPPING, {}, (dict, type(None))) or {}
+    known = {"maxGradNorm", "patience", "minDelta", "divergenceCheck"}
+    # The operator may grow new keys before this runtime knows them: warn, don't fail.
+    for key in sorted(set(raw) - known):
+        log.warning("ignoring unknown %s key %r", contract.TRIAL_STOPPING, key)
+    max_grad_norm = raw.get("maxGradNorm", contract.DEFAULT_MAX_GRAD_NORM)
+    patience = raw.get("patience")
+    min_delta = raw.get("minDelta", 0.0)
+    divergence_check = raw.get("divergenceCheck", True)
+    if max_grad_norm is not None and (not _is_number(max_grad_norm) or not max_grad_norm > 0):
+        raise SettingsError(f"{contract.TRIAL_STOPPING}.maxGradNorm must be a positive number "
+                            f"or null, got {max_grad_norm!r}")
+    if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool)
+                                 or patience < 1):
+        raise SettingsError(f"{contract.TRIAL_STOPPING}.patience must be an integer >= 1 or "
+                            f"null, got {patience!r}")
+    if not _is_number(min_delta) or min_delta < 0:
+        raise SettingsError(f"{contract.TRIAL_STOPPING}.minDelta must be a number >= 0, "
+                            f"got {min_delta!r}")
+    if not isinstance(divergence_check, bool):
+        raise SettingsError(f"{contract.TRIAL_STOPPING}.divergenceCheck must be true or false, "
+                            f"got {divergence_check!r}")
+    return Stopping(
+        max_grad_norm=None if max_grad_norm is None else float(max_grad_norm),
+        patience=patience,
+        min_delta=float(min_delta),
+        divergence_check=divergence_check,
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _placement(env: Mapping[str, str]) -> HorovodPlacement:
+    addr = env.get("HOROVOD_GLOO_RENDEZVOUS_ADDR") or None
+    size = _int_env(env, "HOROVOD_SIZE", 1, minimum=1)
+    rank = _int_env(env, "HOROVOD_RANK", 0, minimum=0)
+    if addr is None:
+        if size != 1:
+            raise SettingsError("HOROVOD_SIZE > 1 needs HOROVOD_GLOO_RENDEZVOUS_ADDR/PORT")
+        return HorovodPlacement()
+    if rank >= size:
+        raise SettingsError(f"HOROVOD_RANK {rank} is not below HOROVOD_SIZE {size}")
+    hostname = env.get("HOROVOD_HOSTNAME") or "localhost"
+    hosts = tuple(h.strip() for h in env.get(contract.WORKER_HOSTS, "").split(",") if h.strip())
+    if not hosts and size == 1:
+        hosts = (hostname,)
+    if rank == 0 and len(hosts) != size:
+        raise SettingsError(f"{contract.WORKER_HOSTS} must list the HOROVOD_HOSTNAME of all "
+                            f"{size} ranks in rank order, got {len(hosts)}: {','.join(hosts)!r}")
+    if hosts and len(hosts) == size and hosts[rank] != hostname:
+        raise SettingsError(f"HOROVOD_HOSTNAME {hostname!r} of rank {rank} differs from entry "
+                            f"{rank} of {contract.WORKER_HOSTS} ({hosts[rank]!r})")
+    if len(set(hosts)) != len(hosts):
+        raise SettingsError(f"{contract.WORKER_HOSTS} has duplicates: every worker is its own "
+                            f"host with one slot")
+    placement = HorovodPlacement(
+        rank=rank,
+        size=size,
+        local_rank=_int_env(env, "HOROVOD_LOCAL_RANK", 0),
+        local_size=_int_env(env, "HOROVOD_LOCAL_SIZE", 1),
+        cross_rank=_int_env(env, "HOROVOD_CROSS_RANK", rank),
+        cross_size=_int_env(env, "HOROVOD_CROSS_SIZE", size),
+        hostname=hostname,
+        rendezvous_addr=addr,
+        rendezvous_port=_int_env(env, "HOROVOD_GLOO_RENDEZVOUS_PORT",
+                                 contract.DEFAULT_RENDEZVOUS_PORT, minimum=1),
+        worker_hosts=hosts,
+    )
+    expected = (0, 1, rank, size)
+    actual = (placement.local_rank, placement.local_size, placement.cross_rank,
+              placement.cross_size)
+    if actual != expected:
+        raise SettingsError(
+            "each worker is its own host with one slot: expected HOROVOD_LOCAL_RANK=0, "
+            f"LOCAL_SIZE=1, CROSS_RANK={rank}, CROSS_SIZE={size}, got {actual}")
+    return placement

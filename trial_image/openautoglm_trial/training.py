@@ -1,0 +1,197 @@
+"""The distributed training loop shared by every task.
+
+Horovod keeps the workers in lockstep: each step every rank allreduces its loss and its
+gradients, so the loss and gradient norm the watch judges are identical everywhere and all
+ranks stop at the same step. Evaluation sums are allreduced too, so every rank reports the
+same metrics.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from . import contract
+from .server import Health, TrialMetrics
+from .settings import Objective, TrialSettings
+from .tasks import Task
+from .watch import DivergenceWatch, Patience
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """How training ended and what it measured."""
+
+    status: str = contract.STATUS_COMPLETED
+    reason: str | None = None
+    #: metrics of the last completed epoch
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epochs: int = 0
+    steps: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class _ShardRecord:
+    """Which training samples this rank saw: proof that the ranks trained on different shards."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._digest = hashlib.sha256()
+
+    def add(self, indices: list[int]) -> None:
+        self.count += len(indices)
+        self._digest.update(np.asarray(indices, dtype=np.int64).tobytes())
+
+    def info(self) -> dict[str, Any]:
+        return {"samples_seen": self.count, "samples_digest": self._digest.hexdigest()[:16]}
+
+
+def train(task: Task, settings: TrialSettings, hvd: Any, objectives: tuple[Objective, ...],
+          metrics: TrialMetrics, health: Health,
+          on_epoch: Callable[[Outcome], None] = lambda outcome: None) -> Outcome:
+    """Train a task for up to ``settings.epochs`` epochs on this Horovod worker.
+
+    Args:
+        task: the task, with its data loaded.
+        settings: the trial settings (epochs, seed, stopping, save_params_to).
+        hvd: the initialised ``horovod.torch`` module.
+        objectives: objective metrics; patience watches the first one.
+        metrics: gauges to update.
+        health: heartbeat of the loop.
+        on_epoch: called with the outcome so far after each epoch.
+
+    Returns:
+        The outcome: completed (all epochs or patience), or stopped (diverged).
+    """
+    rank, size = hvd.rank(), hvd.size()
+    # Same seed everywhere for the model: identical initial weights even before the broadcast.
+    torch.manual_seed(settings.seed)
+    model = task.build_model()
+    optimizer = hvd.DistributedOptimizer(task.build_optimizer(model),
+                                         named_parameters=model.named_parameters())
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+    # Per-rank seed from here on: dropout masks differ between workers, as with separate GPUs.
+    torch.manual_seed(settings.seed + 1 + rank)
+    initial = _flat_parameters(model) if settings.save_params_to else None
+
+    sampler = DistributedSampler(task.train_dataset, num_replicas=size, rank=rank, shuffle=True,
+                                 seed=settings.seed)
+    loader = DataLoader(task.train_dataset, batch_size=task.batch_size, sampler=sampler)
+    steps_per_epoch = len(loader) if task.steps_per_epoch is None else min(
+        len(loader), task.steps_per_epoch)
+    scheduler = task.build_scheduler(optimizer, steps_per_epoch * settings.epochs)
+    val_loader = DataLoader(Subset(task.val_dataset, range(rank, len(task.val_dataset), size)),
+                            batch_size=task.eval_batch_size)
+
+    watch = DivergenceWatch(settings.stopping)
+    patience = Patience(objectives[0], settings.stopping.patience, settings.stopping.min_delta)
+    shard = _ShardRecord()
+    outcome = Outcome()
+    log.info("training %s: %d epoch(s) of %d step(s), batch %d per worker, %d worker(s)",
+             settings.task, settings.epochs, steps_per_epoch, task.batch_size, size)
+    health.start_training()
+    for epoch in range(1, settings.epochs + 1):
+        started = time.monotonic()
+        sampler.set_epoch(epoch)
+        model.train()
+        losses: list[float] = []
+        for batch in _take(loader, steps_per_epoch):
+            health.beat()
+            step = outcome.steps + 1
+            optimizer.zero_grad()
+            loss = task.training_loss(model, batch)
+            # Average the loss in the same Horovod cycles as the gradients (one round trip
+            # fewer per step) and decide on averages, so every rank stops at the same step.
+            loss_handle = hvd.allreduce_async(loss.detach(), name="openautoglm.train_loss")
+            loss.backward()
+            # Finish the gradient allreduce now to judge the averaged gradient before stepping.
+            optimizer.synchronize()
+            mean_loss = hvd.synchronize(loss_handle).item()
+            grad_norm = _grad_norm(model)
+            outcome.reason = (watch.check_loss(mean_loss, epoch, step)
+                              or watch.check_grad_norm(grad_norm, epoch, step))
+            if outcome.reason is not None:
+                outcome.status = contract.STATUS_STOPPED
+                break
+            with optimizer.skip_synchronize():
+                optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            outcome.steps = step
+            losses.append(mean_loss)
+            metrics.report_step(step, optimizer.param_groups[0]["lr"], grad_norm, mean_loss)
+        shard.add(list(sampler)[:len(losses) * task.batch_size])
+        if outcome.status == contract.STATUS_STOPPED:
+            log.warning("%s", outcome.reason)
+            break
+
+        epoch_metrics = _evaluate(task, model, val_loader, hvd, health)
+        epoch_metrics["train_loss"] = float(np.mean(losses)) if losses else math.nan
+        outcome.epochs = epoch
+        outcome.metrics = epoch_metrics
+        for name, value in epoch_metrics.items():
+            outcome.history.setdefault(name, []).append(value)
+        metrics.report_epoch(epoch, epoch_metrics)
+        log.info("epoch %d/%d (%.2fs): %s", epoch, settings.epochs, time.monotonic() - started,
+                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(epoch_metrics.items())))
+        outcome.info = {**task.info(), **shard.info()}
+        on_epoch(outcome)
+        reason = patience.update(epoch_metrics.get(objectives[0].metric, math.nan))
+        if reason is not None:
+            outcome.reason = reason
+            log.info("%s", reason)
+            break
+    health.stop_training()
+    outcome.info = {**task.info(), **shard.info()}
+    if settings.save_params_to:
+        _save_parameters(settings.save_params_to.replace("{rank}", str(rank)), initial,
+                         _flat_parameters(model))
+    return outcome
+
+
+def _take(loader: DataLoader, steps: int):
+    for index, batch in enumerate(loader):
+        if index >= steps:
+            return
+        yield batch
+
+
+def _grad_norm(model: torch.nn.Module) -> float:
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return torch.stack(norms).norm().item() if norms else 0.0
+
+
+@torch.no_grad()
+def _evaluate(task: Task, model: torch.nn.Module, loader: DataLoader, hvd: Any,
+              health: Health) -> dict[str, float]:
+    model.eval()
+    totals = dict.fromkeys(task.sum_keys, 0.0)
+    for batch in loader:
+        health.beat()
+        for key, value in task.evaluation_sums(model, batch).items():
+            totals[key] += float(value)
+    # One allreduce of a fixed-order vector: exact global sums, identical on every rank.
+    vector = torch.tensor([totals[key] for key in task.sum_keys], dtype=torch.float64)
+    summed = hvd.allreduce(vector, op=hvd.Sum, name="openautoglm.eval_sums")
+    return task.metrics_from_sums(dict(zip(task.sum_keys, summed.tolist(), strict=True)))
+
+
+def _flat_parameters(model: torch.nn.Module) -> np.ndarray:
+    return torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy().copy()
+
+
+def _save_parameters(path: str, initial: np.ndarray | None, final: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, initial=initial if initial is not None else np.array([]), final=final)
+    log.info("saved initial and final parameters to %s", path)
