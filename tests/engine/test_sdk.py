@@ -26,7 +26,7 @@ def test_autotrainer_tunes_digits_and_returns_best(tmp_path):
 def test_autotrainer_text_lm_from_a_local_checkpoint_and_corpus(tmp_path):
     transformers = pytest.importorskip("transformers")
     ckpt = tmp_path / "ckpt"
-    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=2000,
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=600,
                                                          n_positions=64)).save_pretrained(ckpt)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"the trial number {i} trains a tiny language model on local text." for i in range(400)))

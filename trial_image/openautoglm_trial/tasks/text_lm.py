@@ -6,6 +6,8 @@ directory's own), and the default corpus is the docstrings of standard-library m
 """
 from __future__ import annotations
 
+import json
+
 import os
 
 # Set before transformers/huggingface_hub are imported: they read these once at import time.
@@ -88,8 +90,11 @@ class TextLMTask(Task):
         if self.model_dir is not None and _has_tokenizer(self.model_dir):
             tokens = _pretrained_tokens(self.model_dir, documents)
         else:
-            tokens = _trained_tokens(documents, int(self.settings["vocab_size"]),
-                                     self.context.cache_dir)
+            vocab_size = int(self.settings["vocab_size"])
+            if self.model_dir is not None:
+                # A checkpoint without its tokenizer: train one that fits its embeddings.
+                vocab_size = min(vocab_size, _checkpoint_vocab_size(self.model_dir) or vocab_size)
+            tokens = _trained_tokens(documents, vocab_size, self.context.cache_dir)
         self._tokens = tokens
         block = self.block_size
         count = len(tokens.ids) // block
@@ -306,3 +311,11 @@ def _join(encoded: list[list[int]], eos: int) -> np.ndarray:
         stream.extend(ids)
         stream.append(eos)
     return np.asarray(stream, dtype=np.int32)
+
+
+def _checkpoint_vocab_size(model_dir: Path) -> int | None:
+    """The vocabulary size in a checkpoint's config.json, without loading the model."""
+    try:
+        return int(json.loads((Path(model_dir) / "config.json").read_text())["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
