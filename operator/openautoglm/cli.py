@@ -104,6 +104,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return worst
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    from openautoglm.k8s import operator
+
+    operator.run(namespaces=args.namespace or None)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="openautoglm", description="Hyperparameter tuning of distributed training.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -120,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check TuningJob files; report every problem with its field path")
     v.add_argument("files", nargs="+")
     v.set_defaults(func=cmd_validate)
+
+    o = sub.add_parser("operator", help="run the Kubernetes operator (in-cluster or with your kubeconfig)")
+    o.add_argument("--namespace", action="append", help="watch only this namespace (repeatable; default: all)")
+    o.set_defaults(func=cmd_operator)
     return p
 
 

@@ -18,6 +18,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import time
 from typing import Any, Final
 
 import optuna
@@ -57,6 +58,8 @@ class Event:
 class Outcome:
     status: JobStatus
     events: list[Event]
+    #: Seconds spent in Optuna calls during the pass, by operation ("ask", "tell", "report").
+    latencies: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 def _objective_value(job: TuningJob, result: dict[str, Any]) -> list[float] | None:
@@ -82,10 +85,19 @@ class Reconciler:
         self.study = study
         self.backend = backend
         self.metrics = metrics
+        self._latencies: dict[str, list[float]] = {}
+
+    def _timed(self, op: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._latencies.setdefault(op, []).append(time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ the step
     def reconcile(self, elapsed: float, now: dt.datetime | None = None) -> Outcome:
         now = now or dt.datetime.now()
+        self._latencies = {}
         events: list[Event] = []
         spec = self.job.spec
         observed = self.backend.observe()
@@ -115,7 +127,7 @@ class Reconciler:
         status = build_status(self.job, trials, elapsed=elapsed, phase=self.study.user_attrs.get(ATTR_PHASE),
                               reason=self.study.user_attrs.get(ATTR_REASON),
                               message=self.study.user_attrs.get(ATTR_MESSAGE))
-        return Outcome(status, events)
+        return Outcome(status, events, self._latencies)
 
     # ------------------------------------------------------------------ running trials
     def _drive_running(self, t: FrozenTrial, obs: TrialObservation | None, events: list[Event], now: dt.datetime) -> None:
@@ -155,8 +167,8 @@ class Reconciler:
         if reading is None or metric not in reading.values or reading.epoch in t.intermediate_values:
             return
         trial = optuna.trial.Trial(self.study, t._trial_id)
-        trial.report(reading.values[metric], reading.epoch)
-        if trial.should_prune():
+        self._timed("report", trial.report, reading.values[metric], reading.epoch)
+        if self._timed("prune", trial.should_prune):
             why = (f"pruned by {self.job.spec.early_stopping.pruner} at epoch {reading.epoch} "
                    f"({metric}={_fmt(reading.values[metric])})")
             # Stop every rank together: a rank left alone would block in its next allreduce.
@@ -185,7 +197,8 @@ class Reconciler:
             else:
                 if result.get("reason"):
                     storage.set_trial_user_attr(t._trial_id, ATTR_STOP_REASON, result["reason"])
-                self.study.tell(t.number, values if len(values) > 1 else values[0], skip_if_finished=True)
+                self._timed("tell", self.study.tell, t.number, values if len(values) > 1 else values[0],
+                            skip_if_finished=True)
                 events.append(Event("TrialCompleted", f"trial {t.number} completed: {_fmt(values)}", t.number))
         self.backend.release(t.number)
 
@@ -206,7 +219,7 @@ class Reconciler:
               event_reason: str | None = None, warning: bool = False) -> None:
         attr = ATTR_FAIL_REASON if state == TrialState.FAIL else ATTR_STOP_REASON
         self.study._storage.set_trial_user_attr(t._trial_id, attr, reason)
-        self.study.tell(t.number, state=state, skip_if_finished=True)
+        self._timed("tell", self.study.tell, t.number, state=state, skip_if_finished=True)
         kind = event_reason or {TrialState.FAIL: "TrialFailed", TrialState.PRUNED: "TrialPruned"}[state]
         events.append(Event(kind, f"trial {t.number}: {reason}", t.number, warning=warning or state == TrialState.FAIL))
 
@@ -264,8 +277,10 @@ class Reconciler:
         running = sum(t.state == TrialState.RUNNING for t in trials)
         started = sum(t.state != TrialState.WAITING for t in trials)  # finished + running
         while running < b.parallelism and started < self._max_trials():
+            t0 = time.perf_counter()
             trial = self.study.ask()
-            sampled = space.suggest(trial, self.job.spec)
+            sampled = space.suggest(trial, self.job.spec)  # sampling happens here (define-by-run)
+            self._latencies.setdefault("ask", []).append(time.perf_counter() - t0)
             params = space.trial_params(self.job.spec, sampled)
             trial.set_user_attr(ATTR_PARAMS, params)
             self.backend.launch(trial.number, params)

@@ -21,6 +21,17 @@ class Settings:
     local_tick_seconds: float = dataclasses.field(default_factory=lambda: float(_env("LOCAL_TICK_SECONDS", "0.5")))
     #: Seconds between two writes of the elapsed time to the study.
     elapsed_save_seconds: float = dataclasses.field(default_factory=lambda: float(_env("ELAPSED_SAVE_SECONDS", "10")))
+    #: Operator: directory (a PersistentVolume) holding one journal file per TuningJob.
+    study_dir: str = dataclasses.field(default_factory=lambda: _env("STUDY_DIR", "/var/lib/openautoglm/studies"))
+    #: Operator: port of /healthz (kopf's liveness endpoint).
+    operator_health_port: int = dataclasses.field(default_factory=lambda: int(_env("OPERATOR_HEALTH_PORT", "8080")))
+    #: Operator: port of its own Prometheus /metrics (0 disables).
+    operator_metrics_port: int = dataclasses.field(default_factory=lambda: int(_env("OPERATOR_METRICS_PORT", "8000")))
+    #: Operator: most TuningJobs driven at once (each job's loop holds a worker thread).
+    operator_max_jobs: int = dataclasses.field(default_factory=lambda: int(_env("OPERATOR_MAX_JOBS", "64")))
+    #: Operator: upper bound of seconds between two passes of a job (spec.metrics.intervalSeconds is used if lower).
+    operator_max_interval_seconds: float = dataclasses.field(
+        default_factory=lambda: float(_env("OPERATOR_MAX_INTERVAL_SECONDS", "10")))
     #: Log level of the engine and operator.
     log_level: str = dataclasses.field(default_factory=lambda: _env("LOG_LEVEL", "WARNING"))
 

@@ -1,0 +1,82 @@
+"""KubernetesBackend: a trial is one pod per Horovod rank plus a headless Service.
+
+Names are deterministic (``<job>-t<N>-w<rank>``, Service ``<job>-t<N>``), so launching
+again after an operator restart finds what exists (409) and creates only what is missing.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from openautoglm.backends.base import FAILED, PENDING, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
+from openautoglm.k8s.api import Api
+from openautoglm.k8s.builders import LABEL_JOB, LABEL_RANK, LABEL_TRIAL, build_trial_service, build_worker_pod
+from openautoglm.spec import TuningJob
+from openautoglm.worker import trial_name, worker_name
+
+log = logging.getLogger(__name__)
+
+_PHASES = {"Pending": PENDING, "Running": RUNNING, "Succeeded": SUCCEEDED, "Failed": FAILED}
+
+
+def observe_pod(pod: dict[str, Any], port: int) -> WorkerObservation:
+    """What a worker pod says about its rank: phase, endpoint, exit code, termination message."""
+    labels = pod["metadata"].get("labels") or {}
+    status = pod.get("status") or {}
+    phase = _PHASES.get(status.get("phase", "Pending"), PENDING)
+    ip = status.get("podIP")
+    terminated = None
+    for cs in status.get("containerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated") or terminated
+    exit_code = terminated.get("exitCode") if terminated else None
+    message = terminated.get("message") if terminated else None
+    reason = None
+    if phase == FAILED and not message:
+        reason = (terminated or {}).get("reason") or status.get("reason") or status.get("message")
+    if pod["metadata"].get("deletionTimestamp") and phase in (PENDING, RUNNING):
+        phase = FAILED
+        reason = "pod deleted"
+    return WorkerObservation(int(labels.get(LABEL_RANK, 0)), phase, f"{ip}:{port}" if ip else None, exit_code,
+                             message, reason)
+
+
+class KubernetesBackend:
+    def __init__(self, job: TuningJob, job_body: dict[str, Any], api: Api, namespace: str):
+        self.job = job
+        self.body = job_body
+        self.api = api
+        self.namespace = namespace
+
+    def observe(self) -> dict[int, TrialObservation]:
+        pods = self.api.list_pods(self.namespace, {LABEL_JOB: self.job.name})
+        by_trial: dict[int, list[WorkerObservation]] = {}
+        for pod in pods:
+            number = (pod["metadata"].get("labels") or {}).get(LABEL_TRIAL, "")
+            if number.isdigit():
+                by_trial.setdefault(int(number), []).append(observe_pod(pod, self.job.spec.metrics.port))
+        size = self.job.spec.trial.workers
+        return {n: TrialObservation(n, sorted(ws, key=lambda w: w.rank), size) for n, ws in by_trial.items()}
+
+    def launch(self, number: int, params: dict[str, Any]) -> None:
+        self.api.ensure_service(build_trial_service(self.job, self.body, number, self.namespace))
+        for rank in range(self.job.spec.trial.workers):
+            self.api.ensure_pod(build_worker_pod(self.job, self.body, number, rank, params, self.namespace))
+
+    def stop(self, number: int, reason: str) -> None:
+        log.info("stopping trial %s: %s", trial_name(self.job.name, number), reason)
+        for rank in range(self.job.spec.trial.workers):
+            self.api.delete_pod(self.namespace, worker_name(self.job.name, number, rank))
+
+    def release(self, number: int) -> None:
+        self.stop(number, "released")
+        self.api.delete_service(self.namespace, trial_name(self.job.name, number))
+
+    def close(self) -> None:
+        pass
+
+    def delete_all(self) -> None:
+        """Remove every pod and Service of the job (the TuningJob is being deleted)."""
+        for pod in self.api.list_pods(self.namespace, {LABEL_JOB: self.job.name}):
+            self.api.delete_pod(self.namespace, pod["metadata"]["name"])
+        for svc in self.api.list_services(self.namespace, {LABEL_JOB: self.job.name}):
+            self.api.delete_service(self.namespace, svc["metadata"]["name"])
