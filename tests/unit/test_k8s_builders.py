@@ -1,0 +1,106 @@
+"""Pure manifest builders: valid Kubernetes objects that meet the restricted Pod Security Standard."""
+import datetime as dt
+import json
+
+import kubernetes_validate
+import pytest
+
+from openautoglm.k8s import builders
+from openautoglm.status import JobStatus
+from openautoglm.validation import validate_document
+
+from helpers import digits_job
+
+K8S_VERSION = "1.33"
+BODY = {"apiVersion": "openautoglm.io/v1alpha1", "kind": "TuningJob",
+        "metadata": {"name": "digits-test", "namespace": "ml", "uid": "0f4c-uid"}}
+
+
+def job(workers):
+    doc = digits_job()
+    doc["spec"]["trial"]["workers"] = workers
+    doc["spec"]["parameters"].append({"name": "tag", "type": "categorical", "choices": ["$(touch /tmp/pwned)", "; rm -rf ~"]})
+    return validate_document(doc)
+
+
+def assert_restricted(pod):
+    """The rules of the "restricted" Pod Security Standard (v1.33)."""
+    spec = pod["spec"]
+    assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
+    assert all("hostPath" not in v for v in spec.get("volumes", []))
+    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                       "projected", "secret"}
+    for v in spec.get("volumes", []):
+        assert set(v) - {"name"} <= allowed_volumes
+    pod_sc = spec.get("securityContext", {})
+    for c in spec["containers"] + spec.get("initContainers", []):
+        sc = c.get("securityContext", {})
+        assert sc.get("privileged") in (None, False)
+        assert sc.get("allowPrivilegeEscalation") is False
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"]
+        assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}
+        assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True
+        assert sc.get("runAsUser", pod_sc.get("runAsUser", 1)) != 0
+        seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+        assert seccomp in ("RuntimeDefault", "Localhost")
+        assert all("hostPort" not in p for p in c.get("ports", []))
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_worker_pods_are_valid_restricted_and_wired_for_horovod(workers):
+    j = job(workers)
+    params = {"lr": 0.01, "tag": "$(touch /tmp/pwned)"}
+    pods = [builders.build_worker_pod(j, BODY, 7, r, params, "ml") for r in range(workers)]
+    svc = builders.build_trial_service(j, BODY, 7, "ml")
+    for obj in pods + [svc]:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    for rank, pod in enumerate(pods):
+        assert_restricted(pod)
+        meta, spec = pod["metadata"], pod["spec"]
+        assert meta["name"] == f"digits-test-t7-w{rank}"
+        assert meta["labels"]["openautoglm.io/job"] == "digits-test" and meta["labels"]["openautoglm.io/trial"] == "7"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "openautoglm-operator"
+        assert meta["ownerReferences"][0]["uid"] == "0f4c-uid" and meta["ownerReferences"][0]["controller"]
+        assert spec["restartPolicy"] == "Never" and spec["subdomain"] == svc["metadata"]["name"]
+        c = spec["containers"][0]
+        env = {e["name"]: e for e in c["env"]}
+        # parameters are data: an env value holding JSON, exec-form command, no shell anywhere
+        assert json.loads(env["OPENAUTOGLM_TRIAL_PARAMS"]["value"]) == params
+        assert c["command"] == ["python", "-m", "openautoglm_trial"] and "args" not in c
+        assert not any(part in ("sh", "bash", "/bin/sh", "-c") for part in c["command"])
+        assert env["HOROVOD_RANK"]["value"] == str(rank) and env["HOROVOD_SIZE"]["value"] == str(workers)
+        assert env["HOROVOD_GLOO_RENDEZVOUS_ADDR"]["value"] == "digits-test-t7-w0.digits-test-t7.ml.svc"
+        assert env["OPENAUTOGLM_BIND_ADDRESS"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["resources"] == j.spec.trial.resources.model_dump() and c["resources"]["limits"]["memory"]
+        assert c["terminationMessagePath"] == "/dev/termination-log"
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
+    assert svc["spec"]["selector"] == {"openautoglm.io/job": "digits-test", "openautoglm.io/trial": "7"}
+
+
+def _status(n_trials):
+    recent = [{"number": i, "state": "Completed", "params": {"lr": 0.1, "hidden": 64}, "value": 0.9} for i in range(n_trials)]
+    return JobStatus(phase="Running", reason=None, message=None,
+                     counts={"running": 2, "completed": n_trials, "pruned": 0, "failed": 0, "finished": n_trials, "max": 10_000},
+                     best=recent[0], pareto=[], recent=recent[-10:], elapsed_seconds=3.0, remaining_seconds=None)
+
+
+def test_status_size_does_not_grow_with_trials():
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    small = builders.build_status(_status(10), previous=None, generation=1, start_time="x", now=now, storage="s")
+    large = builders.build_status(_status(10_000), previous=None, generation=1, start_time="x", now=now, storage="s")
+    assert len(json.dumps(large)) - len(json.dumps(small)) < 80   # only numbers grow by a few digits
+    assert large["progress"] == "10000/10000"
+
+
+def test_conditions_keep_transition_times_until_they_change():
+    t1 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    t2 = t1 + dt.timedelta(minutes=5)
+    first = builders.build_conditions(None, "Running", None, None, 1, t1)
+    same = builders.build_conditions(first, "Running", None, None, 1, t2)
+    assert first == same
+    done = {c["type"]: c for c in builders.build_conditions(first, "Succeeded", "MaxTrialsReached", "16 trials", 1, t2)}
+    assert done["Succeeded"]["status"] == "True" and done["Succeeded"]["reason"] == "MaxTrialsReached"
+    assert done["Succeeded"]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
+    assert done["Running"]["status"] == "False"
+    assert done["Ready"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
