@@ -46,7 +46,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(err, file=sys.stderr)
         return EXIT_INVALID
     workdir = Path(args.workdir) / job.name if args.workdir else cfg.default_workdir(path, job.name)
-    console = Console(file=sys.stderr)
+    # No terminal (CI, a log file): long lines stay whole instead of wrapping at 80 columns.
+    console = Console(file=sys.stderr, soft_wrap=True)
     progress = ConsoleProgress(console, quiet=args.quiet)
     console.print(f"[bold]TuningJob {job.name}[/]: {job.spec.budget.max_trials} trials, "
                   f"{job.spec.trial.workers} Horovod workers each, parallelism {job.spec.budget.parallelism}, "
@@ -61,7 +62,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     finally:
         progress.close()
 
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 160)
     st = result.status
     if result.resumed and not result.interrupted and st.terminal and not args.quiet:
         console.print("(resumed from the stored study)", highlight=False)
@@ -74,7 +75,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for p in st.pareto:
         out.print(f"Pareto trial {p['number']}: {p.get('value')} {json.dumps(p['params'], sort_keys=True)}", highlight=False)
     out.print(f"Study storage: {storage_mod.describe(result.storage)} (study {result.study.study_name!r})", highlight=False)
-    out.print(f"Trial logs: {result.workdir / 'trials'}", highlight=False)
+    out.print(f"Trial logs: {(result.workdir / 'trials').resolve()}", highlight=False)
     if args.json:
         Path(args.json).write_text(json.dumps(st.to_dict(), indent=2))
     if result.interrupted:

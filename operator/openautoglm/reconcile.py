@@ -115,15 +115,14 @@ class Reconciler:
                 self.backend.release(number)
 
         trials = self.study.get_trials(deepcopy=False)
+        best_after = self._best_value(trials)
+        if best_after is not None and (best_before is None or best_after[1] != best_before[1]):
+            events.append(Event("NewBest", f"trial {best_after[0]} is the new best: {_fmt(best_after[1])}", best_after[0]))
         if terminal is None:
             terminal = self._check_terminal(trials, elapsed, events)
         if terminal is None:
             self._ask_and_launch(trials, events)
             trials = self.study.get_trials(deepcopy=False)
-
-        best_after = self._best_value(trials)
-        if best_after is not None and (best_before is None or best_after[1] != best_before[1]):
-            events.append(Event("NewBest", f"trial {best_after[0]} is the new best: {_fmt(best_after[1])}", best_after[0]))
         status = build_status(self.job, trials, elapsed=elapsed, phase=self.study.user_attrs.get(ATTR_PHASE),
                               reason=self.study.user_attrs.get(ATTR_REASON),
                               message=self.study.user_attrs.get(ATTR_MESSAGE))

@@ -8,5 +8,6 @@ from __future__ import annotations
 from openautoglm.samplers._registry import SAMPLERS, SamplerEntry, build_sampler, check, register
 
 from openautoglm.samplers import _builtin  # noqa: E402,F401  (registers the built-in entries)
+from openautoglm.samplers._policy_gradient import PolicyGradientSampler  # noqa: E402  (registers policy-gradient)
 
-__all__ = ["SAMPLERS", "SamplerEntry", "build_sampler", "check", "register"]
+__all__ = ["SAMPLERS", "PolicyGradientSampler", "SamplerEntry", "build_sampler", "check", "register"]

@@ -1,0 +1,328 @@
+"""The ``policy-gradient`` sampler: REINFORCE with a baseline, one policy per parameter.
+
+The policy is never stored. Each time a value is sampled, it is rebuilt by replaying the
+study's finished trials in trial-number order, so it is a pure function of the study
+history and the seed: an operator restart, or several engines sharing one study, see the
+same policy. The replay is cached per study and only extended while the history grows by
+appending; anything else (a lower-numbered trial finishing late) replays from scratch.
+
+Policies, per parameter and distribution:
+
+* categorical, and int with at most 64 (stepped) values: softmax over one logit per value;
+* float, and int with more values: a Gaussian over the parameter mapped to [0, 1] (through
+  ``log`` for log scales), mean and log-std learned; a draw is reflected into [0, 1], mapped
+  back and snapped to the step.
+
+Learning, for each replayed trial that has a reward:
+
+* reward: the objective (negated when minimising), or for a pruned trial its last
+  intermediate value; turned into a mid-rank among all rewards so far, scaled to unit
+  variance (scale-free, and robust to diverged runs with huge losses);
+* advantage: reward minus a per-parameter exponential moving average of past rewards (the
+  baseline of a conditional parameter only sees trials where it was active);
+* update: ``learning_rate * weight * advantage * grad log pi(value)`` plus
+  ``entropy_bonus * grad H``; for the Gaussian the gradient is the natural one (the plain
+  gradient in the mean grows as 1/std^2 and diverges as the policy concentrates).
+
+Pruned trials count with ``pruned_weight``: their last intermediate value is an early and
+usually pessimistic reading, which is the judgement that pruned them. Failed trials and
+pruned ones with no intermediate value are ignored: a failure says more about the cluster
+(evicted pod, lost node) than about the hyperparameters. Parameters absent from a trial
+(conditional ones) get no update from it, nor do values stored under another distribution.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+import threading
+import zlib
+from numbers import Real
+from typing import Any, Final, Sequence
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from openautoglm.samplers._builtin import _startup
+from openautoglm.samplers._registry import register
+from openautoglm.spec import TuningJobSpec
+
+#: Ints with at most this many values get a categorical policy; wider ones a Gaussian.
+MAX_DISCRETE_INT: Final = 64
+#: Largest std of a Gaussian policy in [0, 1] space; wider is uniform after reflection anyway.
+MAX_STD: Final = 1.0
+#: A rank reward in [-0.5, 0.5] times this has unit variance (uniform distribution).
+_UNIT_VARIANCE: Final = math.sqrt(12.0)
+
+
+def _is_discrete(dist: BaseDistribution) -> bool:
+    if isinstance(dist, CategoricalDistribution):
+        return True
+    if isinstance(dist, IntDistribution):
+        return (dist.high - dist.low) // dist.step + 1 <= MAX_DISCRETE_INT
+    return False
+
+
+def _discrete_values(dist: BaseDistribution) -> list[Any]:
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    assert isinstance(dist, IntDistribution)
+    return list(range(dist.low, dist.high + 1, dist.step))
+
+
+def _index_of(dist: BaseDistribution, value: Any) -> int:
+    if isinstance(dist, CategoricalDistribution):
+        return int(dist.to_internal_repr(value))
+    assert isinstance(dist, IntDistribution)
+    return (int(value) - dist.low) // dist.step
+
+
+def _bounds(dist: FloatDistribution | IntDistribution) -> tuple[float, float]:
+    """The range that [0, 1] maps onto, in the (log-)transformed space."""
+    low, high = float(dist.low), float(dist.high)
+    if isinstance(dist, IntDistribution):
+        # Half a step beyond each end, so rounding gives the end values their full share.
+        low, high = low - 0.5 * dist.step, high + 0.5 * dist.step
+    if dist.log:
+        return math.log(low), math.log(high)
+    return low, high
+
+
+def _to_unit(dist: FloatDistribution | IntDistribution, value: float) -> float:
+    low, high = _bounds(dist)
+    if high == low:
+        return 0.5
+    x = math.log(value) if dist.log else float(value)
+    return (x - low) / (high - low)
+
+
+def _from_unit(dist: FloatDistribution | IntDistribution, u: float) -> float | int:
+    low, high = _bounds(dist)
+    x = low + u * (high - low)
+    if dist.log:
+        x = math.exp(x)
+    if isinstance(dist, IntDistribution):
+        k = round((x - dist.low) / dist.step)
+        return int(min(max(dist.low + k * dist.step, dist.low), dist.high))
+    if dist.step is not None:
+        x = dist.low + round((x - dist.low) / dist.step) * dist.step
+    return float(min(max(x, dist.low), dist.high))
+
+
+def _reflect(u: float) -> float:
+    """Fold a real number into [0, 1] by reflecting it at the ends."""
+    u = math.fmod(abs(u), 2.0)
+    return 2.0 - u if u > 1.0 else u
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max())
+    return z / z.sum()
+
+
+@dataclasses.dataclass
+class _Policy:
+    """One parameter's policy: ``logits`` (discrete) or ``mean``/``log_std`` (in [0, 1] space)."""
+
+    logits: np.ndarray | None = None
+    mean: float = 0.5
+    log_std: float = 0.0
+    #: Exponential moving average of the rewards of the trials where the parameter was active.
+    baseline: float = 0.0
+
+
+@dataclasses.dataclass
+class _Replay:
+    """The learning state after replaying ``numbers`` (trial numbers, in order)."""
+
+    numbers: list[int] = dataclasses.field(default_factory=list)
+    rewards: list[float] = dataclasses.field(default_factory=list)  # sorted, for ranks
+    policies: dict[tuple[str, BaseDistribution], _Policy] = dataclasses.field(default_factory=dict)
+
+
+class PolicyGradientSampler(optuna.samplers.BaseSampler):
+    """REINFORCE with a moving-average baseline over independent per-parameter policies.
+
+    Args:
+        learning_rate: Step size of each per-trial update (> 0).
+        baseline_decay: Decay of the moving-average baseline, in [0, 1).
+        entropy_bonus: Weight of the entropy gradient (>= 0); keeps the policies exploring.
+        n_startup_trials: Trials with a reward before the policy is used; until then values
+            are drawn uniformly (on the log scale for log parameters).
+        init_std: Initial std of Gaussian policies, in the parameter range mapped to [0, 1].
+        min_std: Floor of that std, in (0, init_std].
+        pruned_weight: Weight in [0, 1] of a pruned trial's update (0 ignores pruned trials).
+        seed: Seed; same seed and same finished trials give the same suggestions.
+    """
+
+    def __init__(self, *, learning_rate: float = 0.1, baseline_decay: float = 0.9,
+                 entropy_bonus: float = 0.01, n_startup_trials: int = 5, init_std: float = 0.5,
+                 min_std: float = 0.01, pruned_weight: float = 0.5, seed: int | None = None) -> None:
+        self.learning_rate = _number("learning_rate", learning_rate, above=0.0)
+        self.baseline_decay = _number("baseline_decay", baseline_decay, at_least=0.0, below=1.0)
+        self.entropy_bonus = _number("entropy_bonus", entropy_bonus, at_least=0.0)
+        if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int):
+            raise TypeError(f"n_startup_trials must be an integer, not {n_startup_trials!r}")
+        if n_startup_trials < 0:
+            raise ValueError(f"n_startup_trials must be >= 0, not {n_startup_trials}")
+        self.n_startup_trials = n_startup_trials
+        self.init_std = _number("init_std", init_std, above=0.0, at_most=MAX_STD)
+        self.min_std = _number("min_std", min_std, above=0.0, at_most=self.init_std)
+        self.pruned_weight = _number("pruned_weight", pruned_weight, at_least=0.0, at_most=1.0)
+        # Without a seed, draw one: suggestions still vary with the trial number.
+        self._seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
+        self._lock = threading.Lock()
+        self._cache: dict[Any, _Replay] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"], state["_cache"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._cache = {}
+
+    def reseed_rng(self) -> None:
+        # Draws are seeded by (seed, trial number, parameter), so parallel workers already differ;
+        # reseeding would only break reproducibility.
+        pass
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        if len(study.directions) > 1:
+            raise ValueError("the policy-gradient sampler handles a single objective; "
+                             f"this study has {len(study.directions)}")
+        rng = np.random.default_rng([self._seed, trial.number, zlib.crc32(param_name.encode())])
+        replay = self._replay(study)
+        if len(replay.numbers) < self.n_startup_trials:
+            return _draw_uniform(param_distribution, rng)
+        policy = replay.policies.get((param_name, param_distribution))
+        return _draw(param_distribution, policy or self._initial_policy(param_distribution), rng)
+
+    # ----------------------------------------------------------------- learning
+    def policy(self, study: optuna.Study, param_name: str, distribution: BaseDistribution) -> _Policy:
+        """The current policy of one parameter (a copy; for inspection and tests)."""
+        found = self._replay(study).policies.get((param_name, distribution))
+        return dataclasses.replace(found) if found is not None else self._initial_policy(distribution)
+
+    def _replay(self, study: optuna.Study) -> _Replay:
+        history = _rewarded_trials(study, self.pruned_weight)
+        numbers = [t.number for t, _, _ in history]
+        key = (id(study._storage), study._study_id)
+        with self._lock:
+            replay = self._cache.get(key)
+            if replay is None or replay.numbers != numbers[: len(replay.numbers)]:
+                replay = self._cache[key] = _Replay()
+            for trial, reward, weight in history[len(replay.numbers):]:
+                self._learn(replay, trial, reward, weight)
+            return replay
+
+    def _learn(self, replay: _Replay, trial: FrozenTrial, reward: float, weight: float) -> None:
+        below = bisect.bisect_left(replay.rewards, reward)
+        equal = bisect.bisect_right(replay.rewards, reward) - below
+        n = len(replay.rewards)
+        rank = (below + 0.5 * equal) / n - 0.5 if n else 0.0
+        bisect.insort(replay.rewards, reward)
+        replay.numbers.append(trial.number)
+        reward = _UNIT_VARIANCE * rank
+        for name, dist in trial.distributions.items():
+            if dist.single():
+                continue
+            policy = replay.policies.get((name, dist))
+            if policy is None:
+                policy = replay.policies[(name, dist)] = self._initial_policy(dist)
+            advantage = reward - policy.baseline
+            policy.baseline = self.baseline_decay * policy.baseline + (1.0 - self.baseline_decay) * reward
+            if weight > 0.0:
+                self._step(policy, dist, trial.params[name], self.learning_rate * weight * advantage)
+
+    def _step(self, policy: _Policy, dist: BaseDistribution, value: Any, scale: float) -> None:
+        lr_entropy = self.learning_rate * self.entropy_bonus
+        if policy.logits is not None:
+            p = _softmax(policy.logits)
+            grad = -p
+            grad[_index_of(dist, value)] += 1.0
+            entropy = -float(np.dot(p, np.log(p + 1e-300)))
+            policy.logits = policy.logits + scale * grad - lr_entropy * p * (np.log(p + 1e-300) + entropy)
+            return
+        assert isinstance(dist, (FloatDistribution, IntDistribution))
+        std = math.exp(policy.log_std)
+        z = (_to_unit(dist, value) - policy.mean) / std
+        # Natural gradient (Fisher: 1/std^2 for the mean, 2 for log std); entropy = log std + const.
+        policy.mean = min(max(policy.mean + scale * z * std, 0.0), 1.0)
+        log_std = policy.log_std + 0.5 * scale * (z * z - 1.0) + 0.5 * lr_entropy
+        policy.log_std = min(max(log_std, math.log(self.min_std)), math.log(MAX_STD))
+
+    def _initial_policy(self, dist: BaseDistribution) -> _Policy:
+        if _is_discrete(dist):
+            return _Policy(logits=np.zeros(len(_discrete_values(dist))))
+        return _Policy(mean=0.5, log_std=math.log(self.init_std))
+
+
+def _draw(dist: BaseDistribution, policy: _Policy, rng: np.random.Generator) -> Any:
+    if policy.logits is not None:
+        values = _discrete_values(dist)
+        return values[int(rng.choice(len(values), p=_softmax(policy.logits)))]
+    assert isinstance(dist, (FloatDistribution, IntDistribution))
+    return _from_unit(dist, _reflect(policy.mean + math.exp(policy.log_std) * float(rng.standard_normal())))
+
+
+def _draw_uniform(dist: BaseDistribution, rng: np.random.Generator) -> Any:
+    """A start-up draw: uniform over the values, or over the (log-)range."""
+    if _is_discrete(dist):
+        values = _discrete_values(dist)
+        return values[int(rng.integers(len(values)))]
+    assert isinstance(dist, (FloatDistribution, IntDistribution))
+    return _from_unit(dist, float(rng.uniform()))
+
+
+def _rewarded_trials(study: optuna.Study, pruned_weight: float) -> list[tuple[FrozenTrial, float, float]]:
+    """(trial, reward, weight) of the finished trials that have a reward, by trial number."""
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    found = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.state == TrialState.COMPLETE:
+            value, weight = t.value, 1.0
+        elif t.intermediate_values:
+            value, weight = t.intermediate_values[max(t.intermediate_values)], pruned_weight
+        else:
+            continue
+        if value is None or math.isnan(value):
+            continue
+        found.append((t, sign * float(value), weight))
+    return sorted(found, key=lambda x: x[0].number)
+
+
+def _number(name: str, value: Any, *, above: float | None = None, at_least: float | None = None,
+            below: float | None = None, at_most: float | None = None) -> float:
+    """``value`` as a finite float within the given bounds, or TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, not {value!r}")
+    value = float(value)
+    for bad, bound, rule in ((lambda b: value <= b, above, ">"), (lambda b: value < b, at_least, ">="),
+                             (lambda b: value >= b, below, "<"), (lambda b: value > b, at_most, "<=")):
+        if bound is not None and bad(bound):
+            raise ValueError(f"{name} must be {rule} {bound:g}, not {value:g}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, not {value}")
+    return value
+
+
+@register("policy-gradient", settings=PolicyGradientSampler, multi_objective=False,
+          description="REINFORCE with a moving-average baseline over per-parameter policies")
+def _policy_gradient(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    return PolicyGradientSampler(seed=seed, **_startup(spec, settings, default=5))
+
+
+__all__: Sequence[str] = ["PolicyGradientSampler"]
