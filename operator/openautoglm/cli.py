@@ -105,6 +105,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return worst
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from openautoglm.report import write_report
+
+    try:
+        report = write_report(args.storage, args.job, Path(args.out or f"report-{args.job}"))
+    except KeyError as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"wrote {report.html} and {len(report.figures)} figures: {', '.join(f.name for f in report.figures)}")
+    return EXIT_OK
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     from openautoglm.k8s import operator
 
@@ -128,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check TuningJob files; report every problem with its field path")
     v.add_argument("files", nargs="+")
     v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser("report", help="HTML page + PNG figures of a study (history, parameters, importances, curves)")
+    r.add_argument("storage", help="the study storage: journal file path or postgresql:// URL")
+    r.add_argument("--job", required=True, help="TuningJob name (the study name)")
+    r.add_argument("--out", help="output folder (default: report-JOB)")
+    r.set_defaults(func=cmd_report)
 
     o = sub.add_parser("operator", help="run the Kubernetes operator (in-cluster or with your kubeconfig)")
     o.add_argument("--namespace", action="append", help="watch only this namespace (repeatable; default: all)")

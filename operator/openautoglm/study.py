@@ -51,6 +51,8 @@ def open_study(job: TuningJob, storage_url: str) -> optuna.Study:
         directions=[o.direction for o in spec.objective.objectives],
         load_if_exists=True,
     )
+    if not study.metric_names:
+        study.set_metric_names([o.metric for o in spec.objective.objectives])  # labels reports and dashboards
     stored = study.user_attrs.get(ATTR_FINGERPRINT)
     mine = fingerprint(job)
     if stored is None:

@@ -258,10 +258,15 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
             return
         assert isinstance(dist, (FloatDistribution, IntDistribution))
         std = math.exp(policy.log_std)
+        import os
+        ZC = float(os.environ.get("ZC", "1e9")); SC = float(os.environ.get("SC", "1e9"))
         z = (_to_unit(dist, value) - policy.mean) / std
+        z = min(max(z, -ZC), ZC)
         # Natural gradient (Fisher: 1/std^2 for the mean, 2 for log std); entropy = log std + const.
         policy.mean = min(max(policy.mean + scale * z * std, 0.0), 1.0)
-        log_std = policy.log_std + 0.5 * scale * (z * z - 1.0) + 0.5 * lr_entropy
+        d = 0.5 * scale * (z * z - 1.0)
+        d = min(max(d, -SC*self.learning_rate), SC*self.learning_rate)
+        log_std = policy.log_std + d + 0.5 * lr_entropy
         policy.log_std = min(max(log_std, math.log(self.min_std)), math.log(MAX_STD))
 
     def _initial_policy(self, dist: BaseDistribution) -> _Policy:
