@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 
 import optuna
 
@@ -52,7 +53,9 @@ def open_study(job: TuningJob, storage_url: str) -> optuna.Study:
         load_if_exists=True,
     )
     if not study.metric_names:
-        study.set_metric_names([o.metric for o in spec.objective.objectives])  # labels reports and dashboards
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.metric for o in spec.objective.objectives])  # labels reports and dashboards
     stored = study.user_attrs.get(ATTR_FINGERPRINT)
     mine = fingerprint(job)
     if stored is None:
