@@ -94,3 +94,18 @@ def test_two_workers_per_trial_each_get_rank_env(tmp_path, toy):
     for rank in range(3):
         msg = json.loads((result.workdir / "trials" / "t0" / f"w{rank}" / "termination-log").read_text())
         assert msg["rank"] == rank
+
+
+def test_several_objectives_report_a_pareto_front(tmp_path, toy):
+    doc = toy(max_trials=8, parallelism=2, sampler="nsga2")
+    doc["spec"]["objective"] = [{"metric": "score", "direction": "maximize"}, {"metric": "cost", "direction": "minimize"}]
+    result, _ = run(doc, tmp_path)
+    assert result.status.phase == "Succeeded" and result.status.best is None
+    front = result.status.pareto
+    assert front and all(len(p["value"]) == 2 for p in front)
+    done = [t for t in result.study.get_trials() if t.state == TrialState.COMPLETE]
+    # nothing in the front is dominated by any completed trial
+    for p in front:
+        s, cost = p["value"]
+        assert not any(t.values[0] >= s and t.values[1] <= cost and tuple(t.values) != (s, cost) for t in done)
+    assert {p["number"] for p in front} == {t.number for t in result.study.best_trials}

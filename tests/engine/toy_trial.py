@@ -43,7 +43,8 @@ for e in range(1, epochs + 1):
     score = (1 - (x - 0.3) ** 2) * (1 - 0.5 / e)
     history.append(score)
     metric.labels("score").set(score)
+    metric.labels("cost").set(10 * x)
     epoch_g.set(e)
-finish({"status": "completed", "reason": None, "metrics": {"score": history[-1]},
-        "best": {"score": max(history)}, "history": {"score": history}, "epochs": epochs, "rank": rank,
+finish({"status": "completed", "reason": None, "metrics": {"score": history[-1], "cost": 10 * x},
+        "best": {"score": max(history), "cost": 10 * x}, "history": {"score": history}, "epochs": epochs, "rank": rank,
         "info": {"params": params}})
