@@ -13,6 +13,8 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 
+#: Seconds after which a journal lock left by a killed writer is broken.
+LOCK_GRACE_SECONDS = 10
 RDB_SCHEMES = ("postgresql://", "postgresql+", "sqlite://", "mysql://", "mysql+")
 
 
@@ -34,8 +36,10 @@ def open_storage(url: str) -> BaseStorage:
     path = Path(url.removeprefix("journal://")).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     # The open()-based lock works on network file systems (a PersistentVolume), where
-    # the default symlink lock is not guaranteed to.
-    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+    # the default symlink lock is not guaranteed to. A writer killed while holding it
+    # leaves the lock file behind: it is broken after the grace period (writes take ms).
+    lock = JournalFileOpenLock(str(path), grace_period=LOCK_GRACE_SECONDS)
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
 
 
 def describe(url: str) -> str:

@@ -36,6 +36,7 @@ import bisect
 import dataclasses
 import math
 import threading
+import weakref
 import zlib
 from numbers import Real
 from typing import Any, Final, Sequence
@@ -53,6 +54,10 @@ from openautoglm.spec import TuningJobSpec
 MAX_DISCRETE_INT: Final = 64
 #: Largest std of a Gaussian policy in [0, 1] space; wider is uniform after reflection anyway.
 MAX_STD: Final = 1.0
+#: Largest |value - mean| / std used in a Gaussian update. Draws further out are mostly
+#: off-policy (start-up draws, stale policies of parallel trials), and unclipped they move
+#: the mean far and collapse the std in one step.
+MAX_Z: Final = 2.0
 #: A rank reward in [-0.5, 0.5] times this has unit variance (uniform distribution).
 _UNIT_VARIANCE: Final = math.sqrt(12.0)
 
@@ -157,7 +162,7 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
         seed: Seed; same seed and same finished trials give the same suggestions.
     """
 
-    def __init__(self, *, learning_rate: float = 0.1, baseline_decay: float = 0.9,
+    def __init__(self, *, learning_rate: float = 0.3, baseline_decay: float = 0.9,
                  entropy_bonus: float = 0.01, n_startup_trials: int = 5, init_std: float = 0.5,
                  min_std: float = 0.01, pruned_weight: float = 0.5, seed: int | None = None) -> None:
         self.learning_rate = _number("learning_rate", learning_rate, above=0.0)
@@ -174,7 +179,7 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
         # Without a seed, draw one: suggestions still vary with the trial number.
         self._seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
         self._lock = threading.Lock()
-        self._cache: dict[Any, _Replay] = {}
+        self._cache: weakref.WeakKeyDictionary[Any, dict[int, _Replay]] = weakref.WeakKeyDictionary()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -184,7 +189,7 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
-        self._cache = {}
+        self._cache = weakref.WeakKeyDictionary()
 
     def reseed_rng(self) -> None:
         # Draws are seeded by (seed, trial number, parameter), so parallel workers already differ;
@@ -204,29 +209,27 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
             raise ValueError("the policy-gradient sampler handles a single objective; "
                              f"this study has {len(study.directions)}")
         rng = np.random.default_rng([self._seed, trial.number, zlib.crc32(param_name.encode())])
-        replay = self._replay(study)
-        if len(replay.numbers) < self.n_startup_trials:
+        policy, n_rewarded = self._policy(study, param_name, param_distribution)
+        if n_rewarded < self.n_startup_trials:
             return _draw_uniform(param_distribution, rng)
-        policy = replay.policies.get((param_name, param_distribution))
-        return _draw(param_distribution, policy or self._initial_policy(param_distribution), rng)
+        return _draw(param_distribution, policy, rng)
 
     # ----------------------------------------------------------------- learning
-    def policy(self, study: optuna.Study, param_name: str, distribution: BaseDistribution) -> _Policy:
-        """The current policy of one parameter (a copy; for inspection and tests)."""
-        found = self._replay(study).policies.get((param_name, distribution))
-        return dataclasses.replace(found) if found is not None else self._initial_policy(distribution)
-
-    def _replay(self, study: optuna.Study) -> _Replay:
+    def _policy(self, study: optuna.Study, param_name: str, dist: BaseDistribution) -> tuple[_Policy, int]:
+        """A copy of one parameter's policy after replaying the study, and how many trials had a reward."""
         history = _rewarded_trials(study, self.pruned_weight)
         numbers = [t.number for t, _, _ in history]
-        key = (id(study._storage), study._study_id)
         with self._lock:
-            replay = self._cache.get(key)
+            # Keyed by the storage object, not its id(): a new storage at a recycled address
+            # would otherwise inherit another study's replay.
+            replays = self._cache.setdefault(study._storage, {})
+            replay = replays.get(study._study_id)
             if replay is None or replay.numbers != numbers[: len(replay.numbers)]:
-                replay = self._cache[key] = _Replay()
+                replay = replays[study._study_id] = _Replay()
             for trial, reward, weight in history[len(replay.numbers):]:
                 self._learn(replay, trial, reward, weight)
-            return replay
+            found = replay.policies.get((param_name, dist))
+            return (dataclasses.replace(found) if found else self._initial_policy(dist)), len(numbers)
 
     def _learn(self, replay: _Replay, trial: FrozenTrial, reward: float, weight: float) -> None:
         below = bisect.bisect_left(replay.rewards, reward)
@@ -258,15 +261,10 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
             return
         assert isinstance(dist, (FloatDistribution, IntDistribution))
         std = math.exp(policy.log_std)
-        import os
-        ZC = float(os.environ.get("ZC", "1e9")); SC = float(os.environ.get("SC", "1e9"))
-        z = (_to_unit(dist, value) - policy.mean) / std
-        z = min(max(z, -ZC), ZC)
+        z = min(max((_to_unit(dist, value) - policy.mean) / std, -MAX_Z), MAX_Z)
         # Natural gradient (Fisher: 1/std^2 for the mean, 2 for log std); entropy = log std + const.
         policy.mean = min(max(policy.mean + scale * z * std, 0.0), 1.0)
-        d = 0.5 * scale * (z * z - 1.0)
-        d = min(max(d, -SC*self.learning_rate), SC*self.learning_rate)
-        log_std = policy.log_std + d + 0.5 * lr_entropy
+        log_std = policy.log_std + 0.5 * scale * (z * z - 1.0) + 0.5 * lr_entropy
         policy.log_std = min(max(log_std, math.log(self.min_std)), math.log(MAX_STD))
 
     def _initial_policy(self, dist: BaseDistribution) -> _Policy:
