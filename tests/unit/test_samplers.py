@@ -25,6 +25,7 @@ CONTRACT_TRIALS: dict[str, int] = {
     "cmaes": 10,
     "qmc": 10,
     "nsga2": 10,
+    "policy-gradient": 10,
 }
 
 PARAMETERS: list[dict[str, Any]] = [

@@ -16,19 +16,28 @@ Policies, per parameter and distribution:
 Learning, for each replayed trial that has a reward:
 
 * reward: the objective (negated when minimising), or for a pruned trial its last
-  intermediate value; turned into a mid-rank among all rewards so far, scaled to unit
-  variance (scale-free, and robust to diverged runs with huge losses);
-* advantage: reward minus a per-parameter exponential moving average of past rewards (the
-  baseline of a conditional parameter only sees trials where it was active);
+  intermediate value; replaced by its mid-rank among the earlier rewards, in [-0.5, 0.5]
+  and scaled to unit variance (scale-free, and robust to diverged runs with huge losses);
+* advantage: reward minus a per-parameter exponential moving average of earlier rewards
+  (the baseline of a conditional parameter only sees trials where it was active);
 * update: ``learning_rate * weight * advantage * grad log pi(value)`` plus
-  ``entropy_bonus * grad H``; for the Gaussian the gradient is the natural one (the plain
-  gradient in the mean grows as 1/std^2 and diverges as the policy concentrates).
+  ``learning_rate * entropy_bonus * grad H``. For a Gaussian the gradient is the natural
+  one (the plain gradient in the mean grows as 1/std^2 and diverges as the policy
+  concentrates), with the standardised value clipped to +-MAX_Z.
 
-Pruned trials count with ``pruned_weight``: their last intermediate value is an early and
-usually pessimistic reading, which is the judgement that pruned them. Failed trials and
-pruned ones with no intermediate value are ignored: a failure says more about the cluster
-(evicted pod, lost node) than about the hyperparameters. Parameters absent from a trial
-(conditional ones) get no update from it, nor do values stored under another distribution.
+Pruned trials count with ``pruned_weight`` (in the update and the baseline): their last
+intermediate value is an early, usually pessimistic reading, which is the judgement that
+pruned them; with weight 0 they are ignored. Failed trials, and pruned ones with no
+intermediate value, are ignored: a failure says more about the cluster (evicted pod, lost
+node) than about the hyperparameters. Parameters absent from a trial (conditional ones)
+get no update from it; a value stored under another distribution trains another policy.
+
+Draws come from ``numpy.random.Generator`` seeded by (seed, trial number, parameter name),
+never from global state; with the same seed and the same finished trials, a trial gets the
+same values. Known limits: updates treat every stored value as drawn from the current
+policy (no importance weights for start-up, enqueued or concurrently sampled trials), the
+density of the reflected Gaussian is taken as the unreflected one, and parameters are
+independent (no correlations between them are learned).
 """
 from __future__ import annotations
 
@@ -39,7 +48,7 @@ import threading
 import weakref
 import zlib
 from numbers import Real
-from typing import Any, Final, Sequence
+from typing import Any, Final
 
 import numpy as np
 import optuna
@@ -155,7 +164,7 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
         baseline_decay: Decay of the moving-average baseline, in [0, 1).
         entropy_bonus: Weight of the entropy gradient (>= 0); keeps the policies exploring.
         n_startup_trials: Trials with a reward before the policy is used; until then values
-            are drawn uniformly (on the log scale for log parameters).
+            are drawn uniformly (over the choices, or over the range, log scale if ``log``).
         init_std: Initial std of Gaussian policies, in the parameter range mapped to [0, 1].
         min_std: Floor of that std, in (0, init_std].
         pruned_weight: Weight in [0, 1] of a pruned trial's update (0 ignores pruned trials).
@@ -229,7 +238,8 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
             for trial, reward, weight in history[len(replay.numbers):]:
                 self._learn(replay, trial, reward, weight)
             found = replay.policies.get((param_name, dist))
-            return (dataclasses.replace(found) if found else self._initial_policy(dist)), len(numbers)
+            policy = dataclasses.replace(found) if found is not None else self._initial_policy(dist)
+            return policy, len(numbers)
 
     def _learn(self, replay: _Replay, trial: FrozenTrial, reward: float, weight: float) -> None:
         below = bisect.bisect_left(replay.rewards, reward)
@@ -246,9 +256,8 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
             if policy is None:
                 policy = replay.policies[(name, dist)] = self._initial_policy(dist)
             advantage = reward - policy.baseline
-            policy.baseline = self.baseline_decay * policy.baseline + (1.0 - self.baseline_decay) * reward
-            if weight > 0.0:
-                self._step(policy, dist, trial.params[name], self.learning_rate * weight * advantage)
+            policy.baseline += (1.0 - self.baseline_decay) * weight * advantage
+            self._step(policy, dist, trial.params[name], self.learning_rate * weight * advantage)
 
     def _step(self, policy: _Policy, dist: BaseDistribution, value: Any, scale: float) -> None:
         lr_entropy = self.learning_rate * self.entropy_bonus
@@ -297,7 +306,7 @@ def _rewarded_trials(study: optuna.Study, pruned_weight: float) -> list[tuple[Fr
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         if t.state == TrialState.COMPLETE:
             value, weight = t.value, 1.0
-        elif t.intermediate_values:
+        elif t.intermediate_values and pruned_weight > 0.0:
             value, weight = t.intermediate_values[max(t.intermediate_values)], pruned_weight
         else:
             continue
@@ -328,4 +337,4 @@ def _policy_gradient(settings: dict[str, Any], seed: int | None, spec: TuningJob
     return PolicyGradientSampler(seed=seed, **_startup(spec, settings, default=5))
 
 
-__all__: Sequence[str] = ["PolicyGradientSampler"]
+__all__ = ["PolicyGradientSampler"]
