@@ -89,3 +89,56 @@ def postgres_url() -> Iterator[str]:
             subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
                            capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _prometheus_binary():
+    import shutil
+
+    return shutil.which("prometheus") or ("/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None)
+
+
+@pytest.fixture
+def prometheus_server(tmp_path):
+    """Start a real Prometheus (Debian's package) scraping the targets given to ``start``."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    import yaml
+
+    binary = _prometheus_binary()
+    if binary is None:
+        message = "prometheus is not installed (scripts/install-services.sh installs it)"
+        if os.environ.get("OPENAUTOGLM_REQUIRE_PROMETHEUS") == "1" or os.environ.get("OPENAUTOGLM_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    procs = []
+
+    def start(targets: list[dict]) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "900ms"},
+                  "scrape_configs": [{"job_name": "trials", "static_configs": targets}]}
+        cfg = tmp_path / "prometheus.yml"
+        cfg.write_text(yaml.safe_dump(config))
+        log = open(tmp_path / "prometheus.log", "wb")
+        proc = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url + "/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return url
+            except OSError:
+                time.sleep(0.2)
+        pytest.fail("prometheus did not become ready:\n" + (tmp_path / "prometheus.log").read_text()[-2000:])
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(10)

@@ -93,8 +93,11 @@ class PrometheusSource:
             epochs = self._query(epoch_q)
             if not epochs:
                 return None
+            epoch = int(float(epochs[0]["value"][1]))
+            if epoch < 1:
+                return None  # no epoch finished yet
             values = {r["metric"].get("metric", ""): float(r["value"][1]) for r in self._query(metric_q)}
-            return Reading(int(float(epochs[0]["value"][1])), {k: v for k, v in values.items() if k and math.isfinite(v)})
+            return Reading(epoch, {k: v for k, v in values.items() if k and math.isfinite(v)})
         except (OSError, ValueError, KeyError):
             return None
 
