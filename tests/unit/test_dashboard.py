@@ -1,0 +1,33 @@
+"""The Grafana dashboard only queries metrics that the operator or the trials export."""
+import json
+import re
+from pathlib import Path
+
+from openautoglm.k8s import telemetry
+from openautoglm_trial import contract
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "openautoglm-dashboard.json"
+
+
+def exported_names():
+    names = set()
+    for metric in (telemetry.RECONCILE_SECONDS, telemetry.OPTUNA_SECONDS, telemetry.TRIALS, telemetry.BEST_VALUE,
+                   telemetry.EVENTS, telemetry.JOBS):
+        for family in metric.collect():
+            names |= {s.name for s in family.samples} | {family.name}
+            if family.type == "histogram":
+                names |= {family.name + suffix for suffix in ("_bucket", "_sum", "_count")}
+            if family.type == "counter":
+                names.add(family.name + "_total")
+    names |= {getattr(contract, n) for n in dir(contract) if n.endswith("_GAUGE")}
+    return names
+
+
+def test_every_panel_queries_an_exported_metric():
+    dash = json.loads(DASHBOARD.read_text())
+    exported = exported_names()
+    assert dash["panels"]
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            used = set(re.findall(r"\b(openautoglm_[a-z_]+)", target["expr"]))
+            assert used and used <= exported, (panel["title"], used - exported)
