@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import yaml
 from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic.json_schema import GenerateJsonSchema
 
 from openautoglm import spec as spec_module
 from openautoglm.spec import (ENV_NAME_RE, MAX_NAME_LENGTH, NAME_RE, PARAM_NAME_RE, QUANTITY_RE,

@@ -64,7 +64,8 @@ def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger: loggi
     while not stopped:
         result = ctl.reconcile()
         for e in result.outcome.events if result.outcome else []:
-            (kopf.warn if e.warning else kopf.info)(dict(body), reason=e.reason, message=e.message)
+            # kopf.event, not kopf.info: info/warn obey posting.level, which keeps log lines out.
+            kopf.event(dict(body), type="Warning" if e.warning else "Normal", reason=e.reason, message=e.message)
         if result.done:
             logger.info("TuningJob %s: %s (%s)", ctl.name, result.status["phase"], result.status.get("reason"))
             return

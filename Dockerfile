@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1.7
+# Operator image: the kopf operator that runs TuningJobs in a cluster (deploy/manager/manager.yaml).
+# It never trains, so no torch and no Horovod: the project wheel with its `operator` and `postgres`
+# extras. The wheel also carries openautoglm_trial, whose contract and task registry the operator
+# imports (both cheap; torch is imported only inside a trial).
+# Build from the repository root:  docker build -t openautoglm/operator:0.1 .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- builder: the project wheel and every dependency as a wheel ------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+# Only what the wheel is built from (no tests, no local virtualenvs or egg-info).
+COPY pyproject.toml README.md ./
+COPY operator/openautoglm ./operator/openautoglm
+COPY trial_image/openautoglm_trial ./trial_image/openautoglm_trial
+RUN pip wheel --wheel-dir /wheels ".[operator,postgres]"
+
+# --- runtime: slim Python, wheels only, non-root ---------------------------------------------
+FROM ${PYTHON_IMAGE}
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# --no-index: only the wheels built above can be installed, so they are the pins.
+# hadolint ignore=DL3013
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-index --find-links /wheels "openautoglm-tune[operator,postgres]" \
+ && python -c "import sys, openautoglm.cli, openautoglm.k8s.operator; \
+assert 'torch' not in sys.modules, 'the operator must not import torch'"
+# uid 10001 as in the Deployment's securityContext; the studies volume is mounted at
+# /var/lib/openautoglm (fsGroup 10001 makes it writable), /tmp is an emptyDir there.
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin openautoglm \
+ && mkdir -p /var/lib/openautoglm/studies \
+ && chown -R 10001:10001 /var/lib/openautoglm
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    OPENAUTOGLM_STUDY_DIR=/var/lib/openautoglm/studies \
+    OPENAUTOGLM_OPERATOR_HEALTH_PORT=8080 \
+    OPENAUTOGLM_OPERATOR_METRICS_PORT=8000
+WORKDIR /var/lib/openautoglm
+USER 10001:10001
+# 8080: /healthz (liveness, readiness); 8000: the operator's /metrics.
+EXPOSE 8080 8000
+ENTRYPOINT ["openautoglm"]
+CMD ["operator"]

@@ -1,0 +1,455 @@
+"""Admission of a TuningJob as the Kubernetes API server does it, from the committed CRD file.
+
+The emulator the cluster tests run against validates nothing; the harness calls :func:`review`
+on every create and update of a TuningJob and answers 422 when it returns problems. Everything
+is read from ``crds/openautoglm.io_tuningjobs.yaml`` on disk, so the file is what gets tested.
+
+The steps follow apiextensions-apiserver, in its order:
+
+1. prune unknown fields (silently; ``strict=True`` reports them instead, as the API server does
+   for ``fieldValidation=Strict``, the default of ``kubectl apply`` since 1.27);
+2. prune non-nullable nulls that have no default (``PruneNonNullableNullsWithoutDefaults``);
+3. default (``structuraldefaulting.Default``: absent or non-nullable-null fields get their
+   ``default``, recursively, inside objects that are present);
+4. validate against the OpenAPI schema (type, required, enum, bounds, lengths, pattern, items,
+   properties, nullable, format date-time), then list-type map keys (duplicates);
+5. evaluate every ``x-kubernetes-validations`` rule with cel-python, ``self`` bound to the node
+   (converted by its schema type, as the API server does: a ``number`` field is a CEL double even
+   when written as ``16``) and no ``oldSelf``. As the API server does, rules are skipped when step 4
+   found a type, required, enum, too-long or too-many error.
+
+Messages have the API server's shape: ``spec.budget.parallelism: Invalid value: "object": must be
+<= maxTrials``. Known gaps of cel-python 0.5 against Kubernetes CEL (the CRD's rules avoid them):
+no heterogeneous numeric equality (``1 == 1.0`` is an error; values are converted by schema type so
+comparisons stay homogeneous), no Kubernetes libraries (``quantity()``, ``url()``, ``isSorted()``,
+``lowerAscii()``..., ``cel.bind``, optionals, two-variable comprehensions), no static type check
+and no cost estimation (the rule costs are bounded by hand in openautoglm/crd.py; test_crd.py
+estimates them), and its CompiledRunner fails on these rules, so rules are interpreted (~4 ms each;
+results are remembered per rule and value, which keeps re-reviews of an unchanged spec cheap).
+Not modelled: ratcheting on update (1.33 tolerates unchanged invalid fields), transition rules.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Final
+
+import celpy
+import yaml
+from celpy import celtypes
+
+REPO: Final = Path(__file__).resolve().parents[2]
+CRD_FILE: Final = REPO / "crds" / "openautoglm.io_tuningjobs.yaml"
+
+#: Error types after which the API server does not run the CEL rules (hasBlockingErr).
+_BLOCKING: Final = {"TypeInvalid", "Required", "NotSupported", "TooLong", "TooMany", "Finite"}
+_RFC3339: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+# ----------------------------------------------------------------------------- the CRD on disk
+@lru_cache(maxsize=None)
+def _load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def crd(path: Path = CRD_FILE) -> dict[str, Any]:
+    return copy.deepcopy(_load(path))
+
+
+def _version(path: Path = CRD_FILE) -> dict[str, Any]:
+    return next(v for v in _load(path)["spec"]["versions"] if v.get("storage"))
+
+
+def schema(path: Path = CRD_FILE) -> dict[str, Any]:
+    """The openAPIV3Schema of the storage version (a copy)."""
+    return copy.deepcopy(_schema(path))
+
+
+def _schema(path: Path) -> dict[str, Any]:
+    return _version(path)["schema"]["openAPIV3Schema"]  # shared: read only
+
+
+def api_version(path: Path = CRD_FILE) -> str:
+    return f"{_load(path)['spec']['group']}/{_version(path)['name']}"
+
+
+# ----------------------------------------------------------------------------- messages
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return json.dumps(value, sort_keys=True)
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []  # (error type, message)
+
+    def add(self, kind: str, path: str, body: str) -> None:
+        self.items.append((kind, f"{path or '<nil>'}: {body}"))
+
+    def invalid(self, path: str, value: Any, detail: str, kind: str = "Invalid") -> None:
+        self.add(kind, path, f"Invalid value: {_fmt(value)}: {detail}")
+
+    @property
+    def blocking(self) -> bool:
+        return any(kind in _BLOCKING for kind, _ in self.items)
+
+    @property
+    def messages(self) -> list[str]:
+        return [m for _, m in self.items]
+
+
+def _child(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+# ----------------------------------------------------------------------------- pruning, defaulting
+def _prune(value: Any, s: dict[str, Any] | None, path: str, unknown: list[str]) -> None:
+    """Drop fields the schema does not declare, unless it preserves unknown fields."""
+    if s is None:
+        return
+    if isinstance(value, dict):
+        props = s.get("properties")
+        extra = s.get("additionalProperties")
+        preserve = s.get("x-kubernetes-preserve-unknown-fields", False)
+        for k in list(value):
+            if props is not None and k in props:
+                _prune(value[k], props[k], _child(path, k), unknown)
+            elif isinstance(extra, dict):
+                _prune(value[k], extra, _child(path, k), unknown)
+            elif not preserve and (props is not None or "type" in s):
+                unknown.append(_child(path, k))
+                del value[k]
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _prune(item, s.get("items"), f"{path}[{i}]", unknown)
+
+
+def _field_schema(s: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    if key in s.get("properties", {}):
+        return s["properties"][key]
+    extra = s.get("additionalProperties")
+    return extra if isinstance(extra, dict) else None
+
+
+def _prune_nulls(value: Any, s: dict[str, Any] | None) -> None:
+    """PruneNonNullableNullsWithoutDefaults."""
+    if isinstance(value, dict):
+        for k in list(value):
+            sub = _field_schema(s, k)
+            if value[k] is None and sub is not None and not sub.get("nullable") and "default" not in sub:
+                del value[k]
+            else:
+                _prune_nulls(value[k], sub)
+    elif isinstance(value, list):
+        for item in value:
+            _prune_nulls(item, None if s is None else s.get("items"))
+
+
+def _non_nullable_null(value: Any, s: dict[str, Any] | None) -> bool:
+    return value is None and s is not None and not s.get("nullable")
+
+
+def _default(value: Any, s: dict[str, Any] | None) -> None:
+    """structuraldefaulting.Default: fill defaults of absent fields inside present objects."""
+    if s is None:
+        return
+    if isinstance(value, dict):
+        for k, prop in s.get("properties", {}).items():
+            if "default" in prop and (k not in value or _non_nullable_null(value[k], prop)):
+                value[k] = copy.deepcopy(prop["default"])
+        for k in value:
+            if k in s.get("properties", {}):
+                _default(value[k], s["properties"][k])
+            elif isinstance(s.get("additionalProperties"), dict):
+                extra = s["additionalProperties"]
+                if _non_nullable_null(value[k], extra) and "default" in extra:
+                    value[k] = copy.deepcopy(extra["default"])
+                _default(value[k], extra)
+    elif isinstance(value, list):
+        items = s.get("items")
+        for i in range(len(value)):
+            if _non_nullable_null(value[i], items) and "default" in (items or {}):
+                value[i] = copy.deepcopy(items["default"])
+            _default(value[i], items)
+
+
+def apply_defaults(obj: dict[str, Any], path: Path = CRD_FILE) -> dict[str, Any]:
+    """A copy of ``obj`` with the CRD's defaults filled in, as the API server stores it."""
+    out = copy.deepcopy(obj)
+    s = _schema(path)
+    _prune_nulls(out, s)
+    _default(out, s)
+    return out
+
+
+# ----------------------------------------------------------------------------- OpenAPI validation
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _is_type(value: Any, t: str) -> bool:
+    if t == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
+    if t == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return _type_name(value) == t
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _validate(value: Any, s: dict[str, Any], path: str, errs: _Errors) -> None:
+    if value is None:
+        if not s.get("nullable") and "type" in s:
+            errs.invalid(path, "null", f"{path} in body must be of type {s['type']}: \"null\"", "TypeInvalid")
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        errs.invalid(path, value, "must be a finite number (JSON has no NaN or Infinity)", "Finite")
+        return
+    if s.get("x-kubernetes-int-or-string") and not (_is_type(value, "integer") or isinstance(value, str)):
+        errs.invalid(path, _type_name(value), f"{path} in body must be of type integer or string", "TypeInvalid")
+        return
+    t = s.get("type")
+    if t and not _is_type(value, t):
+        actual = _type_name(value)
+        errs.invalid(path, actual, f"{path} in body must be of type {t}: \"{actual}\"", "TypeInvalid")
+        return
+    if "enum" in s and not any(_same(value, e) or (_is_type(value, "number") and _is_type(e, "number") and value == e)
+                               for e in s["enum"]):
+        supported = ", ".join(_fmt(e) for e in s["enum"])
+        errs.add("NotSupported", path, f"Unsupported value: {_fmt(value)}: supported values: {supported}")
+    if _is_type(value, "number"):
+        _bounds(value, s, path, errs)
+    elif isinstance(value, str):
+        if "maxLength" in s and len(value) > s["maxLength"]:
+            errs.add("TooLong", path, f"Too long: may not be more than {s['maxLength']} bytes")
+        if "minLength" in s and len(value) < s["minLength"]:
+            errs.invalid(path, value, f"{path} in body should be at least {s['minLength']} chars long")
+        if "pattern" in s and not re.search(s["pattern"], value):
+            errs.invalid(path, value, f"{path} in body should match '{s['pattern']}'")
+        if s.get("format") == "date-time" and not _RFC3339.match(value):
+            errs.invalid(path, value, f"{path} in body must be of type date-time: {_fmt(value)}")
+    elif isinstance(value, list):
+        if "minItems" in s and len(value) < s["minItems"]:
+            errs.invalid(path, len(value), f"{path} in body should have at least {s['minItems']} items")
+        if "maxItems" in s and len(value) > s["maxItems"]:
+            errs.add("TooMany", path, f"Too many: {len(value)}: must have at most {s['maxItems']} items")
+        for i, item in enumerate(value):
+            _validate(item, s.get("items", {}), f"{path}[{i}]", errs)
+    elif isinstance(value, dict):
+        for k in s.get("required", []):
+            if k not in value:
+                errs.add("Required", _child(path, k), "Required value")
+        if "minProperties" in s and len(value) < s["minProperties"]:
+            errs.invalid(path, len(value), f"{path} in body should have at least {s['minProperties']} properties")
+        if "maxProperties" in s and len(value) > s["maxProperties"]:
+            errs.add("TooMany", path, f"Too many: {len(value)}: must have at most {s['maxProperties']} items")
+        for k, v in value.items():
+            sub = _field_schema(s, k)
+            if sub is not None:
+                _validate(v, sub, _child(path, k), errs)
+
+
+def _bounds(value: float, s: dict[str, Any], path: str, errs: _Errors) -> None:
+    if "minimum" in s:
+        low = s["minimum"]
+        if s.get("exclusiveMinimum") and value <= low:
+            errs.invalid(path, value, f"{path} in body should be greater than {low}")
+        elif value < low:
+            errs.invalid(path, value, f"{path} in body should be greater than or equal to {low}")
+    if "maximum" in s:
+        high = s["maximum"]
+        if s.get("exclusiveMaximum") and value >= high:
+            errs.invalid(path, value, f"{path} in body should be less than {high}")
+        elif value > high:
+            errs.invalid(path, value, f"{path} in body should be less than or equal to {high}")
+
+
+def _list_types(value: Any, s: dict[str, Any] | None, path: str, errs: _Errors) -> None:
+    """structurallisttype.ValidateListSetsAndMaps: no two items with the same keys (map) or value (set)."""
+    if s is None:
+        return
+    if isinstance(value, list):
+        kind = s.get("x-kubernetes-list-type")
+        seen: set[str] = set()
+        for i, item in enumerate(value):
+            if kind == "map" and isinstance(item, dict):
+                keys = {k: item.get(k) for k in s.get("x-kubernetes-list-map-keys", [])}
+                ident = json.dumps(keys, sort_keys=True)
+                if ident in seen:
+                    inner = ", ".join(f"{json.dumps(k)}:{_fmt(v)}" for k, v in keys.items())
+                    errs.add("Duplicate", f"{path}[{i}]", f"Duplicate value: map[string]interface {{}}{{{inner}}}")
+            elif kind == "set":
+                ident = json.dumps(item, sort_keys=True)
+                if ident in seen:
+                    errs.add("Duplicate", f"{path}[{i}]", f"Duplicate value: {_fmt(item)}")
+            else:
+                ident = None
+            if ident is not None:
+                seen.add(ident)
+            _list_types(item, s.get("items"), f"{path}[{i}]", errs)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _list_types(v, _field_schema(s, k), _child(path, k), errs)
+
+
+# ----------------------------------------------------------------------------- CEL
+_ENV: Final = celpy.Environment()
+
+
+@lru_cache(maxsize=None)
+def _program(rule: str) -> Any:
+    return _ENV.program(_ENV.compile(rule))
+
+
+def _to_cel(value: Any, s: dict[str, Any] | None) -> Any:
+    """The CEL value of a node, typed by its schema as the API server does (UnstructuredToVal)."""
+    if value is None:
+        return None
+    t = (s or {}).get("type")
+    if t == "number":
+        return celtypes.DoubleType(float(value))
+    if t == "integer":
+        return celtypes.IntType(int(value))
+    if t == "string":
+        return celtypes.StringType(value)
+    if t == "boolean":
+        return celtypes.BoolType(value)
+    if t == "array" and isinstance(value, list):
+        return celtypes.ListType([_to_cel(v, s.get("items")) for v in value])  # type: ignore[union-attr]
+    if t == "object" and isinstance(value, dict):
+        return celtypes.MapType({celtypes.StringType(k): _to_cel(v, _field_schema(s, k)) for k, v in value.items()})
+    return celpy.json_to_cel(value)
+
+
+#: (rule, schema node, the value as JSON) -> result. cel-python interprets a rule in ~4 ms (its
+#: CompiledRunner fails on these rules in 0.5); the harness reviews every status update of an
+#: unchanged spec, so remembering results keeps that cheap.
+_RESULTS: dict[tuple[str, int, str], bool | str] = {}
+
+
+def _evaluate(rule: str, value: Any, s: dict[str, Any]) -> bool | str:
+    """True/False, or the evaluation error's text."""
+    key = (rule, id(s), json.dumps(value, sort_keys=True, default=str))
+    if key not in _RESULTS:
+        try:
+            result = _program(rule).evaluate({"self": _to_cel(value, s)})
+        except celpy.CELEvalError as err:
+            result = err
+        if len(_RESULTS) > 20_000:
+            _RESULTS.clear()
+        _RESULTS[key] = str(result.args[0]) if isinstance(result, celpy.CELEvalError) else bool(result)
+    return _RESULTS[key]
+
+
+def _rules(value: Any, s: dict[str, Any] | None, path: str, errs: _Errors) -> None:
+    if s is None or value is None:
+        return
+    for rule in s.get("x-kubernetes-validations", []):
+        where = path
+        if rule.get("fieldPath"):
+            where = path + rule["fieldPath"] if path else rule["fieldPath"].lstrip(".")
+        message = rule.get("message") or f"failed rule: {rule['rule']}"
+        node_type = s.get("type", "")
+        ok = _evaluate(rule["rule"], value, s)
+        if isinstance(ok, str):
+            errs.invalid(where, node_type, f"{ok} evaluating rule: {message}")
+        elif not ok:
+            reason = rule.get("reason", "FieldValueInvalid")
+            if reason == "FieldValueRequired":
+                errs.add("CEL", where, f"Required value: {message}")
+            elif reason == "FieldValueForbidden":
+                errs.add("CEL", where, f"Forbidden: {message}")
+            elif reason == "FieldValueDuplicate":
+                errs.add("CEL", where, f"Duplicate value: {_fmt(node_type)}")
+            else:
+                errs.invalid(where, node_type, message, "CEL")
+    if isinstance(value, dict):
+        props = s.get("properties", {})
+        extra = s.get("additionalProperties")
+        for k, v in value.items():
+            if k in props:
+                _rules(v, props[k], _child(path, k), errs)
+            elif isinstance(extra, dict):
+                _rules(v, extra, f"{path}[{k}]", errs)  # map values: fldPath.Key(k)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _rules(item, s.get("items"), f"{path}[{i}]", errs)
+
+
+def validate_value(value: Any, s: dict[str, Any], path: str = "") -> list[str]:
+    """Schema, list-type and CEL problems of a value against one schema node (e.g. a default)."""
+    errs = _Errors()
+    _validate(value, s, path, errs)
+    _list_types(value, s, path, errs)
+    if not errs.blocking:
+        _rules(value, s, path, errs)
+    return errs.messages
+
+
+# ----------------------------------------------------------------------------- admission
+def admit(obj: Any, *, strict: bool = False, path: Path = CRD_FILE) -> tuple[Any, list[str]]:
+    """Return (the object as the API server would store it, its problems); see the module doc."""
+    errs = _Errors()
+    if not isinstance(obj, dict):
+        errs.add("TypeInvalid", "", f"Invalid value: {_fmt(_type_name(obj))}: the object must be a mapping")
+        return obj, errs.messages
+    out = copy.deepcopy(obj)
+    s = _schema(path)
+    kind = _load(path)["spec"]["names"]["kind"]
+    if out.get("apiVersion") != api_version(path):
+        errs.invalid("apiVersion", out.get("apiVersion"), f"must be {api_version(path)}")
+    if out.get("kind") != kind:
+        errs.invalid("kind", out.get("kind"), f"must be {kind}")
+    meta = out.get("metadata")
+    if not isinstance(meta, dict) or not (meta.get("name") or meta.get("generateName")):
+        errs.add("Required", "metadata.name", "Required value: name or generateName is required")
+
+    unknown: list[str] = []
+    spec_and_status = {k: v for k, v in out.items() if k not in ("apiVersion", "kind", "metadata")}
+    _prune(spec_and_status, {**s, "properties": {k: v for k, v in s["properties"].items()
+                                                 if k not in ("apiVersion", "kind", "metadata")}}, "", unknown)
+    out = {**{k: out[k] for k in ("apiVersion", "kind", "metadata") if k in out}, **spec_and_status}
+    if strict:
+        for field in unknown:
+            errs.add("Unknown", field, f'unknown field "{field}"')
+    _prune_nulls(out, s)
+    _default(out, s)
+    _validate(out, s, "", errs)
+    _list_types(out, s, "", errs)
+    if errs.blocking:
+        errs.add("Invalid", "", 'Invalid value: "null": some validation rules were not checked because the '
+                 "object was invalid; correct the existing errors to complete validation")
+    else:
+        _rules(out, s, "", errs)
+    return out, errs.messages
+
+
+def review(obj: Any, *, strict: bool = False, path: Path = CRD_FILE) -> list[str]:
+    """The API server's objections to creating or updating ``obj`` (empty: admitted)."""
+    return admit(obj, strict=strict, path=path)[1]

@@ -1,0 +1,334 @@
+"""deploy/: the kustomize base renders, every object is valid Kubernetes, and it says what we mean.
+
+Rendered with ``kubectl kustomize`` (kubectl 1.33 bundles kustomize; it works offline). Built-in
+kinds are validated with kubernetes-validate; TuningJobs with the CRD itself (tests/k8s/admission.py).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+import admission
+from openautoglm import crd
+from openautoglm.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+KUBERNETES_VERSION = "1.33.0"
+NAMESPACE = "openautoglm-system"
+OPERATOR = "openautoglm-operator"
+IMAGE = "openautoglm/operator:0.1"
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
+                                reason="kubectl (with its built-in kustomize) is not on PATH")
+
+
+@lru_cache(maxsize=None)
+def _render(directory: str) -> tuple[dict[str, Any], ...]:
+    proc = subprocess.run(["kubectl", "kustomize", str(REPO / directory)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return tuple(d for d in yaml.safe_load_all(proc.stdout) if d)
+
+
+def _one(objects: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def _default() -> tuple[dict[str, Any], ...]:
+    return _render("deploy/default")
+
+
+def _deployment() -> dict[str, Any]:
+    return _one(_default(), "Deployment", OPERATOR)
+
+
+def _container() -> dict[str, Any]:
+    [container] = _deployment()["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+# ----------------------------------------------------------------------------- what is rendered
+def test_default_renders_the_crd_rbac_and_operator() -> None:
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in _default())
+    assert kinds == sorted([
+        ("CustomResourceDefinition", "tuningjobs.openautoglm.io"),
+        ("Namespace", NAMESPACE),
+        ("ServiceAccount", OPERATOR),
+        ("ClusterRole", OPERATOR),
+        ("ClusterRoleBinding", OPERATOR),
+        ("ClusterRole", "openautoglm-tuningjob-admin"),
+        ("ClusterRole", "openautoglm-tuningjob-editor"),
+        ("ClusterRole", "openautoglm-tuningjob-viewer"),
+        ("PersistentVolumeClaim", "openautoglm-studies"),
+        ("Deployment", OPERATOR),
+        ("Service", "openautoglm-operator-metrics"),
+    ])
+
+
+def test_namespaced_objects_live_in_the_operator_namespace() -> None:
+    cluster_scoped = {"CustomResourceDefinition", "Namespace", "ClusterRole", "ClusterRoleBinding"}
+    for o in _default():
+        if o["kind"] in cluster_scoped:
+            assert "namespace" not in o["metadata"], o["kind"]
+        else:
+            assert o["metadata"]["namespace"] == NAMESPACE, o["kind"]
+        assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "openautoglm"
+
+
+def test_the_crd_is_the_committed_one() -> None:
+    rendered = _one(_default(), "CustomResourceDefinition", "tuningjobs.openautoglm.io")
+    expected = crd.build_crd()
+    rendered["metadata"]["labels"].pop("app.kubernetes.io/managed-by")
+    assert rendered == expected
+
+
+@pytest.mark.parametrize("directory", ["deploy/default", "deploy/prometheus", "deploy/samples"])
+def test_every_object_is_valid(directory: str) -> None:
+    checked = 0
+    for o in _render(directory):
+        group = o["apiVersion"].split("/")[0] if "/" in o["apiVersion"] else ""
+        if group == "openautoglm.io":
+            assert admission.review(o, strict=True) == [], o["metadata"]["name"]
+        elif group == "monitoring.coreos.com":
+            continue  # prometheus-operator's CRD: kubernetes-validate has no schema for it
+        else:
+            kubernetes_validate.validate(o, KUBERNETES_VERSION, strict=True)
+        checked += 1
+    assert checked
+
+
+# ----------------------------------------------------------------------------- RBAC
+def _triples(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+            for v in rule["verbs"]}
+
+
+def test_operator_role_has_exactly_the_verbs_it_uses() -> None:
+    expected = {
+        *(("openautoglm.io", "tuningjobs", v) for v in ("get", "list", "watch", "patch", "update")),
+        *(("openautoglm.io", "tuningjobs/status", v) for v in ("get", "patch", "update")),
+        ("openautoglm.io", "tuningjobs/finalizers", "update"),
+        *(("", "pods", v) for v in ("get", "list", "watch", "create", "delete", "deletecollection")),
+        *(("", "services", v) for v in ("get", "list", "watch", "create", "delete")),
+        ("", "events", "create"), ("", "events", "patch"),
+        ("events.k8s.io", "events", "create"), ("events.k8s.io", "events", "patch"),
+        ("", "secrets", "get"),
+        ("", "namespaces", "list"), ("", "namespaces", "watch"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    }
+    role = _one(_default(), "ClusterRole", OPERATOR)
+    assert _triples(role) == expected
+    assert all("resourceNames" not in rule and "nonResourceURLs" not in rule for rule in role["rules"])
+
+
+def test_operator_role_is_bound_to_its_service_account() -> None:
+    binding = _one(_default(), "ClusterRoleBinding", OPERATOR)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": OPERATOR}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}]
+    assert _deployment()["spec"]["template"]["spec"]["serviceAccountName"] == OPERATOR
+
+
+@pytest.mark.parametrize(("name", "aggregate", "verbs"), [
+    ("openautoglm-tuningjob-admin", "admin", {"*"}),
+    ("openautoglm-tuningjob-editor", "edit", {"create", "delete", "get", "list", "patch", "update", "watch"}),
+    ("openautoglm-tuningjob-viewer", "view", {"get", "list", "watch"}),
+])
+def test_user_roles_aggregate_into_the_built_in_ones(name: str, aggregate: str, verbs: set[str]) -> None:
+    role = _one(_default(), "ClusterRole", name)
+    assert role["metadata"]["labels"][f"rbac.authorization.k8s.io/aggregate-to-{aggregate}"] == "true"
+    assert _triples(role) == {("openautoglm.io", "tuningjobs", v) for v in verbs} | {
+        ("openautoglm.io", "tuningjobs/status", "get")}
+
+
+# ----------------------------------------------------------------------------- the operator
+def test_deployment_runs_one_operator_with_recreate() -> None:
+    spec = _deployment()["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}  # one writer of the study journals
+    labels = spec["template"]["metadata"]["labels"]
+    assert all(labels[k] == v for k, v in spec["selector"]["matchLabels"].items())
+
+
+def test_image_args_env_ports_and_resources() -> None:
+    c = _container()
+    assert c["image"] == IMAGE
+    assert c["args"] == ["operator"] and "command" not in c
+    assert {e["name"]: e["value"] for e in c["env"]} == {
+        "OPENAUTOGLM_STUDY_DIR": "/var/lib/openautoglm/studies",
+        "OPENAUTOGLM_OPERATOR_HEALTH_PORT": "8080",
+        "OPENAUTOGLM_OPERATOR_METRICS_PORT": "8000",
+    }
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 8000}
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"},
+                              "limits": {"cpu": "1", "memory": "1Gi"}}
+
+
+def test_env_agrees_with_the_operator_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for e in _container()["env"]:
+        monkeypatch.setenv(e["name"], e["value"])
+    settings = Settings()
+    assert settings.study_dir == "/var/lib/openautoglm/studies"
+    assert (settings.operator_health_port, settings.operator_metrics_port) == (8080, 8000)
+
+
+def _port(container: dict[str, Any], port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    return next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+
+
+def test_probes_hit_healthz_on_the_health_port() -> None:
+    c = _container()
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = c[probe]["httpGet"]
+        assert get["path"] == "/healthz"
+        assert _port(c, get["port"]) == 8080
+
+
+def test_studies_volume_is_a_claim_mounted_above_the_study_dir() -> None:
+    pvc = _one(_default(), "PersistentVolumeClaim", "openautoglm-studies")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    pod = _deployment()["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in _container()["volumeMounts"]}
+    assert volumes[mounts["/var/lib/openautoglm"]]["persistentVolumeClaim"] == {"claimName": "openautoglm-studies"}
+    study_dir = next(e["value"] for e in _container()["env"] if e["name"] == "OPENAUTOGLM_STUDY_DIR")
+    assert study_dir.startswith("/var/lib/openautoglm/")
+    assert "emptyDir" in volumes[mounts["/tmp"]]  # writable scratch beside a read-only root
+
+
+def test_metrics_service_targets_the_operator_metrics_port() -> None:
+    svc = _one(_default(), "Service", "openautoglm-operator-metrics")
+    labels = _deployment()["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in svc["spec"]["selector"].items())
+    [port] = svc["spec"]["ports"]
+    assert port["name"] == "metrics" and _port(_container(), port["targetPort"]) == 8000
+
+
+# ----------------------------------------------------------------------------- Pod Security
+def _restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """The checks of the restricted Pod Security Standard (baseline included), for one pod spec."""
+    out = []
+    psc = pod.get("securityContext", {})
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            out.append(key)
+    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                       "projected", "secret"}
+    for v in pod.get("volumes", []):
+        kinds = set(v) - {"name"}
+        if not kinds <= allowed_volumes:
+            out.append(f"volume {v['name']}: {kinds - allowed_volumes}")
+    if psc.get("runAsUser") == 0:
+        out.append("pod runAsUser 0")
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        sc = c.get("securityContext", {})
+        name = c["name"]
+        if sc.get("privileged"):
+            out.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{name}: allowPrivilegeEscalation must be false")
+        if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+            out.append(f"{name}: runAsNonRoot must be true")
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            out.append(f"{name}: runAsUser 0")
+        seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append(f"{name}: seccompProfile must be RuntimeDefault or Localhost")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            out.append(f"{name}: capabilities must drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            out.append(f"{name}: adds capabilities {caps['add']}")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            out.append(f"{name}: hostPort")
+        if sc.get("procMount", "Default") != "Default":
+            out.append(f"{name}: procMount")
+    return out
+
+
+def test_operator_pod_meets_the_restricted_pod_security_standard() -> None:
+    pod = _deployment()["spec"]["template"]["spec"]
+    assert _restricted_violations(pod) == []
+    sc = _container()["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsUser"] == pod["securityContext"]["runAsUser"] == 10001
+
+
+def test_the_pod_security_check_catches_a_root_pod() -> None:
+    pod = {"containers": [{"name": "c", "securityContext": {"runAsUser": 0}}], "volumes": [
+        {"name": "h", "hostPath": {"path": "/"}}]}
+    assert len(_restricted_violations(pod)) >= 5
+
+
+def test_operator_namespace_enforces_restricted() -> None:
+    labels = _one(_default(), "Namespace", NAMESPACE)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+# ----------------------------------------------------------------------------- overlays, samples
+def test_prometheus_overlay_adds_a_service_monitor_for_the_metrics_service() -> None:
+    objects = _render("deploy/prometheus")
+    assert {(o["kind"], o["metadata"]["name"]) for o in objects} - {("ServiceMonitor", OPERATOR)} == {
+        (o["kind"], o["metadata"]["name"]) for o in _default()}
+    monitor = _one(objects, "ServiceMonitor", OPERATOR)
+    svc = _one(objects, "Service", "openautoglm-operator-metrics")
+    assert monitor["metadata"]["namespace"] == NAMESPACE
+    assert all(svc["metadata"]["labels"].get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in svc["spec"]["ports"]]
+    assert not any(o["kind"] == "ServiceMonitor" for o in _default()), "the monitor is optional"
+
+
+def test_samples_are_the_examples_and_are_admitted() -> None:
+    [sample] = _render("deploy/samples")
+    assert sample == yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    assert admission.review(sample, strict=True) == []
+
+
+# ----------------------------------------------------------------------------- the image
+def _dockerfile() -> str:
+    return (REPO / "Dockerfile").read_text()
+
+
+def _final_stage() -> str:
+    return re.split(r"^FROM ", _dockerfile(), flags=re.M)[-1]
+
+
+def test_dockerfile_builds_a_slim_non_root_operator_image() -> None:
+    stages = re.findall(r"^FROM (\S+)", _dockerfile(), flags=re.M)
+    assert len(stages) >= 2, "multi-stage"
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", _dockerfile(), flags=re.M)
+    final = _final_stage()
+    instructions = [line.split(None, 1) for line in final.splitlines() if re.match(r"^[A-Z]+ ", line)]
+    last = {k: v for k, v in instructions}
+    assert last["USER"].split(":")[0] == "10001"
+    assert json.loads(last["ENTRYPOINT"]) == ["openautoglm"]
+    assert json.loads(last["CMD"]) == _container()["args"]
+    assert set(last["EXPOSE"].split()) == {str(p["containerPort"]) for p in _container()["ports"]}
+    assert "[operator,postgres]" in _dockerfile()
+    installs = re.findall(r"pip (?:install|wheel)[^\n]*", _dockerfile())
+    assert installs and not any(re.search(r"torch|horovod|\[.*trial.*\]", line) for line in installs)
+
+
+def test_operator_entry_does_not_import_torch() -> None:
+    code = ("import sys, openautoglm.cli, openautoglm_trial.contract, openautoglm_trial.tasks\n"
+            "try:\n    import openautoglm.k8s.operator\nexcept ModuleNotFoundError as e:\n"
+            "    if not (e.name or '').startswith('openautoglm.k8s'): raise\n"
+            "print(sorted(m for m in ('torch', 'horovod', 'transformers', 'sklearn') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -1,0 +1,237 @@
+"""The real operator (kopf + kubernetes client, in its own process) against the emulated
+API server, with trial pods run as real processes by the harness's kubelet."""
+import copy
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from openautoglm.storage import open_storage
+
+ROOT = Path(__file__).resolve().parents[2]
+TOY = str(ROOT / "tests" / "engine" / "toy_trial.py")
+NS = "default"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Operator:
+    """`openautoglm operator` as a separate process that a test can kill and start again."""
+
+    def __init__(self, cluster, workdir: Path):
+        self.cluster = cluster
+        self.study_dir = workdir / "studies"
+        self.log = workdir / "operator.log"
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self):
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig),
+               "OPENAUTOGLM_STUDY_DIR": str(self.study_dir),
+               "OPENAUTOGLM_OPERATOR_HEALTH_PORT": str(free_port()),
+               "OPENAUTOGLM_OPERATOR_METRICS_PORT": str(self.metrics_port),
+               "OPENAUTOGLM_LOG_LEVEL": "INFO"}
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "openautoglm.cli", "operator"], env=env,
+                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.starts += 1
+
+    def kill(self):
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def scrape(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+
+@pytest.fixture
+def operator(cluster, tmp_path):
+    op = Operator(cluster, tmp_path)
+    op.start()
+    yield op
+    op.stop()
+
+
+def digits_job(name="digits-e2e", max_trials=6):
+    doc = yaml.safe_load((ROOT / "examples" / "digits.yaml").read_text())
+    doc["metadata"]["name"] = name
+    spec = doc["spec"]
+    spec["budget"] = {"maxTrials": max_trials, "parallelism": 2, "maxFailedTrials": 1}
+    spec["earlyStopping"] = {"pruner": "median", "settings": {"n_startup_trials": 1, "n_warmup_steps": 1}}
+    spec["trial"]["epochs"] = 8
+    spec["trial"]["resources"] = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    spec["metrics"]["intervalSeconds"] = 0.5
+    spec["warmStart"] = [
+        {"params": {"lr": 0.01, "batch_size": 64, "dropout": 0.1, "hidden": 128, "optimizer": "adam",
+                    "beta1": 0.9, "beta2": 0.999}},
+        # hardly learns, in small batches so each epoch is seen: pruned by its curve
+        {"params": {"lr": 0.0001, "batch_size": 32, "dropout": 0.0, "hidden": 32, "optimizer": "sgd",
+                    "momentum": 0.0}},
+    ]
+    return doc
+
+
+def apply(cluster, doc, tmp_path):
+    path = tmp_path / f"{doc['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return cluster.kubectl("apply", "-f", str(path))
+
+
+def job_status(cluster, name):
+    obj = cluster.get("openautoglm.io/v1alpha1/tuningjobs", NS, name) or {}
+    return obj.get("status") or {}
+
+
+def study_trials(op: Operator, name: str):
+    files = glob.glob(str(op.study_dir / NS / f"{name}-*.journal"))
+    if not files:
+        return []
+    try:
+        study = optuna.load_study(study_name=f"{NS}/{name}", storage=open_storage(files[0]))
+    except KeyError:
+        return []
+    return study.get_trials(deepcopy=False)
+
+
+def finished(op, name):
+    return [t for t in study_trials(op, name) if t.state.is_finished()]
+
+
+def trial_pods(cluster, name):
+    return [p for p in cluster.pods(NS) if (p["metadata"].get("labels") or {}).get("openautoglm.io/job") == name]
+
+
+def test_digits_job_runs_to_success_with_pruning_and_leaves_nothing(cluster, operator, tmp_path):
+    t0 = time.monotonic()
+    apply(cluster, digits_job(), tmp_path)
+    cluster.wait_for(lambda: job_status(cluster, "digits-e2e").get("phase") in ("Succeeded", "Failed"), 600,
+                     "the job to finish")
+    wall = time.monotonic() - t0
+    status = job_status(cluster, "digits-e2e")
+    assert status["phase"] == "Succeeded", status
+    assert status["trials"]["finished"] == 6 and status["progress"] == "6/6"
+    assert status["trials"]["pruned"] >= 1, status["recentTrials"]
+    assert any("pruned by median" in (t.get("reason") or "") for t in status["recentTrials"])
+    best = status["bestTrial"]
+    assert best["value"] > 0.9 and set(best["params"]) >= {"lr", "batch_size", "hidden", "optimizer"}
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Succeeded"]["status"] == "True" and conditions["Running"]["status"] == "False"
+    # every trial pod ran as a real process, each pod exactly once
+    started = [p["pod"] for p in cluster.process_log if p["pod"].startswith("digits-e2e-t")]
+    assert len(started) == len(set(started)) >= 2 * 6 - 2  # pruned trials may be deleted before every rank starts
+    assert all(p["pid"] > 0 for p in cluster.process_log)
+    # nothing left behind: no pods, no services, no processes
+    cluster.wait_for(lambda: not trial_pods(cluster, "digits-e2e"), 60, "trial pods to be deleted")
+    assert not [s for s in cluster.services(NS) if s["metadata"]["name"].startswith("digits-e2e-t")]
+    cluster.wait_for(lambda: all(p.get("exit_code") is not None for p in cluster.process_log), 30,
+                     "every worker process to have ended")
+    # as a cluster user sees it
+    table = cluster.kubectl("get", "tj", "-n", NS).stdout
+    assert "digits-e2e" in table and "Succeeded" in table and "6/6" in table
+    events = cluster.kubectl("get", "events", "-n", NS, "-o", "json").stdout
+    reasons = {e.get("reason") for e in json.loads(events)["items"]}
+    assert {"TrialStarted", "TrialPruned", "NewBest", "JobSucceeded"} <= reasons, reasons
+    # what the closing note reports
+    metrics = operator.scrape()
+    size = len(json.dumps(status))
+    print(f"\nE2E digits job: {wall:.1f} s wall, status {size} bytes")
+    for line in metrics.splitlines():
+        if line.startswith(("openautoglm_reconcile_seconds_sum", "openautoglm_reconcile_seconds_count")):
+            print(line)
+
+
+@pytest.mark.parametrize("moments", [(("pods", 1), ("finished", 2), ("finished", 4))])
+def test_operator_killed_three_times_loses_and_duplicates_nothing(cluster, operator, tmp_path, moments):
+    apply(cluster, digits_job("digits-restart"), tmp_path)
+    for kind, n in moments:
+        if kind == "pods":
+            cluster.wait_for(lambda: len(trial_pods(cluster, "digits-restart")) >= n, 120, "trial pods")
+        else:
+            cluster.wait_for(lambda: len(finished(operator, "digits-restart")) >= n, 300, f"{n} finished trials")
+        operator.kill()
+        time.sleep(1.0)
+        operator.start()
+    cluster.wait_for(lambda: job_status(cluster, "digits-restart").get("phase") in ("Succeeded", "Failed"), 600,
+                     "the job to finish")
+    status = job_status(cluster, "digits-restart")
+    assert status["phase"] == "Succeeded", status
+    trials = study_trials(operator, "digits-restart")
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(6)), numbers
+    assert all(t.state.is_finished() for t in trials)
+    started = [p["pod"] for p in cluster.process_log if p["pod"].startswith("digits-restart-t")]
+    assert len(started) == len(set(started)), "a pod was started twice"
+    assert {int(p.split("-t")[1].split("-")[0]) for p in started} == set(range(6))
+    cluster.wait_for(lambda: not trial_pods(cluster, "digits-restart"), 60, "no orphaned pods")
+    assert operator.starts == 4
+
+
+def test_failing_trials_fail_the_job_after_max_failed(cluster, operator, tmp_path):
+    doc = digits_job("always-fails", max_trials=6)
+    doc["spec"]["budget"] = {"maxTrials": 6, "parallelism": 1, "maxFailedTrials": 2}
+    doc["spec"]["trial"] = {"command": [sys.executable, TOY], "epochs": 2, "workers": 1}
+    doc["spec"]["parameters"] = [{"name": "mode", "type": "categorical", "choices": ["fail"]}]
+    doc["spec"]["objective"] = {"metric": "score", "direction": "maximize"}
+    doc["spec"].pop("warmStart")
+    apply(cluster, doc, tmp_path)
+    cluster.wait_for(lambda: job_status(cluster, "always-fails").get("phase") in ("Succeeded", "Failed"), 180,
+                     "the job to fail")
+    status = job_status(cluster, "always-fails")
+    assert status["phase"] == "Failed" and status["reason"] == "MaxFailedTrialsReached"
+    assert status["trials"]["failed"] == 3
+    assert "toy failure on purpose" in status["recentTrials"][0]["reason"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Failed"]["status"] == "True" and conditions["Failed"]["reason"] == "MaxFailedTrialsReached"
+
+
+def test_deleting_the_job_stops_and_removes_its_trials(cluster, operator, tmp_path):
+    doc = digits_job("to-delete")
+    doc["spec"]["trial"]["epochs"] = 200
+    apply(cluster, doc, tmp_path)
+    cluster.wait_for(lambda: len(trial_pods(cluster, "to-delete")) >= 4, 120, "running trial pods")
+    cluster.kubectl("delete", "tj", "to-delete", "-n", NS, "--wait=false")
+    cluster.wait_for(lambda: not trial_pods(cluster, "to-delete"), 60, "trial pods to go")
+    cluster.wait_for(lambda: cluster.get("openautoglm.io/v1alpha1/tuningjobs", NS, "to-delete") is None, 60,
+                     "the job to go")
+    procs = [p for p in cluster.process_log if p["pod"].startswith("to-delete-t")]
+    cluster.wait_for(lambda: all(p.get("exit_code") is not None for p in procs), 30, "worker processes to end")
+
+
+def test_invalid_job_is_rejected_with_the_field_named(cluster, tmp_path):
+    doc = digits_job("bad-job")
+    doc["spec"]["budget"]["parallelism"] = 50
+    result = apply_unchecked(cluster, doc, tmp_path)
+    assert result.returncode != 0
+    assert "spec.budget" in result.stderr and "parallelism" in result.stderr
+
+
+def apply_unchecked(cluster, doc, tmp_path):
+    path = tmp_path / f"{doc['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return cluster.kubectl("apply", "-f", str(path), check=False)
