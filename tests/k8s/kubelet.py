@@ -1,0 +1,675 @@
+"""A kubelet simulator: runs every pod of the emulated API server as a real local process.
+
+One node (`kmock-node`). For each new pod it assigns a unique loopback address (127.250.0.0 and
+up: never 127.0.0.1, and clear of the 127.16-215.x.y addresses the LocalBackend hands out), binds
+the pod to the node, starts the first container's `command + args` (exec form, never a shell;
+`python`/`python3` -> this interpreter) in its own session with the container's environment
+(`value`, `$(VAR)` expansion, `valueFrom` fieldRef/resourceFieldRef/configMapKeyRef/secretKeyRef,
+`envFrom`), on top of this process's environment minus OPENAUTOGLM_*/HOROVOD_*/KUBECONFIG, plus
+`OPENAUTOGLM_TERMINATION_LOG` standing in for the bind mount of terminationMessagePath. It
+reports status as the real kubelet does: Pending with podIP, Running with containerStatuses,
+readiness from the readinessProbe, and on exit `state.terminated` with the termination message
+(or the log tail under FallbackToLogsOnError) and phase Succeeded/Failed (restartPolicy Never;
+Always/OnFailure restart the process with a short back-off). Deleting a pod sends SIGTERM to the
+process group and SIGKILL after the grace period (capped at 5 s).
+
+It also plays cluster DNS (see cluster_dns.py): a pod with `hostname` + `subdomain` selected by
+a headless Service named like the subdomain gets `<hostname>.<subdomain>.<ns>.svc.cluster.local`
+and the shorter forms a pod's resolv.conf search path would complete (`<hostname>.<subdomain>`,
+`...<ns>`, `...<ns>.svc`), and the Service itself `<service>.<ns>(.svc(.cluster.local))`, while
+the pod is Running and ready, or the Service has `publishNotReadyAddresses: true` -- the records
+the real cluster DNS serves from the Service's endpoints. (A bare `<service>` is not added: the
+hosts file has no namespaces.) Pods share this machine's network namespace: a process must bind
+its pod IP, not 0.0.0.0, or two pods on one port collide.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import ipaddress
+import logging
+import math
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+
+import apimachinery as am
+from cluster_dns import HostsFile
+from emulator import ApiError, ApiServer, Event, Obj
+
+logger = logging.getLogger("k8s.kubelet")
+
+NODE_NAME: Final = "kmock-node"
+HOST_IP: Final = "127.0.0.1"
+POD_NETWORK_START: Final = int(ipaddress.IPv4Address("127.250.0.0"))
+POD_NETWORK_SIZE: Final = 5 * 65536  # 127.250.0.0 - 127.254.255.255
+MAX_GRACE_S: Final = 5.0
+SYNC_PERIOD_S: Final = 0.2
+READINESS_PERIOD_S: Final = 0.5
+TERMINATION_MESSAGE_LIMIT: Final = 4096
+FALLBACK_LOG_LINES: Final = 80
+FALLBACK_LOG_BYTES: Final = 2048
+STRIPPED_ENV_PREFIXES: Final = ("OPENAUTOGLM_", "HOROVOD_")
+STRIPPED_ENV: Final = frozenset({"KUBECONFIG"})
+TERMINATION_LOG_ENV: Final = "OPENAUTOGLM_TERMINATION_LOG"
+
+
+class ContainerConfigError(Exception):
+    """The container cannot be configured yet (missing ConfigMap/Secret key): retried."""
+
+
+class StartError(Exception):
+    """The container cannot be started at all (no command, binary not found)."""
+
+
+@dataclasses.dataclass
+class PodRuntime:
+    uid: str
+    namespace: str
+    name: str
+    ip: str
+    dir: Path
+    grace_s: float
+    restart_policy: str
+    proc: subprocess.Popen[bytes] | None = None
+    record: dict[str, Any] | None = None
+    started_at: str = ""
+    kill_deadline: float | None = None
+    deleting: bool = False
+    finished: bool = False
+    restarts: int = 0
+    restart_at: float | None = None
+    ready: bool = False
+    readiness_failures: int = 0
+    liveness_failures: int = 0
+    next_probe: dict[str, float] = dataclasses.field(default_factory=dict)
+    probing: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "container.log"
+
+    @property
+    def termination_path(self) -> Path:
+        return self.dir / "termination-log"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes `$(VAR)` expansion: defined names replaced, `$$` escapes, the rest left as is."""
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("$(", i) and (end := text.find(")", i + 2)) != -1:
+            name = text[i + 2:end]
+            out.append(env[name] if name in env else text[i:end + 1])
+            i = end + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+_QUANTITY: Final = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
+_SUFFIXES: Final = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2 ** 10, "Mi": 2 ** 20,
+                    "Gi": 2 ** 30, "Ti": 2 ** 40}
+
+
+def quantity(value: Any) -> float:
+    m = _QUANTITY.match(str(value))
+    if not m or m.group(2) not in _SUFFIXES:
+        raise ValueError(f"bad quantity {value!r}")
+    return float(m.group(1)) * _SUFFIXES[m.group(2)]
+
+
+class Kubelet:
+    def __init__(self, api: ApiServer, workdir: Path, process_log: list[dict[str, Any]], *,
+                 hosts: HostsFile | None = None, images: Mapping[str, list[str]] | None = None):
+        self.api = api
+        self.workdir = workdir
+        self.process_log = process_log
+        self.hosts = hosts
+        self.images = dict(images or {})
+        self.pods_type = api.type_of("v1/pods")
+        self.runtimes: dict[str, PodRuntime] = {}
+        self._wake = asyncio.Event()
+        self._next_ip = random.randrange(POD_NETWORK_SIZE)
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._probes: set[asyncio.Task[None]] = set()
+        #: tracebacks of failed sync passes (shown by Cluster.describe()).
+        self.errors: list[str] = []
+
+    # ------------------------------------------------------------------------------------------
+    # Lifecycle
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(trust_env=False)
+        self.api.listeners.append(self._on_event)
+        self.api.readers["pods/log"] = self._read_log
+        self._register_node()
+        self._task = asyncio.create_task(self._run(), name="kubelet")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for rt in self.runtimes.values():
+            if rt.running:
+                self._signal(rt, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while any(rt.running for rt in self.runtimes.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for rt in self.runtimes.values():
+            if rt.proc is not None:
+                if rt.running:
+                    self._signal(rt, signal.SIGKILL)
+                    rt.proc.wait()
+                self._record_exit(rt)
+        if self._session is not None:
+            await self._session.close()
+
+    def _on_event(self, event: Event) -> None:
+        if event.storage in (("", "pods"), ("", "services")):
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), SYNC_PERIOD_S)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                self._sync()
+            except Exception:
+                logger.exception("kubelet sync failed")
+                self.errors.append(traceback.format_exc())
+
+    def _register_node(self) -> None:
+        node_type = self.api.type_of("v1/nodes")
+        if self.api.get(node_type, None, NODE_NAME) is None:
+            self.api.create(node_type, None, {"metadata": {"name": NODE_NAME, "labels": {
+                "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"}}})
+        capacity = {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_bytes() // 1024}Ki", "pods": "110"}
+
+        def status(node: Obj) -> None:
+            node["status"] = {"capacity": capacity, "allocatable": capacity,
+                              "addresses": [{"type": "InternalIP", "address": HOST_IP},
+                                            {"type": "Hostname", "address": NODE_NAME}],
+                              "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                              "lastHeartbeatTime": am.now_rfc3339(),
+                                              "lastTransitionTime": am.now_rfc3339()}]}
+        self.api.update_as_system(node_type, None, NODE_NAME, status)
+
+    # ------------------------------------------------------------------------------------------
+    # The sync loop: level-triggered against the pods in the store
+
+    def _sync(self) -> None:
+        pods = {p["metadata"]["uid"]: p for p in self.api.list(self.pods_type)}
+        for uid, pod in pods.items():
+            if uid not in self.runtimes and not pod["metadata"].get("deletionTimestamp") \
+                    and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                self._admit_pod(pod)
+        # As in a real cluster, a pod's DNS records exist from when it has an IP (if not-ready
+        # addresses are published), so a process can resolve its own name as it starts.
+        self._sync_dns(pods)
+        now = time.monotonic()
+        for uid, rt in list(self.runtimes.items()):
+            pod = pods.get(uid)
+            if (pod is None or pod["metadata"].get("deletionTimestamp")) and not rt.deleting:
+                rt.deleting = True
+                if rt.running:
+                    self._signal(rt, signal.SIGTERM)
+                    rt.kill_deadline = now + rt.grace_s
+            if rt.proc is None and not rt.finished and not rt.deleting and pod is not None and \
+                    (rt.restart_at is None or now >= rt.restart_at):
+                self._start_container(pod, rt)
+            if rt.proc is not None and not rt.finished and rt.proc.poll() is not None:
+                self._on_exit(rt, pod)
+            if rt.kill_deadline is not None and now >= rt.kill_deadline and rt.running:
+                self._signal(rt, signal.SIGKILL)
+                rt.kill_deadline = None
+            if pod is not None and rt.running and not rt.deleting:
+                self._schedule_probes(pod, rt, now)
+            if pod is None and rt.proc is None:  # only once its exit is recorded (poll() reaps it)
+                del self.runtimes[uid]
+        self._sync_dns(pods)
+
+    def _allocate_ip(self) -> str:
+        while True:
+            n = self._next_ip % POD_NETWORK_SIZE
+            self._next_ip += 1
+            ip = ipaddress.IPv4Address(POD_NETWORK_START + n)
+            if ip.packed[-1] not in (0, 255):
+                return str(ip)
+
+    def _admit_pod(self, pod: Obj) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        ns, name = meta.get("namespace", "default"), meta["name"]
+        ip = self._allocate_ip()
+        pod_dir = self.workdir / "pods" / ns / f"{name}-{meta['uid'][:8]}"
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        rt = PodRuntime(uid=meta["uid"], namespace=ns, name=name, ip=ip, dir=pod_dir,
+                        grace_s=min(float(spec.get("terminationGracePeriodSeconds", 30)), MAX_GRACE_S),
+                        restart_policy=spec.get("restartPolicy", "Always"))
+        self.runtimes[rt.uid] = rt
+        now = am.now_rfc3339()
+        containers = spec.get("containers") or [{}]
+
+        def bind(p: Obj) -> None:
+            p.setdefault("spec", {})["nodeName"] = NODE_NAME
+            status = p.setdefault("status", {})
+            status.update({
+                "phase": "Pending", "hostIP": HOST_IP, "hostIPs": [{"ip": HOST_IP}], "podIP": ip,
+                "podIPs": [{"ip": ip}], "startTime": now,
+                "conditions": [_condition("PodScheduled", True, now), _condition("Initialized", True, now),
+                               _condition("ContainersReady", False, now, "ContainersNotReady"),
+                               _condition("Ready", False, now, "ContainersNotReady")],
+                "containerStatuses": [{"name": c.get("name", ""), "image": c.get("image", ""), "imageID": "",
+                                       "ready": False, "restartCount": 0, "started": False,
+                                       "state": {"waiting": {"reason": "ContainerCreating"}}}
+                                      for c in containers]})
+        self.api.update_as_system(self.pods_type, ns, name, bind, uid=rt.uid)
+
+    def _start_container(self, pod: Obj, rt: PodRuntime) -> None:
+        current = self.api.get(self.pods_type, rt.namespace, rt.name)  # with the podIP just set
+        if current is not None and current["metadata"]["uid"] == rt.uid:
+            pod = current
+        container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+        rt.restart_at = None
+        try:
+            env = self._environment(pod, container, rt)
+            argv = self._argv(container, env)
+        except ContainerConfigError as exc:
+            self._set_waiting(rt, "CreateContainerConfigError", str(exc))
+            rt.restart_at = time.monotonic() + 1.0
+            return
+        except StartError as exc:
+            self._fail_start(rt, str(exc))
+            return
+        rt.termination_path.write_bytes(b"")
+        try:
+            with open(rt.log_path, "ab") as log:
+                rt.proc = subprocess.Popen(argv, cwd=rt.dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        except OSError as exc:
+            self._fail_start(rt, f"failed to start {argv[0]!r}: {exc}")
+            return
+        rt.started_at = am.now_rfc3339()
+        rt.record = {"pod": rt.name, "namespace": rt.namespace, "uid": rt.uid, "pid": rt.proc.pid, "ip": rt.ip,
+                     "started": time.time(), "exit_code": None, "finished": None, "argv": argv,
+                     "log": str(rt.log_path), "restart": rt.restarts, "liveness_failures": 0}
+        self.process_log.append(rt.record)
+        probes = {kind: container.get(f"{kind}Probe") for kind in ("readiness", "liveness")}
+        now = time.monotonic()
+        rt.next_probe = {kind: now + float(p.get("initialDelaySeconds", 0)) for kind, p in probes.items() if p}
+        rt.ready = not probes["readiness"]
+        rt.readiness_failures = rt.liveness_failures = 0
+
+        def running(p: Obj) -> None:
+            status = p["status"]
+            status["phase"] = "Running"
+            cs = status["containerStatuses"][0]
+            cs.update({"state": {"running": {"startedAt": rt.started_at}}, "started": True, "ready": rt.ready,
+                       "restartCount": rt.restarts, "containerID": f"kmock://{rt.proc.pid if rt.proc else 0}"})
+            _set_ready_conditions(status, rt.ready)
+        self.api.update_as_system(self.pods_type, rt.namespace, rt.name, running, uid=rt.uid)
+
+    def _set_waiting(self, rt: PodRuntime, reason: str, message: str) -> None:
+        def waiting(p: Obj) -> None:
+            p["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": reason, "message": message}}
+        self.api.update_as_system(self.pods_type, rt.namespace, rt.name, waiting, uid=rt.uid)
+
+    def _fail_start(self, rt: PodRuntime, message: str) -> None:
+        logger.warning("pod %s/%s cannot start: %s", rt.namespace, rt.name, message)
+        rt.finished = True
+        now = am.now_rfc3339()
+
+        def failed(p: Obj) -> None:
+            status = p["status"]
+            status["phase"] = "Failed"
+            status["containerStatuses"][0].update({"ready": False, "started": False, "state": {"terminated": {
+                "exitCode": 128, "reason": "StartError", "message": message, "startedAt": now, "finishedAt": now}}})
+            _set_ready_conditions(status, False, "PodFailed")
+        self.api.update_as_system(self.pods_type, rt.namespace, rt.name, failed, uid=rt.uid)
+
+    def _on_exit(self, rt: PodRuntime, pod: Obj | None) -> None:
+        assert rt.proc is not None
+        exit_code = self._record_exit(rt)
+        try:
+            os.killpg(rt.proc.pid, signal.SIGKILL)  # a container's other processes end with its main one
+        except (ProcessLookupError, PermissionError):
+            pass
+        container = (((pod or {}).get("spec") or {}).get("containers") or [{}])[0]
+        message = self._termination_message(rt, container, exit_code)
+        terminated = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                      "startedAt": rt.started_at, "finishedAt": am.now_rfc3339(),
+                      "containerID": f"kmock://{rt.proc.pid}"}
+        if message:
+            terminated["message"] = message
+        restart = not rt.deleting and (rt.restart_policy == "Always" or
+                                       (rt.restart_policy == "OnFailure" and exit_code != 0))
+        rt.proc = None
+        if restart:
+            backoff = min(0.5 * 2 ** rt.restarts, MAX_GRACE_S)
+            rt.restarts += 1
+            rt.restart_at = time.monotonic() + backoff
+
+            def crashed(p: Obj) -> None:
+                status = p["status"]
+                status["containerStatuses"][0].update({
+                    "ready": False, "started": False, "restartCount": rt.restarts, "lastState": {"terminated": terminated},
+                    "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                          "message": f"back-off {backoff:.1f}s restarting failed container"}}})
+                _set_ready_conditions(status, False)
+            self.api.update_as_system(self.pods_type, rt.namespace, rt.name, crashed, uid=rt.uid)
+            return
+        rt.finished = True
+        rt.ready = False
+
+        def ended(p: Obj) -> None:
+            status = p["status"]
+            status["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+            status["containerStatuses"][0].update({"ready": False, "started": False,
+                                                   "state": {"terminated": terminated}})
+            _set_ready_conditions(status, False, "PodCompleted" if exit_code == 0 else "PodFailed")
+        self.api.update_as_system(self.pods_type, rt.namespace, rt.name, ended, uid=rt.uid)
+
+    def _record_exit(self, rt: PodRuntime) -> int:
+        assert rt.proc is not None
+        code = rt.proc.returncode
+        exit_code = code if code >= 0 else 128 - code  # killed by a signal: 128 + signal number
+        if rt.record is not None and rt.record["exit_code"] is None:
+            rt.record["exit_code"] = exit_code
+            rt.record["finished"] = time.time()
+            rt.record["liveness_failures"] = rt.liveness_failures
+        return exit_code
+
+    def _termination_message(self, rt: PodRuntime, container: Mapping[str, Any], exit_code: int) -> str:
+        try:
+            data = rt.termination_path.read_bytes()[:TERMINATION_MESSAGE_LIMIT]
+        except OSError:
+            data = b""
+        if not data.strip() and exit_code != 0 and \
+                container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            try:
+                lines = rt.log_path.read_bytes().splitlines(keepends=True)[-FALLBACK_LOG_LINES:]
+            except OSError:
+                lines = []
+            data = b"".join(lines)[-FALLBACK_LOG_BYTES:]
+        return data.decode("utf-8", "replace")
+
+    @staticmethod
+    def _signal(rt: PodRuntime, sig: int) -> None:
+        if rt.proc is None:
+            return
+        try:
+            os.killpg(rt.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    # ------------------------------------------------------------------------------------------
+    # Container environment and command line
+
+    def _environment(self, pod: Obj, container: Mapping[str, Any], rt: PodRuntime) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(STRIPPED_ENV_PREFIXES) and k not in STRIPPED_ENV}
+        spec = pod.get("spec") or {}
+        env["HOSTNAME"] = spec.get("hostname") or pod["metadata"]["name"]
+        defined: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            prefix = source.get("prefix", "")
+            for kind, plural in (("configMapRef", "configmaps"), ("secretRef", "secrets")):
+                if kind in source:
+                    data = self._config_data(plural, rt.namespace, source[kind])
+                    defined.update({prefix + k: v for k, v in (data or {}).items()})
+        for item in container.get("env") or []:
+            name = item["name"]
+            if "value" in item:
+                defined[name] = expand(str(item["value"]), defined)
+            elif "valueFrom" in item:
+                value = self._value_from(pod, container, rt, item["valueFrom"])
+                if value is not None:
+                    defined[name] = value
+            else:
+                defined[name] = ""
+        env.update(defined)
+        env[TERMINATION_LOG_ENV] = str(rt.termination_path)
+        return env
+
+    def _value_from(self, pod: Obj, container: Mapping[str, Any], rt: PodRuntime,
+                    source: Mapping[str, Any]) -> str | None:
+        if "fieldRef" in source:
+            return _field_ref(pod, source["fieldRef"]["fieldPath"])
+        if "resourceFieldRef" in source:
+            ref = source["resourceFieldRef"]
+            kind, _, resource = ref["resource"].partition(".")
+            value = ((container.get("resources") or {}).get(kind) or {}).get(resource)
+            if value is None:  # unset limits read as the node's allocatable
+                value = str(os.cpu_count() or 1) if resource == "cpu" else str(_memory_bytes())
+            return str(math.ceil(quantity(value) / quantity(ref.get("divisor", "1"))))
+        for kind, plural in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
+            if kind in source:
+                ref = source[kind]
+                data = self._config_data(plural, rt.namespace, ref)
+                if data is not None and ref["key"] in data:
+                    return data[ref["key"]]
+                if ref.get("optional"):
+                    return None
+                raise ContainerConfigError(f"couldn't find key {ref['key']} in {plural[:-1]} "
+                                           f"{rt.namespace}/{ref.get('name')}")
+        return None
+
+    def _config_data(self, plural: str, namespace: str, ref: Mapping[str, Any]) -> dict[str, str] | None:
+        obj = self.api.get(self.api.type_of(f"v1/{plural}"), namespace, ref.get("name", ""))
+        if obj is None:
+            if ref.get("optional"):
+                return None
+            raise ContainerConfigError(f"{plural[:-1]} {ref.get('name')!r} not found")
+        if plural == "secrets":
+            data = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+            data.update(obj.get("stringData") or {})
+            return data
+        return dict(obj.get("data") or {})
+
+    def _argv(self, container: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+        command, args = container.get("command"), container.get("args")
+        if not command:
+            entrypoint = self.images.get(container.get("image", ""))
+            if entrypoint is None:
+                raise StartError(f"container has no command and image {container.get('image')!r} has no known "
+                                 "entrypoint (pass Cluster(images={image: argv}))")
+            command, args = entrypoint, args if args is not None else []
+        argv = [expand(str(a), env) for a in list(command) + list(args or [])]
+        if argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
+        return argv
+
+    # ------------------------------------------------------------------------------------------
+    # Probes
+
+    def _schedule_probes(self, pod: Obj, rt: PodRuntime, now: float) -> None:
+        container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+        for kind, due in rt.next_probe.items():
+            probe = container.get(f"{kind}Probe")
+            if probe and now >= due and kind not in rt.probing:
+                rt.probing.add(kind)
+                period = READINESS_PERIOD_S if kind == "readiness" else float(probe.get("periodSeconds", 10))
+                rt.next_probe[kind] = now + period
+                task = asyncio.create_task(self._probe(rt, kind, probe, container))
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
+
+    async def _probe(self, rt: PodRuntime, kind: str, probe: Mapping[str, Any], container: Mapping[str, Any]) -> None:
+        try:
+            ok = await self._check(rt, probe, container)
+        except Exception as exc:
+            logger.debug("%s probe of %s failed: %s", kind, rt.name, exc)
+            ok = False
+        finally:
+            rt.probing.discard(kind)
+        if not rt.running or rt.deleting:
+            return
+        threshold = int(probe.get("failureThreshold", 3))
+        if kind == "liveness":
+            rt.liveness_failures = 0 if ok else rt.liveness_failures + 1
+            if rt.record is not None:
+                rt.record["liveness_failures"] = rt.liveness_failures
+            if rt.liveness_failures >= threshold:
+                logger.info("pod %s/%s failed its liveness probe %d times: killing it", rt.namespace, rt.name,
+                            rt.liveness_failures)
+                self._signal(rt, signal.SIGTERM)
+                rt.kill_deadline = time.monotonic() + rt.grace_s
+            return
+        rt.readiness_failures = 0 if ok else rt.readiness_failures + 1
+        ready = True if ok else (False if not rt.ready or rt.readiness_failures >= threshold else rt.ready)
+        if ready != rt.ready:
+            rt.ready = ready
+
+            def mark(p: Obj) -> None:
+                status = p["status"]
+                if status.get("containerStatuses") and "running" in status["containerStatuses"][0].get("state", {}):
+                    status["containerStatuses"][0]["ready"] = ready
+                    _set_ready_conditions(status, ready)
+            self.api.update_as_system(self.pods_type, rt.namespace, rt.name, mark, uid=rt.uid)
+
+    async def _check(self, rt: PodRuntime, probe: Mapping[str, Any], container: Mapping[str, Any]) -> bool:
+        timeout = float(probe.get("timeoutSeconds", 1))
+        if "httpGet" in probe:
+            get = probe["httpGet"]
+            port = _port(get.get("port"), container)
+            url = f"{get.get('scheme', 'HTTP').lower()}://{get.get('host') or rt.ip}:{port}{get.get('path', '/')}"
+            headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
+            assert self._session is not None
+            async with self._session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout),
+                                         allow_redirects=False) as response:
+                return 200 <= response.status < 400
+        if "tcpSocket" in probe:
+            sock = probe["tcpSocket"]
+            _, writer = await asyncio.wait_for(asyncio.open_connection(
+                sock.get("host") or rt.ip, _port(sock.get("port"), container)), timeout)
+            writer.close()
+            return True
+        if "exec" in probe:
+            proc = await asyncio.create_subprocess_exec(*probe["exec"]["command"], cwd=rt.dir,
+                                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                return await asyncio.wait_for(proc.wait(), timeout) == 0
+            except asyncio.TimeoutError:
+                proc.kill()
+                return False
+        return True  # grpc probes are not simulated
+
+    # ------------------------------------------------------------------------------------------
+    # Cluster DNS and logs
+
+    def _sync_dns(self, pods: Mapping[str, Obj]) -> None:
+        if self.hosts is None:
+            return
+        services = [s for s in self.api.list(self.api.type_of("v1/services"))
+                    if (s.get("spec") or {}).get("clusterIP") == "None"]
+        names: dict[str, list[str]] = {}
+        for uid, rt in self.runtimes.items():
+            pod = pods.get(uid)
+            if pod is None or rt.deleting or rt.finished:
+                continue
+            spec, labels = pod.get("spec") or {}, pod["metadata"].get("labels") or {}
+            for svc in services:
+                sspec, smeta = svc["spec"], svc["metadata"]
+                if smeta.get("namespace") != rt.namespace or not sspec.get("selector") or \
+                        not am.match_selector_object(sspec["selector"], labels):
+                    continue
+                if not (rt.ready or sspec.get("publishNotReadyAddresses")):
+                    continue
+                svc_name, ns = smeta["name"], rt.namespace
+                entry = names.setdefault(rt.ip, [])
+                entry += [f"{svc_name}.{ns}", f"{svc_name}.{ns}.svc", f"{svc_name}.{ns}.svc.cluster.local"]
+                if spec.get("hostname") and spec.get("subdomain") == svc_name:
+                    fqdn = f"{spec['hostname']}.{svc_name}"
+                    entry += [fqdn, f"{fqdn}.{ns}", f"{fqdn}.{ns}.svc", f"{fqdn}.{ns}.svc.cluster.local"]
+        self.hosts.update((ip, list(dict.fromkeys(n))) for ip, n in names.items())
+
+    def _read_log(self, namespace: str, name: str, query: Mapping[str, str]) -> str:
+        pod = self.api.get(self.pods_type, namespace, name)
+        if pod is None:
+            raise ApiError.not_found(self.pods_type, name)
+        rt = self.runtimes.get(pod["metadata"]["uid"])
+        if rt is None or not rt.log_path.exists():
+            return ""
+        text = rt.log_path.read_text(errors="replace")
+        if query.get("tailLines"):
+            text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]):])
+        return text
+
+
+def _condition(kind: str, ok: bool, now: str, reason: str | None = None) -> Obj:
+    cond: Obj = {"type": kind, "status": "True" if ok else "False", "lastProbeTime": None, "lastTransitionTime": now}
+    if reason and not ok:
+        cond["reason"] = reason
+    return cond
+
+
+def _set_ready_conditions(status: Obj, ready: bool, reason: str = "ContainersNotReady") -> None:
+    now = am.now_rfc3339()
+    conditions = status.setdefault("conditions", [])
+    for kind in ("ContainersReady", "Ready"):
+        new = _condition(kind, ready, now, reason)
+        for i, cond in enumerate(conditions):
+            if cond.get("type") == kind:
+                if cond.get("status") != new["status"] or cond.get("reason") != new.get("reason"):
+                    conditions[i] = new
+                break
+        else:
+            conditions.append(new)
+
+
+def _field_ref(pod: Obj, path: str) -> str:
+    meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+    if m := re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path):
+        return (meta.get(m.group(1)) or {}).get(m.group(2), "")
+    simple = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace"),
+              "metadata.uid": meta.get("uid"), "spec.nodeName": spec.get("nodeName"),
+              "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
+              "status.podIP": status.get("podIP"), "status.hostIP": status.get("hostIP"),
+              "status.podIPs": ",".join(i["ip"] for i in status.get("podIPs") or []),
+              "status.hostIPs": ",".join(i["ip"] for i in status.get("hostIPs") or [])}
+    if path not in simple:
+        raise StartError(f"unsupported fieldRef {path!r}")
+    return simple[path] or ""
+
+
+def _port(port: Any, container: Mapping[str, Any]) -> int:
+    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+        return int(port)
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return int(p["containerPort"])
+    raise ValueError(f"unknown named port {port!r}")
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 8 * 2 ** 30
+
