@@ -5,7 +5,6 @@ Run with ``openautoglm operator`` (the operator image's entrypoint).
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import kopf
@@ -96,11 +95,9 @@ def run(namespaces: list[str] | None = None) -> None:
     """Run the operator until SIGINT/SIGTERM (what ``openautoglm operator`` calls)."""
     cfg = settings_mod.load()
     kopf.configure(verbose=cfg.log_level.upper() == "DEBUG")
-    stop = threading.Event()
     kopf.run(
         standalone=True,   # one replica (the journal has one writer); no peering objects needed
         clusterwide=not namespaces,
         namespaces=namespaces or (),
         liveness_endpoint=f"http://0.0.0.0:{cfg.operator_health_port}/healthz" if cfg.operator_health_port else None,
-        stop_flag=stop,
     )
