@@ -24,6 +24,8 @@ from openautoglm.spec import API_VERSION, KIND, MAX_NAME_LENGTH
 from openautoglm.status import JobStatus
 from openautoglm.validation import validate_document
 
+#: Where trials run: this machine, or a cluster running the operator (kubectl's context).
+BACKENDS = ("local", "kubernetes")
 #: Built-in model presets: name -> (task, task settings). Text models are built from a config.
 MODEL_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "mlp": ("digits", {}),
@@ -42,13 +44,17 @@ class HyperoptResult:
     best_params: dict[str, Any] | None
     best_value: float | None
     #: The Optuna study, for deeper analysis (optuna.visualization, trials_dataframe()).
-    study: optuna.Study
-    status: JobStatus
+    #: None with the kubernetes backend: the study lives in the cluster (see ``storage``).
+    study: optuna.Study | None
+    #: The job's status: a JobStatus locally, the TuningJob's ``.status`` dict in a cluster.
+    status: JobStatus | dict[str, Any]
     storage: str
     tuning_job: dict[str, Any]
 
     @property
     def pareto_front(self) -> list[dict[str, Any]]:
+        if isinstance(self.status, dict):
+            return self.status.get("paretoFront") or []
         return self.status.pareto
 
 
@@ -104,7 +110,9 @@ class AutoTrainer:
                  epochs: int = 10, sampler: str = "tpe", pruner: str = "median",
                  pruner_settings: dict[str, Any] | None = None, seed: int | None = None,
                  task_settings: dict[str, Any] | None = None, name: str | None = None,
-                 workdir: str | Path | None = None, storage: str | None = None):
+                 workdir: str | Path | None = None, storage: str | None = None,
+                 backend: str = "local", namespace: str = "default", image: str | None = None,
+                 kubeconfig: str | None = None, poll_seconds: float = 5.0):
         from openautoglm_trial.tasks import default_search_space
 
         self.model_name = model_name
@@ -119,6 +127,10 @@ class AutoTrainer:
         self.name = name
         self.workdir = Path(workdir) if workdir is not None else Path.cwd() / ".openautoglm"
         self.storage = storage
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r}: choose one of {sorted(BACKENDS)}")
+        self.backend = backend
+        self.namespace, self.image, self.kubeconfig, self.poll_seconds = namespace, image, kubeconfig, poll_seconds
 
     def tuning_job(self, objective: str | list[dict[str, str]] = "loss", direction: str = "minimize",
                    timeout: int | None = None) -> dict[str, Any]:
@@ -139,6 +151,8 @@ class AutoTrainer:
             spec["budget"]["timeoutSeconds"] = int(timeout)
         if self.seed is not None:
             spec["algorithm"]["seed"] = self.seed
+        if self.image is not None:
+            spec["trial"]["image"] = self.image
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": self.name or self._auto_name(spec)},
                 "spec": spec}
 
@@ -161,6 +175,8 @@ class AutoTrainer:
                 raise ValueError(f"objective {n!r} is not a metric of the {self.task} task; choose from {known}")
         doc = self.tuning_job(objective, direction, timeout)
         job = validate_document(doc, "AutoTrainer's TuningJob")
+        if self.backend == "kubernetes":
+            return self._hyperopt_in_cluster(doc, progress)
         on_outcome = None
         if progress:
             from openautoglm.progress import ConsoleProgress
@@ -174,3 +190,36 @@ class AutoTrainer:
                 on_outcome.close()
         return HyperoptResult(result.best_params, result.best_value, result.study, result.status,
                               result.storage, doc)
+
+    def _hyperopt_in_cluster(self, doc: dict[str, Any], progress: bool) -> HyperoptResult:
+        """Submit the TuningJob to the cluster's operator and follow its status to the end."""
+        import sys
+        import time
+
+        from kubernetes import client, config
+        from kubernetes.client.exceptions import ApiException
+
+        from openautoglm.k8s import GROUP, PLURAL, VERSION
+
+        config.load_kube_config(config_file=self.kubeconfig)
+        api = client.CustomObjectsApi(client.ApiClient())
+        doc = {**doc, "metadata": {**doc["metadata"], "namespace": self.namespace}}
+        name = doc["metadata"]["name"]
+        try:
+            api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, doc)
+        except ApiException as err:
+            if err.status != 409:   # 409: submitted before; follow the existing job (resume)
+                raise ValueError(f"the cluster rejected the TuningJob: {err.body}") from None
+        last = None
+        while True:
+            obj = api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+            status = obj.get("status") or {}
+            line = (status.get("phase"), status.get("progress"), (status.get("bestTrial") or {}).get("value"))
+            if progress and line != last and status:
+                print(f"TuningJob {self.namespace}/{name}: {line[0]} · trials {line[1]} · best {line[2]}", file=sys.stderr)
+                last = line
+            if status.get("phase") in ("Succeeded", "Failed"):
+                best = status.get("bestTrial") or {}
+                return HyperoptResult(best.get("params"), best.get("value"), None, status,
+                                      status.get("studyStorage", ""), doc)
+            time.sleep(self.poll_seconds)

@@ -235,3 +235,16 @@ def apply_unchecked(cluster, doc, tmp_path):
     path = tmp_path / f"{doc['metadata']['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return cluster.kubectl("apply", "-f", str(path), check=False)
+
+
+def test_sdk_kubernetes_backend_submits_and_follows_the_job(cluster, operator, monkeypatch):
+    from openautoglm import AutoTrainer
+
+    trainer = AutoTrainer(model_name="mlp", dataset="digits", max_trials=2, epochs=3, workers=2, parallelism=2,
+                          backend="kubernetes", kubeconfig=str(cluster.kubeconfig), poll_seconds=0.5, seed=3,
+                          name="sdk-job",
+                          search_space=[{"name": "lr", "type": "float", "low": 1e-3, "high": 0.05, "log": True}])
+    result = trainer.hyperopt(objective="accuracy", direction="maximize", timeout=600, progress=False)
+    assert result.status["phase"] == "Succeeded" and result.status["progress"] == "2/2"
+    assert result.best_value > 0.5 and set(result.best_params) == {"lr"}
+    assert cluster.get("openautoglm.io/v1alpha1/tuningjobs", NS, "sdk-job")["spec"]["trial"]["workers"] == 2
