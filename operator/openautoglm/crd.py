@@ -105,6 +105,13 @@ _NUMERIC: Final = "(self.type == 'float' || self.type == 'int')"
 _SCALAR: Final = "type(self) != map && type(self) != list"
 _REQUIRED, _FORBIDDEN = "FieldValueRequired", "FieldValueForbidden"
 
+
+def _multi_objective_samplers() -> list[str]:
+    from openautoglm.samplers import SAMPLERS
+
+    return sorted(n for n, e in SAMPLERS.items() if e.multi_objective)
+
+
 #: CEL rules (x-kubernetes-validations) for what the schema cannot say, mirroring the model
 #: validators of spec.py. Every rule guards optional fields with has(); numbers of a ``type:
 #: number`` field are doubles in CEL, hence the ``0.0`` literals.
@@ -120,6 +127,10 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
         _rule("!has(self.objective.metrics) || !has(self.earlyStopping) || !has(self.earlyStopping.pruner)"
               " || self.earlyStopping.pruner == 'none'",
               "pruning supports a single objective only; use none with several objectives", ".earlyStopping.pruner"),
+        _rule("!has(self.objective.metrics) || !has(self.algorithm) || !has(self.algorithm.sampler)"
+              f" || self.algorithm.sampler in {_multi_objective_samplers()}",
+              "handles a single objective; with several objectives use one of "
+              + ", ".join(_multi_objective_samplers()), ".algorithm.sampler"),
         _rule("self.parameters.all(p, !has(p.when) || p.when.all(k, self.parameters.exists(q, q.name == k"
               " && (q.type == 'categorical' || q.type == 'fixed'))))",
               "every key of a parameter's when must name a categorical or fixed parameter", ".parameters"),

@@ -135,7 +135,7 @@ class AutoTrainer:
     def tuning_job(self, objective: str | list[dict[str, str]] = "loss", direction: str = "minimize",
                    timeout: int | None = None) -> dict[str, Any]:
         """The TuningJob this trainer runs (also what you would ``kubectl apply``)."""
-        obj: Any = objective if isinstance(objective, list) else {"metric": objective, "direction": direction}
+        obj: Any = {"metrics": objective} if isinstance(objective, list) else {"metric": objective, "direction": direction}
         spec: dict[str, Any] = {
             "objective": obj,
             "budget": {"maxTrials": self.max_trials, "parallelism": min(self.parallelism, self.max_trials)},

@@ -59,6 +59,14 @@ class ObjectiveMetric(_Model):
 class Objective(_Model):
     """A single metric (``metric``/``direction``) or several (``metrics``)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bare_list(cls, data: Any) -> Any:
+        # One shape for kubectl and the CLI alike: the CRD's objective is an object.
+        if isinstance(data, list):
+            raise ValueError("several objectives are written as objective: {metrics: [{metric, direction}, ...]}")
+        return data
+
     metric: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
     direction: Direction | None = None
     #: The job succeeds as soon as a finished trial reaches this value.
@@ -338,14 +346,6 @@ class TuningJobSpec(_Model):
     metrics: MetricsSource = Field(default_factory=MetricsSource)
     storage: Storage = Field(default_factory=Storage)
     warm_start: list[WarmStart] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _objective_list(cls, data: Any) -> Any:
-        # ``objective: [{metric, direction}, ...]`` is the short form of several objectives.
-        if isinstance(data, dict) and isinstance(data.get("objective"), list):
-            data = {**data, "objective": {"metrics": data["objective"]}}
-        return data
 
     @model_validator(mode="after")
     def _check(self) -> "TuningJobSpec":

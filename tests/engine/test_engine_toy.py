@@ -98,7 +98,8 @@ def test_two_workers_per_trial_each_get_rank_env(tmp_path, toy):
 
 def test_several_objectives_report_a_pareto_front(tmp_path, toy):
     doc = toy(max_trials=8, parallelism=2, sampler="nsga2")
-    doc["spec"]["objective"] = [{"metric": "score", "direction": "maximize"}, {"metric": "cost", "direction": "minimize"}]
+    doc["spec"]["objective"] = {"metrics": [{"metric": "score", "direction": "maximize"},
+                                            {"metric": "cost", "direction": "minimize"}]}
     result, _ = run(doc, tmp_path)
     assert result.status.phase == "Succeeded" and result.status.best is None
     front = result.status.pareto

@@ -39,7 +39,8 @@ PARAMETERS: list[dict[str, Any]] = [
 
 def _spec(sampler: str, *, multi: bool = False, parameters: list[dict[str, Any]] | None = None,
           settings: dict[str, Any] | None = None, seed: int = 7) -> TuningJobSpec:
-    objective: Any = ([{"metric": "accuracy", "direction": "maximize"}, {"metric": "size", "direction": "minimize"}]
+    objective: Any = ({"metrics": [{"metric": "accuracy", "direction": "maximize"},
+                                   {"metric": "size", "direction": "minimize"}]}
                       if multi else {"metric": "accuracy", "direction": "maximize"})
     doc = digits_job(
         objective=objective,

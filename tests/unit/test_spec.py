@@ -50,7 +50,7 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
      _steps(_set("spec.objective", {"metrics": MULTI, "target": 0.9}), _set("spec.earlyStopping", {"pruner": "none"})),
      "spec.objective.target", "single objective"),
     ("duplicate-objective-metrics",
-     _steps(_set("spec.objective", [MULTI[0], MULTI[0]]), _set("spec.earlyStopping", {"pruner": "none"})),
+     _steps(_set("spec.objective", {"metrics": [MULTI[0], MULTI[0]]}), _set("spec.earlyStopping", {"pruner": "none"})),
      "spec.objective.metrics", "unique"),
     ("parallelism-above-max-trials", _set("spec.budget.parallelism", 5), "spec.budget.parallelism", "<= maxTrials (4)"),
     ("negative-max-failed-trials", _set("spec.budget.maxFailedTrials", -1), "spec.budget.maxFailedTrials", "greater than or equal to 0"),
@@ -65,13 +65,13 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("grid-points-too-few", _set("spec.algorithm", {"sampler": "grid", "settings": {"points": 1}}),
      "spec.algorithm.settings", "points must be >= 2"),
     ("single-objective-sampler-with-several",
-     _steps(_set("spec.objective", MULTI), _set("spec.earlyStopping", {"pruner": "none"}),
+     _steps(_set("spec.objective", {"metrics": MULTI}), _set("spec.earlyStopping", {"pruner": "none"}),
             _set("spec.algorithm.sampler", "cmaes")),
      "spec.algorithm.sampler", "single objective"),
     ("unknown-pruner", _set("spec.earlyStopping.pruner", "asha"), "spec.earlyStopping.pruner", "unknown pruner 'asha'"),
     ("unknown-pruner-setting", _set("spec.earlyStopping.settings", {"n_startup": 2}),
      "spec.earlyStopping.settings.n_startup", "unknown setting of the median pruner"),
-    ("pruner-with-several-objectives", _set("spec.objective", MULTI), "spec.earlyStopping.pruner", "single objective"),
+    ("pruner-with-several-objectives", _set("spec.objective", {"metrics": MULTI}), "spec.earlyStopping.pruner", "single objective"),
     ("threshold-without-bounds", _set("spec.earlyStopping", {"pruner": "threshold"}),
      "spec.earlyStopping.settings", "lower and/or upper"),
     ("percentile-out-of-range", _set("spec.earlyStopping", {"pruner": "percentile", "settings": {"percentile": 150}}),
@@ -236,8 +236,11 @@ def test_defaults_are_filled() -> None:
     assert spec.warm_start == []
 
 
-def test_objective_list_is_short_for_several_objectives() -> None:
-    job = validate_document(digits_job(objective=MULTI, earlyStopping={"pruner": "none"}))
+def test_several_objectives_are_an_object_with_metrics() -> None:
+    with pytest.raises(InvalidTuningJob) as bare:
+        validate_document(digits_job(objective=MULTI, earlyStopping={"pruner": "none"}))
+    assert any(p.path == "spec.objective" and "{metrics: [" in p.message for p in bare.value.problems)
+    job = validate_document(digits_job(objective={"metrics": MULTI}, earlyStopping={"pruner": "none"}))
     assert job.spec.objective.is_multi
     assert [(o.metric, o.direction) for o in job.spec.objective.objectives] == [
         ("accuracy", "maximize"), ("latency", "minimize")]
