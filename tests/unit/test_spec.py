@@ -294,3 +294,17 @@ def test_cli_validate_accepts_the_examples() -> None:
     proc = _cli("validate", *map(str, EXAMPLES))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "is valid" in proc.stdout
+
+
+@pytest.mark.parametrize("section,settings,path", [
+    ("algorithm", {"sampler": "tpe", "settings": {"n_ei_candidates": "x"}}, "spec.algorithm.settings.n_ei_candidates"),
+    ("algorithm", {"sampler": "tpe", "settings": {"multivariate": 1}}, "spec.algorithm.settings.multivariate"),
+    ("algorithm", {"sampler": "policy-gradient", "settings": {"learning_rate": "fast"}},
+     "spec.algorithm.settings.learning_rate"),
+    ("earlyStopping", {"pruner": "median", "settings": {"n_startup_trials": 2.5}},
+     "spec.earlyStopping.settings.n_startup_trials"),
+])
+def test_plugin_settings_of_the_wrong_type_are_refused_before_any_trial(section, settings, path) -> None:
+    with pytest.raises(InvalidTuningJob) as err:
+        validate_document(digits_job(**{section: settings}))
+    assert any(p.path == path and "must be" in p.message for p in err.value.problems), err.value.problems

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import optuna
 
+from openautoglm.plugin_settings import type_problems
 from openautoglm.spec import TuningJobSpec
 
 PrunerFactory = Callable[[dict[str, Any], TuningJobSpec], optuna.pruners.BasePruner]
@@ -22,6 +23,7 @@ class PrunerEntry:
     factory: PrunerFactory
     settings: frozenset[str]
     description: str
+    target: Callable | None = None
 
 
 PRUNERS: dict[str, PrunerEntry] = {}
@@ -30,7 +32,8 @@ PRUNERS: dict[str, PrunerEntry] = {}
 def register(name: str, *, settings: set[str] | type, description: str):
     def deco(factory: PrunerFactory) -> PrunerFactory:
         allowed = settings if isinstance(settings, set) else set(inspect.signature(settings).parameters) - {"wrapped_pruner"}
-        PRUNERS[name] = PrunerEntry(name, factory, frozenset(allowed), description)
+        PRUNERS[name] = PrunerEntry(name, factory, frozenset(allowed), description,
+                                    None if isinstance(settings, set) else settings)
         return factory
 
     return deco
@@ -97,6 +100,7 @@ def check(spec: TuningJobSpec) -> list[tuple[str, str]]:
         ("settings." + k, f"unknown setting of the {name} pruner; allowed: {sorted(entry.settings)}")
         for k in spec.early_stopping.settings if k not in entry.settings
     ]
+    problems += type_problems(entry.target, spec.early_stopping.settings)
     if problems:
         return problems
     try:

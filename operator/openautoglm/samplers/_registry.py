@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import optuna
 
+from openautoglm.plugin_settings import type_problems
 from openautoglm.spec import TuningJobSpec
 
 #: (settings, seed, spec) -> sampler. ``settings`` are the user's, already checked.
@@ -21,6 +22,8 @@ class SamplerEntry:
     settings: frozenset[str]
     multi_objective: bool
     description: str
+    #: The class whose keyword arguments the settings are (for type checks), if any.
+    target: Callable | None = None
 
 
 SAMPLERS: dict[str, SamplerEntry] = {}
@@ -32,7 +35,8 @@ def register(name: str, *, settings: set[str] | Callable, multi_objective: bool,
 
     def deco(factory: SamplerFactory) -> SamplerFactory:
         allowed = settings if isinstance(settings, set) else _kwargs_of(settings)
-        SAMPLERS[name] = SamplerEntry(name, factory, frozenset(allowed), multi_objective, description)
+        target = None if isinstance(settings, set) else settings
+        SAMPLERS[name] = SamplerEntry(name, factory, frozenset(allowed), multi_objective, description, target)
         return factory
 
     return deco
@@ -67,6 +71,7 @@ def check(spec: TuningJobSpec) -> list[tuple[str, str]]:
         ("settings." + k, f"unknown setting of the {name} sampler; allowed: {sorted(entry.settings)}")
         for k in spec.algorithm.settings if k not in entry.settings
     ]
+    problems += type_problems(entry.target, spec.algorithm.settings)
     if spec.objective.is_multi and not entry.multi_objective:
         multi = sorted(n for n, e in SAMPLERS.items() if e.multi_objective)
         problems.append(("sampler", f"{name} handles a single objective; with several use one of {multi}"))
