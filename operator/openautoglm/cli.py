@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from openautoglm import settings as settings_mod
+from openautoglm.spec import sampler_name
 from openautoglm.validation import InvalidTuningJob, load_tuning_job
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -51,7 +52,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     progress = ConsoleProgress(console, quiet=args.quiet)
     console.print(f"[bold]TuningJob {job.name}[/]: {job.spec.budget.max_trials} trials, "
                   f"{job.spec.trial.workers} Horovod workers each, parallelism {job.spec.budget.parallelism}, "
-                  f"sampler {job.spec.algorithm.sampler}, pruner {job.spec.early_stopping.pruner}", highlight=False)
+                  f"sampler {sampler_name(job.spec)}, pruner {job.spec.early_stopping.pruner}", highlight=False)
     try:
         result = run_local(job, workdir=workdir, storage=args.storage, fresh=args.fresh, on_outcome=progress,
                            settings=cfg)
@@ -101,7 +102,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             worst = EXIT_INVALID
         else:
             print(f"{f}: TuningJob {job.name} is valid ({len(job.spec.parameters)} parameters, "
-                  f"sampler {job.spec.algorithm.sampler}, pruner {job.spec.early_stopping.pruner})")
+                  f"sampler {sampler_name(job.spec)}, pruner {job.spec.early_stopping.pruner})")
     return worst
 
 

@@ -107,7 +107,7 @@ class AutoTrainer:
 
     def __init__(self, model_name: str, dataset: str, max_trials: int = 50, *,
                  search_space: list[dict[str, Any]] | None = None, workers: int = 1, parallelism: int = 1,
-                 epochs: int = 10, sampler: str = "tpe", pruner: str = "median",
+                 epochs: int = 10, sampler: str | None = None, pruner: str = "median",
                  pruner_settings: dict[str, Any] | None = None, seed: int | None = None,
                  task_settings: dict[str, Any] | None = None, name: str | None = None,
                  workdir: str | Path | None = None, storage: str | None = None,
@@ -139,7 +139,7 @@ class AutoTrainer:
         spec: dict[str, Any] = {
             "objective": obj,
             "budget": {"maxTrials": self.max_trials, "parallelism": min(self.parallelism, self.max_trials)},
-            "algorithm": {"sampler": self.sampler},
+            "algorithm": {"sampler": self.sampler} if self.sampler else {},
             "earlyStopping": {"pruner": "none" if isinstance(objective, list) else self.pruner,
                               "settings": {} if isinstance(objective, list) else self.pruner_settings},
             "parameters": self.search_space,

@@ -125,7 +125,8 @@ class Budget(_Model):
 # ----------------------------------------------------------------------------- algorithm
 class Algorithm(_Model):
     #: Name in the sampler registry (see ``openautoglm.samplers``); checked there.
-    sampler: Annotated[str, Field(min_length=1)] = "tpe"
+    #: Unset: tpe for one objective, nsga2 for several (see TuningJobSpec.sampler_name).
+    sampler: Annotated[str, Field(min_length=1)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     #: Keyword arguments of the sampler, validated against the registry entry.
     settings: dict[str, Any] = Field(default_factory=dict)
@@ -376,6 +377,13 @@ class TuningJobSpec(_Model):
                     p.append((f"warmStart[{i}].params.{k}", "is not a parameter of the search space"))
         _raise(p)
         return self
+
+
+def sampler_name(spec: "TuningJobSpec") -> str:
+    """The sampler a job uses: the one it names, else TPE (one objective) or NSGA-II (several)."""
+    if spec.algorithm.sampler:
+        return spec.algorithm.sampler
+    return "nsga2" if spec.objective.is_multi else "tpe"
 
 
 class Metadata(BaseModel):

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from helpers import DELETE, digits_job, mutate
-from openautoglm.spec import TuningJob
+from openautoglm import samplers
+from openautoglm.spec import TuningJob, sampler_name
 from openautoglm.validation import InvalidTuningJob, load_tuning_job, validate_document
 
 REPO = Path(__file__).resolve().parents[2]
@@ -227,13 +228,21 @@ def test_defaults_are_filled() -> None:
     spec = validate_document(doc).spec
     assert spec.budget.parallelism == 1
     assert spec.budget.max_trials >= 1
-    assert spec.algorithm.sampler == "tpe"
+    assert spec.algorithm.sampler is None and sampler_name(spec) == "tpe"
     assert spec.early_stopping.pruner == "none"
     assert spec.trial.workers == 1
     assert spec.trial.epochs >= 1
     assert spec.metrics.port == 9090
     assert spec.metrics.source == "scrape"
     assert spec.warm_start == []
+
+
+def test_several_objectives_default_to_nsga2() -> None:
+    doc = digits_job(objective={"metrics": MULTI}, earlyStopping={"pruner": "none"})
+    doc["spec"]["algorithm"].pop("sampler")
+    spec = validate_document(doc).spec
+    assert sampler_name(spec) == "nsga2"
+    assert type(samplers.build_sampler(spec)).__name__ == "NSGAIISampler"
 
 
 def test_several_objectives_are_an_object_with_metrics() -> None:

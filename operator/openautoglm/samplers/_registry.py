@@ -8,7 +8,7 @@ from typing import Any, Callable
 import optuna
 
 from openautoglm.plugin_settings import type_problems
-from openautoglm.spec import TuningJobSpec
+from openautoglm.spec import TuningJobSpec, sampler_name
 
 #: (settings, seed, spec) -> sampler. ``settings`` are the user's, already checked.
 SamplerFactory = Callable[[dict[str, Any], "int | None", TuningJobSpec], optuna.samplers.BaseSampler]
@@ -54,7 +54,7 @@ def _kwargs_of(cls: Callable) -> set[str]:
 
 
 def build_sampler(spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
-    entry = SAMPLERS[spec.algorithm.sampler]
+    entry = SAMPLERS[sampler_name(spec)]
     with warnings.catch_warnings():
         # Optuna flags some samplers as experimental; the registry is our promise, not theirs.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -63,7 +63,7 @@ def build_sampler(spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
 
 def check(spec: TuningJobSpec) -> list[tuple[str, str]]:
     """Problems with the sampler choice and its settings, as (field path, message)."""
-    name = spec.algorithm.sampler
+    name = sampler_name(spec)
     if name not in SAMPLERS:
         return [("sampler", f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")]
     entry = SAMPLERS[name]
