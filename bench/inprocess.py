@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from openautoglm import pruners, samplers, space
 from openautoglm.spec import TuningJob
+from openautoglm.study import study_name
 from openautoglm.worker import build_worker_env
 from openautoglm_trial import contract, tasks
 from openautoglm_trial.settings import Objective, TrialSettings
@@ -141,7 +142,8 @@ def run_sampler(worker: Worker, job: TuningJob) -> list[TrialRecord]:
     finished, and in the engine its worker has exited before a prune could stop it.
     """
     spec = job.spec
-    study = optuna.create_study(sampler=samplers.build_sampler(spec),
+    # The engine's study name: Hyperband assigns trials to brackets by a hash of it.
+    study = optuna.create_study(study_name=study_name(job), sampler=samplers.build_sampler(spec),
                                 pruner=pruners.build_pruner(spec),
                                 direction=spec.objective.objectives[0].direction)
     records = []

@@ -102,6 +102,15 @@ def test_sampler_run_counts_pruned_trials_and_never_prunes_after_the_last_epoch(
     assert all(r.ask_s >= 0 and r.run_s >= 0 and r.tell_s >= 0 for r in records)
 
 
+def test_sampler_runs_are_reproducible_pruning_included():
+    def run():
+        worker = FakeWorker(lambda p: p["lr"], epochs=DIGITS.epochs)
+        records = inprocess.run_sampler(worker, job(se.Method("tpe+hyperband", "tpe", "hyperband")))
+        return [(r.params, r.state, r.epochs) for r in records]
+
+    assert run() == run()
+
+
 def test_trials_and_time_to_target_count_every_trial_up_to_the_first_that_reaches_it():
     records = [record(0, "complete", 0.90), record(1, "pruned", None), record(2, "complete", 0.97),
                record(3, "complete", 0.95)]
