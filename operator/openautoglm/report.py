@@ -38,6 +38,21 @@ def _plt():
     return plt
 
 
+def _save(fig, ax, path: Path, *, xlabel: str, ylabel: str, title: str, legend: bool = True) -> Path:
+    """Label, save and close one figure (the same finish for every chart)."""
+    plt = _plt()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _history(study: optuna.Study, trials: list[FrozenTrial], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -56,15 +71,8 @@ def _history(study: optuna.Study, trials: list[FrozenTrial], path: Path) -> Path
         ys.append(best)
     if xs:
         ax.step(xs, ys, where="post", color="black", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(study.metric_names[0] if study.metric_names else "objective")
-    ax.set_title("Optimization history")
-    ax.legend(loc="best")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel="trial", ylabel=study.metric_names[0] if study.metric_names else "objective",
+                 title="Optimization history")
 
 
 def _parameters(trials: list[FrozenTrial], path: Path) -> Path | None:
@@ -138,15 +146,7 @@ def _intermediate(trials: list[FrozenTrial], path: Path, metric: str) -> Path | 
             ax.scatter([steps[-1]], [vals[-1]], color=color, marker="x", s=40, zorder=3)
     ax.plot([], [], color=_COLORS[TrialState.COMPLETE], label="completed")
     ax.scatter([], [], color=_COLORS[TrialState.PRUNED], marker="x", label="pruned here")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.set_title("Intermediate values")
-    ax.legend(loc="best")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel="epoch", ylabel=metric, title="Intermediate values")
 
 
 def _pareto(study: optuna.Study, trials: list[FrozenTrial], path: Path) -> Path | None:
@@ -161,15 +161,7 @@ def _pareto(study: optuna.Study, trials: list[FrozenTrial], path: Path) -> Path 
                color="#aaaaaa", label="dominated")
     ax.scatter([t.values[0] for t in done if t.number in front], [t.values[1] for t in done if t.number in front],
                color="#d62728", label="Pareto front")
-    ax.set_xlabel(names[0])
-    ax.set_ylabel(names[1])
-    ax.set_title("Pareto front")
-    ax.legend(loc="best")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel=names[0], ylabel=names[1], title="Pareto front")
 
 
 def _fmt(v: Any) -> str:
