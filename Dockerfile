@@ -1,20 +1,25 @@
 # syntax=docker/dockerfile:1.7
 # Operator image: the kopf operator that runs TuningJobs in a cluster (deploy/manager/manager.yaml).
-# It never trains, so no torch and no Horovod: the project wheel with its `operator` and `postgres`
-# extras. The wheel also carries openautoglm_trial, whose contract and task registry the operator
-# imports (both cheap; torch is imported only inside a trial).
+# It never trains, so no Horovod: the project wheel with its `operator` and `postgres` extras. The
+# `operator` extra includes torch, CPU build only, because Optuna's GPSampler (sampler: gp, which
+# the CRD admits) computes with it; it is imported only when a gp job asks for a trial. The wheel
+# also carries openautoglm_trial, whose contract and task registry the operator imports (cheap).
 # Build from the repository root:  docker build -t openautoglm/operator:0.1 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: the project wheel and every dependency as a wheel ------------------------------
 FROM ${PYTHON_IMAGE} AS builder
+# The CPU build of torch (the default index serves a multi-GB CUDA build).
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 # Only what the wheel is built from (no tests, no local virtualenvs or egg-info).
 COPY pyproject.toml README.md ./
 COPY operator/openautoglm ./operator/openautoglm
 COPY trial_image/openautoglm_trial ./trial_image/openautoglm_trial
-RUN pip wheel --wheel-dir /wheels ".[operator,postgres]"
+RUN pip wheel --wheel-dir /wheels --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+ && pip wheel --wheel-dir /wheels --find-links /wheels ".[operator,postgres]"
 
 # --- runtime: slim Python, wheels only, non-root ---------------------------------------------
 FROM ${PYTHON_IMAGE}

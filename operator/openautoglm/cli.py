@@ -18,7 +18,8 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 def _trial_rows(result) -> list[dict[str, Any]]:
     from openautoglm.status import trial_summary
 
-    trials = [trial_summary(t) for t in result.study.get_trials(deepcopy=False)]
+    recorded = list(result.job.spec.objective.additional_metrics)
+    trials = [trial_summary(t, recorded) for t in result.study.get_trials(deepcopy=False)]
     directions = [o.direction for o in result.job.spec.objective.objectives]
     sign = 1 if directions[0] == "minimize" else -1
     order = {"Completed": 0, "Running": 1, "Pruned": 2, "Failed": 3, "Waiting": 4}
@@ -55,7 +56,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   f"sampler {sampler_name(job.spec)}, pruner {job.spec.early_stopping.pruner}", highlight=False)
     try:
         result = run_local(job, workdir=workdir, storage=args.storage, fresh=args.fresh, on_outcome=progress,
-                           settings=cfg)
+                           settings=cfg, base_dir=path.resolve().parent)
     except StudyMismatch as err:
         progress.close()
         print(f"error: {err}", file=sys.stderr)
@@ -125,6 +126,12 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import_katib(args: argparse.Namespace) -> int:
+    from openautoglm.katib import main as import_katib
+
+    return import_katib(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="openautoglm", description="Hyperparameter tuning of distributed training.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -151,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("operator", help="run the Kubernetes operator (in-cluster or with your kubeconfig)")
     o.add_argument("--namespace", action="append", help="watch only this namespace (repeatable; default: all)")
     o.set_defaults(func=cmd_operator)
+
+    k = sub.add_parser("import-katib", help="convert a Katib Experiment into a TuningJob (YAML on stdout); "
+                                            "exit 2 listing every field that cannot be mapped")
+    k.add_argument("file", help="Katib Experiment YAML (kubeflow.org/v1beta1), or - for stdin")
+    k.add_argument("-o", "--output", metavar="OUT", help="write the TuningJob to OUT instead of stdout")
+    k.add_argument("--lossy", action="store_true",
+                   help="drop the fields that cannot be mapped (still listed on stderr) instead of failing")
+    k.set_defaults(func=cmd_import_katib)
     return p
 
 

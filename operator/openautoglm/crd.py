@@ -18,6 +18,13 @@ How the schema is derived:
    with bounds that only keep the CEL rules' estimated cost within the API server's budget
    (:data:`CRD_ONLY_BOUNDS`), and with CEL rules that mirror the model validators (:data:`RULES`).
 
+``spec.trial.podTemplate`` (a free-form dict in the model) gets the Kubernetes 1.33 PodTemplateSpec
+schema vendored in ``openautoglm/k8s/podtemplatespec-v1.33.json`` (:mod:`openautoglm.k8s.podschema`),
+with the bounds of :data:`openautoglm.podtemplate.BOUNDS` and CEL rules built from the owned fields
+and restricted Pod Security constants of :mod:`openautoglm.podtemplate` (:func:`pod_template_rules`),
+so an unknown pod field is refused by the API server's strict field validation and a ``command`` in
+the worker container or a ``privileged: true`` sidecar by the CRD's rules.
+
 A nullable optional field (``X | None = None``) is *not* marked ``nullable``: the API server then
 prunes an explicit null, which is exactly what None means to the model (absent), and the CEL rules
 can rely on ``has()``. Only a field whose default is not None (``maxGradNorm``: null switches it
@@ -38,9 +45,11 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
+from openautoglm import podtemplate as pt
 from openautoglm import spec as spec_module
-from openautoglm.spec import (ENV_NAME_RE, MAX_NAME_LENGTH, NAME_RE, PARAM_NAME_RE, QUANTITY_RE,
-                              TuningJobSpec)
+from openautoglm.k8s import podschema
+from openautoglm.spec import (DEFAULT_RENDEZVOUS_PORT, ENV_NAME_RE, MAX_NAME_LENGTH, NAME_RE, PARAM_NAME_RE,
+                              QUANTITY_RE, TuningJobSpec)
 
 GROUP: Final = "openautoglm.io"
 VERSION: Final = "v1alpha1"
@@ -70,7 +79,13 @@ CRD_ONLY_BOUNDS: Final[dict[str, dict[str, Any]]] = {
     "spec.warmStart": {"maxItems": 10},
     # Not a restriction: every key must name one of at most 200 parameters.
     "spec.warmStart[].params": {"maxProperties": 200},
+    # Not a restriction: every key must name one of at most 8 objectives + 32 additional metrics.
+    "spec.objective.metricStrategies": {"maxProperties": 40},
+    # More kinds of resources than a node has: the requests/limits rules range over them.
+    "spec.trial.resources.requests": {"maxProperties": 32},
+    "spec.trial.resources.limits": {"maxProperties": 32},
 }
+POD_TEMPLATE: Final = "spec.trial.podTemplate"
 
 
 def _extras() -> dict[str, dict[str, Any]]:
@@ -85,6 +100,7 @@ def _extras() -> dict[str, dict[str, Any]]:
         "spec.parameters[].name": {"pattern": PARAM_NAME_RE.pattern},
         "spec.parameters[].when": {"minProperties": 1},
         "spec.objective.metrics": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["metric"]},
+        "spec.objective.additionalMetrics": {"x-kubernetes-list-type": "set"},
         "spec.trial.env": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         "spec.trial.env[].name": {"pattern": ENV_NAME_RE.pattern},
         "spec.trial.resources.requests{}": {"pattern": QUANTITY_RE.pattern},
@@ -112,6 +128,122 @@ def _multi_objective_samplers() -> list[str]:
     return sorted(n for n, e in SAMPLERS.items() if e.multi_objective)
 
 
+def _none_starts_with(var: str, prefixes: tuple[str, ...]) -> str:
+    return " && ".join(f"!{var}.startsWith('{p}')" for p in prefixes)
+
+
+def _cel_list(values: tuple[str, ...] | list[str]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+def _security_rules(*, pod: bool) -> list[dict[str, str]]:
+    """The restricted Pod Security Standard on a pod's or a container's securityContext (as podtemplate)."""
+    pss = f"({pt.PSS})"
+    rules = [
+        _rule("!has(self.runAsNonRoot) || self.runAsNonRoot", f"must not be false {pss}", ".runAsNonRoot"),
+        _rule("!has(self.runAsUser) || self.runAsUser != 0", f"must not be 0 {pss}", ".runAsUser"),
+        _rule(f"!has(self.seccompProfile) || self.seccompProfile.type in {_cel_list(pt.ALLOWED_SECCOMP)}",
+              f"must be {' or '.join(pt.ALLOWED_SECCOMP)} {pss}", ".seccompProfile.type"),
+        _rule(f"!has(self.appArmorProfile) || self.appArmorProfile.type in {_cel_list(pt.ALLOWED_APPARMOR)}",
+              f"must be {' or '.join(pt.ALLOWED_APPARMOR)} {pss}", ".appArmorProfile.type"),
+        _rule("!has(self.seLinuxOptions) || !has(self.seLinuxOptions.type) || self.seLinuxOptions.type in "
+              f"{_cel_list(pt.ALLOWED_SELINUX_TYPES)}", f"not an allowed SELinux type {pss}", ".seLinuxOptions.type"),
+        *(_rule(f"!has(self.seLinuxOptions) || !has(self.seLinuxOptions.{k}) || self.seLinuxOptions.{k} == ''",
+                f"must not be set {pss}", f".seLinuxOptions.{k}", _FORBIDDEN) for k in ("user", "role")),
+        _rule("!has(self.windowsOptions) || !has(self.windowsOptions.hostProcess) || !self.windowsOptions.hostProcess",
+              f"must not be true {pss}", ".windowsOptions.hostProcess"),
+    ]
+    if pod:
+        return rules + [_rule(f"!has(self.sysctls) || self.sysctls.all(s, s.name in {_cel_list(pt.SAFE_SYSCTLS)})",
+                              f"only safe sysctls {pss}: {', '.join(pt.SAFE_SYSCTLS)}", ".sysctls")]
+    return rules + [
+        _rule("!has(self.privileged) || !self.privileged", f"must not be true {pss}", ".privileged"),
+        _rule("!has(self.allowPrivilegeEscalation) || !self.allowPrivilegeEscalation", f"must be false {pss}",
+              ".allowPrivilegeEscalation"),
+        _rule(f"!has(self.procMount) || self.procMount in {_cel_list(pt.ALLOWED_PROC_MOUNT)}",
+              f"must be Default {pss}", ".procMount"),
+        _rule("!has(self.capabilities) || !has(self.capabilities.add) || self.capabilities.add.all(c, c in "
+              f"{_cel_list(pt.ALLOWED_CAPABILITIES)})",
+              f"only {', '.join(pt.ALLOWED_CAPABILITIES)} may be added {pss}", ".capabilities.add"),
+        _rule("!has(self.capabilities) || !has(self.capabilities.drop) || 'ALL' in self.capabilities.drop",
+              f"must include ALL {pss}", ".capabilities.drop"),
+    ]
+
+
+def _worker_rules() -> list[dict[str, str]]:
+    """What the worker container of a template may not set (as podtemplate._worker_problems)."""
+    worker = f"self.name != '{pt.WORKER_CONTAINER}'"
+    container = podschema.shared_schema()["properties"]["spec"]["properties"]["containers"]["items"]
+    owned = [f for f in container["properties"] if f not in pt.WORKER_FIELDS]
+    env = _none_starts_with("e.name", pt.RESERVED_ENV_PREFIXES) + "".join(f" && e.name != '{n}'" for n in pt.RESERVED_ENV)
+    mounts = [p for path in pt.RESERVED_MOUNT_PATHS for p in (path, path + "/")]
+    return [
+        *(_rule(f"{worker} || !has(self.{f})",
+                pt.OWNED_WORKER_FIELDS.get(f, f"set by the operator in the {pt.WORKER_CONTAINER} container"),
+                f".{f}", _FORBIDDEN) for f in owned),
+        _rule(f"{worker} || !has(self.env) || self.env.all(e, {env})",
+              "OPENAUTOGLM_*, HOROVOD_* and HOME are set by the operator in the worker container", ".env"),
+        _rule(f"{worker} || !has(self.envFrom) || self.envFrom.all(f, !has(f.prefix) || "
+              f"({_none_starts_with('f.prefix', pt.RESERVED_ENV_PREFIXES)}))",
+              "a prefix OPENAUTOGLM_* or HOROVOD_* is the trial contract's", ".envFrom"),
+        _rule(f"{worker} || !has(self.volumeMounts) || self.volumeMounts.all(m, !(m.mountPath in {_cel_list(mounts)}))",
+              f"{', '.join(pt.RESERVED_MOUNT_PATHS)} are the operator's mounts in the worker container", ".volumeMounts"),
+        _rule(f"self.name == '{pt.WORKER_CONTAINER}' || !has(self.restartPolicy)",
+              "only for init containers (restartPolicy: Always makes a sidecar)", ".restartPolicy", _FORBIDDEN),
+    ]
+
+
+def pod_template_rules() -> dict[str, list[dict[str, str]]]:
+    """CEL rules of ``spec.trial.podTemplate``: owned fields and restricted Pod Security (see podtemplate)."""
+    p, pss = POD_TEMPLATE, f"({pt.PSS})"
+    reserved_volume = _rule("!has(self.volumeMounts) || self.volumeMounts.all(m, "
+                            f"!m.name.startsWith('{pt.RESERVED_VOLUME_PREFIX}'))",
+                            f"volumes named {pt.RESERVED_VOLUME_PREFIX}* are the operator's", ".volumeMounts")
+    volume = podschema.shared_schema()["properties"]["spec"]["properties"]["volumes"]["items"]
+    forbidden_sources = [k for k in volume["properties"] if k != "name" and k not in pt.ALLOWED_VOLUME_SOURCES]
+    rules: dict[str, list[dict[str, str]]] = {
+        f"{p}.metadata.labels": [
+            _rule(f"self.all(k, {_none_starts_with('k', pt.RESERVED_LABEL_PREFIXES)})",
+                  "label keys " + ", ".join(x + "*" for x in pt.RESERVED_LABEL_PREFIXES) + " are set by the operator"),
+        ],
+        f"{p}.metadata.annotations": [
+            _rule(f"self.all(k, !k.startsWith('{pt.APPARMOR_ANNOTATION}') || self[k] == 'runtime/default'"
+                  " || self[k].startsWith('localhost/'))",
+                  f"AppArmor profiles must be runtime/default or localhost/* {pss}"),
+        ],
+        f"{p}.spec": [
+            *(_rule(f"!has(self.{f})", why, f".{f}", _FORBIDDEN) for f, why in pt.OWNED_POD_FIELDS.items()),
+            *(_rule(f"!has(self.{f}) || !self.{f}", f"must not be true {pss}", f".{f}") for f in pt.HOST_NAMESPACES),
+        ],
+        f"{p}.spec.securityContext": _security_rules(pod=True),
+        f"{p}.spec.containers[]": [*_worker_rules(), reserved_volume],
+        f"{p}.spec.initContainers[]": [
+            _rule(f"self.name != '{pt.WORKER_CONTAINER}'",
+                  f"'{pt.WORKER_CONTAINER}' is the trial container: name an init container otherwise", ".name"),
+            _rule("!has(self.restartPolicy) || self.restartPolicy == 'Always'",
+                  "must be Always (a sidecar) or unset (runs to completion first)", ".restartPolicy"),
+            reserved_volume,
+        ],
+        f"{p}.spec.volumes[]": [
+            *(_rule(f"!has(self.{k})",
+                    f"{k} volumes are not allowed {pss}; allowed: {', '.join(pt.ALLOWED_VOLUME_SOURCES)}",
+                    f".{k}", _FORBIDDEN) for k in forbidden_sources),
+            _rule(f"!self.name.startsWith('{pt.RESERVED_VOLUME_PREFIX}')",
+                  f"volumes named {pt.RESERVED_VOLUME_PREFIX}* are the operator's", ".name"),
+        ],
+    }
+    for lst in ("containers", "initContainers"):
+        rules[f"{p}.spec.{lst}[].securityContext"] = _security_rules(pod=False)
+        rules[f"{p}.spec.{lst}[].ports[]"] = [
+            _rule("!has(self.hostPort) || self.hostPort == 0", f"must not be set {pss}", ".hostPort"),
+        ]
+    return rules
+
+
+_EXTENDED: Final = "k.contains('/') && !k.startsWith('kubernetes.io/') && !k.startsWith('requests.')"
+_QUANTITIES: Final = "isQuantity(self.requests[k]) && isQuantity(self.limits[k])"
+
+
 #: CEL rules (x-kubernetes-validations) for what the schema cannot say, mirroring the model
 #: validators of spec.py. Every rule guards optional fields with has(); numbers of a ``type:
 #: number`` field are doubles in CEL, hence the ``0.0`` literals.
@@ -136,6 +268,9 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
               "every key of a parameter's when must name a categorical or fixed parameter", ".parameters"),
         _rule("!has(self.warmStart) || self.warmStart.all(w, w.params.all(k, self.parameters.exists(p, p.name == k)))",
               "warm-start params must name parameters of the search space", ".warmStart"),
+        _rule("!has(self.metrics) || !has(self.metrics.collector) || !has(self.trial.task)",
+              "only for trial.command: built-in tasks report their metrics themselves", ".metrics.collector",
+              _FORBIDDEN),
     ],
     "spec.objective": [
         _rule("has(self.metrics) || has(self.metric)",
@@ -146,6 +281,13 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
               "give either metric/direction or metrics (a list of objectives), not both", ".metric", _FORBIDDEN),
         _rule("!has(self.metrics) || !has(self.target)", "a target applies to a single objective only",
               ".target", _FORBIDDEN),
+        _rule("!has(self.additionalMetrics) || self.additionalMetrics.all(m, (!has(self.metric) || m != self.metric)"
+              " && (!has(self.metrics) || !self.metrics.exists(o, o.metric == m)))",
+              "must not name an objective metric (it is recorded already)", ".additionalMetrics"),
+        _rule("!has(self.metricStrategies) || self.metricStrategies.all(k, (has(self.metric) && k == self.metric)"
+              " || (has(self.metrics) && self.metrics.exists(o, o.metric == k))"
+              " || (has(self.additionalMetrics) && k in self.additionalMetrics))",
+              "every key must name an objective metric or one of additionalMetrics", ".metricStrategies"),
     ],
     "spec.budget": [
         _rule("!has(self.parallelism) || !has(self.maxTrials) || self.parallelism <= self.maxTrials",
@@ -193,9 +335,38 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
         _rule("!self.name.startsWith('OPENAUTOGLM_') && !self.name.startsWith('HOROVOD_')",
               "OPENAUTOGLM_* and HOROVOD_* are set by the operator", ".name"),
     ],
+    # Kubernetes CEL's quantity library (1.29+) compares 500m with 1 as the API server does.
+    "spec.trial.resources": [
+        _rule(f"!has(self.requests) || !has(self.limits) || self.limits.all(k, !(k in self.requests) || !({_QUANTITIES})"
+              " || quantity(self.requests[k]).compareTo(quantity(self.limits[k])) <= 0)",
+              "every limit must be >= its request", ".limits"),
+        _rule(f"!has(self.requests) || self.requests.all(k, !({_EXTENDED}) || (has(self.limits) && k in self.limits))",
+              "an extended resource (e.g. nvidia.com/gpu) needs a limit", ".limits", _REQUIRED),
+        _rule(f"!has(self.requests) || !has(self.limits) || self.requests.all(k, !({_EXTENDED}) || !(k in self.limits)"
+              f" || !({_QUANTITIES}) || quantity(self.requests[k]).compareTo(quantity(self.limits[k])) == 0)",
+              "an extended resource (e.g. nvidia.com/gpu) cannot be overcommitted: its request must equal its limit",
+              ".requests"),
+    ],
     "spec.metrics": [
         _rule("!has(self.source) || self.source != 'prometheus' || has(self.prometheus)",
               "required when source is prometheus: {url, query}", ".prometheus", _REQUIRED),
+        _rule(f"!has(self.collector) || !has(self.collector.port) || (self.collector.port != {DEFAULT_RENDEZVOUS_PORT}"
+              " && (!has(self.port) || self.collector.port != self.port))",
+              f"taken by the trial supervisor (the metrics port or the rendezvous port {DEFAULT_RENDEZVOUS_PORT})",
+              ".collector.port"),
+    ],
+    "spec.metrics.collector": [
+        _rule("!has(self.filter) || !has(self.kind) || self.kind == 'stdout'"
+              " || (self.kind == 'file' && (!has(self.format) || self.format == 'text'))",
+              "only for the stdout collector and text files", ".filter", _FORBIDDEN),
+        _rule("!has(self.kind) || self.kind != 'file' || has(self.path)",
+              "required for the file collector: the file your program writes", ".path", _REQUIRED),
+        _rule("!has(self.path) || (has(self.kind) && self.kind == 'file')", "only for the file collector",
+              ".path", _FORBIDDEN),
+        _rule("!has(self.kind) || self.kind != 'prometheus' || has(self.port)",
+              "required for the prometheus collector: the port of your program's /metrics", ".port", _REQUIRED),
+        _rule("!has(self.port) || (has(self.kind) && self.kind == 'prometheus')", "only for the prometheus collector",
+              ".port", _FORBIDDEN),
     ],
     "spec.storage": [
         _rule("!has(self.journal) || !has(self.postgres)", "choose one storage: journal or postgres",
@@ -204,6 +375,7 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
     "spec.storage.postgres": [
         _rule("has(self.url) != has(self.secretRef)", "give exactly one of url or secretRef", ".url"),
     ],
+    **pod_template_rules(),
 }
 
 
@@ -380,6 +552,15 @@ def spec_schema() -> dict[str, Any]:
     return out
 
 
+def pod_template_schema() -> dict[str, Any]:
+    """The vendored PodTemplateSpec schema with the bounds of podtemplate.BOUNDS (for the rules' cost)."""
+    schema = podschema.schema()
+    for path, limit in pt.BOUNDS.items():
+        node = _node(schema, path)
+        node["maxItems" if node.get("type") == "array" else "maxProperties"] = limit
+    return schema
+
+
 def status_schema() -> dict[str, Any]:
     """The status the operator writes. Unknown fields are kept (kopf stores its own state there)."""
     from openautoglm.status import PARETO_LIMIT, RECENT_TRIALS
@@ -458,6 +639,10 @@ def open_api_schema() -> dict[str, Any]:
             "status": status_schema(),
         },
     }
+    template = _node(root, POD_TEMPLATE)
+    description = template.get("description")
+    template.clear()
+    template.update(pod_template_schema(), **({"description": description} if description else {}))
     for table in (_extras(), CRD_ONLY_BOUNDS):
         for path, keywords in table.items():
             _node(root, path).update(copy.deepcopy(keywords))

@@ -63,15 +63,27 @@ class Outcome:
 
 
 def _objective_value(job: TuningJob, result: dict[str, Any]) -> list[float] | None:
-    """The values a finished trial contributes, per the objective's strategy."""
+    """The values a finished trial contributes, per each objective metric's strategy.
+
+    ``best`` in a result is the best epoch by the objective's direction and ``metrics`` the
+    final values (the supervisor writes them per metric strategy); a min/max strategy against
+    the direction is taken from the history.
+    """
     values = []
-    strategy = job.spec.objective.strategy
+    strategies = job.spec.objective.strategies()
+    metrics = result.get("metrics") or {}
     for obj in job.spec.objective.objectives:
-        source = result.get("best") if strategy == "best" else result.get("metrics")
-        v = (source or {}).get(obj.metric)
-        if v is None:
-            v = (result.get("metrics") or {}).get(obj.metric)
-        if v is None or not isinstance(v, (int, float)) or not math.isfinite(v):
+        strategy = strategies[obj.metric]
+        by_direction = "max" if obj.direction == "maximize" else "min"
+        if strategy == "latest":
+            v = metrics.get(obj.metric)
+        elif strategy == by_direction:
+            v = (result.get("best") or {}).get(obj.metric, metrics.get(obj.metric))
+        else:
+            curve = [x for x in (result.get("history") or {}).get(obj.metric) or []
+                     if isinstance(x, (int, float)) and math.isfinite(x)]
+            v = (max if strategy == "max" else min)(curve) if curve else metrics.get(obj.metric)
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             return None
         values.append(float(v))
     return values

@@ -53,8 +53,12 @@ def run_local(
     fresh: bool = False,
     on_outcome: Callable[[Outcome], None] | None = None,
     settings: settings_mod.Settings | None = None,
+    base_dir: Path | None = None,
 ) -> RunResult:
     """Run ``job`` until it succeeds or fails; resume from ``storage`` if it has the study.
+
+    ``base_dir`` is where the job's relative paths point (its file's directory; default: the
+    current directory): a ``trial.command`` program runs there, as in its image's working dir.
 
     Ctrl-C (SIGINT) or SIGTERM stop the running workers and return; their trials are run
     again from the start by the next call. After a SIGKILL the workers keep running and
@@ -70,7 +74,7 @@ def run_local(
     resumed = False
     study = open_study(job, url)
     resumed = len(study.get_trials(deepcopy=False)) > 0
-    backend = LocalBackend(job, workdir)
+    backend = LocalBackend(job, workdir, base_dir=base_dir)
     reopen_if_budget_raised(job, study)
     if study.user_attrs.get(ATTR_PHASE):
         status = _status(job, study)

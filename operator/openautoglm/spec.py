@@ -12,22 +12,36 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Final, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+# The trial contract is the other half of this model (no heavy imports: names and constants).
+from openautoglm_trial import contract
+
 API_VERSION: Final = "openautoglm.io/v1alpha1"
 KIND: Final = "TuningJob"
 #: Pod names are ``<job>-t<trial>-w<rank>`` and must stay a DNS-1123 label (63 chars).
 MAX_NAME_LENGTH: Final = 40
+DEFAULT_RENDEZVOUS_PORT: Final = contract.DEFAULT_RENDEZVOUS_PORT
 NAME_RE: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-PARAM_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Parameter and metric names: identifiers, plus '-' and '.' as Katib allows (``num-layers``,
+#: ``Validation-accuracy``). They travel as JSON keys and label values, never as variable names.
+PARAM_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+METRIC_NAME_RE: Final = PARAM_NAME_RE
+#: ``${trialParameters.NAME}`` in a command item (Katib's placeholder syntax).
+PLACEHOLDER_RE: Final = re.compile(r"\$\{trialParameters\.([^}]*)\}")
 #: Kubernetes resource quantity (a simplified form of the apimachinery grammar).
 QUANTITY_RE: Final = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$")
 ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Direction = Literal["maximize", "minimize"]
+MetricName = Annotated[str, Field(min_length=1, max_length=63, pattern=PARAM_NAME_RE.pattern)]
+#: How a metric's curve becomes one value: its minimum, its maximum or its last value (Katib's
+#: metricStrategies).
+MetricStrategy = Literal["min", "max", "latest"]
 Scalar = Union[bool, int, float, str, None]
 
 
@@ -52,7 +66,7 @@ def _raise(problems: list[tuple[str, str]]) -> None:
 
 # ----------------------------------------------------------------------------- objective
 class ObjectiveMetric(_Model):
-    metric: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    metric: MetricName
     direction: Direction
 
 
@@ -67,17 +81,34 @@ class Objective(_Model):
             raise ValueError("several objectives are written as objective: {metrics: [{metric, direction}, ...]}")
         return data
 
-    metric: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    metric: MetricName | None = None
     direction: Direction | None = None
     #: The job succeeds as soon as a finished trial reaches this value.
     target: float | None = None
     #: Which value of a trial's curve counts: the best epoch (as Katib) or the last one.
     strategy: Literal["best", "latest"] = "best"
     metrics: Annotated[list[ObjectiveMetric], Field(min_length=2, max_length=8)] | None = None
+    #: Further metrics recorded for every trial (study, report, status), not optimised
+    #: (Katib's additionalMetricNames).
+    additional_metrics: Annotated[list[MetricName], Field(max_length=32)] = Field(default_factory=list)
+    #: min | max | latest per metric; overrides ``strategy`` for an objective metric. Unset:
+    #: an objective follows ``strategy`` (best: by its direction), an additional metric is latest.
+    metric_strategies: dict[str, MetricStrategy] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> "Objective":
         p: list[tuple[str, str]] = []
+        objective_names = ([m.metric for m in self.metrics] if self.metrics is not None
+                           else [self.metric] if self.metric else [])
+        if len(set(self.additional_metrics)) != len(self.additional_metrics):
+            p.append(("additionalMetrics", f"names must be unique, got {self.additional_metrics}"))
+        for i, name in enumerate(self.additional_metrics):
+            if name in objective_names:
+                p.append((f"additionalMetrics[{i}]", f"{name!r} is already an objective metric"))
+        for name in self.metric_strategies:
+            if name not in objective_names and name not in self.additional_metrics:
+                p.append((f"metricStrategies.{name}",
+                          "names neither an objective metric nor one of additionalMetrics"))
         if self.metrics is None:
             if self.metric is None:
                 p.append(("metric", "required: the name of the metric the trial exports (or a list of {metric, direction})"))
@@ -105,6 +136,17 @@ class Objective(_Model):
     @property
     def is_multi(self) -> bool:
         return self.metrics is not None
+
+    def strategies(self) -> dict[str, str]:
+        """min | max | latest for every recorded metric: objectives first, then additional ones."""
+        out: dict[str, str] = {}
+        for o in self.objectives:
+            by_direction = "max" if o.direction == "maximize" else "min"
+            out[o.metric] = self.metric_strategies.get(
+                o.metric, by_direction if self.strategy == "best" else "latest")
+        for name in self.additional_metrics:
+            out[name] = self.metric_strategies.get(name, "latest")
+        return out
 
 
 # ----------------------------------------------------------------------------- budget
@@ -160,7 +202,7 @@ class Parameter(_Model):
     @classmethod
     def _name(cls, v: str) -> str:
         if not PARAM_NAME_RE.match(v):
-            raise ValueError("must be an identifier (letters, digits, underscore; not starting with a digit)")
+            raise ValueError("must start with a letter or underscore and contain only letters, digits, '_', '-' and '.'")
         return v
 
     @model_validator(mode="after")
@@ -221,20 +263,72 @@ class Parameter(_Model):
 
 
 # ----------------------------------------------------------------------------- trial
+#: What a trial gets when its template names no resources at all.
+DEFAULT_REQUESTS: Final = {"cpu": "1", "memory": "1Gi"}
+DEFAULT_LIMITS: Final = {"cpu": "1", "memory": "2Gi"}
+_QUANTITY_SUFFIX: Final = {
+    "": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}
+
+
+def parse_quantity(text: str) -> Decimal:
+    """The value of a Kubernetes quantity (``500m`` -> 0.5, ``2Gi`` -> 2147483648).
+
+    Raises:
+        ValueError: not a quantity.
+    """
+    m = QUANTITY_RE.match(str(text))
+    if not m:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    number, suffix = str(text)[: m.start(2)] if m.group(2) else str(text), m.group(2) or ""
+    if suffix.startswith("e"):
+        return Decimal(number) * (Decimal(10) ** int(suffix[1:]))
+    return Decimal(number) * Decimal(_QUANTITY_SUFFIX[suffix])
+
+
 class Resources(_Model):
-    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "1", "memory": "1Gi"})
-    limits: dict[str, str] = Field(default_factory=lambda: {"cpu": "1", "memory": "2Gi"})
+    """Requests and limits with the API server's semantics.
+
+    Neither given: the defaults above. Only limits given: each request defaults to its limit
+    (what the API server does, so limits ``cpu: 500m`` no longer gets a 1-CPU request above it).
+    A request above its limit is refused, as the API server would refuse the pod. Extended
+    resources (``nvidia.com/gpu``) pass through; as for the API server, they cannot be
+    overcommitted: a request must equal its limit.
+    """
+
+    requests: dict[str, str] | None = None
+    limits: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "Resources":
         p = [
             (f"{part}.{k}", f"must be a Kubernetes quantity such as 500m, 1, 2Gi; got {v!r}")
             for part in ("requests", "limits")
-            for k, v in getattr(self, part).items()
+            for k, v in (getattr(self, part) or {}).items()
             if not QUANTITY_RE.match(str(v))
         ]
+        if not p:
+            requests, limits = self.effective()
+            for k, limit in limits.items():
+                if k in requests and parse_quantity(requests[k]) > parse_quantity(limit):
+                    p.append((f"limits.{k}", f"must be >= requests.{k} ({requests[k]}), got {limit}"))
+            for k in set(requests) | set(limits):
+                if "/" in k and not k.startswith(("kubernetes.io/", "requests.")):
+                    if k not in limits:
+                        p.append((f"limits.{k}", f"an extended resource needs a limit (requests.{k} is {requests[k]})"))
+                    elif k in requests and parse_quantity(requests[k]) != parse_quantity(limits[k]):
+                        p.append((f"requests.{k}", f"must equal limits.{k} for an extended resource"))
         _raise(p)
         return self
+
+    def effective(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(requests, limits) as the pod gets them."""
+        if self.requests is None and self.limits is None:
+            return dict(DEFAULT_REQUESTS), dict(DEFAULT_LIMITS)
+        limits = dict(self.limits or {})
+        requests = {**limits, **(self.requests or {})}
+        return requests, limits
 
 
 class EnvVar(_Model):
@@ -266,6 +360,10 @@ class TrialTemplate(_Model):
     env: list[EnvVar] = Field(default_factory=list)
     #: A trial running longer than this is stopped and counted as failed.
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    #: A PodTemplateSpec overlay ``{metadata: {labels, annotations}, spec: {...}}`` merged under
+    #: the fields the operator owns: volumes, the ``worker`` container's volumeMounts/env/envFrom,
+    #: node placement, sidecars ... (checked by :mod:`openautoglm.podtemplate`).
+    pod_template: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "TrialTemplate":
@@ -286,17 +384,77 @@ class PrometheusQuery(_Model):
     query: str | None = None
 
 
+#: Katib's StdOut/File collector filter, widened to exponents and nan/inf (the trial contract's).
+DEFAULT_METRIC_FILTER: Final = contract.DEFAULT_METRIC_FILTER
+COLLECTOR_KINDS: Final = ("stdout", "file", "prometheus", "push", "native")
+
+
+class Collector(_Model):
+    """How the trial supervisor collects metrics from your program (``trial.command`` only)."""
+
+    #: stdout: ``name=value`` lines your program prints (Katib's default) | file: text or JSON
+    #: lines at ``path`` | prometheus: your program's own /metrics on ``port`` | push:
+    #: ``openautoglm_trial.report(step, **metrics)`` | native: your program implements the whole
+    #: trial contract itself (no supervisor).
+    kind: Literal["stdout", "file", "prometheus", "push", "native"] = "stdout"
+    #: Regex with two groups (name, value) for stdout and text files; default: Katib's, widened.
+    filter: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    #: The file your program writes its metrics to (file kind).
+    path: Annotated[str, Field(min_length=1)] | None = None
+    #: text: ``name=value`` lines | json: one JSON object per line (file kind).
+    format: Literal["text", "json"] = "text"
+    #: Port of your program's /metrics (prometheus kind).
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    metrics_path: Annotated[str, Field(pattern=r"^/")] = "/metrics"
+    #: A reported metric with this name is the step of the values reported with it; without
+    #: it every report of the objective is one more step.
+    step_metric: MetricName = "epoch"
+
+    @model_validator(mode="after")
+    def _check(self) -> "Collector":
+        p: list[tuple[str, str]] = []
+        if self.filter is not None:
+            if self.kind not in ("stdout", "file") or (self.kind == "file" and self.format == "json"):
+                p.append(("filter", "only for the stdout collector and text files"))
+            try:
+                if re.compile(self.filter).groups < 2:
+                    p.append(("filter", "needs two groups: the metric name and its value"))
+            except re.error as err:
+                p.append(("filter", f"not a valid regular expression: {err}"))
+        if self.kind == "file" and self.path is None:
+            p.append(("path", "required for the file collector: the file your program writes"))
+        if self.kind != "file" and self.path is not None:
+            p.append(("path", f"only for the file collector, not {self.kind}"))
+        if self.kind == "prometheus" and self.port is None:
+            p.append(("port", "required for the prometheus collector: the port of your program's /metrics"))
+        if self.kind != "prometheus" and self.port is not None:
+            p.append(("port", f"only for the prometheus collector, not {self.kind}"))
+        _raise(p)
+        return self
+
+
 class MetricsSource(_Model):
     source: Literal["scrape", "prometheus"] = "scrape"
     port: Annotated[int, Field(ge=1, le=65535)] = 9090
     interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     prometheus: PrometheusQuery | None = None
+    #: How a ``trial.command`` program's metrics are collected; unset: stdout (as Katib).
+    collector: Collector | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "MetricsSource":
+        p: list[tuple[str, str]] = []
         if self.source == "prometheus" and self.prometheus is None:
-            _raise([("prometheus", "required when source is prometheus: {url, query}")])
+            p.append(("prometheus", "required when source is prometheus: {url, query}"))
+        if self.collector is not None and self.collector.port in (self.port, DEFAULT_RENDEZVOUS_PORT):
+            p.append(("collector.port", f"{self.collector.port} is taken by the trial supervisor "
+                                        f"(metrics port {self.port}, rendezvous {DEFAULT_RENDEZVOUS_PORT})"))
+        _raise(p)
         return self
+
+    @property
+    def effective_collector(self) -> Collector:
+        return self.collector or Collector()
 
 
 class SecretRef(_Model):
@@ -375,6 +533,17 @@ class TuningJobSpec(_Model):
             for k in ws.params:
                 if k not in by_name:
                     p.append((f"warmStart[{i}].params.{k}", "is not a parameter of the search space"))
+        if self.trial.task is not None and self.metrics.collector is not None:
+            p.append(("metrics.collector", "only for trial.command: built-in tasks report their metrics themselves"))
+        for i, item in enumerate(self.trial.command or []):
+            for ref in PLACEHOLDER_RE.findall(item):
+                if ref not in by_name:
+                    p.append((f"trial.command[{i}]", f"${{trialParameters.{ref}}} names no parameter; "
+                                                     f"parameters: {sorted(by_name)}"))
+        if self.trial.command is not None and self.metrics.effective_collector.kind == "native":
+            if any(PLACEHOLDER_RE.search(item) for item in self.trial.command):
+                p.append(("trial.command", "${trialParameters.*} needs the trial supervisor; the native "
+                                           "collector runs your program as is (read OPENAUTOGLM_TRIAL_PARAMS)"))
         _raise(p)
         return self
 

@@ -49,7 +49,13 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def trial_summary(t: FrozenTrial) -> dict[str, Any]:
+def trial_summary(t: FrozenTrial, metrics: list[str] | None = None) -> dict[str, Any]:
+    """One trial as the status and the CLI show it.
+
+    Args:
+        metrics: names of the recorded metrics (objectives + additionalMetrics) to include
+            with their final values; None: none (keeps the recent-trials list small).
+    """
     state = {TrialState.COMPLETE: "Completed", TrialState.PRUNED: "Pruned", TrialState.FAIL: "Failed",
              TrialState.RUNNING: "Running", TrialState.WAITING: "Waiting"}[t.state]
     out: dict[str, Any] = {"number": t.number, "state": state,
@@ -59,6 +65,10 @@ def trial_summary(t: FrozenTrial) -> dict[str, Any]:
     elif t.intermediate_values:
         last = max(t.intermediate_values)
         out["lastIntermediate"] = {"epoch": last, "value": _clean(t.intermediate_values[last])}
+    final = t.user_attrs.get("metrics") or {}
+    recorded = {m: _clean(final[m]) for m in metrics or [] if isinstance(final.get(m), (int, float))}
+    if recorded:
+        out["metrics"] = recorded
     reason = t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason")
     if reason:
         out["reason"] = reason
@@ -82,6 +92,7 @@ def build_status(job: TuningJob, trials: list[FrozenTrial], *, elapsed: float, p
                  reason: str | None = None, message: str | None = None) -> JobStatus:
     objectives = job.spec.objective.objectives
     directions = [o.direction for o in objectives]
+    recorded = list(job.spec.objective.strategies())
     states = [t.state for t in trials]
     counts = {
         "running": states.count(TrialState.RUNNING),
@@ -100,7 +111,7 @@ def build_status(job: TuningJob, trials: list[FrozenTrial], *, elapsed: float, p
                 best = t
     else:
         front = sorted(pareto_front(trials, directions), key=lambda t: t.number)
-        pareto = [trial_summary(t) for t in front[:PARETO_LIMIT]]
+        pareto = [trial_summary(t, recorded) for t in front[:PARETO_LIMIT]]
     timeout = job.spec.budget.timeout_seconds
     recent = sorted(trials, key=lambda t: t.number)[-RECENT_TRIALS:]
     return JobStatus(
@@ -108,7 +119,7 @@ def build_status(job: TuningJob, trials: list[FrozenTrial], *, elapsed: float, p
         reason=reason,
         message=message,
         counts=counts,
-        best=trial_summary(best) if best is not None else None,
+        best=trial_summary(best, recorded) if best is not None else None,
         pareto=pareto,
         recent=[trial_summary(t) for t in recent],
         elapsed_seconds=round(elapsed, 1),

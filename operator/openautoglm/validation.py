@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from openautoglm.spec import SpecProblems, TuningJob
+from openautoglm.spec import Parameter, SpecProblems, TuningJob, TuningJobSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +89,55 @@ def plugin_problems(job: TuningJob) -> list[Problem]:
             if k not in TASKS[task].settings:
                 problems.append(Problem(f"spec.trial.taskSettings.{k}",
                                         f"unknown setting of the {task} task; known: {sorted(TASKS[task].settings)}"))
+        problems += _task_problems(spec, TASKS[task])
+    from openautoglm import podtemplate  # the pod template's schema, owned fields and Pod Security
+
+    for path, msg in podtemplate.problems(spec.trial.pod_template, taken_env=[e.name for e in spec.trial.env]):
+        problems.append(Problem(f"spec.trial.podTemplate.{path}".rstrip("."), msg))
     return problems
+
+
+def _task_problems(spec: TuningJobSpec, task: Any) -> list[Problem]:
+    """What a built-in task would refuse when its first trial starts: caught at validate time."""
+    problems: list[Problem] = []
+    reported = list(task.metrics)
+    objective = spec.objective
+    wanted = ([(f"spec.objective.metrics[{i}].metric", o.metric) for i, o in enumerate(objective.metrics)]
+              if objective.metrics is not None else [("spec.objective.metric", objective.metric)])
+    wanted += [(f"spec.objective.additionalMetrics[{i}]", m) for i, m in enumerate(objective.additional_metrics)]
+    for path, name in wanted:
+        if name not in reported:
+            problems.append(Problem(path, f"the {task.name} task never reports {name!r}; it reports {reported}"))
+    bounds = {h.name: h for h in task.hyperparameters}
+    for i, p in enumerate(spec.parameters):
+        h = bounds.get(p.name)
+        if h is None:
+            continue
+        where = f"spec.parameters[{i}]"
+        for field, value in _values(p):
+            problem = _out_of_bounds(h, value)
+            if problem:
+                problems.append(Problem(f"{where}.{field}", f"{problem} (the {task.name} task's bounds)"))
+    return problems
+
+
+def _values(p: Parameter) -> list[tuple[str, Any]]:
+    """(field, value) pairs of a parameter that a trial could receive at the extremes."""
+    if p.type in ("float", "int"):
+        return [("low", p.low), ("high", p.high)]
+    if p.type == "categorical":
+        return [(f"choices[{i}]", c) for i, c in enumerate(p.choices or [])]
+    return [("value", p.value)]
+
+
+def _out_of_bounds(h: Any, value: Any) -> str | None:
+    from openautoglm_trial.errors import ParameterError
+
+    try:
+        h.coerce(value)
+    except ParameterError as err:
+        return str(err)
+    return None
 
 
 def validate_document(doc: Any, source: str = "TuningJob") -> TuningJob:

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from openautoglm_trial import contract as c
 
-from openautoglm.spec import TuningJob
+from openautoglm.spec import DEFAULT_METRIC_FILTER, TuningJob
 
 #: In a pod every rank binds all interfaces; locally each rank has its own loopback address.
 POD_BIND_ADDRESS: Final = "0.0.0.0"
@@ -81,12 +81,45 @@ def build_worker_env(
     if spec.trial.task is not None:
         env[c.TASK] = spec.trial.task
     env[c.TASK_SETTINGS] = json.dumps(spec.trial.task_settings, sort_keys=True)
+    if supervised(job):
+        env.update(supervisor_env(job))
     env.update(extra or {})
     return env
 
 
+def supervised(job: TuningJob) -> bool:
+    """Whether the trial runtime supervises the user's program (all but the native collector)."""
+    spec = job.spec
+    return spec.trial.command is not None and spec.metrics.effective_collector.kind != "native"
+
+
+def supervisor_env(job: TuningJob) -> dict[str, str]:
+    """What the trial supervisor needs to run and watch the user's program."""
+    spec = job.spec
+    collector = spec.metrics.effective_collector
+    return {
+        # Placeholders stay in: the supervisor substitutes them, one value per argv item.
+        c.COMMAND: json.dumps(list(spec.trial.command or [])),
+        c.COLLECTOR: json.dumps({
+            "kind": collector.kind,
+            "filter": collector.filter or DEFAULT_METRIC_FILTER,
+            "path": collector.path,
+            "format": collector.format,
+            "port": collector.port,
+            "metricsPath": collector.metrics_path,
+            "stepMetric": collector.step_metric,
+        }),
+        c.METRIC_STRATEGIES: json.dumps(spec.objective.strategies()),
+        c.ADDITIONAL_METRICS: json.dumps(list(spec.objective.additional_metrics)),
+    }
+
+
 def worker_command(job: TuningJob) -> list[str]:
-    """The container command (exec form: no shell ever parses a hyperparameter)."""
-    if job.spec.trial.command is not None:
+    """The container command (exec form: no shell ever parses a hyperparameter).
+
+    A built-in task and a supervised program both run the trial runtime; only a program that
+    implements the trial contract itself (collector ``native``) runs as it is.
+    """
+    if job.spec.trial.command is not None and not supervised(job):
         return list(job.spec.trial.command)
     return ["python", "-m", "openautoglm_trial"]

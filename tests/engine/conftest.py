@@ -18,7 +18,8 @@ def toy_job(name="toy", *, max_trials=6, parallelism=2, workers=1, epochs=4, pru
             {"name": "mode", "type": "fixed", "value": "ok"},
         ],
         "trial": {"command": [sys.executable, TOY], "epochs": epochs, "workers": workers},
-        "metrics": {"intervalSeconds": 0.2},
+        # The toy speaks the trial contract itself: no supervisor around it.
+        "metrics": {"intervalSeconds": 0.2, "collector": {"kind": "native"}},
     }
     if warm_start:
         spec["warmStart"] = [{"params": p} for p in warm_start]

@@ -26,7 +26,7 @@ def test_pruning_from_prometheus_queries(tmp_path, prometheus_server):
                               {"name": "epoch_seconds", "type": "fixed", "value": 1.2}],
                   warm_start=[{"x": 0.3}, {"x": 1.0}, {"x": 0.3}, {"x": 1.0}])
     doc["spec"]["metrics"] = {"source": "prometheus", "port": port, "intervalSeconds": 0.5,
-                              "prometheus": {"url": url}}
+                              "prometheus": {"url": url}, "collector": {"kind": "native"}}
     job = validate_document(doc)
 
     seen = []

@@ -21,8 +21,10 @@ The steps follow apiextensions-apiserver, in its order:
 Messages have the API server's shape: ``spec.budget.parallelism: Invalid value: "object": must be
 <= maxTrials``. Known gaps of cel-python 0.5 against Kubernetes CEL (the CRD's rules avoid them):
 no heterogeneous numeric equality (``1 == 1.0`` is an error; values are converted by schema type so
-comparisons stay homogeneous), no Kubernetes libraries (``quantity()``, ``url()``, ``isSorted()``,
-``lowerAscii()``..., ``cel.bind``, optionals, two-variable comprehensions), no static type check
+comparisons stay homogeneous), no Kubernetes libraries but the quantity library, which this module
+adds (``quantity()``, ``isQuantity()``, ``compareTo()``, ``isLessThan()``..., with apimachinery's
+grammar; not ``url()``, ``isSorted()``, ``lowerAscii()``..., ``cel.bind``, optionals, two-variable
+comprehensions), no static type check
 and no cost estimation (the rule costs are bounded by hand in openautoglm/crd.py; test_crd.py
 estimates them), and its CompiledRunner fails on these rules, so rules are interpreted (~4 ms each;
 results are remembered per rule and value, which keeps re-reviews of an unchanged spec cheap).
@@ -34,6 +36,7 @@ import copy
 import json
 import math
 import re
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
@@ -321,10 +324,63 @@ def _list_types(value: Any, s: dict[str, Any] | None, path: str, errs: _Errors) 
 # ----------------------------------------------------------------------------- CEL
 _ENV: Final = celpy.Environment()
 
+#: apimachinery's resource.Quantity grammar: <signedNumber><suffix>, suffix binary SI (Ki..Ei),
+#: decimal SI (n u m "" k M G T P E) or a decimal exponent (e3, E-2).
+_QUANTITY: Final = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
+_SUFFIX: Final = {"": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+                  "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
+                  "P": Decimal(10) ** 15, "E": Decimal(10) ** 18, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20,
+                  "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60}
+
+
+class Quantity:
+    """A value of Kubernetes CEL's quantity library (k8s.io/apiserver/pkg/cel/library/quantity.go)."""
+
+    def __init__(self, value: Decimal):
+        self.value = value
+
+
+def _parse_quantity(text: Any) -> Decimal | None:
+    m = _QUANTITY.match(str(text)) if isinstance(text, str) else None
+    if m is None:
+        return None
+    suffix = m.group(2) or ""
+    try:
+        scale = Decimal(10) ** int(suffix[1:]) if suffix[:1] in ("e", "E") else _SUFFIX[suffix]
+        return Decimal(m.group(1)) * scale
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _quantity(text: Any) -> Any:
+    value = _parse_quantity(text)
+    if value is None:
+        return celpy.CELEvalError(f"invalid quantity {str(text)!r}")
+    return Quantity(value)
+
+
+def _operand(q: Any) -> Decimal:
+    return q.value if isinstance(q, Quantity) else Decimal(int(q))
+
+
+_QUANTITY_FUNCTIONS: Final = {
+    "quantity": _quantity,
+    "isQuantity": lambda text: celtypes.BoolType(_parse_quantity(text) is not None),
+    "compareTo": lambda a, b: celtypes.IntType((a.value > b.value) - (a.value < b.value)),
+    "isLessThan": lambda a, b: celtypes.BoolType(a.value < b.value),
+    "isGreaterThan": lambda a, b: celtypes.BoolType(a.value > b.value),
+    "sign": lambda a: celtypes.IntType((a.value > 0) - (a.value < 0)),
+    "isInteger": lambda a: celtypes.BoolType(a.value == a.value.to_integral_value()),
+    "asInteger": lambda a: celtypes.IntType(int(a.value)),
+    "asApproximateFloat": lambda a: celtypes.DoubleType(float(a.value)),
+    "add": lambda a, b: Quantity(a.value + _operand(b)),
+    "sub": lambda a, b: Quantity(a.value - _operand(b)),
+}
+
 
 @lru_cache(maxsize=None)
 def _program(rule: str) -> Any:
-    return _ENV.program(_ENV.compile(rule))
+    return _ENV.program(_ENV.compile(rule), functions=_QUANTITY_FUNCTIONS)
 
 
 def _to_cel(value: Any, s: dict[str, Any] | None) -> Any:

@@ -52,17 +52,20 @@ class Cluster:
             its result is what gets stored.
         workdir: pod working directories and logs, the kubeconfig, kubectl's cache.
         images: image -> entrypoint argv, for containers that give no `command`.
+        image_files: image -> {path in the container: directory here}, the files the image holds.
         dns: manage the /etc/hosts block (needs write access to /etc/hosts).
     """
 
     def __init__(self, *, crd_paths: Iterable[Path] = (), admission: Admission | None = None,
                  defaulter: Defaulter | None = None, workdir: Path,
-                 images: Mapping[str, list[str]] | None = None, dns: bool = True):
+                 images: Mapping[str, list[str]] | None = None, dns: bool = True,
+                 image_files: Mapping[str, Mapping[str, str]] | None = None):
         self.crd_paths = [Path(p) for p in crd_paths]
         self.admission = admission
         self.defaulter = defaulter
         self.workdir = Path(workdir)
         self.images = dict(images or {})
+        self.image_files = dict(image_files or {})
         self.dns = dns
         self.url = ""
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -122,7 +125,8 @@ class Cluster:
             self.api, self.url = api, str(server.url).rstrip("/")
             if hosts is not None:
                 hosts.start()
-            kubelet = Kubelet(api, self.workdir, self.process_log, hosts=hosts, images=self.images)
+            kubelet = Kubelet(api, self.workdir, self.process_log, hosts=hosts, images=self.images,
+                              image_files=self.image_files)
             self.kubelet = kubelet
             await kubelet.start()
             try:
@@ -200,6 +204,25 @@ class Cluster:
                propagation: str = "Background") -> Obj:
         return self.call(lambda api: copy.deepcopy(api.delete(api.type_of(group_version_plural), namespace, name,
                                                               {"propagationPolicy": propagation})))
+
+    def pvc_path(self, claim: str, namespace: str = "default") -> Path:
+        """The directory behind PersistentVolumeClaim `claim`: what a test writes there before a job
+        runs, every pod mounting the claim reads (and what they write stays there)."""
+        if self.kubelet is None:
+            raise RuntimeError("the cluster is not running")
+        return self.kubelet.pvc_dir(namespace, claim)
+
+    def put_in_pvc(self, claim: str, files: Mapping[str, str | bytes], namespace: str = "default") -> Path:
+        """Write `files` ({relative path: content}) into the claim's directory; returns it."""
+        root = self.pvc_path(claim, namespace)
+        for rel, content in files.items():
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content)
+        return root
 
     def pod_log(self, name: str, namespace: str = "default") -> str:
         """The output of the pod's latest process (like `kubectl logs`)."""

@@ -6,7 +6,12 @@ the pod to the node, starts the first container's `command + args` (exec form, n
 `python`/`python3` -> this interpreter) in its own session with the container's environment
 (`value`, `$(VAR)` expansion, `valueFrom` fieldRef/resourceFieldRef/configMapKeyRef/secretKeyRef,
 `envFrom`), on top of this process's environment minus OPENAUTOGLM_*/HOROVOD_*/KUBECONFIG, plus
-`OPENAUTOGLM_TERMINATION_LOG` standing in for the bind mount of terminationMessagePath. It
+`OPENAUTOGLM_TERMINATION_LOG` standing in for the bind mount of terminationMessagePath, in
+`workingDir` if the container gives one. Volumes are directories on this machine that the process
+sees at its volumeMounts' mountPaths, in a private mount namespace (volumes.py: emptyDir per pod,
+persistentVolumeClaim per claim and namespace, shared and pre-fillable through
+`Cluster.pvc_path`, configMap/secret/downwardAPI/projected written from the emulator's objects).
+Only the first container runs: sidecars and init containers are not simulated. It
 reports status as the real kubelet does: Pending with podIP, Running with containerStatuses,
 readiness from the readinessProbe, and on exit `state.terminated` with the termination message
 (or the log tail under FallbackToLogsOnError) and phase Succeeded/Failed (restartPolicy Never;
@@ -39,12 +44,13 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 import aiohttp
 
 import apimachinery as am
+import volumes
 from cluster_dns import HostsFile
 from emulator import ApiError, ApiServer, Event, Obj
 
@@ -90,6 +96,8 @@ class PodRuntime:
     finished: bool = False
     restarts: int = 0
     restart_at: float | None = None
+    #: mount points this pod created on the machine (volumes.MountPoints), released when it ends.
+    mount_points: list[Path] = dataclasses.field(default_factory=list)
     ready: bool = False
     readiness_failures: int = 0
     liveness_failures: int = 0
@@ -140,8 +148,12 @@ def quantity(value: Any) -> float:
 
 class Kubelet:
     def __init__(self, api: ApiServer, workdir: Path, process_log: list[dict[str, Any]], *,
-                 hosts: HostsFile | None = None, images: Mapping[str, list[str]] | None = None):
+                 hosts: HostsFile | None = None, images: Mapping[str, list[str]] | None = None,
+                 image_files: Mapping[str, Mapping[str, str]] | None = None):
         self.api = api
+        #: image -> {path in the container: directory here}: the files an image would hold
+        #: (a user's program baked into its trial image), mounted read-only under the volumes.
+        self.image_files = {image: dict(paths) for image, paths in (image_files or {}).items()}
         self.workdir = workdir
         self.process_log = process_log
         self.hosts = hosts
@@ -153,6 +165,7 @@ class Kubelet:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._probes: set[asyncio.Task[None]] = set()
+        self.mount_points = volumes.MountPoints()
         #: tracebacks of failed sync passes (shown by Cluster.describe()).
         self.errors: list[str] = []
 
@@ -185,6 +198,7 @@ class Kubelet:
                     self._signal(rt, signal.SIGKILL)
                     rt.proc.wait()
                 self._record_exit(rt)
+            self._release_mount_points(rt)
         if self._session is not None:
             await self._session.close()
 
@@ -252,6 +266,7 @@ class Kubelet:
             if pod is not None and rt.running and not rt.deleting:
                 self._schedule_probes(pod, rt, now)
             if pod is None and rt.proc is None:  # only once its exit is recorded (poll() reaps it)
+                self._release_mount_points(rt)
                 del self.runtimes[uid]
         self._sync_dns(pods)
 
@@ -300,8 +315,25 @@ class Kubelet:
         try:
             env = self._environment(pod, container, rt)
             argv = self._argv(container, env)
+            mount_list = volumes.mounts(container, volumes.prepare(pod, rt.dir, self.workdir, self._volume_data,
+                                                                   _field_ref), lambda text: expand(text, env))
+            layers = [volumes.Mount(str(Path(src).resolve()), os.path.normpath(target), True, Path(src).is_file())
+                      for target, src in self.image_files.get(container.get("image", ""), {}).items()]
+            for layer in layers:
+                # A container runtime creates mount points in the image's file system; here the
+                # layer is mounted read-only, so they are made in its directory beforehand.
+                for m in mount_list:
+                    inside = PurePosixPath(m.target)
+                    if PurePosixPath(layer.target) in inside.parents and not m.file:
+                        Path(layer.source, inside.relative_to(layer.target)).mkdir(parents=True, exist_ok=True)
+            # Parents before children: the image's /app first, a volume at /app/data over it.
+            mount_list = sorted(layers + mount_list, key=lambda m: len(PurePosixPath(m.target).parts))
         except ContainerConfigError as exc:
             self._set_waiting(rt, "CreateContainerConfigError", str(exc))
+            rt.restart_at = time.monotonic() + 1.0
+            return
+        except volumes.VolumeError as exc:  # the real kubelet keeps retrying the mount (FailedMount)
+            self._set_waiting(rt, "ContainerCreating", f"MountVolume.SetUp failed: {exc}")
             rt.restart_at = time.monotonic() + 1.0
             return
         except StartError as exc:
@@ -309,8 +341,13 @@ class Kubelet:
             return
         rt.termination_path.write_bytes(b"")
         try:
+            run, cwd = self._command_line(rt, container, mount_list, argv)
+        except OSError as exc:
+            self._fail_start(rt, f"cannot create a mount point: {exc}")
+            return
+        try:
             with open(rt.log_path, "ab") as log:
-                rt.proc = subprocess.Popen(argv, cwd=rt.dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                rt.proc = subprocess.Popen(run, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
         except OSError as exc:
             self._fail_start(rt, f"failed to start {argv[0]!r}: {exc}")
@@ -318,7 +355,8 @@ class Kubelet:
         rt.started_at = am.now_rfc3339()
         rt.record = {"pod": rt.name, "namespace": rt.namespace, "uid": rt.uid, "pid": rt.proc.pid, "ip": rt.ip,
                      "started": time.time(), "exit_code": None, "finished": None, "argv": argv,
-                     "log": str(rt.log_path), "restart": rt.restarts, "liveness_failures": 0}
+                     "log": str(rt.log_path), "restart": rt.restarts, "liveness_failures": 0,
+                     "mounts": {m.target: m.source for m in mount_list}}
         self.process_log.append(rt.record)
         probes = {kind: container.get(f"{kind}Probe") for kind in ("readiness", "liveness")}
         now = time.monotonic()
@@ -343,6 +381,7 @@ class Kubelet:
     def _fail_start(self, rt: PodRuntime, message: str) -> None:
         logger.warning("pod %s/%s cannot start: %s", rt.namespace, rt.name, message)
         rt.finished = True
+        self._release_mount_points(rt)
         now = am.now_rfc3339()
 
         def failed(p: Obj) -> None:
@@ -386,6 +425,7 @@ class Kubelet:
             return
         rt.finished = True
         rt.ready = False
+        self._release_mount_points(rt)
 
         def ended(p: Obj) -> None:
             status = p["status"]
@@ -404,6 +444,38 @@ class Kubelet:
             rt.record["finished"] = time.time()
             rt.record["liveness_failures"] = rt.liveness_failures
         return exit_code
+
+    def _command_line(self, rt: PodRuntime, container: Mapping[str, Any], mount_list: list[volumes.Mount],
+                      argv: list[str]) -> tuple[list[str], str | Path]:
+        """The process's argv and cwd: through the mount launcher when the container mounts volumes."""
+        working_dir = container.get("workingDir")
+        if not rt.mount_points:  # once per pod: a restarted container finds them in place
+            wanted = [(m.target, m.file) for m in volumes.host_level(mount_list)]
+            if working_dir and not any(Path(working_dir).is_relative_to(m.target) for m in mount_list):
+                wanted.append((working_dir, False))
+            rt.mount_points = self.mount_points.acquire(wanted)
+        if mount_list and os.geteuid() == 0:  # the launcher mounts, then changes to workingDir itself
+            return volumes.launcher_argv(sys.executable, rt.dir, str(working_dir or rt.dir), mount_list, argv), rt.dir
+        if mount_list:
+            logger.warning("pod %s/%s: volumeMounts need root (a mount namespace); running without them",
+                           rt.namespace, rt.name)
+        return argv, working_dir or rt.dir
+
+    def _release_mount_points(self, rt: PodRuntime) -> None:
+        self.mount_points.release(rt.mount_points)
+        rt.mount_points = []
+
+    def pvc_dir(self, namespace: str, claim: str) -> Path:
+        """The directory behind PersistentVolumeClaim `claim` (created on first use)."""
+        path = volumes.pvc_dir(self.workdir, namespace, claim)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _volume_data(self, plural: str, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            return self._config_data(plural, namespace, {"name": name, "optional": True})
+        except ContainerConfigError:
+            return None
 
     def _termination_message(self, rt: PodRuntime, container: Mapping[str, Any], exit_code: int) -> str:
         try:

@@ -321,7 +321,11 @@ def test_dockerfile_builds_a_slim_non_root_operator_image() -> None:
     assert set(last["EXPOSE"].split()) == {str(p["containerPort"]) for p in _container()["ports"]}
     assert "[operator,postgres]" in _dockerfile()
     installs = re.findall(r"pip (?:install|wheel)[^\n]*", _dockerfile())
-    assert installs and not any(re.search(r"torch|horovod|\[.*trial.*\]", line) for line in installs)
+    # No Horovod and no trial extra; torch only as the pinned CPU build (for the gp sampler).
+    assert installs and not any(re.search(r"horovod|\[.*trial.*\]", line) for line in installs)
+    torch_lines = [line for line in installs if "torch" in line]
+    assert torch_lines and all("TORCH_INDEX_URL" in line and "torch==" in line for line in torch_lines)
+    assert re.search(r"^ARG TORCH_INDEX_URL=\S+/whl/cpu$", _dockerfile(), flags=re.M)
 
 
 def test_operator_entry_does_not_import_torch() -> None:

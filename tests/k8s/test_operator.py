@@ -196,6 +196,7 @@ def test_failing_trials_fail_the_job_after_max_failed(cluster, operator, tmp_pat
     doc = digits_job("always-fails", max_trials=6)
     doc["spec"]["budget"] = {"maxTrials": 6, "parallelism": 1, "maxFailedTrials": 2}
     doc["spec"]["trial"] = {"command": [sys.executable, TOY], "epochs": 2, "workers": 1}
+    doc["spec"].setdefault("metrics", {})["collector"] = {"kind": "native"}
     doc["spec"]["parameters"] = [{"name": "mode", "type": "categorical", "choices": ["fail"]}]
     doc["spec"]["objective"] = {"metric": "score", "direction": "maximize"}
     doc["spec"].pop("warmStart")

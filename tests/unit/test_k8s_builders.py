@@ -23,27 +23,50 @@ def job(workers):
     return validate_document(doc)
 
 
+ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+                   "secret"}
+SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+                "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                "net.ipv4.tcp_keepalive_probes"}
+SELINUX_TYPES = {None, "", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+
+
+def _assert_restricted_context(sc, where):
+    """Rules shared by the pod's and a container's securityContext."""
+    assert sc.get("windowsOptions", {}).get("hostProcess") in (None, False), where
+    assert sc.get("appArmorProfile", {}).get("type") in (None, "RuntimeDefault", "Localhost"), where
+    selinux = sc.get("seLinuxOptions", {})
+    assert selinux.get("type") in SELINUX_TYPES and not selinux.get("user") and not selinux.get("role"), where
+    assert sc.get("runAsUser") != 0 and sc.get("runAsNonRoot") is not False, where
+    assert sc.get("seccompProfile", {}).get("type") in (None, "RuntimeDefault", "Localhost"), where
+
+
 def assert_restricted(pod):
-    """The rules of the "restricted" Pod Security Standard (v1.33)."""
-    spec = pod["spec"]
+    """Every rule of the "restricted" Pod Security Standard (v1.33), written out independently of the code."""
+    spec, annotations = pod["spec"], pod["metadata"].get("annotations", {})
     assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
-    assert all("hostPath" not in v for v in spec.get("volumes", []))
-    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                       "projected", "secret"}
     for v in spec.get("volumes", []):
-        assert set(v) - {"name"} <= allowed_volumes
+        assert set(v) - {"name"} <= ALLOWED_VOLUMES, v   # no hostPath either
     pod_sc = spec.get("securityContext", {})
-    for c in spec["containers"] + spec.get("initContainers", []):
+    _assert_restricted_context(pod_sc, "pod")
+    assert {s["name"] for s in pod_sc.get("sysctls", [])} <= SAFE_SYSCTLS
+    for key, value in annotations.items():
+        if key.startswith("container.apparmor.security.beta.kubernetes.io/"):
+            assert value == "runtime/default" or value.startswith("localhost/"), key
+    for c in spec["containers"] + spec.get("initContainers", []) + spec.get("ephemeralContainers", []):
         sc = c.get("securityContext", {})
+        _assert_restricted_context(sc, c["name"])
         assert sc.get("privileged") in (None, False)
         assert sc.get("allowPrivilegeEscalation") is False
-        assert sc.get("capabilities", {}).get("drop") == ["ALL"]
+        assert sc.get("procMount") in (None, "Default")
+        assert "ALL" in sc.get("capabilities", {}).get("drop", [])
         assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}
         assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True
         assert sc.get("runAsUser", pod_sc.get("runAsUser", 1)) != 0
         seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
         assert seccomp in ("RuntimeDefault", "Localhost")
-        assert all("hostPort" not in p for p in c.get("ports", []))
+        assert all(p.get("hostPort", 0) == 0 for p in c.get("ports", []))
 
 
 @pytest.mark.parametrize("workers", [1, 4])
@@ -104,3 +127,27 @@ def test_conditions_keep_transition_times_until_they_change():
     assert done["Succeeded"]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
     assert done["Running"]["status"] == "False"
     assert done["Ready"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+
+
+# ----------------------------------------------------------------------------- reading a pod back
+def _pod_with(statuses: list[dict], phase: str = "Running") -> dict:
+    return {"metadata": {"name": "j-t0-w1", "labels": {"openautoglm.io/rank": "1"}},
+            "status": {"phase": phase, "podIP": "10.0.0.7", "containerStatuses": statuses}}
+
+
+def test_a_rank_is_read_from_the_trial_container_not_a_sidecar() -> None:
+    from openautoglm.backends.base import FAILED, RUNNING, SUCCEEDED
+    from openautoglm.backends.kubernetes import observe_pod
+
+    result = '{"status": "completed"}'
+    sidecar = {"name": "log-shipper", "state": {"running": {}}}
+    done = {"name": "worker", "state": {"terminated": {"exitCode": 0, "message": result}}}
+    # Statuses come sorted by name: the sidecar may come after the worker, or before.
+    for statuses in ([done, sidecar], [sidecar, done]):
+        w = observe_pod(_pod_with(statuses), 9090)
+        assert (w.rank, w.phase, w.exit_code, w.termination_message) == (1, SUCCEEDED, 0, result)
+    crashed = {"name": "worker", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}
+    assert observe_pod(_pod_with([crashed, sidecar]), 9090).phase == FAILED
+    finished_sidecar = {"name": "a-sidecar", "state": {"terminated": {"exitCode": 0, "message": "not ours"}}}
+    w = observe_pod(_pod_with([finished_sidecar, {"name": "worker", "state": {"running": {}}}]), 9090)
+    assert (w.phase, w.exit_code, w.termination_message, w.endpoint) == (RUNNING, None, None, "10.0.0.7:9090")

@@ -16,9 +16,9 @@ from openautoglm.spec import TuningJob, sampler_name
 from openautoglm.validation import InvalidTuningJob, load_tuning_job, validate_document
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+EXAMPLES = sorted(p for p in (REPO / "examples").rglob("*.yaml") if "kind: TuningJob" in p.read_text())
 
-MULTI = [{"metric": "accuracy", "direction": "maximize"}, {"metric": "latency", "direction": "minimize"}]
+MULTI = [{"metric": "accuracy", "direction": "maximize"}, {"metric": "loss", "direction": "minimize"}]
 
 
 def _set(path: str, value: Any) -> Callable[[dict], None]:
@@ -92,7 +92,8 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("duplicate-choices", _set("spec.parameters[1].choices", [32, 64, 32]), "spec.parameters[1].choices", "unique"),
     ("fixed-without-value", _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed"}),
      "spec.parameters[1].value", "required"),
-    ("parameter-name-not-identifier", _set("spec.parameters[0].name", "learning-rate"), "spec.parameters[0].name", "identifier"),
+    ("parameter-name-bad-characters", _set("spec.parameters[0].name", "learning rate"), "spec.parameters[0].name", "only letters"),
+    ("parameter-name-leading-dash", _set("spec.parameters[0].name", "-lr"), "spec.parameters[0].name", "start with a letter"),
     ("duplicate-parameter-names", _append_param({"name": "lr", "type": "float", "low": 0.1, "high": 0.2}),
      "spec.parameters[6].name", "duplicate parameter name 'lr'"),
     ("no-parameters", _set("spec.parameters", []), "spec.parameters", "at least 1"),
@@ -127,6 +128,26 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
      "spec.storage.postgres.url", "exactly one of url or secretRef"),
     ("journal-and-postgres", _set("spec.storage", {"journal": {}, "postgres": {"url": "postgresql://u@db/tune"}}),
      "spec.storage.postgres", "choose one storage"),
+    # Issue 8: what would only fail when a pod is created or a trial starts.
+    ("limits-below-requests", _set("spec.trial.resources", {"requests": {"memory": "1Gi"}, "limits": {"memory": "128Mi"}}),
+     "spec.trial.resources.limits.memory", "must be >= requests.memory (1Gi)"),
+    ("gpu-request-not-limit", _set("spec.trial.resources", {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "2"}}),
+     "spec.trial.resources.requests.nvidia.com/gpu", "must equal limits"),
+    ("parameter-outside-task-bounds", _set("spec.parameters[5].high", 1.5), "spec.parameters[5].high", "must be <= "),
+    ("categorical-outside-task-choices", _set("spec.parameters[3].choices", ["adam", "sgd", "lion"]),
+     "spec.parameters[3].choices[2]", "must be one of"),
+    ("float-range-for-int-hyperparameter", _append_param({"name": "layers", "type": "float", "low": 1, "high": 2.5}),
+     "spec.parameters[6].high", "must be an integer"),
+    ("objective-never-reported", _set("spec.objective.metric", "f1"), "spec.objective.metric", "never reports 'f1'"),
+    ("additional-metric-never-reported", _set("spec.objective.additionalMetrics", ["loss", "bleu"]),
+     "spec.objective.additionalMetrics[1]", "never reports 'bleu'"),
+    ("additional-metric-is-objective", _set("spec.objective.additionalMetrics", ["accuracy"]),
+     "spec.objective.additionalMetrics[0]", "already an objective metric"),
+    ("strategy-for-unrecorded-metric", _set("spec.objective.metricStrategies", {"loss": "min"}),
+     "spec.objective.metricStrategies.loss", "neither an objective metric nor one of additionalMetrics"),
+    ("bad-strategy", _steps(_set("spec.objective.additionalMetrics", ["loss"]), _set("spec.objective.metricStrategies", {"loss": "avg"})),
+     "spec.objective.metricStrategies.loss", "'min', 'max' or 'latest'"),
+    ("collector-with-built-in-task", _set("spec.metrics.collector", {"kind": "stdout"}), "spec.metrics.collector", "only for trial.command"),
     ("warm-start-unknown-parameter", _set("spec.warmStart", [{"params": {"lr": 0.01, "lr_decay": 0.5}}]),
      "spec.warmStart[0].params.lr_decay", "not a parameter of the search space"),
 ]
@@ -252,7 +273,7 @@ def test_several_objectives_are_an_object_with_metrics() -> None:
     job = validate_document(digits_job(objective={"metrics": MULTI}, earlyStopping={"pruner": "none"}))
     assert job.spec.objective.is_multi
     assert [(o.metric, o.direction) for o in job.spec.objective.objectives] == [
-        ("accuracy", "maximize"), ("latency", "minimize")]
+        ("accuracy", "maximize"), ("loss", "minimize")]
 
 
 def test_validated_job_round_trips_through_its_yaml_names() -> None:

@@ -1,10 +1,15 @@
 """OpenAutoGLM Tune trial runtime: one Horovod worker of one trial.
 
 Run as ``python -m openautoglm_trial``; everything it needs arrives through the environment
-described in :mod:`openautoglm_trial.contract`. Importing this package is cheap (no torch).
+described in :mod:`openautoglm_trial.contract`. With ``OPENAUTOGLM_COMMAND`` set it supervises
+your own program (:mod:`openautoglm_trial.supervisor`); such a program may use
+:func:`params` and :func:`report` (``collector: push``). Importing this package is cheap
+(standard library only: no torch, no prometheus-client).
 """
 from __future__ import annotations
 
-__all__ = ["__version__"]
+from .client import params, report
+
+__all__ = ["__version__", "params", "report"]
 
 __version__ = "0.1.0"

@@ -1,7 +1,9 @@
 """Entry point of a trial worker: ``python -m openautoglm_trial``.
 
-Reads the environment, serves /metrics and the probes, joins Horovod, trains, and writes the
-termination message. Exit codes: 0 completed or stopped, 1 failed, 143 terminated (SIGTERM).
+With ``OPENAUTOGLM_COMMAND`` set it supervises the user's own program (:mod:`.supervisor`).
+Otherwise it runs the built-in task ``OPENAUTOGLM_TASK``: reads the environment, serves
+/metrics and the probes, joins Horovod, trains, and writes the termination message.
+Exit codes: 0 completed or stopped, 1 failed, 143 terminated (SIGTERM).
 """
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ EXIT_TERMINATED: Final = 128 + signal.SIGTERM  # 143, as after a default SIGTERM
 
 def main() -> int:
     """Run one trial worker and return its exit code."""
+    if os.environ.get(contract.COMMAND):
+        from .supervisor import main as supervise
+
+        return supervise()
     # Block SIGTERM before any thread exists so every thread (torch, Horovod, servers)
     # inherits the mask and only the watcher thread receives it. A Python signal handler
     # would run only when the main thread gets back to bytecode, which never happens while

@@ -26,6 +26,39 @@ EPOCHS: Final = "OPENAUTOGLM_EPOCHS"            #: int, maximum number of epochs
 SEED: Final = "OPENAUTOGLM_SEED"                #: int, base seed of the trial
 OBJECTIVE_METRICS: Final = "OPENAUTOGLM_OBJECTIVE_METRICS"  #: JSON list of {"metric","direction"}
 
+# --- your own program under the trial supervisor (trial.command) ---------------------------
+#: JSON list of strings: the program's argv (exec form, no shell). An item may hold
+#: ``${trialParameters.NAME}`` placeholders; each is replaced inside that one item by the
+#: parameter's value (str as is, bool "true"/"false", int, float as ``str(float)``, null "null"),
+#: never split and never seen by a shell. An item naming a parameter that is absent from
+#: ``OPENAUTOGLM_TRIAL_PARAMS`` (an inactive conditional parameter) is dropped whole:
+#: ``--beta1=${trialParameters.beta1}`` disappears when beta1 is inactive. When set,
+#: ``python -m openautoglm_trial`` supervises this program instead of running a built-in task.
+COMMAND: Final = "OPENAUTOGLM_COMMAND"
+#: JSON object, how the supervisor collects the program's metrics:
+#: {"kind": "stdout" | "file" | "prometheus" | "push",
+#:  "filter": regex | null,      # stdout, text files: group 1 the name, group 2 the value
+#:  "path": str | null,          # file: the file the program writes (may appear later)
+#:  "format": "text" | "json",   # file: name=value lines, or one JSON object per line
+#:  "port": int | null, "metricsPath": "/metrics",  # prometheus: the program's own endpoint
+#:  "stepMetric": "epoch"}       # a metric giving the step of the values reported with it
+COLLECTOR: Final = "OPENAUTOGLM_COLLECTOR"
+#: JSON object: metric name -> "min" | "max" | "latest", how a curve becomes the final value.
+#: Unset entries: an objective by its direction, an additional metric latest.
+METRIC_STRATEGIES: Final = "OPENAUTOGLM_METRIC_STRATEGIES"
+#: JSON list of metric names recorded besides the objectives (Katib's additionalMetricNames)
+ADDITIONAL_METRICS: Final = "OPENAUTOGLM_ADDITIONAL_METRICS"
+#: set by the supervisor for the program (push collector): the JSON-lines file that
+#: ``openautoglm_trial.report()`` appends ``{"step": int, "metrics": {name: float}}`` to
+PUSH_FILE: Final = "OPENAUTOGLM_PUSH_FILE"
+COLLECTOR_KINDS: Final = ("stdout", "file", "prometheus", "push")
+DEFAULT_STEP_METRIC: Final = "epoch"
+#: Katib's StdOut/File filter ``([\w|-]+)\s*=\s*((-?\d+)(\.\d+)?)`` widened: names may hold
+#: ``.``, values may have a sign and an exponent (``lr=1e-3`` is read whole), and ``nan``/``inf``
+#: are values, so a diverging ``loss=nan`` is seen. Group 1 is the name, group 2 the value.
+DEFAULT_METRIC_FILTER: Final = (r"([\w|.-]+)\s*=\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?"
+                                r"|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|-inf))")
+
 # --- early stopping inside the trial ----------------------------------------------------
 #: JSON object: {"maxGradNorm": float|null, "patience": int|null, "minDelta": float,
 #:  "divergenceCheck": bool}

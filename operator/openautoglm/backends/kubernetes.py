@@ -10,7 +10,7 @@ from typing import Any
 
 from openautoglm.backends.base import FAILED, PENDING, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
 from openautoglm.k8s.api import Api
-from openautoglm.k8s.builders import LABEL_JOB, LABEL_RANK, LABEL_TRIAL, build_trial_service, build_worker_pod
+from openautoglm.k8s.builders import CONTAINER, LABEL_JOB, LABEL_RANK, LABEL_TRIAL, build_trial_service, build_worker_pod
 from openautoglm.spec import TuningJob
 from openautoglm.worker import trial_name, worker_name
 
@@ -25,9 +25,12 @@ def observe_pod(pod: dict[str, Any], port: int) -> WorkerObservation:
     status = pod.get("status") or {}
     phase = _PHASES.get(status.get("phase", "Pending"), PENDING)
     ip = status.get("podIP")
-    terminated = None
-    for cs in status.get("containerStatuses") or []:
-        terminated = (cs.get("state") or {}).get("terminated") or terminated
+    # The trial container's status, not a sidecar's (the kubelet sorts statuses by name).
+    worker = next((cs for cs in status.get("containerStatuses") or [] if cs.get("name") == CONTAINER), {})
+    terminated = (worker.get("state") or {}).get("terminated")
+    if terminated and phase in (PENDING, RUNNING):
+        # A plain sidecar keeps the pod Running after the trial container exited: the rank is done.
+        phase = SUCCEEDED if terminated.get("exitCode") == 0 else FAILED
     exit_code = terminated.get("exitCode") if terminated else None
     message = terminated.get("message") if terminated else None
     reason = None

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from openautoglm_trial import contract as c
 
+from openautoglm.podtemplate import local_overlay
 from openautoglm.backends.base import FAILED, PENDING, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
 from openautoglm.spec import TuningJob
 from openautoglm.worker import build_worker_env, worker_command, worker_name
@@ -40,8 +41,28 @@ _CONTRACT_PREFIXES: Final = ("OPENAUTOGLM_", "HOROVOD_")
 
 
 class LocalBackend:
-    def __init__(self, job: TuningJob, workdir: Path, *, python: str = sys.executable):
+    def __init__(self, job: TuningJob, workdir: Path, *, python: str = sys.executable,
+                 base_dir: Path | None = None):
         self.job = job
+        self.overlay = local_overlay(job.spec.trial.pod_template)
+        base = Path(base_dir or Path.cwd()).resolve()
+        # A user's program runs where its relative paths point: the podTemplate's workingDir
+        # (relative to the job file) or the job file's directory. Built-in tasks keep their
+        # own worker directory.
+        self.program_dir: Path | None = None
+        ignored = list(self.overlay.ignored)
+        if job.spec.trial.command is not None:
+            self.program_dir = base
+            workdir_in_pod = self.overlay.working_dir
+            if workdir_in_pod and Path(workdir_in_pod).is_absolute():
+                # A path inside the image (/app): here the job file's directory plays it.
+                ignored.append(f"spec.containers[worker].workingDir ({workdir_in_pod}: the job's directory is used)")
+            elif workdir_in_pod:
+                self.program_dir = base / workdir_in_pod
+        self.ignored_fields = ignored
+        if ignored:
+            log.warning("running locally, these podTemplate fields have no local meaning and are ignored: %s",
+                        ", ".join(f"spec.trial.podTemplate.{f}" for f in ignored))
         # Absolute: workers run with their own directory as cwd.
         self.root = Path(workdir).resolve() / "trials"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -83,13 +104,14 @@ class LocalBackend:
                 extra={"HOROVOD_GLOO_IFACE": "lo"},
             )
             full_env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
+            full_env.update(self.overlay.env)
             full_env.update(env)
             cmd = worker_command(self.job)
             if cmd[:1] == ["python"]:
                 cmd = [self.python, *cmd[1:]]  # the interpreter running us, as the image's python
             with open(wdir / "output.log", "ab") as out:
                 proc = subprocess.Popen(
-                    cmd, env=full_env, cwd=wdir, stdin=subprocess.DEVNULL, stdout=out,
+                    cmd, env=full_env, cwd=self.program_dir or wdir, stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,
                 )
             self._procs[(number, rank)] = proc

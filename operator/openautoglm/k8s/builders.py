@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from openautoglm_trial import contract as c
 
+from openautoglm import podtemplate
 from openautoglm.k8s import API_VERSION, KIND
 from openautoglm.spec import TuningJob
 from openautoglm.status import JobStatus
@@ -18,7 +19,7 @@ LABEL_TRIAL: Final = "openautoglm.io/trial"
 LABEL_RANK: Final = "openautoglm.io/rank"
 #: Non-root user of the trial image (trial_image/Dockerfile).
 TRIAL_UID: Final = 10001
-CONTAINER: Final = "worker"
+CONTAINER: Final = podtemplate.WORKER_CONTAINER
 
 
 def owner_reference(job_body: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def _restricted_container_security() -> dict[str, Any]:
 
 def build_worker_pod(job: TuningJob, job_body: dict[str, Any], number: int, rank: int,
                      params: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """The pod of Horovod rank ``rank`` of trial ``number``."""
+    """The pod of Horovod rank ``rank`` of trial ``number``, with ``spec.trial.podTemplate`` merged under it."""
     spec = job.spec
     hosts = worker_hosts(job.name, number, namespace, spec.trial.workers)
     env = build_worker_env(job, number, rank, params, hosts, bind_address="")
@@ -66,8 +67,8 @@ def build_worker_pod(job: TuningJob, job_body: dict[str, Any], number: int, rank
     env_list.append({"name": c.BIND_ADDRESS, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
     port = spec.metrics.port
     labels = {**trial_labels(job.name, number), LABEL_RANK: str(rank)}
-    resources = spec.trial.resources.model_dump()
-    return {
+    requests, limits = spec.trial.resources.effective()
+    pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": worker_name(job.name, number, rank), "namespace": namespace, "labels": labels,
@@ -88,7 +89,7 @@ def build_worker_pod(job: TuningJob, job_body: dict[str, Any], number: int, rank
                 "env": env_list,
                 "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"},
                           {"name": "rendezvous", "containerPort": c.DEFAULT_RENDEZVOUS_PORT, "protocol": "TCP"}],
-                "resources": {"requests": dict(resources["requests"]), "limits": dict(resources["limits"])},
+                "resources": {k: v for k, v in (("requests", requests), ("limits", limits)) if v},
                 # Importing torch takes seconds: a startup probe keeps liveness from firing early.
                 "startupProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 2,
                                  "failureThreshold": 60, "timeoutSeconds": 2},
@@ -99,11 +100,12 @@ def build_worker_pod(job: TuningJob, job_body: dict[str, Any], number: int, rank
                 "terminationMessagePath": c.DEFAULT_TERMINATION_LOG,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "securityContext": _restricted_container_security(),
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "volumeMounts": [{"name": podtemplate.TMP_VOLUME, "mountPath": "/tmp"}],
             }],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "volumes": [{"name": podtemplate.TMP_VOLUME, "emptyDir": {}}],
         },
     }
+    return podtemplate.merge_into_pod(pod, spec.trial.pod_template)
 
 
 def build_trial_service(job: TuningJob, job_body: dict[str, Any], number: int, namespace: str) -> dict[str, Any]:

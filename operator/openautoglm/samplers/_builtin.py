@@ -64,7 +64,8 @@ def _tpe(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> opt
     # group=True models conditional parameters jointly; constant_liar keeps parallel
     # trials from all being sent to the same region.
     settings.setdefault("multivariate", True)
-    settings.setdefault("group", True)
+    # Optuna refuses group without multivariate: Katib's tpe is {multivariate: false}.
+    settings.setdefault("group", bool(settings["multivariate"]))
     settings.setdefault("constant_liar", spec.budget.parallelism > 1)
     return optuna.samplers.TPESampler(seed=seed, **settings)
 
