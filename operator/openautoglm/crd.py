@@ -136,6 +136,49 @@ def _cel_list(values: tuple[str, ...] | list[str]) -> str:
     return "[" + ", ".join(f"'{v}'" for v in values) + "]"
 
 
+def _task_rules() -> list[dict[str, str]]:
+    """What a built-in task would refuse at its first trial, refused at admission: objective and
+    additional metrics it never reports, numeric ranges outside its hyperparameters' bounds,
+    choices it does not know, a float range for an integer hyperparameter. (Numeric choices and
+    fixed values are mixed scalars, which CEL cannot order against a bound: validate checks them.)
+    """
+    from openautoglm_trial.tasks import TASKS
+
+    rules: list[dict[str, str]] = []
+    for task in TASKS.values():
+        when = f"!has(self.trial.task) || self.trial.task != '{task.name}' || "
+        reported = _cel_list(list(task.metrics))
+        rules.append(_rule(
+            when + f"(has(self.objective.metrics) ? self.objective.metrics.all(m, m.metric in {reported}) "
+                   f": !has(self.objective.metric) || self.objective.metric in {reported})",
+            f"the {task.name} task reports only {', '.join(task.metrics)}", ".objective"))
+        rules.append(_rule(
+            when + f"!has(self.objective.additionalMetrics) || self.objective.additionalMetrics.all(m, m in {reported})",
+            f"the {task.name} task reports only {', '.join(task.metrics)}", ".objective.additionalMetrics"))
+        for h in task.hyperparameters:
+            checks = []
+            if h.minimum is not None:
+                checks.append(f"(!has(p.low) || p.low >= {float(h.minimum)!r})")
+            if h.maximum is not None:
+                checks.append(f"(!has(p.high) || p.high <= {float(h.maximum)!r})")
+            if h.kind == "int":
+                checks.append("p.type != 'float'")
+            if h.kind == "str":
+                checks.append("(p.type != 'float' && p.type != 'int')")
+                if h.choices is not None:
+                    checks.append(f"(!has(p.choices) || p.choices.all(c, c in {_cel_list(list(h.choices))}))")
+            if not checks:
+                continue
+            bounds = " to ".join(str(v) for v in (h.minimum, h.maximum) if v is not None)
+            what = (f"one of {', '.join(h.choices)}" if h.choices else
+                    f"{h.kind} values" + (f" from {bounds}" if h.minimum is not None and h.maximum is not None
+                                           else f" >= {h.minimum}" if h.minimum is not None else ""))
+            rules.append(_rule(
+                when + f"self.parameters.all(p, p.name != '{h.name}' || ({' && '.join(checks)}))",
+                f"{h.name}: the {task.name} task accepts {what}", ".parameters"))
+    return rules
+
+
 def _security_rules(*, pod: bool) -> list[dict[str, str]]:
     """The restricted Pod Security Standard on a pod's or a container's securityContext (as podtemplate)."""
     pss = f"({pt.PSS})"
@@ -271,6 +314,7 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
         _rule("!has(self.metrics) || !has(self.metrics.collector) || !has(self.trial.task)",
               "only for trial.command: built-in tasks report their metrics themselves", ".metrics.collector",
               _FORBIDDEN),
+        *_task_rules(),
     ],
     "spec.objective": [
         _rule("has(self.metrics) || has(self.metric)",

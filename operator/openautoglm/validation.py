@@ -114,6 +114,10 @@ def _task_problems(spec: TuningJobSpec, task: Any) -> list[Problem]:
         if h is None:
             continue
         where = f"spec.parameters[{i}]"
+        if (h.kind == "int" and p.type == "float") or (h.kind == "str" and p.type in ("float", "int")):
+            problems.append(Problem(f"{where}.type", f"{p.name!r} is {'an' if h.kind == 'int' else 'a'} {h.kind} hyperparameter of the {task.name} "
+                                                     f"task; a {p.type} range would give it values it refuses"))
+            continue
         for field, value in _values(p):
             problem = _out_of_bounds(h, value)
             if problem:

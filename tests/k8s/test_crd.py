@@ -712,11 +712,6 @@ MODEL_ONLY = {
     "hyperband-reduction-factor-1": "pruner settings: operator only",
     "unknown-task": "no task enum: a command image may bring its own tasks",
     "parameter-unknown-to-task": "a task's hyperparameters live in the trial runtime's registry",
-    "parameter-outside-task-bounds": "a task's hyperparameters live in the trial runtime's registry",
-    "categorical-outside-task-choices": "a task's hyperparameters live in the trial runtime's registry",
-    "float-range-for-int-hyperparameter": "a task's hyperparameters live in the trial runtime's registry",
-    "objective-never-reported": "a task's metrics live in the trial runtime's registry",
-    "additional-metric-never-reported": "a task's metrics live in the trial runtime's registry",
     "duplicate-choices": "choices hold mixed scalars (no list-type set) and a pairwise CEL check over 1000 "
                          "choices x 200 parameters exceeds the cost budget",
     "when-later-parameter": "CEL has no index in comprehensions (cel-python lacks the two-variable form): "

@@ -4,6 +4,7 @@ Layout of the job's work directory (the local stand-in for the cluster's pod lis
 
     <workdir>/trials/t<N>/launch.json         params of the trial
     <workdir>/trials/t<N>/w<rank>/pid         process id (for adoption after a restart)
+    <workdir>/trials/t<N>/w<rank>/starting    being started: no pid recorded yet
     <workdir>/trials/t<N>/w<rank>/termination-log   the trial's result (as /dev/termination-log)
     <workdir>/trials/t<N>/w<rank>/exit-code   written when we reap the process
     <workdir>/trials/t<N>/w<rank>/output.log  stdout + stderr
@@ -93,6 +94,14 @@ class LocalBackend:
                 continue  # idempotent: never start a rank twice
             wdir = self._worker_dir(number, rank)
             wdir.mkdir(parents=True, exist_ok=True)
+            if (wdir / "starting").exists() and not (wdir / "pid").exists():
+                # The runner died between starting this worker and recording its pid: find it.
+                orphan = _find_worker(wdir / "termination-log")
+                if orphan is not None:
+                    (wdir / "pid").write_text(str(orphan))
+                    (wdir / "starting").unlink(missing_ok=True)
+                    continue
+            (wdir / "starting").touch()
             for stale in ("termination-log", "exit-code", "pid"):
                 (wdir / stale).unlink(missing_ok=True)
             env = build_worker_env(
@@ -116,6 +125,7 @@ class LocalBackend:
                 )
             self._procs[(number, rank)] = proc
             (wdir / "pid").write_text(str(proc.pid))
+            (wdir / "starting").unlink(missing_ok=True)
             log.debug("started %s pid %d", worker_name(self.job.name, number, rank), proc.pid)
 
     def observe(self) -> dict[int, TrialObservation]:
@@ -233,6 +243,28 @@ def _signal_group(pid: int, sig: int) -> None:
             os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _find_worker(termination_log: Path) -> int | None:
+    """The live worker process writing ``termination_log`` (unique per worker), if any.
+
+    A supervised program inherits the variables too: the worker is the match whose parent is not one.
+    """
+    needle = f"{c.TERMINATION_LOG}={termination_log}".encode()
+    matches: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            matches[int(proc.name)] = int(fields[1])
+    roots = [pid for pid, parent in matches.items() if parent not in matches]
+    return min(roots) if roots else None
 
 
 def _is_our_worker(pid: int, job: str, number: int) -> bool:
