@@ -28,7 +28,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 # hadolint ignore=DL3013
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels "openautoglm-tune[operator,postgres]" \
- && python -c "import sys, openautoglm.cli, openautoglm.k8s.operator; \
+ && python -c "import sys, openautoglm.cli, openautoglm.k8s.handlers; \
 assert 'torch' not in sys.modules, 'the operator must not import torch'"
 # uid 10001 as in the Deployment's securityContext; the studies volume is mounted at
 # /var/lib/openautoglm (fsGroup 10001 makes it writable), /tmp is an emptyDir there.

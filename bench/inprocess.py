@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 
 from openautoglm import pruners, samplers, space
 from openautoglm.spec import TuningJob
-from openautoglm.study import study_name
-from openautoglm.worker import build_worker_env
+from openautoglm.engine.study import study_name
+from openautoglm.engine.worker import build_worker_env
 from openautoglm_trial import contract, tasks
 from openautoglm_trial.settings import Objective, TrialSettings
 from openautoglm_trial.watch import best_values

@@ -16,7 +16,7 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _trial_rows(result) -> list[dict[str, Any]]:
-    from openautoglm.status import trial_summary
+    from openautoglm.engine.status import trial_summary
 
     recorded = list(result.job.spec.objective.additional_metrics)
     trials = [trial_summary(t, recorded) for t in result.study.get_trials(deepcopy=False)]
@@ -35,10 +35,10 @@ def _trial_rows(result) -> list[dict[str, Any]]:
 def cmd_tune(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from openautoglm import storage as storage_mod
-    from openautoglm.progress import ConsoleProgress, status_line, summary_table
-    from openautoglm.runner import run_local
-    from openautoglm.study import StudyMismatch
+    from openautoglm.engine import storage as storage_mod
+    from openautoglm.local.progress import ConsoleProgress, status_line, summary_table
+    from openautoglm.local.runner import run_local
+    from openautoglm.engine.study import StudyMismatch
 
     cfg = settings_mod.load()
     path = Path(args.file)
@@ -120,9 +120,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
-    from openautoglm.k8s import operator
+    from openautoglm.k8s import handlers
 
-    operator.run(namespaces=args.namespace or None)
+    handlers.run(namespaces=args.namespace or None)
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ How the schema is derived:
    (:data:`CRD_ONLY_BOUNDS`), and with CEL rules that mirror the model validators (:data:`RULES`).
 
 ``spec.trial.podTemplate`` (a free-form dict in the model) gets the Kubernetes 1.33 PodTemplateSpec
-schema vendored in ``openautoglm/k8s/podtemplatespec-v1.33.json`` (:mod:`openautoglm.k8s.podschema`),
+schema vendored in ``openautoglm/k8s/podtemplatespec-v1.33.json`` (:mod:`openautoglm.podschema`),
 with the bounds of :data:`openautoglm.podtemplate.BOUNDS` and CEL rules built from the owned fields
 and restricted Pod Security constants of :mod:`openautoglm.podtemplate` (:func:`pod_template_rules`),
 so an unknown pod field is refused by the API server's strict field validation and a ``command`` in
@@ -47,14 +47,10 @@ from pydantic.json_schema import GenerateJsonSchema
 
 from openautoglm import podtemplate as pt
 from openautoglm import spec as spec_module
-from openautoglm.k8s import podschema
-from openautoglm.spec import (DEFAULT_RENDEZVOUS_PORT, ENV_NAME_RE, MAX_NAME_LENGTH, NAME_RE, PARAM_NAME_RE,
-                              QUANTITY_RE, TuningJobSpec)
+from openautoglm import podschema
+from openautoglm.spec import (DEFAULT_RENDEZVOUS_PORT, ENV_NAME_RE, GROUP, KIND, MAX_NAME_LENGTH, NAME_RE,
+                              PARAM_NAME_RE, PLURAL, QUANTITY_RE, VERSION, TuningJobSpec)
 
-GROUP: Final = "openautoglm.io"
-VERSION: Final = "v1alpha1"
-KIND: Final = "TuningJob"
-PLURAL: Final = "tuningjobs"
 SINGULAR: Final = "tuningjob"
 SHORT_NAMES: Final = ["tj"]
 CATEGORIES: Final = ["openautoglm"]
@@ -607,7 +603,7 @@ def pod_template_schema() -> dict[str, Any]:
 
 def status_schema() -> dict[str, Any]:
     """The status the operator writes. Unknown fields are kept (kopf stores its own state there)."""
-    from openautoglm.status import PARETO_LIMIT, RECENT_TRIALS
+    from openautoglm.engine.status import PARETO_LIMIT, RECENT_TRIALS
 
     trial = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     integer = {"type": "integer"}

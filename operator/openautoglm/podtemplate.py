@@ -7,7 +7,7 @@ restart policy, DNS identity and grace period, the owner labels) and the restric
 Standard. Three pure functions:
 
 * :func:`problems` -- every problem of a template with its path: the Kubernetes 1.33 schema
-  (unknown fields, types; :mod:`openautoglm.k8s.podschema`), owned fields, restricted Pod Security;
+  (unknown fields, types; :mod:`openautoglm.podschema`), owned fields, restricted Pod Security;
 * :func:`merge_into_pod` -- the operator's pod with the template merged under it;
 * :func:`local_overlay` -- what a local process can honour (plain env values, the working
   directory) and which fields it ignores.
@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
-from openautoglm.k8s import podschema
+from openautoglm import podschema
 
 #: The trial container; every other container of the template is a sidecar.
 WORKER_CONTAINER: Final = "worker"

@@ -17,7 +17,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from openautoglm.storage import open_storage
+from openautoglm.engine.storage import open_storage
 
 _COLORS = {TrialState.COMPLETE: "#1f77b4", TrialState.PRUNED: "#d62728", TrialState.FAIL: "#7f7f7f",
            TrialState.RUNNING: "#2ca02c"}

@@ -19,9 +19,9 @@ from typing import Any
 
 import optuna
 
-from openautoglm.runner import run_local
+from openautoglm.local.runner import run_local
 from openautoglm.spec import API_VERSION, KIND, MAX_NAME_LENGTH
-from openautoglm.status import JobStatus
+from openautoglm.engine.status import JobStatus
 from openautoglm.validation import validate_document
 
 #: Where trials run: this machine, or a cluster running the operator (kubectl's context).
@@ -179,7 +179,7 @@ class AutoTrainer:
             return self._hyperopt_in_cluster(doc, progress)
         on_outcome = None
         if progress:
-            from openautoglm.progress import ConsoleProgress
+            from openautoglm.local.progress import ConsoleProgress
 
             on_outcome = ConsoleProgress()
         try:
@@ -199,7 +199,7 @@ class AutoTrainer:
         from kubernetes import client, config
         from kubernetes.client.exceptions import ApiException
 
-        from openautoglm.k8s import GROUP, PLURAL, VERSION
+        from openautoglm.spec import GROUP, PLURAL, VERSION
 
         config.load_kube_config(config_file=self.kubeconfig)
         api = client.CustomObjectsApi(client.ApiClient())

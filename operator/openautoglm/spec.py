@@ -21,8 +21,12 @@ from pydantic.alias_generators import to_camel
 # The trial contract is the other half of this model (no heavy imports: names and constants).
 from openautoglm_trial import contract
 
-API_VERSION: Final = "openautoglm.io/v1alpha1"
+#: The TuningJob resource: the one place its group, version and names are spelt.
+GROUP: Final = "openautoglm.io"
+VERSION: Final = "v1alpha1"
+PLURAL: Final = "tuningjobs"
 KIND: Final = "TuningJob"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
 #: Pod names are ``<job>-t<trial>-w<rank>`` and must stay a DNS-1123 label (63 chars).
 MAX_NAME_LENGTH: Final = 40
 DEFAULT_RENDEZVOUS_PORT: Final = contract.DEFAULT_RENDEZVOUS_PORT
@@ -573,7 +577,7 @@ class Metadata(BaseModel):
 
 class TuningJob(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
-    api_version: Literal["openautoglm.io/v1alpha1"] = Field(alias="apiVersion")
+    api_version: Literal[API_VERSION] = Field(alias="apiVersion")
     kind: Literal["TuningJob"]
     metadata: Metadata
     spec: TuningJobSpec

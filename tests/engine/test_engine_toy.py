@@ -3,7 +3,7 @@ import json
 
 from optuna.trial import TrialState
 
-from openautoglm.runner import run_local
+from openautoglm.local.runner import run_local
 from openautoglm.settings import Settings
 from openautoglm.validation import validate_document
 

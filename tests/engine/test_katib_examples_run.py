@@ -16,7 +16,7 @@ import yaml
 from optuna.trial import TrialState
 
 from openautoglm.katib import convert
-from openautoglm.runner import run_local
+from openautoglm.local.runner import run_local
 from openautoglm.settings import Settings
 from openautoglm.validation import validate_document
 

@@ -1,9 +1,9 @@
 """metrics.source: prometheus — intermediate values read by PromQL from a real Prometheus."""
 from optuna.trial import TrialState
 
-from openautoglm.backends.base import RUNNING, TrialObservation, WorkerObservation
-from openautoglm.metrics import PrometheusSource
-from openautoglm.runner import run_local
+from openautoglm.engine.trials import RUNNING, TrialObservation, WorkerObservation
+from openautoglm.engine.metrics import PrometheusSource
+from openautoglm.local.runner import run_local
 from openautoglm.settings import Settings
 from openautoglm.validation import validate_document
 from openautoglm_trial import contract

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 from matplotlib import image
 
-from openautoglm.runner import run_local
+from openautoglm.local.runner import run_local
 from openautoglm.settings import Settings
 from openautoglm.validation import validate_document
 

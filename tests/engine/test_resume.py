@@ -10,7 +10,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from openautoglm.storage import open_storage
+from openautoglm.engine.storage import open_storage
 
 from conftest import toy_job
 

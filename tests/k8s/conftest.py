@@ -10,16 +10,18 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+#: The emulated cluster (API server, admission, kubelet, DNS, volumes) lives apart from the tests.
+HARNESS = HERE / "harness"
+if str(HARNESS) not in sys.path:
+    sys.path.insert(0, str(HARNESS))
 
 from cluster import Cluster  # noqa: E402
 
 
 def project_admission() -> tuple[Callable[[dict[str, Any]], list[str]] | None,
                                  Callable[[dict[str, Any]], dict[str, Any]] | None]:
-    """`review` and `apply_defaults` from tests/k8s/admission.py, if that module exists yet."""
-    if not (HERE / "admission.py").exists():
+    """`review` and `apply_defaults` from tests/k8s/harness/admission.py, if that module exists yet."""
+    if not (HARNESS / "admission.py").exists():
         return None, None
     module = importlib.import_module("admission")
     return getattr(module, "review", None), getattr(module, "apply_defaults", None)

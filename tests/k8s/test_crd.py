@@ -1,6 +1,6 @@
 """The TuningJob CRD: generated from the model, structural, and admitting what the model admits.
 
-Admission is checked with tests/k8s/admission.py, which reads the committed CRD file and applies
+Admission is checked with tests/k8s/harness/admission.py, which reads the committed CRD file and applies
 it as the API server would (pruning, defaulting, OpenAPI validation, CEL rules via cel-python).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import yaml
 import admission
 from helpers import DELETE, digits_job, mutate
 from openautoglm import crd
-from openautoglm.k8s import podschema
+from openautoglm import podschema
 from openautoglm.pruners import PRUNERS
 from openautoglm.samplers import SAMPLERS
 from openautoglm.spec import TuningJob
@@ -161,7 +161,7 @@ def test_pod_template_is_the_kubernetes_pod_template_schema() -> None:
 def test_vendored_pod_schema_is_what_kubernetes_validate_bundles() -> None:
     assert podschema.derive(podschema.load_source()) == podschema.schema()
     assert podschema.SCHEMA_FILE.read_text() == podschema.render(podschema.schema())
-    ok = subprocess.run([sys.executable, "-m", "openautoglm.k8s.podschema", "--check"], capture_output=True,
+    ok = subprocess.run([sys.executable, "-m", "openautoglm.podschema", "--check"], capture_output=True,
                         text=True, cwd=REPO, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
 

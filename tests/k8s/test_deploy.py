@@ -1,7 +1,7 @@
 """deploy/: the kustomize base renders, every object is valid Kubernetes, and it says what we mean.
 
 Rendered with ``kubectl kustomize`` (kubectl 1.33 bundles kustomize; it works offline). Built-in
-kinds are validated with kubernetes-validate; TuningJobs with the CRD itself (tests/k8s/admission.py).
+kinds are validated with kubernetes-validate; TuningJobs with the CRD itself (tests/k8s/harness/admission.py).
 """
 from __future__ import annotations
 
@@ -330,7 +330,7 @@ def test_dockerfile_builds_a_slim_non_root_operator_image() -> None:
 
 def test_operator_entry_does_not_import_torch() -> None:
     code = ("import sys, openautoglm.cli, openautoglm_trial.contract, openautoglm_trial.tasks\n"
-            "try:\n    import openautoglm.k8s.operator\nexcept ModuleNotFoundError as e:\n"
+            "try:\n    import openautoglm.k8s.handlers\nexcept ModuleNotFoundError as e:\n"
             "    if not (e.name or '').startswith('openautoglm.k8s'): raise\n"
             "print(sorted(m for m in ('torch', 'horovod', 'transformers', 'sklearn') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from openautoglm.storage import open_storage
+from openautoglm.engine.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY = str(ROOT / "tests" / "engine" / "toy_trial.py")

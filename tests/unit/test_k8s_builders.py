@@ -6,7 +6,7 @@ import kubernetes_validate
 import pytest
 
 from openautoglm.k8s import builders
-from openautoglm.status import JobStatus
+from openautoglm.engine.status import JobStatus
 from openautoglm.validation import validate_document
 
 from helpers import digits_job
@@ -136,8 +136,8 @@ def _pod_with(statuses: list[dict], phase: str = "Running") -> dict:
 
 
 def test_a_rank_is_read_from_the_trial_container_not_a_sidecar() -> None:
-    from openautoglm.backends.base import FAILED, RUNNING, SUCCEEDED
-    from openautoglm.backends.kubernetes import observe_pod
+    from openautoglm.engine.trials import FAILED, RUNNING, SUCCEEDED
+    from openautoglm.k8s.backend import observe_pod
 
     result = '{"status": "completed"}'
     sidecar = {"name": "log-shipper", "state": {"running": {}}}

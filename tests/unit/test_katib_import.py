@@ -224,7 +224,7 @@ def test_file_and_json_collectors_of_the_examples() -> None:
 
 def _admission() -> Any:
     pytest.importorskip("celpy")
-    spec = importlib.util.spec_from_file_location("katib_test_admission", REPO / "tests" / "k8s" / "admission.py")
+    spec = importlib.util.spec_from_file_location("katib_test_admission", REPO / "tests" / "k8s" / "harness" / "admission.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

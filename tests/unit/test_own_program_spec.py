@@ -12,7 +12,7 @@ from openautoglm.samplers import build_sampler
 from openautoglm.space import suggest
 from openautoglm.spec import DEFAULT_REQUESTS, Resources
 from openautoglm.validation import InvalidTuningJob, validate_document
-from openautoglm.worker import build_worker_env, worker_command
+from openautoglm.engine.worker import build_worker_env, worker_command
 from openautoglm_trial import contract as c
 
 

@@ -1,6 +1,6 @@
 """spec.trial.podTemplate: a rich overlay becomes a valid, restricted pod; every bad overlay is refused
 with its path by the model (openautoglm validate, the operator) and, where a schema or CEL can say
-it, by the CRD (tests/k8s/admission.py applies the committed CRD file as the API server does)."""
+it, by the CRD (tests/k8s/harness/admission.py applies the committed CRD file as the API server does)."""
 from __future__ import annotations
 
 import copy
@@ -18,8 +18,8 @@ from openautoglm.spec import TuningJob
 from openautoglm.validation import InvalidTuningJob, validate_document
 from test_k8s_builders import BODY, K8S_VERSION, assert_restricted
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "k8s"))
-import admission  # noqa: E402  (tests/k8s/admission.py: the CRD as the API server applies it)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "k8s" / "harness"))
+import admission  # noqa: E402  (tests/k8s/harness/admission.py: the CRD as the API server applies it)
 
 TEMPLATE = "spec.trial.podTemplate"
 GPU_RESOURCES = {"limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}}

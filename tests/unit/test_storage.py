@@ -12,9 +12,10 @@ import optuna
 import pytest
 
 from helpers import digits_job
-from openautoglm import space, storage
+from openautoglm import space
+from openautoglm.engine import storage
 from openautoglm.spec import TuningJob
-from openautoglm.study import StudyMismatch, open_study
+from openautoglm.engine.study import StudyMismatch, open_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -158,7 +159,7 @@ _ASKER = textwrap.dedent("""
     import json, sys
     from openautoglm import space
     from openautoglm.spec import TuningJob
-    from openautoglm.study import open_study
+    from openautoglm.engine.study import open_study
 
     url, doc, n = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
     job = TuningJob.model_validate(doc)

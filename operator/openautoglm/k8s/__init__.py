@@ -1,8 +1,9 @@
-"""The Kubernetes side: pure manifest builders, the API wrapper, and the kopf operator."""
-from typing import Final
+"""The Kubernetes side, over the shared engine.
 
-GROUP: Final = "openautoglm.io"
-VERSION: Final = "v1alpha1"
-PLURAL: Final = "tuningjobs"
-KIND: Final = "TuningJob"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
+    api         the few API calls the operator makes (kubernetes client)
+    builders    pure builders of worker pods, trial Services and the TuningJob status
+    backend     KubernetesBackend: trials as pods (the engine's Backend)
+    controller  one TuningJob in the cluster: the engine's driver with this backend
+    handlers    the kopf handlers (thin: each calls the controller)
+    telemetry   the operator's own Prometheus metrics
+"""

@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from openautoglm.k8s import GROUP, PLURAL, VERSION
+from openautoglm.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 

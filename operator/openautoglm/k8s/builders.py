@@ -9,10 +9,10 @@ from typing import Any, Final
 from openautoglm_trial import contract as c
 
 from openautoglm import podtemplate
-from openautoglm.k8s import API_VERSION, KIND
+from openautoglm.spec import API_VERSION, KIND
 from openautoglm.spec import TuningJob
-from openautoglm.status import JobStatus
-from openautoglm.worker import build_worker_env, trial_name, worker_command, worker_name
+from openautoglm.engine.status import JobStatus
+from openautoglm.engine.worker import build_worker_env, trial_name, worker_command, worker_name
 
 LABEL_JOB: Final = "openautoglm.io/job"
 LABEL_TRIAL: Final = "openautoglm.io/trial"

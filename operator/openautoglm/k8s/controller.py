@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from openautoglm import settings as settings_mod
-from openautoglm.backends.kubernetes import KubernetesBackend
+from openautoglm.k8s.backend import KubernetesBackend
 from openautoglm.k8s import builders, telemetry
 from openautoglm.k8s.api import Api
-from openautoglm.metrics import build_metric_source
-from openautoglm.reconcile import Outcome, Reconciler
+from openautoglm.engine.metrics import build_metric_source
+from openautoglm.engine.reconcile import Outcome, Reconciler
 from openautoglm.spec import TuningJob
-from openautoglm.storage import describe
-from openautoglm.study import open_study
+from openautoglm.engine.storage import describe
+from openautoglm.engine.study import open_study
 from openautoglm.validation import InvalidTuningJob, validate_document
 
 log = logging.getLogger(__name__)

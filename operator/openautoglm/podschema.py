@@ -5,8 +5,8 @@
 (:mod:`openautoglm.crd`). Its source is the JSON schema that ``kubernetes-validate`` bundles for
 1.33 (``v1.33.0-local-strict``), converted once and committed as ``podtemplatespec-v1.33.json``:
 
-    python -m openautoglm.k8s.podschema           # rewrite it from kubernetes-validate
-    python -m openautoglm.k8s.podschema --check   # exit 1 when it differs (tests/k8s/test_crd.py too)
+    python -m openautoglm.podschema           # rewrite it from kubernetes-validate
+    python -m openautoglm.podschema --check   # exit 1 when it differs (tests/k8s/test_crd.py too)
 
 Why vendored: kubernetes-validate carries the schemas of 13 Kubernetes versions (108 MB) and is a
 dev dependency; the operator image and ``pip install openautoglm-tune`` need this one schema only
@@ -138,7 +138,7 @@ def shared_schema() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m openautoglm.k8s.podschema", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m openautoglm.podschema", description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="exit 1 if the vendored file differs from kubernetes-validate's")
     args = p.parse_args(argv)
     text = render(derive(load_source()))
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if current != text:
             sys.stderr.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
                                                        str(SCHEMA_FILE), "derived", n=2))
-            print(f"\n{SCHEMA_FILE} is out of date: run `python -m openautoglm.k8s.podschema`", file=sys.stderr)
+            print(f"\n{SCHEMA_FILE} is out of date: run `python -m openautoglm.podschema`", file=sys.stderr)
             return 1
         print(f"{SCHEMA_FILE} is up to date")
         return 0

@@ -11,7 +11,7 @@ import kopf
 from kubernetes import client, config
 
 from openautoglm import settings as settings_mod
-from openautoglm.k8s import GROUP, PLURAL, VERSION
+from openautoglm.spec import GROUP, PLURAL, VERSION
 from openautoglm.k8s.api import Api
 from openautoglm.k8s.builders import LABEL_JOB
 from openautoglm.k8s.controller import Controllers

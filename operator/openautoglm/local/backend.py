@@ -29,9 +29,9 @@ from typing import Any, Final
 from openautoglm_trial import contract as c
 
 from openautoglm.podtemplate import local_overlay
-from openautoglm.backends.base import FAILED, PENDING, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
+from openautoglm.engine.trials import FAILED, PENDING, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
 from openautoglm.spec import TuningJob
-from openautoglm.worker import build_worker_env, worker_command, worker_name
+from openautoglm.engine.worker import build_worker_env, worker_command, worker_name
 
 log = logging.getLogger(__name__)
 

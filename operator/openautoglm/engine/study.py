@@ -9,7 +9,7 @@ import optuna
 
 from openautoglm import pruners, samplers
 from openautoglm.spec import TuningJob
-from openautoglm.storage import open_storage
+from openautoglm.engine.storage import open_storage
 
 #: Study user attributes the engine keeps (the study is the source of truth with the pods).
 ATTR_FINGERPRINT = "openautoglm:fingerprint"

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from openautoglm.backends.base import FAILED, PENDING, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
+from openautoglm.engine.trials import FAILED, PENDING, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
 from openautoglm.k8s.api import Api
 from openautoglm.k8s.builders import CONTAINER, LABEL_JOB, LABEL_RANK, LABEL_TRIAL, build_trial_service, build_worker_pod
 from openautoglm.spec import TuningJob
-from openautoglm.worker import trial_name, worker_name
+from openautoglm.engine.worker import trial_name, worker_name
 
 log = logging.getLogger(__name__)
 

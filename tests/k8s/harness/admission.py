@@ -45,7 +45,7 @@ import celpy
 import yaml
 from celpy import celtypes
 
-REPO: Final = Path(__file__).resolve().parents[2]
+REPO: Final = Path(__file__).resolve().parents[3]
 CRD_FILE: Final = REPO / "crds" / "openautoglm.io_tuningjobs.yaml"
 
 #: Error types after which the API server does not run the CEL rules (hasBlockingErr).

@@ -27,11 +27,11 @@ from optuna.trial import FrozenTrial, TrialState
 from openautoglm_trial import contract as c
 
 from openautoglm import space
-from openautoglm.backends.base import FAILED, SUCCEEDED, Backend, TrialObservation
-from openautoglm.metrics import MetricSource
+from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, TrialObservation
+from openautoglm.engine.metrics import MetricSource
 from openautoglm.spec import TuningJob
-from openautoglm.status import JobStatus, build_status, is_better
-from openautoglm.study import ATTR_MESSAGE, ATTR_PHASE, ATTR_REASON
+from openautoglm.engine.status import JobStatus, build_status, is_better
+from openautoglm.engine.study import ATTR_MESSAGE, ATTR_PHASE, ATTR_REASON
 
 log = logging.getLogger(__name__)
 

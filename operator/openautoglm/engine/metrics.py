@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from openautoglm_trial import contract as c
 
-from openautoglm.backends.base import TrialObservation
+from openautoglm.engine.trials import TrialObservation
 from openautoglm.spec import TuningJob
 
 #: A worker that does not answer in this time is simply read again next round.

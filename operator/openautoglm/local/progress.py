@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from openautoglm.reconcile import Event, Outcome
-from openautoglm.status import JobStatus
+from openautoglm.engine.reconcile import Event, Outcome
+from openautoglm.engine.status import JobStatus
 
 _STYLE = {"TrialPruned": "yellow", "TrialStopped": "yellow", "TrialFailed": "red", "NewBest": "bold green",
           "JobSucceeded": "bold green", "JobFailed": "bold red", "TrialCompleted": "cyan"}

@@ -12,13 +12,13 @@ import optuna
 from optuna.trial import TrialState
 
 from openautoglm import settings as settings_mod
-from openautoglm.backends.local import LocalBackend
-from openautoglm.metrics import build_metric_source
-from openautoglm.reconcile import ATTR_LAUNCHED, Outcome, Reconciler
+from openautoglm.local.backend import LocalBackend
+from openautoglm.engine.metrics import build_metric_source
+from openautoglm.engine.reconcile import ATTR_LAUNCHED, Outcome, Reconciler
 from openautoglm.spec import TuningJob
-from openautoglm.status import JobStatus, build_status
-from openautoglm.storage import delete_study, open_storage
-from openautoglm.study import (ATTR_ELAPSED, ATTR_MESSAGE, ATTR_PHASE, ATTR_REASON, open_study,
+from openautoglm.engine.status import JobStatus, build_status
+from openautoglm.engine.storage import delete_study, open_storage
+from openautoglm.engine.study import (ATTR_ELAPSED, ATTR_MESSAGE, ATTR_PHASE, ATTR_REASON, open_study,
                                reopen_if_budget_raised, study_name)
 
 
