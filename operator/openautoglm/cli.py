@@ -56,7 +56,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   f"sampler {sampler_name(job.spec)}, pruner {job.spec.early_stopping.pruner}", highlight=False)
     try:
         result = run_local(job, workdir=workdir, storage=args.storage, fresh=args.fresh, on_outcome=progress,
-                           settings=cfg, base_dir=path.resolve().parent)
+                           settings=cfg, base_dir=path.resolve().parent, job_file=path,
+                           on_edit=lambda msg: console.print(msg, highlight=False, markup=False))
     except StudyMismatch as err:
         progress.close()
         print(f"error: {err}", file=sys.stderr)

@@ -98,7 +98,7 @@ def test_changed_search_space_is_a_mismatch(storage_url: str) -> None:
 
     doc = digits_job(name="storage-test", algorithm={"sampler": "random", "seed": 1})
     doc["spec"]["parameters"][0]["high"] = 0.5
-    with pytest.raises(StudyMismatch, match="another objective or search space"):
+    with pytest.raises(StudyMismatch, match=r"another spec\.parameters: .*--fresh"):
         open_study(TuningJob.model_validate(doc), storage_url)
 
     flipped = digits_job(name="storage-test", objective={"metric": "accuracy", "direction": "minimize"})
@@ -106,13 +106,17 @@ def test_changed_search_space_is_a_mismatch(storage_url: str) -> None:
         open_study(TuningJob.model_validate(flipped), storage_url)
 
 
-def test_raised_budget_or_other_sampler_is_not_a_mismatch(storage_url: str) -> None:
+def test_raised_budget_or_other_pruner_is_not_a_mismatch_but_other_sampler_is(storage_url: str) -> None:
     job = _job()
     _ask_tell(open_study(job, storage_url), job, 2)
-    bigger = _job(budget={"maxTrials": 40, "parallelism": 4}, algorithm={"sampler": "tpe", "seed": 3})
+    bigger = _job(budget={"maxTrials": 40, "parallelism": 4}, earlyStopping={"pruner": "median"},
+                  algorithm={**job.spec.algorithm.model_dump(exclude_none=True), "seed": 3})
     study = open_study(bigger, storage_url)
     assert len(study.trials) == 2
-    assert isinstance(study.sampler, optuna.samplers.TPESampler)
+    # The sampler is part of what the study's trials mean (its settings, its start-up trials).
+    other = _job(algorithm={"sampler": "tpe", "seed": 3})
+    with pytest.raises(StudyMismatch, match=r"another spec\.algorithm: .*--fresh"):
+        open_study(other, storage_url)
 
 
 def test_warm_start_is_enqueued_exactly_once(storage_url: str) -> None:

@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import math
 import time
-from typing import Any, Final
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -27,21 +27,16 @@ from optuna.trial import FrozenTrial, TrialState
 from openautoglm_trial import contract as c
 
 from openautoglm import space
-from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, TrialObservation
+from openautoglm.engine import optuna_api
+from openautoglm.engine.attrs import (STUDY_MESSAGE, STUDY_PHASE, STUDY_REASON, TRIAL_FAIL_REASON,
+                                      TRIAL_LAUNCHED, TRIAL_METRICS, TRIAL_PARAMS, TRIAL_SECONDS,
+                                      TRIAL_STOP_REASON)
 from openautoglm.engine.metrics import MetricSource
-from openautoglm.spec import TuningJob
 from openautoglm.engine.status import JobStatus, build_status, is_better
-from openautoglm.engine.study import ATTR_MESSAGE, ATTR_PHASE, ATTR_REASON
+from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, TrialObservation
+from openautoglm.spec import TuningJob
 
 log = logging.getLogger(__name__)
-
-#: Trial user attributes written by the engine.
-ATTR_PARAMS: Final = "params"             # everything the workers received (fixed values too)
-ATTR_LAUNCHED: Final = "launched"         # the backend has seen workers of this trial
-ATTR_STOP_REASON: Final = "stop_reason"   # why a trial ended early (pruned, diverged, ...)
-ATTR_FAIL_REASON: Final = "fail_reason"
-ATTR_METRICS: Final = "metrics"           # final metrics from the termination message
-ATTR_SECONDS: Final = "seconds"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +111,7 @@ class Reconciler:
         trials = self.study.get_trials(deepcopy=False)
         best_before = self._best_value(trials)
 
-        terminal = self.study.user_attrs.get(ATTR_PHASE)
+        terminal = self.study.user_attrs.get(STUDY_PHASE)
         for t in trials:
             if t.state == TrialState.RUNNING:
                 self._drive_running(t, observed.get(t.number), events, now)
@@ -135,23 +130,23 @@ class Reconciler:
         if terminal is None:
             self._ask_and_launch(trials, events)
             trials = self.study.get_trials(deepcopy=False)
-        status = build_status(self.job, trials, elapsed=elapsed, phase=self.study.user_attrs.get(ATTR_PHASE),
-                              reason=self.study.user_attrs.get(ATTR_REASON),
-                              message=self.study.user_attrs.get(ATTR_MESSAGE))
+        status = build_status(self.job, trials, elapsed=elapsed, phase=self.study.user_attrs.get(STUDY_PHASE),
+                              reason=self.study.user_attrs.get(STUDY_REASON),
+                              message=self.study.user_attrs.get(STUDY_MESSAGE))
         return Outcome(status, events, self._latencies)
 
     # ------------------------------------------------------------------ running trials
     def _drive_running(self, t: FrozenTrial, obs: TrialObservation | None, events: list[Event], now: dt.datetime) -> None:
         spec = self.job.spec
         if obs is None or len(obs.workers) < obs.size:
-            if obs is None and t.user_attrs.get(ATTR_LAUNCHED):
+            if obs is None and t.user_attrs.get(TRIAL_LAUNCHED):
                 self._tell(t, TrialState.FAIL, reason="its workers disappeared", events=events)
                 return
             # Asked but never (fully) launched, e.g. the engine died in between: launch now.
             self.backend.launch(t.number, self._params_of(t))
             return
-        if not t.user_attrs.get(ATTR_LAUNCHED):
-            self.study._storage.set_trial_user_attr(t._trial_id, ATTR_LAUNCHED, True)
+        if not t.user_attrs.get(TRIAL_LAUNCHED):
+            optuna_api.set_trial_attr(self.study, t, TRIAL_LAUNCHED, True)
         phase = obs.phase
         if phase == SUCCEEDED:
             self._finish(t, obs, events)
@@ -177,7 +172,7 @@ class Reconciler:
         metric = self.job.spec.objective.objectives[0].metric
         if reading is None or metric not in reading.values or reading.epoch in t.intermediate_values:
             return
-        trial = optuna.trial.Trial(self.study, t._trial_id)
+        trial = optuna_api.live_trial(self.study, t)
         self._timed("report", trial.report, reading.values[metric], reading.epoch)
         if self._timed("prune", trial.should_prune):
             why = (f"pruned by {self.job.spec.early_stopping.pruner} at epoch {reading.epoch} "
@@ -190,11 +185,10 @@ class Reconciler:
     def _finish(self, t: FrozenTrial, obs: TrialObservation, events: list[Event]) -> None:
         result = (obs.leader.result() if obs.leader else None) or {}
         self._record_history(t, result)
-        storage = self.study._storage
         if result.get("metrics"):
-            storage.set_trial_user_attr(t._trial_id, ATTR_METRICS, result["metrics"])
+            optuna_api.set_trial_attr(self.study, t, TRIAL_METRICS, result["metrics"])
         if result.get("seconds") is not None:
-            storage.set_trial_user_attr(t._trial_id, ATTR_SECONDS, result["seconds"])
+            optuna_api.set_trial_attr(self.study, t, TRIAL_SECONDS, result["seconds"])
         status = result.get("status")
         if status == c.STATUS_STOPPED:
             self._tell(t, TrialState.PRUNED, reason=result.get("reason") or "stopped early by the trial",
@@ -207,7 +201,7 @@ class Reconciler:
                            reason=f"finished without a finite value of {metrics} in its result")
             else:
                 if result.get("reason"):
-                    storage.set_trial_user_attr(t._trial_id, ATTR_STOP_REASON, result["reason"])
+                    optuna_api.set_trial_attr(self.study, t, TRIAL_STOP_REASON, result["reason"])
                 self._timed("tell", self.study.tell, t.number, values if len(values) > 1 else values[0],
                             skip_if_finished=True)
                 events.append(Event("TrialCompleted", f"trial {t.number} completed: {_fmt(values)}", t.number))
@@ -224,51 +218,27 @@ class Reconciler:
         for i, v in enumerate(curve):
             step = offset + i + 1
             if isinstance(v, (int, float)) and math.isfinite(v) and step not in t.intermediate_values:
-                self.study._storage.set_trial_intermediate_value(t._trial_id, step, float(v))
+                optuna_api.set_intermediate(self.study, t, step, float(v))
 
     def _tell(self, t: FrozenTrial, state: TrialState, *, reason: str, events: list[Event],
               event_reason: str | None = None, warning: bool = False) -> None:
-        attr = ATTR_FAIL_REASON if state == TrialState.FAIL else ATTR_STOP_REASON
-        self.study._storage.set_trial_user_attr(t._trial_id, attr, reason)
+        attr = TRIAL_FAIL_REASON if state == TrialState.FAIL else TRIAL_STOP_REASON
+        optuna_api.set_trial_attr(self.study, t, attr, reason)
         self._timed("tell", self.study.tell, t.number, state=state, skip_if_finished=True)
         kind = event_reason or {TrialState.FAIL: "TrialFailed", TrialState.PRUNED: "TrialPruned"}[state]
         events.append(Event(kind, f"trial {t.number}: {reason}", t.number, warning=warning or state == TrialState.FAIL))
 
     # ------------------------------------------------------------------ budget
     def _check_terminal(self, trials: list[FrozenTrial], elapsed: float, events: list[Event]) -> str | None:
-        b = self.job.spec.budget
-        failed = sum(t.state == TrialState.FAIL for t in trials)
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        finished = sum(t.state.is_finished() for t in trials)
+        ended = terminal_reason(self.job, self.study, trials, elapsed)
+        if ended is None:
+            return None
+        phase, reason, message = ended
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        target = self.job.spec.objective.target
-        if failed > b.max_failed_trials:
-            return self._end(running, "Failed", "MaxFailedTrialsReached",
-                             f"{failed} trials failed, more than maxFailedTrials={b.max_failed_trials}", events)
-        if target is not None:
-            direction = self.job.spec.objective.objectives[0].direction
-            hit = [t for t in complete if not is_better(target, t.value, direction)]
-            if hit:
-                first = min(hit, key=lambda t: t.number)
-                return self._end(running, "Succeeded", "TargetReached",
-                                 f"trial {first.number} reached the target {target}: {_fmt(first.value)}", events)
-        if b.timeout_seconds is not None and elapsed >= b.timeout_seconds:
-            phase = "Succeeded" if complete else "Failed"
-            return self._end(running, phase, "Timeout",
-                             f"the time budget of {b.timeout_seconds} s is spent; {len(complete)} trials completed", events)
-        if finished >= self._max_trials() and not running:
-            if complete:
-                return self._end([], "Succeeded", "MaxTrialsReached", f"{finished} trials finished, {len(complete)} completed", events)
-            return self._end([], "Failed", "NoTrialCompleted", f"{finished} trials finished and none completed", events)
-        return None
+        return self._end(running, phase, reason, message, events)
 
     def _max_trials(self) -> int:
-        mt = self.job.spec.budget.max_trials
-        sampler = self.study.sampler
-        if isinstance(sampler, optuna.samplers.GridSampler):
-            # A grid is exhausted before a larger budget: asking more would repeat points.
-            mt = min(mt, len(sampler._all_grids))
-        return mt
+        return max_trials(self.job, self.study)
 
     def _end(self, running: list[FrozenTrial], phase: str, reason: str, message: str, events: list[Event]) -> str:
         for t in running:
@@ -277,9 +247,9 @@ class Reconciler:
                        reason=f"stopped because the job ended ({reason})", events=events)
             self.backend.release(t.number)
         # The terminal phase is stored in the study so a rerun (or a restarted operator) sees it.
-        self.study.set_user_attr(ATTR_PHASE, phase)
-        self.study.set_user_attr(ATTR_REASON, reason)
-        self.study.set_user_attr(ATTR_MESSAGE, message)
+        self.study.set_user_attr(STUDY_PHASE, phase)
+        self.study.set_user_attr(STUDY_REASON, reason)
+        self.study.set_user_attr(STUDY_MESSAGE, message)
         events.append(Event("Job" + phase, message, warning=phase == "Failed"))
         return phase
 
@@ -293,7 +263,7 @@ class Reconciler:
             sampled = space.suggest(trial, self.job.spec)  # sampling happens here (define-by-run)
             self._latencies.setdefault("ask", []).append(time.perf_counter() - t0)
             params = space.trial_params(self.job.spec, sampled)
-            trial.set_user_attr(ATTR_PARAMS, params)
+            trial.set_user_attr(TRIAL_PARAMS, params)
             self.backend.launch(trial.number, params)
             events.append(Event("TrialStarted", f"trial {trial.number} started: {_fmt_params(params)}", trial.number))
             running += 1
@@ -301,13 +271,13 @@ class Reconciler:
 
     # ------------------------------------------------------------------ helpers
     def _params_of(self, t: FrozenTrial) -> dict[str, Any]:
-        if ATTR_PARAMS in t.user_attrs:
-            return t.user_attrs[ATTR_PARAMS]
+        if TRIAL_PARAMS in t.user_attrs:
+            return t.user_attrs[TRIAL_PARAMS]
         # The engine died while sampling: finish the sampling on the same trial (values
         # already suggested are returned as stored), so the trial is neither lost nor doubled.
-        trial = optuna.trial.Trial(self.study, t._trial_id)
+        trial = optuna_api.live_trial(self.study, t)
         params = space.trial_params(self.job.spec, space.suggest(trial, self.job.spec))
-        trial.set_user_attr(ATTR_PARAMS, params)
+        trial.set_user_attr(TRIAL_PARAMS, params)
         return params
 
     def _best_value(self, trials: list[FrozenTrial]) -> tuple[int, float] | None:
@@ -332,3 +302,38 @@ def _fmt(v: Any) -> str:
 
 def _fmt_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+
+
+def max_trials(job: TuningJob, study: optuna.Study) -> int:
+    """The trial budget; a grid is exhausted before a larger one (asking more would repeat points)."""
+    mt = job.spec.budget.max_trials
+    grid = optuna_api.grid_size(study.sampler)
+    return mt if grid is None else min(mt, grid)
+
+
+def terminal_reason(job: TuningJob, study: optuna.Study, trials: list[FrozenTrial],
+                    elapsed: float) -> tuple[str, str, str] | None:
+    """(phase, reason, message) if the job ends now with these trials, else None. Pure: the
+    driver also asks it whether an edited spec continues a finished job."""
+    b = job.spec.budget
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    finished = sum(t.state.is_finished() for t in trials)
+    running = any(t.state == TrialState.RUNNING for t in trials)
+    target = job.spec.objective.target
+    if failed > b.max_failed_trials:
+        return "Failed", "MaxFailedTrialsReached", f"{failed} trials failed, more than maxFailedTrials={b.max_failed_trials}"
+    if target is not None:
+        direction = job.spec.objective.objectives[0].direction
+        hit = [t for t in complete if not is_better(target, t.value, direction)]
+        if hit:
+            first = min(hit, key=lambda t: t.number)
+            return "Succeeded", "TargetReached", f"trial {first.number} reached the target {target}: {_fmt(first.value)}"
+    if b.timeout_seconds is not None and elapsed >= b.timeout_seconds:
+        return ("Succeeded" if complete else "Failed", "Timeout",
+                f"the time budget of {b.timeout_seconds} s is spent; {len(complete)} trials completed")
+    if finished >= max_trials(job, study) and not running:
+        if complete:
+            return "Succeeded", "MaxTrialsReached", f"{finished} trials finished, {len(complete)} completed"
+        return "Failed", "NoTrialCompleted", f"{finished} trials finished and none completed"
+    return None

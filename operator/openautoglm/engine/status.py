@@ -34,6 +34,8 @@ class JobStatus:
     recent: list[dict[str, Any]]
     elapsed_seconds: float
     remaining_seconds: float | None
+    #: The spec generation the driver ran this with (observedGeneration); set by the driver.
+    generation: int | None = None
 
     @property
     def terminal(self) -> bool:

@@ -8,31 +8,46 @@ import warnings
 import optuna
 
 from openautoglm import pruners, samplers
-from openautoglm.spec import TuningJob
+from openautoglm.engine import attrs
 from openautoglm.engine.storage import open_storage
-
-#: Study user attributes the engine keeps (the study is the source of truth with the pods).
-ATTR_FINGERPRINT = "openautoglm:fingerprint"
-ATTR_WARM_STARTED = "openautoglm:warm_started"
-ATTR_ELAPSED = "openautoglm:elapsed_seconds"
-ATTR_PHASE = "openautoglm:phase"
-ATTR_REASON = "openautoglm:reason"
-ATTR_MESSAGE = "openautoglm:message"
+from openautoglm.spec import TuningJob, sampler_name
 
 
 class StudyMismatch(RuntimeError):
-    """The stored study was made by a TuningJob with another search space or objective."""
+    """The stored study was made by a TuningJob with another search space, objective or sampler."""
+
+
+def _digest(doc: object) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fingerprints(job: TuningJob) -> dict[str, str]:
+    """Hashes of what makes the study's trials comparable, by spec field: the search space,
+    the objective (metrics and directions) and the sampler (name and settings). Not the
+    budget, the pruner or the trial template, which a user may edit on a live job."""
+    spec = job.spec
+    return {
+        "spec.parameters": _digest([p.model_dump(by_alias=True, exclude_none=True) for p in spec.parameters]),
+        "spec.objective": _digest([o.model_dump() for o in spec.objective.objectives]),
+        "spec.algorithm": _digest({"sampler": sampler_name(spec), "settings": spec.algorithm.settings}),
+        # The workers of a running trial are counted against it: a new count cannot apply to them.
+        "spec.trial.workers": _digest(spec.trial.workers),
+    }
 
 
 def fingerprint(job: TuningJob) -> str:
-    """Hash of what makes trials comparable: objective and search space (not the budget,
-    which a user may raise to continue a finished study)."""
+    """One hash of objective and search space (kept in studies made before per-field fingerprints)."""
     spec = job.spec
-    doc = {
+    return _digest({
         "objective": [o.model_dump() for o in spec.objective.objectives],
         "parameters": [p.model_dump(by_alias=True, exclude_none=True) for p in spec.parameters],
-    }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    })
+
+
+def immutable_differences(old: TuningJob, new: TuningJob) -> list[str]:
+    """The spec fields an edit from ``old`` to ``new`` changes that the study depends on."""
+    a, b = fingerprints(old), fingerprints(new)
+    return [field for field in a if a[field] != b[field]]
 
 
 def study_name(job: TuningJob) -> str:
@@ -56,35 +71,29 @@ def open_study(job: TuningJob, storage_url: str) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([o.metric for o in spec.objective.objectives])  # labels reports and dashboards
-    stored = study.user_attrs.get(ATTR_FINGERPRINT)
-    mine = fingerprint(job)
-    if stored is None:
-        study.set_user_attr(ATTR_FINGERPRINT, mine)
-    elif stored != mine:
-        raise StudyMismatch(
-            f"study {study.study_name!r} in {storage_url} was created with another objective or search "
-            "space; delete it (openautoglm tune --fresh) or use another job name"
-        )
-    if not study.user_attrs.get(ATTR_WARM_STARTED):
+    _check_fingerprints(job, study, storage_url)
+    if not study.user_attrs.get(attrs.STUDY_WARM_STARTED):
         # Known-good configurations (e.g. today's manual setting) run first.
         for ws in spec.warm_start:
             study.enqueue_trial(dict(ws.params), skip_if_exists=True)
-        study.set_user_attr(ATTR_WARM_STARTED, True)
+        study.set_user_attr(attrs.STUDY_WARM_STARTED, True)
     return study
 
 
-def reopen_if_budget_raised(job: TuningJob, study: optuna.Study) -> bool:
-    """A job that ended on its budget continues when the user raised that budget
-    (as Katib restarts an experiment whose maxTrialCount was increased)."""
-    attrs = study.user_attrs
-    reason = attrs.get(ATTR_REASON)
-    budget = job.spec.budget
-    finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-    more_trials = reason == "MaxTrialsReached" and finished < budget.max_trials
-    more_time = (reason == "Timeout" and budget.timeout_seconds is not None
-                 and float(attrs.get(ATTR_ELAPSED, 0.0)) < budget.timeout_seconds)
-    if attrs.get(ATTR_PHASE) and (more_trials or more_time):
-        for key in (ATTR_PHASE, ATTR_REASON, ATTR_MESSAGE):
-            study.set_user_attr(key, None)
-        return True
-    return False
+def _check_fingerprints(job: TuningJob, study: optuna.Study, storage_url: str) -> None:
+    """Refuse a spec whose search space, objective or sampler differ from the study's, naming them."""
+    mine = fingerprints(job)
+    stored = study.user_attrs.get(attrs.STUDY_FINGERPRINTS)
+    legacy = study.user_attrs.get(attrs.STUDY_FINGERPRINT)
+    if stored is None and legacy is not None and legacy != fingerprint(job):
+        changed = ["spec.parameters or spec.objective"]   # a study from before per-field fingerprints
+    else:
+        changed = [f for f, h in (stored or {}).items() if mine.get(f) != h]
+    if changed:
+        raise StudyMismatch(
+            f"study {study.study_name!r} in {storage_url} was created with another {', '.join(changed)}: "
+            "its trials were sampled from those; delete it (openautoglm tune --fresh) or use another job name")
+    if stored != mine:
+        study.set_user_attr(attrs.STUDY_FINGERPRINTS, mine)
+    if legacy is None:
+        study.set_user_attr(attrs.STUDY_FINGERPRINT, fingerprint(job))

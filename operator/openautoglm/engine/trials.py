@@ -1,9 +1,12 @@
-"""What the reconcile step needs from a place that runs trials."""
+"""What the reconcile step needs from a place that runs trials, and what it reads back."""
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from openautoglm.spec import TuningJob
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
 
@@ -78,6 +81,9 @@ class Backend(Protocol):
 
     def release(self, number: int) -> None:
         """Free what a finished trial holds (pods, processes); its logs may stay."""
+
+    def update(self, job: TuningJob) -> None:
+        """Launch later trials from this edit of the job (running trials keep their workers)."""
 
     def close(self) -> None:
         """Called once when the engine stops driving this job."""

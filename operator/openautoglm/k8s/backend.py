@@ -74,6 +74,9 @@ class KubernetesBackend:
         self.stop(number, "released")
         self.api.delete_service(self.namespace, trial_name(self.job.name, number))
 
+    def update(self, job: TuningJob) -> None:
+        self.job = job
+
     def close(self) -> None:
         pass
 

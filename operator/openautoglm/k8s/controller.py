@@ -1,8 +1,10 @@
-"""Drives one TuningJob in the cluster: its study, its KubernetesBackend, its reconcile passes.
+"""One TuningJob in the cluster: the engine's driver with a KubernetesBackend.
 
-The kopf handlers (operator.py) only call into this module. State kept here is a cache:
-after an operator restart it is rebuilt from the study (in the cluster's storage) and the
-pods, which together are the source of truth.
+The kopf handlers (handlers.py) only call into this module, and this module is a thin
+shell over engine/driver.py, as local/runner.py is on a laptop: what is Kubernetes here is
+the storage URL, the object's generation, and writing the status. State kept here is a
+cache: after an operator restart it is rebuilt from the study (in the cluster's storage)
+and the pods, which together are the source of truth.
 """
 from __future__ import annotations
 
@@ -10,19 +12,18 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from openautoglm import settings as settings_mod
-from openautoglm.k8s.backend import KubernetesBackend
+from openautoglm.engine.driver import Driver, SpecChangeRefused
+from openautoglm.engine.reconcile import Outcome
+from openautoglm.engine.storage import describe
+from openautoglm.engine.study import StudyMismatch
 from openautoglm.k8s import builders, telemetry
 from openautoglm.k8s.api import Api
-from openautoglm.engine.metrics import build_metric_source
-from openautoglm.engine.reconcile import Outcome, Reconciler
+from openautoglm.k8s.backend import KubernetesBackend
 from openautoglm.spec import TuningJob
-from openautoglm.engine.storage import describe
-from openautoglm.engine.study import open_study
 from openautoglm.validation import InvalidTuningJob, validate_document
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,6 @@ log = logging.getLogger(__name__)
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def _parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
 
 
 def job_document(body: dict[str, Any]) -> dict[str, Any]:
@@ -73,34 +68,41 @@ class PassResult:
     seconds: float
 
 
+def generation_of(body: dict[str, Any]) -> int | None:
+    return (body.get("metadata") or {}).get("generation")
+
+
 class JobController:
     def __init__(self, body: dict[str, Any], api: Api, cfg: settings_mod.Settings | None = None):
         self.cfg = cfg or settings_mod.load()
         self.api = api
-        self.body = body
         meta = body["metadata"]
         self.namespace: str = meta["namespace"]
         self.name: str = meta["name"]
-        self.generation = meta.get("generation")
+        self.generation = generation_of(body)
         self.previous: dict[str, Any] = dict(body.get("status") or {})
         self.lock = threading.Lock()   # the daemon and pod events may both ask for a pass
         self.wakeup = threading.Event()
         self.job: TuningJob | None = None
+        self.driver: Driver | None = None
         self.problems: list[str] = []
+        #: Why the newest spec edit was not applied (the job goes on with the one before).
+        self.refused: str | None = None
         try:
             self.job = validate_document(job_document(body), f"TuningJob {self.namespace}/{self.name}")
+            self.url = storage_url(self.job, body, api, self.cfg)
+            self.backend = KubernetesBackend(self.job, body, api, self.namespace)
+            self.driver = Driver.open(self.job, self.url, self.backend, generation=self.generation,
+                                      save_every=self.cfg.elapsed_save_seconds)
         except InvalidTuningJob as err:
             self.problems = [str(p) for p in err.problems]
-            return
-        self.url = storage_url(self.job, body, api, self.cfg)
-        self.study = open_study(self.job, self.url)
-        self.backend = KubernetesBackend(self.job, body, api, self.namespace)
-        self.reconciler = Reconciler(self.job, self.study, self.backend, build_metric_source(self.job))
+        except StudyMismatch as err:   # e.g. a PostgreSQL study of another job with this name
+            self.problems = [str(err)]
         self.start_time = self.previous.get("startTime") or builders._timestamp(_now())
 
     @property
     def valid(self) -> bool:
-        return self.job is not None
+        return self.driver is not None
 
     @property
     def interval(self) -> float:
@@ -114,28 +116,51 @@ class JobController:
         self.previous = status
         return status
 
-    def reconcile(self) -> PassResult:
-        """One pass: reconcile, then write the status. Safe to call at any time, repeatedly."""
-        assert self.job is not None
+    def apply(self, body: dict[str, Any]) -> None:
+        """Drive the live object's spec if it is newer than the one applied (kubectl apply, GitOps)."""
+        assert self.driver is not None
+        generation = generation_of(body)
+        if generation is None or generation == self.generation:
+            return
         with self.lock:
-            t0 = time.perf_counter()
+            self.generation = generation
+            try:
+                job = validate_document(job_document(body), f"TuningJob {self.namespace}/{self.name}")
+                self.driver.apply(job, generation)
+            except InvalidTuningJob as err:
+                # The CRD refuses almost everything validate does; what slips through stalls the
+                # edit, not the job.
+                self.refused = "the edited spec is invalid: " + "; ".join(str(p) for p in err.problems)
+            except SpecChangeRefused as err:
+                self.refused = str(err)
+            else:
+                self.job, self.refused = job, None
+
+    def reconcile(self, body: dict[str, Any] | None = None) -> PassResult:
+        """One pass over the live object ``body`` (its spec edits first), then write the status.
+        Safe to call at any time, repeatedly."""
+        assert self.driver is not None
+        if body is not None:
+            self.apply(body)
+        with self.lock:
             now = _now()
-            started = _parse_time(self.start_time) or now
-            # Optuna's trial times are naive local times: the reconciler compares with its own clock.
-            outcome = self.reconciler.reconcile(elapsed=(now - started).total_seconds())
-            status = builders.build_status(outcome.status, previous=self.previous, generation=self.generation,
-                                           start_time=self.start_time, now=now, storage=describe(self.url))
+            step = self.driver.step()
+            status = builders.build_status(step.status, previous=self.previous, generation=self.generation,
+                                           start_time=self.start_time, now=now, storage=describe(self.url),
+                                           **({"refused": self.refused} if self.refused else {}))
             if status != self.previous:
                 self.api.patch_status(self.namespace, self.name, status)
                 self.previous = status
-            seconds = time.perf_counter() - t0
-            telemetry.record(self.namespace, self.name, outcome, seconds)
-            done = outcome.status.terminal and not self.backend.observe()
-            return PassResult(outcome, status, done, seconds)
+            telemetry.record(self.namespace, self.name, step.outcome, step.seconds)
+            return PassResult(step.outcome, status, step.done, step.seconds)
+
+    def close(self) -> None:
+        if self.driver is not None:
+            self.driver.save_clock()
 
     def delete_all(self) -> None:
         """The TuningJob is being deleted: stop and remove every trial (no GC needed)."""
-        if self.job is not None:
+        if self.driver is not None:
             self.backend.delete_all()
 
 
@@ -150,9 +175,14 @@ class Controllers:
         uid = body["metadata"]["uid"]
         with self._lock:
             ctl = self._by_uid.get(uid)
-            if ctl is None:
+            if ctl is None or (not ctl.valid and ctl.generation != generation_of(body)):
+                # New, or invalid before and edited since: (re)build it from the live object.
                 ctl = self._by_uid[uid] = JobController(body, api)
             return ctl
+
+    def find_uid(self, uid: str) -> JobController | None:
+        with self._lock:
+            return self._by_uid.get(uid)
 
     def find(self, namespace: str, name: str) -> JobController | None:
         with self._lock:

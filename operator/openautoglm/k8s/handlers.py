@@ -5,6 +5,7 @@ Run with ``openautoglm operator`` (the operator image's entrypoint).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -53,23 +54,57 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         start_http_server(cfg.operator_metrics_port)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+def needs_driving(body: kopf.Body, **_: Any) -> bool:
+    """A job needs its loop until it is terminal with its newest spec applied. kopf stops the
+    daemon when this turns false and starts it again when an edit makes it true (a finished
+    job whose budget was raised); a daemon that returned by itself would never be restarted."""
+    status = body.get("status") or {}
+    return (status.get("phase") not in ("Succeeded", "Failed")
+            or status.get("observedGeneration") != body.get("metadata", {}).get("generation"))
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, when=needs_driving)
 def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
-    """The job's loop: a reconcile pass every interval, or at once when a trial pod changes."""
+    """The job's loop: a reconcile pass every interval, or at once when a trial pod changes or
+    the spec is edited. ``body`` is kopf's live view of the object: each pass reads its spec."""
     ctl = CONTROLLERS.get(dict(body), api())
     if not ctl.valid:
         ctl.invalid_status()
-        raise kopf.PermanentError("invalid TuningJob: " + "; ".join(ctl.problems))
+        logger.error("invalid TuningJob: %s", "; ".join(ctl.problems))
+        stopped.wait()   # until kopf stops it: the status is terminal now; an edit starts it again
+        return
+    reported = False
     while not stopped:
-        result = ctl.reconcile()
+        result = ctl.reconcile(dict(body))
         for e in result.outcome.events if result.outcome else []:
             # kopf.event, not kopf.info: info/warn obey posting.level, which keeps log lines out.
             kopf.event(dict(body), type="Warning" if e.warning else "Normal", reason=e.reason, message=e.message)
-        if result.done:
+        if result.done and not reported:
             logger.info("TuningJob %s: %s (%s)", ctl.name, result.status["phase"], result.status.get("reason"))
-            return
-        ctl.wakeup.wait(ctl.interval)
-        ctl.wakeup.clear()
+            ctl.close()
+            reported = True
+        _wait(ctl, stopped, 60.0 if result.done else ctl.interval)
+    ctl.close()
+
+
+def _wait(ctl: Any, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Sleep until the interval ends, a pod or spec event wakes the job, or kopf stops the daemon."""
+    deadline = time.monotonic() + seconds
+    while not stopped and not ctl.wakeup.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ctl.wakeup.wait(min(left, 1.0))
+    ctl.wakeup.clear()
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def tuningjob_update(body: kopf.Body, uid: str, **_: Any) -> None:
+    """A spec edit (kubectl apply, Argo CD, Flux): wake the job's loop, which applies the live
+    spec at once. A finished job's loop is started again by kopf (see needs_driving)."""
+    ctl = CONTROLLERS.find_uid(uid)
+    if ctl is not None:
+        ctl.wakeup.set()
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})

@@ -164,6 +164,10 @@ class LocalBackend:
         self._stopping.pop(number, None)
         self._trial_dir(number).joinpath("released").touch()
 
+    def update(self, job: TuningJob) -> None:
+        self.job = job
+        self.overlay = local_overlay(job.spec.trial.pod_template)
+
     def close(self) -> None:
         """Stop every worker this backend knows (Ctrl-C, job end)."""
         for number in list(self.observe()):

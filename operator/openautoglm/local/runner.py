@@ -1,25 +1,30 @@
-"""Run a TuningJob on this machine: the reconcile loop over a LocalBackend."""
+"""Run a TuningJob on this machine: the engine's driver over a LocalBackend.
+
+A thin shell: the driver (engine/driver.py) does what the operator's controller does
+too. What is local here: the tick, Ctrl-C, and watching the job file for edits.
+"""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import optuna
-from optuna.trial import TrialState
 
 from openautoglm import settings as settings_mod
-from openautoglm.local.backend import LocalBackend
-from openautoglm.engine.metrics import build_metric_source
-from openautoglm.engine.reconcile import ATTR_LAUNCHED, Outcome, Reconciler
-from openautoglm.spec import TuningJob
-from openautoglm.engine.status import JobStatus, build_status
+from openautoglm.engine.driver import Driver, SpecChangeRefused
+from openautoglm.engine.reconcile import Outcome
+from openautoglm.engine.status import JobStatus
 from openautoglm.engine.storage import delete_study, open_storage
-from openautoglm.engine.study import (ATTR_ELAPSED, ATTR_MESSAGE, ATTR_PHASE, ATTR_REASON, open_study,
-                               reopen_if_budget_raised, study_name)
+from openautoglm.engine.study import study_name
+from openautoglm.local.backend import LocalBackend
+from openautoglm.spec import TuningJob
+from openautoglm.validation import InvalidTuningJob, load_tuning_job
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -54,11 +59,17 @@ def run_local(
     on_outcome: Callable[[Outcome], None] | None = None,
     settings: settings_mod.Settings | None = None,
     base_dir: Path | None = None,
+    job_file: Path | None = None,
+    on_edit: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run ``job`` until it succeeds or fails; resume from ``storage`` if it has the study.
 
     ``base_dir`` is where the job's relative paths point (its file's directory; default: the
     current directory): a ``trial.command`` program runs there, as in its image's working dir.
+    ``job_file``: watched while the job runs; a saved edit (a new budget, parallelism, pruner,
+    trial template) applies at the next pass, as ``kubectl apply`` does in a cluster, and
+    ``on_edit`` hears what happened to it. A job edited after it finished continues on the
+    next run when the new budget allows.
 
     Ctrl-C (SIGINT) or SIGTERM stop the running workers and return; their trials are run
     again from the start by the next call. After a SIGKILL the workers keep running and
@@ -71,22 +82,15 @@ def run_local(
     if fresh:
         delete_study(open_storage(url), study_name(job))
         _clear_trials(workdir)
-    resumed = False
-    study = open_study(job, url)
-    resumed = len(study.get_trials(deepcopy=False)) > 0
     backend = LocalBackend(job, workdir, base_dir=base_dir)
-    reopen_if_budget_raised(job, study)
-    if study.user_attrs.get(ATTR_PHASE):
-        status = _status(job, study)
-        return RunResult(job, status, study, url, workdir, resumed=True)
+    driver = Driver.open(job, url, backend, save_every=cfg.elapsed_save_seconds)
+    resumed = len(driver.study.get_trials(deepcopy=False)) > 0
+    if driver.terminal and not backend.observe():
+        return RunResult(driver.job, driver.status(), driver.study, url, workdir, resumed=True)
 
-    reconciler = Reconciler(job, study, backend, build_metric_source(job))
-    elapsed_before = float(study.user_attrs.get(ATTR_ELAPSED, 0.0))
-    start = time.monotonic()
-    last_save = start
+    watch = _FileWatch(job_file) if job_file else None
     tick = min(cfg.local_tick_seconds, job.spec.metrics.interval_seconds)
     interrupted = False
-
     stop_requested = threading.Event()
 
     def _request_stop(signum: int, frame: Any) -> None:
@@ -100,41 +104,58 @@ def run_local(
     previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
     try:
         while not stop_requested.is_set():
-            elapsed = elapsed_before + time.monotonic() - start
-            outcome = reconciler.reconcile(elapsed)
+            if watch is not None and watch.changed():
+                _apply_edit(driver, watch.path, on_edit)
+            step = driver.step()
             if on_outcome:
-                on_outcome(outcome)
-            if outcome.status.terminal:
+                on_outcome(step.outcome)
+            if step.done:
                 break
-            if time.monotonic() - last_save > cfg.elapsed_save_seconds:
-                study.set_user_attr(ATTR_ELAPSED, elapsed)
-                last_save = time.monotonic()
             stop_requested.wait(tick)
         if stop_requested.is_set():
             interrupted = True
-            _stop_for_resume(study, backend)
+            driver.stop_for_resume()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        study.set_user_attr(ATTR_ELAPSED, elapsed_before + time.monotonic() - start)
-    return RunResult(job, _status(job, study), study, url, workdir, interrupted=interrupted, resumed=resumed)
+        driver.save_clock()
+    return RunResult(driver.job, driver.status(), driver.study, url, workdir, interrupted=interrupted,
+                     resumed=resumed)
 
 
-def _status(job: TuningJob, study: optuna.Study) -> JobStatus:
-    attrs = study.user_attrs
-    return build_status(job, study.get_trials(deepcopy=False), elapsed=float(attrs.get(ATTR_ELAPSED, 0.0)),
-                        phase=attrs.get(ATTR_PHASE), reason=attrs.get(ATTR_REASON), message=attrs.get(ATTR_MESSAGE))
+class _FileWatch:
+    """Notices a saved job file (mtime and size; editors replace files, so no inotify handle)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def changed(self) -> bool:
+        stamp = self._stamp()
+        if stamp is None or stamp == self._seen:
+            return False
+        self._seen = stamp
+        return True
 
 
-def _stop_for_resume(study: optuna.Study, backend: LocalBackend) -> None:
-    """A deliberate stop is not a trial failure: stop the workers and mark their trials
-    as not launched, so the next run starts them again with the same parameters."""
-    running = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-    for t in running:
-        backend.stop(t.number, "interrupted")
-    for t in running:
-        backend.release(t.number)
-        study._storage.set_trial_user_attr(t._trial_id, ATTR_LAUNCHED, False)
+def _apply_edit(driver: Driver, path: Path, on_edit: Callable[[str], None] | None) -> None:
+    """Apply a saved edit of the job file; a bad or refused edit is reported and the job goes on as it was."""
+    say = on_edit or (lambda msg: log.warning("%s", msg))
+    try:
+        job = load_tuning_job(path)
+        if job.name != driver.job.name:
+            raise SpecChangeRefused(["metadata.name"])
+        if driver.apply(job):
+            say(f"{path}: edit applied (generation {driver.generation})")
+    except (InvalidTuningJob, SpecChangeRefused) as err:
+        say(f"{path}: edit not applied, the job goes on unchanged: {err}")
 
 
 def _clear_trials(workdir: Path) -> None:

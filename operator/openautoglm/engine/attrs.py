@@ -1,0 +1,31 @@
+"""Names of the attributes the engine keeps in the Optuna study: the one place they are spelt.
+
+The study (with the pods or processes) is the source of truth; these attributes are what
+the engine adds to Optuna's own records. Dashboards and reports read them too.
+"""
+from __future__ import annotations
+
+from typing import Final
+
+# ---------------------------------------------------------------- study user attributes
+#: Hashes of what makes trials comparable, one per immutable spec part (see study.py).
+STUDY_FINGERPRINT: Final = "openautoglm:fingerprint"
+STUDY_FINGERPRINTS: Final = "openautoglm:fingerprints"
+STUDY_WARM_STARTED: Final = "openautoglm:warm_started"
+#: Seconds the job has been driven (engine/driver.py keeps the clock).
+STUDY_ELAPSED: Final = "openautoglm:elapsed_seconds"
+#: Terminal phase, reason and message; unset while the job runs.
+STUDY_PHASE: Final = "openautoglm:phase"
+STUDY_REASON: Final = "openautoglm:reason"
+STUDY_MESSAGE: Final = "openautoglm:message"
+#: The spec generation applied last (observedGeneration) and the digest of that spec.
+STUDY_GENERATION: Final = "openautoglm:generation"
+STUDY_SPEC_DIGEST: Final = "openautoglm:spec_digest"
+
+# ---------------------------------------------------------------- trial user attributes
+TRIAL_PARAMS: Final = "params"             # everything the workers received (fixed values too)
+TRIAL_LAUNCHED: Final = "launched"         # the backend has seen workers of this trial
+TRIAL_STOP_REASON: Final = "stop_reason"   # why a trial ended early (pruned, diverged, ...)
+TRIAL_FAIL_REASON: Final = "fail_reason"
+TRIAL_METRICS: Final = "metrics"           # final metrics from the termination message
+TRIAL_SECONDS: Final = "seconds"
