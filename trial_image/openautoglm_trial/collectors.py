@@ -14,6 +14,7 @@ formats themselves are parsed in :mod:`.parsers`.
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import math
 import re
@@ -351,8 +352,8 @@ class PrometheusCollector(Collector):
             try:
                 with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_SECONDS) as response:
                     text = response.read().decode("utf-8", "replace")
-            except (OSError, ValueError) as exc:
-                self._last_error = str(exc)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                self._last_error = str(exc)  # IncompleteRead: the program exited mid-response
                 continue
             self._answered = url
             try:

@@ -7,6 +7,7 @@ here but from the termination message, which survives the worker.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import math
 import urllib.parse
@@ -62,7 +63,9 @@ class ScrapeSource:
         try:
             with urllib.request.urlopen(f"http://{leader.endpoint}/metrics", timeout=SCRAPE_TIMEOUT_SECONDS) as r:
                 return parse_exposition(r.read().decode())
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):
+            # HTTPException: a worker that exits while its response is being read gives
+            # IncompleteRead, which is not an OSError (it once killed the whole engine).
             return None  # not up yet, or gone: the termination message will tell
 
 
@@ -98,7 +101,7 @@ class PrometheusSource:
                 return None  # no epoch finished yet
             values = {r["metric"].get("metric", ""): float(r["value"][1]) for r in self._query(metric_q)}
             return Reading(epoch, {k: v for k, v in values.items() if k and math.isfinite(v)})
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, http.client.HTTPException):
             return None
 
 

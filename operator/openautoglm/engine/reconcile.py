@@ -33,7 +33,7 @@ from openautoglm.engine.attrs import (STUDY_MESSAGE, STUDY_PHASE, STUDY_REASON, 
                                       TRIAL_STOP_REASON)
 from openautoglm.engine.metrics import MetricSource
 from openautoglm.engine.status import JobStatus, build_status, is_better
-from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, TrialObservation
+from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, TrialObservation, TrialResult
 from openautoglm.spec import TuningJob
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Outcome:
     latencies: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
-def _objective_value(job: TuningJob, result: dict[str, Any]) -> list[float] | None:
+def _objective_value(job: TuningJob, result: TrialResult) -> list[float] | None:
     """The values a finished trial contributes, per each objective metric's strategy.
 
     ``best`` in a result is the best epoch by the objective's direction and ``metrics`` the
@@ -66,16 +66,16 @@ def _objective_value(job: TuningJob, result: dict[str, Any]) -> list[float] | No
     """
     values = []
     strategies = job.spec.objective.strategies()
-    metrics = result.get("metrics") or {}
+    metrics = result.metrics
     for obj in job.spec.objective.objectives:
         strategy = strategies[obj.metric]
         by_direction = "max" if obj.direction == "maximize" else "min"
         if strategy == "latest":
             v = metrics.get(obj.metric)
         elif strategy == by_direction:
-            v = (result.get("best") or {}).get(obj.metric, metrics.get(obj.metric))
+            v = result.best.get(obj.metric, metrics.get(obj.metric))
         else:
-            curve = [x for x in (result.get("history") or {}).get(obj.metric) or []
+            curve = [x for x in result.history.get(obj.metric) or []
                      if isinstance(x, (int, float)) and math.isfinite(x)]
             v = (max if strategy == "max" else min)(curve) if curve else metrics.get(obj.metric)
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -152,7 +152,7 @@ class Reconciler:
             self._finish(t, obs, events)
             return
         if phase == FAILED:
-            result = (obs.leader.result() if obs.leader else None) or {}
+            result = (obs.leader.result() if obs.leader else None) or TrialResult()
             self._record_history(t, result)
             self._tell(t, TrialState.FAIL, reason=obs.failure_reason(), events=events)
             self.backend.release(t.number)
@@ -183,15 +183,15 @@ class Reconciler:
             self.backend.release(t.number)
 
     def _finish(self, t: FrozenTrial, obs: TrialObservation, events: list[Event]) -> None:
-        result = (obs.leader.result() if obs.leader else None) or {}
+        result = (obs.leader.result() if obs.leader else None) or TrialResult()
         self._record_history(t, result)
-        if result.get("metrics"):
-            optuna_api.set_trial_attr(self.study, t, TRIAL_METRICS, result["metrics"])
-        if result.get("seconds") is not None:
-            optuna_api.set_trial_attr(self.study, t, TRIAL_SECONDS, result["seconds"])
-        status = result.get("status")
+        if result.metrics:
+            optuna_api.set_trial_attr(self.study, t, TRIAL_METRICS, result.metrics)
+        if result.seconds is not None:
+            optuna_api.set_trial_attr(self.study, t, TRIAL_SECONDS, result.seconds)
+        status = result.status
         if status == c.STATUS_STOPPED:
-            self._tell(t, TrialState.PRUNED, reason=result.get("reason") or "stopped early by the trial",
+            self._tell(t, TrialState.PRUNED, reason=result.reason or "stopped early by the trial",
                        events=events, event_reason="TrialStopped", warning=True)
         else:
             values = _objective_value(self.job, result)
@@ -200,21 +200,21 @@ class Reconciler:
                 self._tell(t, TrialState.FAIL, events=events,
                            reason=f"finished without a finite value of {metrics} in its result")
             else:
-                if result.get("reason"):
-                    optuna_api.set_trial_attr(self.study, t, TRIAL_STOP_REASON, result["reason"])
+                if result.reason:
+                    optuna_api.set_trial_attr(self.study, t, TRIAL_STOP_REASON, result.reason)
                 self._timed("tell", self.study.tell, t.number, values if len(values) > 1 else values[0],
                             skip_if_finished=True)
                 events.append(Event("TrialCompleted", f"trial {t.number} completed: {_fmt(values)}", t.number))
         self.backend.release(t.number)
 
-    def _record_history(self, t: FrozenTrial, result: dict[str, Any]) -> None:
+    def _record_history(self, t: FrozenTrial, result: TrialResult) -> None:
         """Fill the epochs the scraper missed from the curve in the termination message,
         so the next trials are pruned against complete curves."""
         if self.job.spec.objective.is_multi:
             return
         metric = self.job.spec.objective.objectives[0].metric
-        curve = (result.get("history") or {}).get(metric) or []
-        offset = int(result.get("epochs") or len(curve)) - len(curve)  # history may be trimmed at the front
+        curve = result.history.get(metric) or []
+        offset = (result.epochs or len(curve)) - len(curve)  # history may be trimmed at the front
         for i, v in enumerate(curve):
             step = offset + i + 1
             if isinstance(v, (int, float)) and math.isfinite(v) and step not in t.intermediate_values:
