@@ -22,7 +22,7 @@ from openautoglm.spec import TuningJob
 from openautoglm.engine.study import study_name
 from openautoglm.engine.worker import build_worker_env
 from openautoglm_trial import contract, tasks
-from openautoglm_trial.settings import Objective, TrialSettings
+from openautoglm_trial.settings import ObjectiveMetric, TrialSettings
 from openautoglm_trial.watch import best_values
 
 #: ``report(epoch, value)`` after each epoch; may raise ``optuna.TrialPruned``.
@@ -128,7 +128,7 @@ class InProcessWorker:
 
 
 def objective_value(job: TuningJob, history: dict[str, list[float]],
-                    metrics: dict[str, float], objectives: tuple[Objective, ...]) -> float | None:
+                    metrics: dict[str, float], objectives: tuple[ObjectiveMetric, ...]) -> float | None:
     """A finished trial's value as the engine computes it (``objective.strategy``)."""
     source = best_values(history, objectives) if job.spec.objective.strategy == "best" else metrics
     value = source.get(objectives[0].metric)

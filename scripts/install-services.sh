@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the integration tests start themselves: PostgreSQL (study storage) and
-# Prometheus (metrics source). Nothing is started here; the test fixtures do that.
+# Prometheus (metrics source), and Lua (the Argo CD health check). Nothing is started here; the test fixtures do that.
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# The Argo CD health check (deploy/argocd) is Lua; tests run it with a real interpreter.
+command -v lua5.4 >/dev/null 2>&1 || need+=(lua5.4)
 if ((${#need[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

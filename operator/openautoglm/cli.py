@@ -1,4 +1,4 @@
-"""`openautoglm` command line: tune, validate (and, in later issues, operator, report)."""
+"""`openautoglm` command line: tune, validate, operator, report, import-katib, ... (``openautoglm --help``)."""
 from __future__ import annotations
 
 import argparse

@@ -116,6 +116,17 @@ def _rule(rule: str, message: str, field_path: str | None = None, reason: str | 
 _NUMERIC: Final = "(self.type == 'float' || self.type == 'int')"
 _SCALAR: Final = "type(self) != map && type(self) != list"
 _REQUIRED, _FORBIDDEN = "FieldValueRequired", "FieldValueForbidden"
+#: Transition rules (they name ``oldSelf``: evaluated on updates only) keep what the study depends on
+#: (engine.study.fingerprints) as it was: a study's trials are only comparable under one search
+#: space, objective, sampler and worker count. The operator refuses such an edit as well (Stalled,
+#: SpecChangeRefused) for what CEL cannot see: sampler settings are a free-form object whose
+#: fields are invisible to CEL on the API server.
+_IMMUTABLE: Final = ("cannot change on a live job: the study's trials depend on it; delete and re-create the "
+                     "TuningJob (or use a new name) to start a fresh study")
+
+
+def _same_optional(field: str) -> str:
+    return (f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})")
 
 
 def _multi_objective_samplers() -> list[str]:
@@ -311,8 +322,13 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
               "only for trial.command: built-in tasks report their metrics themselves", ".metrics.collector",
               _FORBIDDEN),
         *_task_rules(),
+        _rule("self.parameters.size() == oldSelf.parameters.size()"
+              " && self.parameters.all(p, oldSelf.parameters.exists(q, q.name == p.name))",
+              f"parameters {_IMMUTABLE}", ".parameters"),
     ],
     "spec.objective": [
+        *(_rule(_same_optional(field), f"{field} {_IMMUTABLE}", f".{field}")
+          for field in ("metric", "direction", "metrics")),
         _rule("has(self.metrics) || has(self.metric)",
               "the name of the metric the trial exports (or metrics: a list of {metric, direction})",
               ".metric", _REQUIRED),
@@ -334,6 +350,7 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
               "must be <= maxTrials", ".parallelism"),
     ],
     "spec.parameters[]": [
+        _rule("self == oldSelf", f"a parameter {_IMMUTABLE}"),
         _rule(f"!{_NUMERIC} || has(self.low)", "required for a float or int parameter", ".low", _REQUIRED),
         _rule(f"!{_NUMERIC} || has(self.high)", "required for a float or int parameter", ".high", _REQUIRED),
         _rule("!has(self.low) || !has(self.high) || self.low < self.high", "must be greater than low", ".high"),
@@ -367,7 +384,9 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
         _rule("self.all(k, type(self[k]) != map)", "values must be a scalar or a list of scalars"),
     ],
     "spec.warmStart[].params{}": [_rule(_SCALAR, "must be a scalar (a string, number or boolean)")],
+    "spec.algorithm": [_rule(_same_optional("sampler"), f"sampler {_IMMUTABLE}", ".sampler")],
     "spec.trial": [
+        _rule("self.workers == oldSelf.workers", f"workers {_IMMUTABLE}", ".workers"),
         _rule("has(self.task) != has(self.command)",
               "give exactly one of task (a built-in task) or command (your own program)", ".task"),
     ],

@@ -21,17 +21,6 @@ from optuna.distributions import (
 from openautoglm.spec import Parameter, TuningJobSpec
 
 
-def distribution(p: Parameter) -> BaseDistribution | None:
-    """The Optuna distribution of a parameter; ``None`` for fixed values."""
-    if p.type == "float":
-        return FloatDistribution(p.low, p.high, log=p.log, step=p.step)  # type: ignore[arg-type]
-    if p.type == "int":
-        return IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))  # type: ignore[arg-type]
-    if p.type == "categorical":
-        return CategoricalDistribution(p.choices)  # type: ignore[arg-type]
-    return None
-
-
 def is_active(p: Parameter, values: dict[str, Any]) -> bool:
     for ref, wanted in (p.when or {}).items():
         allowed = wanted if isinstance(wanted, list) else [wanted]

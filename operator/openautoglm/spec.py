@@ -588,6 +588,3 @@ class TuningJob(BaseModel):
     def name(self) -> str:
         return self.metadata.name
 
-
-def parameter_by_name(spec: TuningJobSpec) -> dict[str, Parameter]:
-    return {p.name: p for p in spec.parameters}

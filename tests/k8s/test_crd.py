@@ -227,7 +227,7 @@ def _estimate(rule: str, node: dict[str, Any]) -> float:
     spans: list[tuple[int, int, float]] = []
     for m in _MACRO.finditer(rule):
         head, *fields = m.group(1).split(".")
-        target = node if head == "self" else bound_vars[head]
+        target = node if head in ("self", "oldSelf") else bound_vars[head]
         for f in fields:
             target = target["properties"][f]
         size = target.get("maxItems", target.get("maxProperties"))
@@ -756,3 +756,84 @@ def test_what_the_model_rejects_the_crd_rejects_too(case: tuple) -> None:
 def _related(a: str, b: str) -> bool:
     """One path is the other or contains it (spec.parameters contains spec.parameters[4].when.x)."""
     return a == b or any(long.startswith(short + sep) for short, long in ((a, b), (b, a)) for sep in ".[")
+
+
+# ----------------------------------------------------------------------------- transition rules
+#: Edits that would invalidate the study: refused on update (kubectl apply, GitOps), each naming its field.
+IMMUTABLE_EDITS: dict[str, tuple[str, Any]] = {
+    "range": ("spec.parameters[0].high", 0.2),
+    "choices": ("spec.parameters[1].choices", [32, 64, 128]),
+    "parameter-added": ("spec.parameters", [*digits_job()["spec"]["parameters"],
+                                            {"name": "dropout", "type": "float", "low": 0.0, "high": 0.5}]),
+    "parameter-removed": ("spec.parameters[5]", DELETE),
+    "direction": ("spec.objective.direction", "minimize"),
+    "metric": ("spec.objective.metric", "loss"),
+    "sampler": ("spec.algorithm.sampler", "random"),
+    "workers": ("spec.trial.workers", 1),
+}
+FIELD_OF_EDIT = {"range": "spec.parameters[0]", "choices": "spec.parameters[1]", "parameter-added": "spec.parameters",
+                 "parameter-removed": "spec.parameters", "direction": "spec.objective.direction",
+                 "metric": "spec.objective.metric", "sampler": "spec.algorithm.sampler",
+                 "workers": "spec.trial.workers"}
+#: Edits a live job takes (the driver continues or drains the job, tests/engine/test_spec_edits.py).
+MUTABLE_EDITS: dict[str, tuple[str, Any]] = {
+    "max-trials": ("spec.budget.maxTrials", 40),
+    "parallelism": ("spec.budget.parallelism", 4),
+    "max-failed": ("spec.budget.maxFailedTrials", 5),
+    "timeout": ("spec.budget.timeoutSeconds", 7200),
+    "pruner": ("spec.earlyStopping.pruner", "hyperband"),
+    "epochs": ("spec.trial.epochs", 12),
+    "seed": ("spec.algorithm.seed", 7),
+}
+
+
+def _stored(doc: dict[str, Any]) -> dict[str, Any]:
+    stored, problems = admission.admit(doc)
+    assert problems == []
+    return stored
+
+
+@pytest.mark.parametrize("edit", sorted(IMMUTABLE_EDITS))
+def test_what_the_study_depends_on_is_refused_on_update_naming_the_field(edit: str) -> None:
+    old = _stored(digits_job())
+    path, value = IMMUTABLE_EDITS[edit]
+    new = mutate(copy.deepcopy(old), path, value)
+    assert admission.review(new) == [], "the same spec is fine for a new TuningJob"
+    problems = admission.review(new, old=old)
+    assert len(problems) == 1 and problems[0].startswith(FIELD_OF_EDIT[edit] + ":"), problems
+    assert "cannot change on a live job" in problems[0] and "re-create" in problems[0]
+
+
+@pytest.mark.parametrize("edit", sorted(MUTABLE_EDITS))
+def test_budget_and_template_edits_are_admitted_on_update(edit: str) -> None:
+    old = _stored(digits_job())
+    path, value = MUTABLE_EDITS[edit]
+    assert admission.review(mutate(copy.deepcopy(old), path, value), old=old) == []
+
+
+def test_a_reordered_parameter_list_is_the_same_search_space() -> None:
+    # Parameters are a list-type map keyed by name: order is not identity (Kubernetes correlates by key).
+    old = _stored(digits_job())
+    new = copy.deepcopy(old)
+    new["spec"]["parameters"].reverse()
+    assert admission.review(new, old=old) == []
+
+
+def test_a_status_update_is_not_an_edit() -> None:
+    old = _stored(digits_job())
+    new = {**copy.deepcopy(old), "status": {"phase": "Running", "observedGeneration": 1}}
+    assert admission.review(new, old=old) == []
+
+
+def test_the_transition_rules_mirror_the_driver_fingerprints() -> None:
+    """Each field the study fingerprints (engine.study.fingerprints) carries a transition rule;
+    sampler settings are the one part CEL cannot see on the API server (the operator refuses
+    that edit itself, README "Editing a live job")."""
+    from openautoglm.engine.study import fingerprints
+
+    root = _schema()
+    transition = {path for path, node in _nodes(root) for r in node.get("x-kubernetes-validations", [])
+                  if "oldSelf" in r["rule"]}
+    fingerprinted = set(fingerprints(validate_document(digits_job())))
+    assert fingerprinted == {"spec.parameters", "spec.objective", "spec.algorithm", "spec.trial.workers"}
+    assert {"spec", "spec.parameters[]", "spec.objective", "spec.algorithm", "spec.trial"} <= transition

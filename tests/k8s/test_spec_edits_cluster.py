@@ -35,7 +35,13 @@ def test_digits_max_trials_raised_runs_two_more_and_changed_range_is_refused(clu
     doc["spec"]["budget"]["maxTrials"] = 4
     apply(cluster, doc, tmp_path)
     assert _generation(cluster, "digits-edit") == 2
-    status = _wait_terminal(cluster, "digits-edit", 2)
+    # What a GitOps pipeline waits on. The status still says Succeeded for generation 1 at this
+    # point: kubectl compares the condition's observedGeneration with the new generation.
+    waited = cluster.kubectl("wait", "--for=condition=Succeeded", "tj/digits-edit", "-n", NS, "--timeout=400s",
+                             timeout=420)
+    assert "condition met" in waited.stdout, waited
+    status = job_status(cluster, "digits-edit")
+    assert status["observedGeneration"] == 2, status
     assert status["phase"] == "Succeeded" and status["reason"] == "MaxTrialsReached", status
     assert status["trials"]["finished"] == 4 and status["progress"] == "4/4"
     trials = study_trials(operator, "digits-edit")
@@ -51,8 +57,19 @@ def test_digits_max_trials_raised_runs_two_more_and_changed_range_is_refused(clu
     path.write_text(yaml.safe_dump(changed))
     refused = cluster.kubectl("apply", "-f", str(path), check=False)
     assert refused.returncode != 0
-    assert "spec.parameters" in refused.stderr, refused.stderr
+    assert "spec.parameters" in refused.stderr and "cannot change on a live job" in refused.stderr, refused.stderr
     assert _generation(cluster, "digits-edit") == 2                     # nothing was stored
+
+    # The other fields the study depends on are refused the same way, each naming its field.
+    for field, edit in (("spec.objective.direction", lambda s: s["objective"].update(direction="minimize")),
+                        ("spec.algorithm.sampler", lambda s: s["algorithm"].update(sampler="random")),
+                        ("spec.trial.workers", lambda s: s["trial"].update(workers=1))):
+        changed = copy.deepcopy(doc)
+        edit(changed["spec"])
+        path.write_text(yaml.safe_dump(changed))
+        refused = cluster.kubectl("apply", "-f", str(path), check=False)
+        assert refused.returncode != 0 and field in refused.stderr, (field, refused.stderr)
+    assert _generation(cluster, "digits-edit") == 2
 
 
 def test_failed_job_continues_when_max_failed_and_parallelism_are_raised(cluster, operator, tmp_path):  # noqa: F811

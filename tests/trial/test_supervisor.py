@@ -23,7 +23,7 @@ from openautoglm_trial.parsers import parse_exposition, parse_json, parse_text
 from openautoglm_trial.errors import SettingsError
 from openautoglm_trial.recorder import Recorder, Report
 from openautoglm_trial.server import TrialMetrics
-from openautoglm_trial.settings import Objective, Stopping
+from openautoglm_trial.settings import ObjectiveMetric, Stopping
 from prometheus_client.parser import text_string_to_metric_families
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -348,7 +348,7 @@ def test_exposition_accepts_plain_gauges_counters_and_our_own_form():
 
 
 def _recorder(**stopping: Any) -> Recorder:
-    return Recorder((Objective("accuracy", "maximize"),), {"accuracy": "max", "loss": "latest"},
+    return Recorder((ObjectiveMetric("accuracy", "maximize"),), {"accuracy": "max", "loss": "latest"},
                     Stopping(**stopping), TrialMetrics())
 
 

@@ -14,7 +14,7 @@ from openautoglm_trial import contract, tasks
 from openautoglm_trial.errors import ParameterError, SettingsError
 from openautoglm_trial.result import TrialResult, encode
 from openautoglm_trial.server import Health
-from openautoglm_trial.settings import Objective, Stopping, TrialSettings
+from openautoglm_trial.settings import ObjectiveMetric, Stopping, TrialSettings
 from openautoglm_trial.watch import DivergenceWatch, Patience, best_values
 
 TRIAL_IMAGE = Path(openautoglm_trial.__file__).resolve().parents[1]
@@ -106,15 +106,15 @@ def test_divergence_watch():
 
 
 def test_patience_counts_epochs_without_improvement():
-    patience = Patience(Objective("loss", "minimize"), patience=2, min_delta=0.1)
+    patience = Patience(ObjectiveMetric("loss", "minimize"), patience=2, min_delta=0.1)
     assert patience.update(1.0) is None
     assert patience.update(0.95) is None  # not better by more than min_delta
     assert patience.update(0.5) is None   # better: counter reset
     assert patience.update(0.45) is None
     assert patience.update(0.6) == "early stopping: no improvement in 2 epochs (loss)"
     history = {"accuracy": [0.1, math.nan, 0.9, 0.8], "loss": [3.0, 1.0]}
-    assert best_values(history, (Objective("accuracy", "maximize"),
-                                 Objective("loss", "minimize"))) == {"accuracy": 0.9, "loss": 1.0}
+    assert best_values(history, (ObjectiveMetric("accuracy", "maximize"),
+                                 ObjectiveMetric("loss", "minimize"))) == {"accuracy": 0.9, "loss": 1.0}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -131,7 +131,7 @@ def test_settings_from_a_launcher_environment():
         "HOROVOD_GLOO_RENDEZVOUS_ADDR": "a", "HOROVOD_GLOO_RENDEZVOUS_PORT": "29400"})
     settings = TrialSettings.from_env(env)
     assert settings.stopping == Stopping(max_grad_norm=None, patience=3)
-    assert settings.objectives == (Objective("loss", "minimize"),)
+    assert settings.objectives == (ObjectiveMetric("loss", "minimize"),)
     assert settings.horovod.rank == 1 and settings.horovod.worker_hosts == ("a", "b")
     assert TrialSettings.from_env(_env()).horovod.standalone
     assert TrialSettings.from_env(_env()).stopping.max_grad_norm == contract.DEFAULT_MAX_GRAD_NORM

@@ -12,7 +12,7 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "openau
 def exported_names():
     names = set()
     for metric in (telemetry.RECONCILE_SECONDS, telemetry.OPTUNA_SECONDS, telemetry.TRIALS, telemetry.BEST_VALUE,
-                   telemetry.EVENTS, telemetry.JOBS):
+                   telemetry.EVENTS):
         for family in metric.collect():
             names |= {s.name for s in family.samples} | {family.name}
             if family.type == "histogram":

@@ -110,8 +110,8 @@ def _status(n_trials):
 
 def test_status_size_does_not_grow_with_trials():
     now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    small = builders.build_status(_status(10), previous=None, generation=1, start_time="x", now=now, storage="s")
-    large = builders.build_status(_status(10_000), previous=None, generation=1, start_time="x", now=now, storage="s")
+    small = builders.build_resource_status(_status(10), previous=None, generation=1, start_time="x", now=now, storage="s")
+    large = builders.build_resource_status(_status(10_000), previous=None, generation=1, start_time="x", now=now, storage="s")
     assert len(json.dumps(large)) - len(json.dumps(small)) < 80   # only numbers grow by a few digits
     assert large["progress"] == "10000/10000"
 
@@ -125,8 +125,35 @@ def test_conditions_keep_transition_times_until_they_change():
     done = {c["type"]: c for c in builders.build_conditions(first, "Succeeded", "MaxTrialsReached", "16 trials", 1, t2)}
     assert done["Succeeded"]["status"] == "True" and done["Succeeded"]["reason"] == "MaxTrialsReached"
     assert done["Succeeded"]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
-    assert done["Running"]["status"] == "False"
-    assert done["Ready"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert done["Running"]["status"] == "False" and done["Reconciling"]["status"] == "False"
+    assert done["Ready"]["status"] == "True" and done["Ready"]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
+    assert done["Stalled"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"   # False all along
+
+
+def _conditions(phase, reason=None, refused=None):
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    return {c["type"]: (c["status"], c["reason"])
+            for c in builders.build_conditions(None, phase, reason, "m", 3, now, refused=refused)}
+
+
+@pytest.mark.parametrize(("phase", "reason", "refused", "true"), [
+    ("Pending", None, None, {"Reconciling", "Running"}),
+    ("Running", None, None, {"Reconciling", "Running"}),
+    ("Succeeded", "MaxTrialsReached", None, {"Ready", "Succeeded"}),
+    ("Failed", "MaxFailedTrialsReached", None, {"Stalled", "Failed"}),
+    ("Invalid", "InvalidSpec", None, {"Stalled", "Failed"}),
+    # A refused edit: the job runs on with its old spec, and GitOps sees it stalled.
+    ("Running", None, "spec.parameters changed", {"Stalled", "Running"}),
+    ("Succeeded", "MaxTrialsReached", "spec.parameters changed", {"Stalled", "Succeeded"}),
+])
+def test_kstatus_conditions(phase, reason, refused, true):
+    conditions = _conditions(phase, reason, refused)
+    assert list(conditions) == list(builders.CONDITION_TYPES)
+    assert {t for t, (status, _) in conditions.items() if status == "True"} == true
+    if refused:
+        assert conditions["Stalled"][1] == builders.SPEC_CHANGE_REFUSED
+    elif "Stalled" in true:
+        assert conditions["Stalled"][1] == reason
 
 
 # ----------------------------------------------------------------------------- reading a pod back

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2] / "operator" / "openautoglm"
 #: Bottom to top. Rooms on one line share a layer and must not import each other.
 LAYERS: list[list[str]] = [
     ["settings", "spec", "podschema"],                   # the TuningJob model, its schema, settings
-    ["podtemplate", "space", "plugin_settings"],
+    ["podtemplate", "space"],
     ["samplers", "pruners"],                              # plugin registries
     ["validation"],                                       # the model + every registry's checks
     ["engine"],                                           # reconcile, driver, study, status, ...

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Final
 from . import contract
 from .errors import SettingsError, TrialError
 from .result import TerminationLog, TrialResult
-from .settings import Objective, TrialSettings, rank_hint, termination_log_path
+from .settings import ObjectiveMetric, TrialSettings, rank_hint, termination_log_path
 
 if TYPE_CHECKING:
-    from .training import Outcome
+    from .training import TrainingSummary
 
 log = logging.getLogger("openautoglm_trial")
 
@@ -87,7 +87,7 @@ def _run(termination: TerminationLog, started: float) -> int:
         raise SettingsError(f"cannot serve metrics on {settings.bind_address or '0.0.0.0'}:"
                             f"{settings.metrics_port}: {exc}") from None
 
-    def progress(reason: str, outcome: training.Outcome | None = None) -> None:
+    def progress(reason: str, outcome: training.TrainingSummary | None = None) -> None:
         termination.provisional(_result(contract.STATUS_FAILED, reason, outcome, objectives,
                                         started))
 
@@ -106,8 +106,8 @@ def _run(termination: TerminationLog, started: float) -> int:
     return 0
 
 
-def _result(status: str, reason: str | None, outcome: "Outcome | None",
-            objectives: tuple[Objective, ...], started: float) -> TrialResult:
+def _result(status: str, reason: str | None, outcome: "TrainingSummary | None",
+            objectives: tuple[ObjectiveMetric, ...], started: float) -> TrialResult:
     from .watch import best_values
 
     if outcome is None:
@@ -119,7 +119,7 @@ def _result(status: str, reason: str | None, outcome: "Outcome | None",
                        info=dict(outcome.info))
 
 
-def _check_objectives(objectives: tuple[Objective, ...], reported: tuple[str, ...],
+def _check_objectives(objectives: tuple[ObjectiveMetric, ...], reported: tuple[str, ...],
                       task: str) -> None:
     for objective in objectives:
         if objective.metric not in reported:

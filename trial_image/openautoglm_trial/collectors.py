@@ -30,8 +30,9 @@ from typing import IO, Any, Callable, Final, Iterable
 
 from . import contract
 from .errors import SettingsError
-from .parsers import parse_exposition, parse_text, push_parser
+from .parsers import json_parser, parse_exposition, parse_text, push_parser, text_parser
 from .recorder import GRAD_NORM_NAMES, Report
+from .registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,8 @@ class CollectorSpec:
         if not isinstance(raw, dict):
             raise SettingsError(f"{name} must be a JSON object, got {type(raw).__name__}")
         kind = raw.get("kind") or "stdout"
-        if kind not in contract.COLLECTOR_KINDS:
-            raise SettingsError(f"{name}.kind must be one of {', '.join(contract.COLLECTOR_KINDS)}"
-                                f", got {kind!r}")
+        if kind not in COLLECTORS:
+            raise SettingsError(f"{name}.kind: {COLLECTORS.unknown(kind)}")
         fmt = raw.get("format") or "text"
         if fmt not in FORMATS:
             raise SettingsError(f"{name}.format must be text or json, got {fmt!r}")
@@ -392,6 +392,31 @@ def scrape_urls(bind_address: str | None, port: int, path: str) -> list[str]:
     """Where the program's /metrics may answer: the worker's address, then loopback."""
     hosts = [h for h in (bind_address,) if h and h not in ("0.0.0.0", "::")] + ["127.0.0.1"]
     return [f"http://{host}:{port}{path}" for host in dict.fromkeys(hosts)]
+
+
+# ----------------------------------------------------------------------------- the registry
+#: kind -> (its settings, the sink, the recorded metric names, the worker's bind address) -> Collector.
+#: The keys are ``metrics.collector.kind`` of the TuningJob (contract.COLLECTOR_KINDS).
+CollectorFactory = Callable[[CollectorSpec, "Sink", Iterable[str], "str | None"], Collector]
+COLLECTORS: Registry[CollectorFactory] = Registry("collector")
+
+
+def _file(spec: CollectorSpec, sink: Sink, names: Iterable[str], bind: str | None) -> Collector:
+    assert spec.path is not None
+    parse = json_parser if spec.format == "json" else text_parser(spec.filter)
+    return FileCollector(sink, Path(spec.path), parse, f"collector file ({spec.format})")
+
+
+def _prometheus(spec: CollectorSpec, sink: Sink, names: Iterable[str], bind: str | None) -> Collector:
+    assert spec.port is not None
+    return PrometheusCollector(sink, scrape_urls(bind, spec.port, spec.metrics_path),
+                               prometheus_wanted(names, spec.step_metric), spec.step_metric)
+
+
+COLLECTORS.add("stdout", lambda spec, sink, names, bind: StreamCollector(sink, spec.filter))
+COLLECTORS.add("file", _file)
+COLLECTORS.add("prometheus", _prometheus)
+COLLECTORS.add("push", lambda spec, sink, names, bind: PushCollector(sink))
 
 
 def _stdout_buffer() -> IO[bytes]:

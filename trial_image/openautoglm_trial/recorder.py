@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final, Mapping, Sequence
 
 from . import contract
 from .result import TrialResult
-from .settings import Objective, Stopping
+from .settings import ObjectiveMetric, Stopping
 from .watch import Patience
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class _Step:
     values: dict[str, float] = field(default_factory=dict)
 
 
-def default_strategies(objectives: Sequence[Objective], additional: Sequence[str]
+def default_strategies(objectives: Sequence[ObjectiveMetric], additional: Sequence[str]
                        ) -> dict[str, str]:
     """The strategies used when none are given: objectives by direction, others latest."""
     strategies = {o.metric: "max" if o.direction == "maximize" else "min" for o in objectives}
@@ -80,7 +80,7 @@ class Recorder:
     Thread-safe: collectors add reports from their own threads.
     """
 
-    def __init__(self, objectives: Sequence[Objective], strategies: Mapping[str, str],
+    def __init__(self, objectives: Sequence[ObjectiveMetric], strategies: Mapping[str, str],
                  stopping: Stopping, metrics: TrialMetrics,
                  step_metric: str = contract.DEFAULT_STEP_METRIC) -> None:
         """Create the recorder.

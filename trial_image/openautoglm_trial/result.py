@@ -42,6 +42,33 @@ class TrialResult:
     #: task-specific facts that are not metrics (echoed tag, samples seen ...)
     info: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def parse(cls, text: str | None) -> TrialResult | None:
+        """Read a termination message back into types (the engine's side of the contract): a
+        malformed field reads as absent (empty, 0), never as a crash of the engine; None when
+        there is no JSON object at all."""
+        if not text:
+            return None
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict):
+            return None
+        history, info = doc.get("history"), doc.get("info")
+        return cls(
+            status=doc["status"] if isinstance(doc.get("status"), str) else "",
+            reason=str(doc["reason"]) if doc.get("reason") else None,
+            metrics=_numbers(doc.get("metrics")),
+            best=_numbers(doc.get("best")),
+            history={str(k): list(v) for k, v in history.items() if isinstance(v, list)}
+            if isinstance(history, dict) else {},
+            epochs=int(doc["epochs"]) if _is_number(doc.get("epochs")) else 0,
+            rank=int(doc["rank"]) if _is_number(doc.get("rank")) else 0,
+            seconds=float(doc["seconds"]) if _is_number(doc.get("seconds")) else 0.0,
+            info=info if isinstance(info, dict) else {},
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The message as plain JSON-ready data, with NaN/inf replaced by None."""
         return _finite({
@@ -56,6 +83,16 @@ class TrialResult:
             "seconds": round(self.seconds, 3),
             "info": self.info,
         })
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _numbers(doc: Any) -> dict[str, float]:
+    if not isinstance(doc, dict):
+        return {}
+    return {str(k): float(v) for k, v in doc.items() if _is_number(v)}
 
 
 def encode(result: TrialResult, limit: int = contract.TERMINATION_MESSAGE_LIMIT) -> str:

@@ -18,7 +18,7 @@ DIRECTIONS = ("maximize", "minimize")
 
 
 @dataclass(frozen=True)
-class Objective:
+class ObjectiveMetric:
     """One objective metric and the direction in which it improves."""
 
     #: metric name as the task reports it (``accuracy``, ``loss`` ...)
@@ -80,7 +80,7 @@ class TrialSettings:
     epochs: int = contract.DEFAULT_EPOCHS
     seed: int = 0
     #: None: use the task's default objective
-    objectives: tuple[Objective, ...] | None = None
+    objectives: tuple[ObjectiveMetric, ...] | None = None
     stopping: Stopping = Stopping()
     job: str = ""
     trial: int | None = None
@@ -192,7 +192,7 @@ def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _objectives(env: Mapping[str, str]) -> tuple[Objective, ...] | None:
+def _objectives(env: Mapping[str, str]) -> tuple[ObjectiveMetric, ...] | None:
     raw = _json_env(env, contract.OBJECTIVE_METRICS, None, (list, type(None)))
     if not raw:
         return None
@@ -206,7 +206,7 @@ def _objectives(env: Mapping[str, str]) -> tuple[Objective, ...] | None:
         if direction not in DIRECTIONS:
             raise SettingsError(f"{contract.OBJECTIVE_METRICS}: direction of {item['metric']!r} "
                                 f"must be maximize or minimize, got {direction!r}")
-        objectives.append(Objective(item["metric"], direction))
+        objectives.append(ObjectiveMetric(item["metric"], direction))
     return tuple(objectives)
 
 

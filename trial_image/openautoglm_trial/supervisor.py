@@ -33,13 +33,11 @@ from typing import TYPE_CHECKING, Any, Final, Mapping
 from . import command, contract
 from .board import Board, LocalBoard, RemoteBoard
 from .child import Child
-from .collectors import (Collector, CollectorSpec, FileCollector, PrometheusCollector,
-                         PushCollector, StreamCollector, prometheus_wanted, scrape_urls)
+from .collectors import COLLECTORS, Collector, CollectorSpec, StreamCollector
 from .errors import RendezvousError, SettingsError, TrialError
-from .parsers import json_parser, text_parser
 from .recorder import STRATEGIES, Decision, Recorder, Report, default_strategies
 from .result import TerminationLog, TrialResult
-from .settings import (HorovodPlacement, Objective, Stopping, _float_env, _int_env, _json_env,
+from .settings import (HorovodPlacement, ObjectiveMetric, Stopping, _float_env, _int_env, _json_env,
                        _objectives, _placement, _stopping, rank_hint, termination_log_path)
 
 if TYPE_CHECKING:
@@ -65,7 +63,7 @@ class SupervisorSettings:
 
     command: tuple[str, ...]
     params: Mapping[str, Any]
-    objectives: tuple[Objective, ...]
+    objectives: tuple[ObjectiveMetric, ...]
     #: metric -> min | max | latest, for the objectives and the additional metrics
     strategies: Mapping[str, str]
     collector: CollectorSpec
@@ -112,7 +110,7 @@ class SupervisorSettings:
         )
 
 
-def _strategies(env: Mapping[str, str], objectives: tuple[Objective, ...]) -> dict[str, str]:
+def _strategies(env: Mapping[str, str], objectives: tuple[ObjectiveMetric, ...]) -> dict[str, str]:
     additional = _json_env(env, contract.ADDITIONAL_METRICS, [], list)
     if not all(isinstance(name, str) and name for name in additional):
         raise SettingsError(f"{contract.ADDITIONAL_METRICS} must be a JSON list of metric names, "
@@ -236,19 +234,8 @@ class Supervisor:
                 **self.collector.child_env()}
 
     def _collector(self, settings: SupervisorSettings) -> Collector:
-        spec, sink = settings.collector, self._on_report
-        if spec.kind == "stdout":
-            return StreamCollector(sink, spec.filter)
-        if spec.kind == "file":
-            parse = json_parser if spec.format == "json" else text_parser(spec.filter)
-            assert spec.path is not None
-            return FileCollector(sink, Path(spec.path), parse, f"collector file ({spec.format})")
-        if spec.kind == "push":
-            return PushCollector(sink)
-        assert spec.port is not None
-        wanted = prometheus_wanted(settings.strategies, spec.step_metric)
-        return PrometheusCollector(sink, scrape_urls(settings.bind_address, spec.port,
-                                                     spec.metrics_path), wanted, spec.step_metric)
+        spec = settings.collector
+        return COLLECTORS[spec.kind](spec, self._on_report, settings.strategies, settings.bind_address)
 
     def _join(self, settings: SupervisorSettings) -> Board:
         """Horovod's rendezvous, as :func:`.rendezvous.join` does it, minus ``hvd.init()``."""

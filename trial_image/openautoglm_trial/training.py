@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from . import contract
 from .server import Health, TrialMetrics
-from .settings import Objective, TrialSettings
+from .settings import ObjectiveMetric, TrialSettings
 from .tasks import Task
 from .watch import DivergenceWatch, Patience
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Outcome:
+class TrainingSummary:
     """How training ended and what it measured."""
 
     status: str = contract.STATUS_COMPLETED
@@ -56,9 +56,9 @@ class _ShardRecord:
         return {"samples_seen": self.count, "samples_digest": self._digest.hexdigest()[:16]}
 
 
-def train(task: Task, settings: TrialSettings, hvd: Any, objectives: tuple[Objective, ...],
+def train(task: Task, settings: TrialSettings, hvd: Any, objectives: tuple[ObjectiveMetric, ...],
           metrics: TrialMetrics, health: Health,
-          on_epoch: Callable[[Outcome], None] = lambda outcome: None) -> Outcome:
+          on_epoch: Callable[[TrainingSummary], None] = lambda outcome: None) -> TrainingSummary:
     """Train a task for up to ``settings.epochs`` epochs on this Horovod worker.
 
     Args:
@@ -97,7 +97,7 @@ def train(task: Task, settings: TrialSettings, hvd: Any, objectives: tuple[Objec
     watch = DivergenceWatch(settings.stopping)
     patience = Patience(objectives[0], settings.stopping.patience, settings.stopping.min_delta)
     shard = _ShardRecord()
-    outcome = Outcome()
+    outcome = TrainingSummary()
     log.info("training %s: %d epoch(s) of %d step(s), batch %d per worker, %d worker(s)",
              settings.task, settings.epochs, steps_per_epoch, task.batch_size, size)
     health.start_training()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .settings import Objective, Stopping
+from .settings import ObjectiveMetric, Stopping
 
 
 class DivergenceWatch:
@@ -43,7 +43,7 @@ class DivergenceWatch:
 class Patience:
     """Patience-based early stopping on the first objective metric."""
 
-    def __init__(self, objective: Objective, patience: int | None, min_delta: float = 0.0) -> None:
+    def __init__(self, objective: ObjectiveMetric, patience: int | None, min_delta: float = 0.0) -> None:
         """Create the tracker.
 
         Args:
@@ -71,7 +71,7 @@ class Patience:
         return None
 
 
-def best_values(history: dict[str, list[float]], objectives: tuple[Objective, ...]
+def best_values(history: dict[str, list[float]], objectives: tuple[ObjectiveMetric, ...]
                 ) -> dict[str, float]:
     """Best finite value of each objective metric over the epochs, by its direction."""
     best: dict[str, float] = {}

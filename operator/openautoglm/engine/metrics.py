@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 from prometheus_client.parser import text_string_to_metric_families
 
 from openautoglm_trial import contract as c
+from openautoglm_trial.registry import Registry
 
 from openautoglm.engine.trials import TrialObservation
 from openautoglm.spec import TuningJob
@@ -105,10 +106,9 @@ class PrometheusSource:
             return None
 
 
-METRIC_SOURCES: dict[str, Callable[[TuningJob], MetricSource]] = {
-    "scrape": ScrapeSource,
-    "prometheus": PrometheusSource,
-}
+METRIC_SOURCES: Registry[Callable[[TuningJob], MetricSource]] = Registry("metric source")
+METRIC_SOURCES.add("scrape", ScrapeSource)
+METRIC_SOURCES.add("prometheus", PrometheusSource)
 
 
 def build_metric_source(job: TuningJob) -> MetricSource:

@@ -138,13 +138,19 @@ class Reconciler:
     # ------------------------------------------------------------------ running trials
     def _drive_running(self, t: FrozenTrial, obs: TrialObservation | None, events: list[Event], now: dt.datetime) -> None:
         spec = self.job.spec
-        if obs is None or len(obs.workers) < obs.size:
+        # A trial whose rank 0 has finished (or a rank has failed) is judged even if another
+        # worker is gone: relaunching that worker would only wait for a rendezvous that is over.
+        if obs is None or (len(obs.workers) < obs.size and obs.phase not in (SUCCEEDED, FAILED)):
             if obs is None and t.user_attrs.get(TRIAL_LAUNCHED):
                 self._tell(t, TrialState.FAIL, reason="its workers disappeared", events=events)
                 return
-            # Asked but never (fully) launched, e.g. the engine died in between: launch now.
+            # Asked but never (fully) launched, e.g. the engine died in between, or a worker
+            # is gone: launch now (the workers that exist are kept).
             self.backend.launch(t.number, self._params_of(t))
-            return
+            if obs is None or obs.leader is None:
+                return
+            # Rank 0 runs: its curve is read below as in any pass (one pass does it all, so a
+            # second pass right after has nothing left to do).
         if not t.user_attrs.get(TRIAL_LAUNCHED):
             optuna_api.set_trial_attr(self.study, t, TRIAL_LAUNCHED, True)
         phase = obs.phase
@@ -152,7 +158,7 @@ class Reconciler:
             self._finish(t, obs, events)
             return
         if phase == FAILED:
-            result = (obs.leader.result() if obs.leader else None) or TrialResult()
+            result = (obs.leader.result() if obs.leader else None) or TrialResult(status="")
             self._record_history(t, result)
             self._tell(t, TrialState.FAIL, reason=obs.failure_reason(), events=events)
             self.backend.release(t.number)
@@ -183,11 +189,11 @@ class Reconciler:
             self.backend.release(t.number)
 
     def _finish(self, t: FrozenTrial, obs: TrialObservation, events: list[Event]) -> None:
-        result = (obs.leader.result() if obs.leader else None) or TrialResult()
+        result = (obs.leader.result() if obs.leader else None) or TrialResult(status="")
         self._record_history(t, result)
         if result.metrics:
             optuna_api.set_trial_attr(self.study, t, TRIAL_METRICS, result.metrics)
-        if result.seconds is not None:
+        if result.seconds:
             optuna_api.set_trial_attr(self.study, t, TRIAL_SECONDS, result.seconds)
         status = result.status
         if status == c.STATUS_STOPPED:

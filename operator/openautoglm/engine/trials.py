@@ -1,61 +1,18 @@
-"""What the reconcile step needs from a place that runs trials, and what it reads back."""
+"""What the reconcile step needs from a place that runs trials, and what it reads back.
+
+A finished trial's result is the trial runtime's own :class:`TrialResult` (one class for the
+writer and the reader of the termination message), read with ``TrialResult.parse``."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import TYPE_CHECKING, Any, Protocol
+
+from openautoglm_trial.result import TrialResult
 
 if TYPE_CHECKING:
     from openautoglm.spec import TuningJob
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
-
-
-def _numbers(doc: Any) -> dict[str, float]:
-    if not isinstance(doc, dict):
-        return {}
-    return {str(k): float(v) for k, v in doc.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-@dataclasses.dataclass(frozen=True)
-class TrialResult:
-    """A trial's result as its rank 0 wrote it (the termination message, trial_image contract.py),
-    read once into types: a malformed field reads as absent, never as a crash of the engine."""
-
-    status: str | None = None                 # completed | stopped | failed
-    reason: str | None = None
-    #: Final value of each recorded metric (per its strategy).
-    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
-    #: Value of each metric at the best epoch by the objective's direction.
-    best: dict[str, float] = dataclasses.field(default_factory=dict)
-    #: Each metric's curve, oldest first (may be trimmed at the front).
-    history: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
-    epochs: int | None = None
-    seconds: float | None = None
-
-    @classmethod
-    def parse(cls, text: str | None) -> TrialResult | None:
-        if not text:
-            return None
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(doc, dict):
-            return None
-        history = doc.get("history")
-        epochs, seconds = doc.get("epochs"), doc.get("seconds")
-        return cls(
-            status=doc["status"] if isinstance(doc.get("status"), str) else None,
-            reason=str(doc["reason"]) if doc.get("reason") else None,
-            metrics=_numbers(doc.get("metrics")),
-            best=_numbers(doc.get("best")),
-            history={str(k): list(v) for k, v in history.items() if isinstance(v, list)}
-            if isinstance(history, dict) else {},
-            epochs=int(epochs) if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else None,
-            seconds=float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None,
-        )
 
 
 @dataclasses.dataclass

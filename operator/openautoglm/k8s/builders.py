@@ -131,38 +131,54 @@ def _timestamp(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-CONDITION_TYPES: Final = ("Ready", "Running", "Succeeded", "Failed")
+#: kstatus (sigs.k8s.io/cli-utils) reads Reconciling and Stalled, Flux and ``kubectl wait`` read
+#: Ready; Running/Succeeded/Failed are the job's own. Every condition carries observedGeneration,
+#: so a tool can tell a status about the spec it just applied from one about the spec before.
+CONDITION_TYPES: Final = ("Ready", "Reconciling", "Stalled", "Running", "Succeeded", "Failed")
+SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
 
 
 def build_conditions(previous: list[dict[str, Any]] | None, phase: str, reason: str | None, message: str | None,
-                     generation: int | None, now: dt.datetime) -> list[dict[str, Any]]:
-    """Conditions as Kubernetes wants them: lastTransitionTime changes only on a transition."""
+                     generation: int | None, now: dt.datetime, *, refused: str | None = None
+                     ) -> list[dict[str, Any]]:
+    """Conditions as Kubernetes wants them: lastTransitionTime changes only on a transition.
+
+    ``phase`` is Pending, Running, Succeeded, Failed or Invalid (a spec the operator cannot run);
+    ``refused`` says why the newest spec edit was not applied (the job goes on with the one before,
+    so GitOps sees Stalled/Degraded rather than a silent no-op)."""
     old = {cnd.get("type"): cnd for cnd in previous or []}
-    wanted = {
-        # Ready: the spec was accepted and the operator drives the job.
-        "Ready": (phase != "Invalid", "Accepted" if phase != "Invalid" else (reason or "InvalidSpec")),
-        "Running": (phase in ("Pending", "Running"), "TrialsRunning" if phase in ("Pending", "Running") else (reason or phase)),
-        "Succeeded": (phase == "Succeeded", reason or phase if phase == "Succeeded" else "NotFinished"),
-        "Failed": (phase in ("Failed", "Invalid"), reason or phase if phase in ("Failed", "Invalid") else "NotFailed"),
+    active = phase in ("Pending", "Running")
+    failed = phase in ("Failed", "Invalid")
+    stalled = failed or refused is not None
+    stalled_why = (SPEC_CHANGE_REFUSED, refused) if refused is not None else (reason or phase, message)
+    wanted: dict[str, tuple[bool, str, str | None]] = {
+        "Ready": (phase == "Succeeded" and not stalled, reason or phase if phase == "Succeeded" else "NotFinished",
+                  message),
+        "Reconciling": (active and not stalled, "TrialsRunning" if active else (reason or phase), message),
+        "Stalled": (stalled, *stalled_why) if stalled else (False, "NotStalled", None),
+        "Running": (active, "TrialsRunning" if active else (reason or phase), message),
+        "Succeeded": (phase == "Succeeded", reason or phase if phase == "Succeeded" else "NotFinished", message),
+        "Failed": (failed, reason or phase if failed else "NotFailed", message),
     }
     out = []
     for ctype in CONDITION_TYPES:
-        ok, why = wanted[ctype]
+        ok, why, text = wanted[ctype]
         status = "True" if ok else "False"
         prev = old.get(ctype)
         changed = prev is None or prev.get("status") != status
         out.append({
             "type": ctype, "status": status, "reason": why,
-            "message": (message or "") if ok else "",
+            "message": (text or "") if ok else "",
             "lastTransitionTime": _timestamp(now) if changed else prev.get("lastTransitionTime", _timestamp(now)),
             "observedGeneration": generation,
         })
     return out
 
 
-def build_status(status: JobStatus, *, previous: dict[str, Any] | None, generation: int | None,
-                 start_time: str, now: dt.datetime, storage: str) -> dict[str, Any]:
-    """The TuningJob's .status: same size at 10 or 10,000 trials."""
+def build_resource_status(status: JobStatus, *, previous: dict[str, Any] | None, generation: int | None,
+                          start_time: str, now: dt.datetime, storage: str, refused: str | None = None
+                          ) -> dict[str, Any]:
+    """The TuningJob resource's .status from the engine's JobStatus: same size at 10 or 10,000 trials."""
     counts = status.counts
     out: dict[str, Any] = {
         "phase": status.phase,
@@ -170,14 +186,15 @@ def build_status(status: JobStatus, *, previous: dict[str, Any] | None, generati
         "message": status.message,
         "observedGeneration": generation,
         "conditions": build_conditions((previous or {}).get("conditions"), status.phase, status.reason,
-                                       status.message, generation, now),
+                                       status.message, generation, now, refused=refused),
         "trials": counts,
         "progress": f"{counts['finished']}/{counts['max']}",
         "bestTrial": status.best,
         "paretoFront": status.pareto or None,
         "recentTrials": status.recent,
         "startTime": start_time,
-        "completionTime": (previous or {}).get("completionTime") or (_timestamp(now) if status.terminal else None),
+        # A finished job that an edit continues is not complete any more.
+        "completionTime": ((previous or {}).get("completionTime") or _timestamp(now)) if status.terminal else None,
         "elapsedSeconds": status.elapsed_seconds,
         "studyStorage": storage,
     }

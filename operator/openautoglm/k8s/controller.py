@@ -145,9 +145,9 @@ class JobController:
         with self.lock:
             now = _now()
             step = self.driver.step()
-            status = builders.build_status(step.status, previous=self.previous, generation=self.generation,
-                                           start_time=self.start_time, now=now, storage=describe(self.url),
-                                           **({"refused": self.refused} if self.refused else {}))
+            status = builders.build_resource_status(step.status, previous=self.previous,
+                                                    generation=self.generation, start_time=self.start_time,
+                                                    now=now, storage=describe(self.url), refused=self.refused)
             if status != self.previous:
                 self.api.patch_status(self.namespace, self.name, status)
                 self.previous = status

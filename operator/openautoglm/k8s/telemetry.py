@@ -16,7 +16,6 @@ OPTUNA_SECONDS = Histogram("openautoglm_optuna_seconds", "Duration of Optuna cal
 TRIALS = Gauge("openautoglm_trials", "Trials of a TuningJob by state", ["namespace", "job", "state"])
 BEST_VALUE = Gauge("openautoglm_best_value", "Best objective value of a TuningJob", ["namespace", "job"])
 EVENTS = Counter("openautoglm_events_total", "Events of TuningJobs by reason", ["namespace", "job", "reason"])
-JOBS = Gauge("openautoglm_jobs", "TuningJobs by phase", ["phase"])
 
 
 def record(namespace: str, job: str, outcome: Outcome, seconds: float) -> None:

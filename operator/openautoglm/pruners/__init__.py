@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 import optuna
 
-from openautoglm.plugin_settings import type_problems
+from openautoglm_trial.registry import Registry, settings_problems
+
 from openautoglm.spec import TuningJobSpec
 
 PrunerFactory = Callable[[dict[str, Any], TuningJobSpec], optuna.pruners.BasePruner]
@@ -26,14 +27,14 @@ class PrunerEntry:
     target: Callable | None = None
 
 
-PRUNERS: dict[str, PrunerEntry] = {}
+PRUNERS: Registry[PrunerEntry] = Registry("pruner")
 
 
 def register(name: str, *, settings: set[str] | type, description: str):
     def deco(factory: PrunerFactory) -> PrunerFactory:
         allowed = settings if isinstance(settings, set) else set(inspect.signature(settings).parameters) - {"wrapped_pruner"}
-        PRUNERS[name] = PrunerEntry(name, factory, frozenset(allowed), description,
-                                    None if isinstance(settings, set) else settings)
+        PRUNERS.add(name, PrunerEntry(name, factory, frozenset(allowed), description,
+                                      None if isinstance(settings, set) else settings))
         return factory
 
     return deco
@@ -94,13 +95,9 @@ def build_pruner(spec: TuningJobSpec) -> optuna.pruners.BasePruner:
 def check(spec: TuningJobSpec) -> list[tuple[str, str]]:
     name = spec.early_stopping.pruner
     if name not in PRUNERS:
-        return [("pruner", f"unknown pruner {name!r}; choose one of {sorted(PRUNERS)}")]
+        return [("pruner", PRUNERS.unknown(name))]
     entry = PRUNERS[name]
-    problems = [
-        ("settings." + k, f"unknown setting of the {name} pruner; allowed: {sorted(entry.settings)}")
-        for k in spec.early_stopping.settings if k not in entry.settings
-    ]
-    problems += type_problems(entry.target, spec.early_stopping.settings)
+    problems = settings_problems("pruner", name, entry.settings, entry.target, spec.early_stopping.settings)
     if problems:
         return problems
     try:

@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 import optuna
 
-from openautoglm.plugin_settings import type_problems
+from openautoglm_trial.registry import Registry, settings_problems
+
 from openautoglm.spec import TuningJobSpec, sampler_name
 
 #: (settings, seed, spec) -> sampler. ``settings`` are the user's, already checked.
@@ -26,7 +27,7 @@ class SamplerEntry:
     target: Callable | None = None
 
 
-SAMPLERS: dict[str, SamplerEntry] = {}
+SAMPLERS: Registry[SamplerEntry] = Registry("sampler")
 
 
 def register(name: str, *, settings: set[str] | Callable, multi_objective: bool, description: str):
@@ -36,7 +37,7 @@ def register(name: str, *, settings: set[str] | Callable, multi_objective: bool,
     def deco(factory: SamplerFactory) -> SamplerFactory:
         allowed = settings if isinstance(settings, set) else _kwargs_of(settings)
         target = None if isinstance(settings, set) else settings
-        SAMPLERS[name] = SamplerEntry(name, factory, frozenset(allowed), multi_objective, description, target)
+        SAMPLERS.add(name, SamplerEntry(name, factory, frozenset(allowed), multi_objective, description, target))
         return factory
 
     return deco
@@ -65,13 +66,9 @@ def check(spec: TuningJobSpec) -> list[tuple[str, str]]:
     """Problems with the sampler choice and its settings, as (field path, message)."""
     name = sampler_name(spec)
     if name not in SAMPLERS:
-        return [("sampler", f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")]
+        return [("sampler", SAMPLERS.unknown(name))]
     entry = SAMPLERS[name]
-    problems = [
-        ("settings." + k, f"unknown setting of the {name} sampler; allowed: {sorted(entry.settings)}")
-        for k in spec.algorithm.settings if k not in entry.settings
-    ]
-    problems += type_problems(entry.target, spec.algorithm.settings)
+    problems = settings_problems("sampler", name, entry.settings, entry.target, spec.algorithm.settings)
     if spec.objective.is_multi and not entry.multi_objective:
         multi = sorted(n for n, e in SAMPLERS.items() if e.multi_objective)
         problems.append(("sampler", f"{name} handles a single objective; with several use one of {multi}"))

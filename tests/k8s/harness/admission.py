@@ -15,8 +15,11 @@ The steps follow apiextensions-apiserver, in its order:
    properties, nullable, format date-time), then list-type map keys (duplicates);
 5. evaluate every ``x-kubernetes-validations`` rule with cel-python, ``self`` bound to the node
    (converted by its schema type, as the API server does: a ``number`` field is a CEL double even
-   when written as ``16``) and no ``oldSelf``. As the API server does, rules are skipped when step 4
-   found a type, required, enum, too-long or too-many error.
+   when written as ``16``). A transition rule (one that names ``oldSelf``) is evaluated only on an
+   update and only where the node has an old value to correlate with (object fields, and items of
+   ``x-kubernetes-list-type: map`` lists by their keys), ``oldSelf`` bound to it, as the API server
+   does. As the API server does, rules are skipped when step 4 found a type, required, enum,
+   too-long or too-many error.
 
 Messages have the API server's shape: ``spec.budget.parallelism: Invalid value: "object": must be
 <= maxTrials``. Known gaps of cel-python 0.5 against Kubernetes CEL (the CRD's rules avoid them):
@@ -28,7 +31,7 @@ comprehensions), no static type check
 and no cost estimation (the rule costs are bounded by hand in openautoglm/crd.py; test_crd.py
 estimates them), and its CompiledRunner fails on these rules, so rules are interpreted (~4 ms each;
 results are remembered per rule and value, which keeps re-reviews of an unchanged spec cheap).
-Not modelled: ratcheting on update (1.33 tolerates unchanged invalid fields), transition rules.
+Not modelled: ratcheting on update (1.33 tolerates unchanged invalid fields).
 """
 from __future__ import annotations
 
@@ -409,12 +412,20 @@ def _to_cel(value: Any, s: dict[str, Any] | None) -> Any:
 _RESULTS: dict[tuple[str, int, str], bool | str] = {}
 
 
-def _evaluate(rule: str, value: Any, s: dict[str, Any]) -> bool | str:
+_MISSING: Final = object()
+_OLD_SELF: Final = re.compile(r"\boldSelf\b")
+
+
+def _evaluate(rule: str, value: Any, s: dict[str, Any], old: Any = _MISSING) -> bool | str:
     """True/False, or the evaluation error's text."""
-    key = (rule, id(s), json.dumps(value, sort_keys=True, default=str))
+    transition = old is not _MISSING
+    key = (rule, id(s), json.dumps([value, old if transition else None], sort_keys=True, default=str))
     if key not in _RESULTS:
         try:
-            result = _program(rule).evaluate({"self": _to_cel(value, s)})
+            bindings = {"self": _to_cel(value, s)}
+            if transition:
+                bindings["oldSelf"] = _to_cel(old, s)
+            result = _program(rule).evaluate(bindings)
         except celpy.CELEvalError as err:
             result = err
         if len(_RESULTS) > 20_000:
@@ -423,16 +434,30 @@ def _evaluate(rule: str, value: Any, s: dict[str, Any]) -> bool | str:
     return _RESULTS[key]
 
 
-def _rules(value: Any, s: dict[str, Any] | None, path: str, errs: _Errors) -> None:
+def _old_item(item: Any, old: Any, s: dict[str, Any]) -> Any:
+    """The old item a new list item correlates with: only in list-type maps, by the map keys."""
+    keys = s.get("x-kubernetes-list-map-keys")
+    if s.get("x-kubernetes-list-type") != "map" or not keys or not isinstance(old, list) or not isinstance(item, dict):
+        return _MISSING
+    for candidate in old:
+        if isinstance(candidate, dict) and all(candidate.get(k) == item.get(k) for k in keys):
+            return candidate
+    return _MISSING
+
+
+def _rules(value: Any, s: dict[str, Any] | None, path: str, errs: _Errors, old: Any = _MISSING) -> None:
     if s is None or value is None:
         return
     for rule in s.get("x-kubernetes-validations", []):
+        transition = bool(_OLD_SELF.search(rule["rule"]))
+        if transition and (old is _MISSING or old is None):
+            continue  # a create, or a field that is new: transition rules do not apply
         where = path
         if rule.get("fieldPath"):
             where = path + rule["fieldPath"] if path else rule["fieldPath"].lstrip(".")
         message = rule.get("message") or f"failed rule: {rule['rule']}"
         node_type = s.get("type", "")
-        ok = _evaluate(rule["rule"], value, s)
+        ok = _evaluate(rule["rule"], value, s, old if transition else _MISSING)
         if isinstance(ok, str):
             errs.invalid(where, node_type, f"{ok} evaluating rule: {message}")
         elif not ok:
@@ -448,14 +473,15 @@ def _rules(value: Any, s: dict[str, Any] | None, path: str, errs: _Errors) -> No
     if isinstance(value, dict):
         props = s.get("properties", {})
         extra = s.get("additionalProperties")
+        old_map = old if isinstance(old, dict) else {}
         for k, v in value.items():
             if k in props:
-                _rules(v, props[k], _child(path, k), errs)
+                _rules(v, props[k], _child(path, k), errs, old_map.get(k, _MISSING))
             elif isinstance(extra, dict):
-                _rules(v, extra, f"{path}[{k}]", errs)  # map values: fldPath.Key(k)
+                _rules(v, extra, f"{path}[{k}]", errs, old_map.get(k, _MISSING))  # map values: fldPath.Key(k)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _rules(item, s.get("items"), f"{path}[{i}]", errs)
+            _rules(item, s.get("items"), f"{path}[{i}]", errs, _old_item(item, old, s))
 
 
 def validate_value(value: Any, s: dict[str, Any], path: str = "") -> list[str]:
@@ -469,8 +495,9 @@ def validate_value(value: Any, s: dict[str, Any], path: str = "") -> list[str]:
 
 
 # ----------------------------------------------------------------------------- admission
-def admit(obj: Any, *, strict: bool = False, path: Path = CRD_FILE) -> tuple[Any, list[str]]:
-    """Return (the object as the API server would store it, its problems); see the module doc."""
+def admit(obj: Any, *, strict: bool = False, old: Any = None, path: Path = CRD_FILE) -> tuple[Any, list[str]]:
+    """Return (the object as the API server would store it, its problems); see the module doc.
+    ``old``: the stored object on an update (binds ``oldSelf`` for transition rules)."""
     errs = _Errors()
     if not isinstance(obj, dict):
         errs.add("TypeInvalid", "", f"Invalid value: {_fmt(_type_name(obj))}: the object must be a mapping")
@@ -502,10 +529,10 @@ def admit(obj: Any, *, strict: bool = False, path: Path = CRD_FILE) -> tuple[Any
         errs.add("Invalid", "", 'Invalid value: "null": some validation rules were not checked because the '
                  "object was invalid; correct the existing errors to complete validation")
     else:
-        _rules(out, s, "", errs)
+        _rules(out, s, "", errs, old if isinstance(old, dict) else _MISSING)
     return out, errs.messages
 
 
-def review(obj: Any, *, strict: bool = False, path: Path = CRD_FILE) -> list[str]:
-    """The API server's objections to creating or updating ``obj`` (empty: admitted)."""
-    return admit(obj, strict=strict, path=path)[1]
+def review(obj: Any, *, strict: bool = False, old: Any = None, path: Path = CRD_FILE) -> list[str]:
+    """The API server's objections to creating (``old`` None) or updating ``obj`` (empty: admitted)."""
+    return admit(obj, strict=strict, old=old, path=path)[1]

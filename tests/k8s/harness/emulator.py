@@ -502,7 +502,7 @@ class ApiServer(kmock.KubernetesEmulator):
         if _strip_status(new) != _strip_status(old):
             new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         if rtype.custom:
-            new = self._admit(rtype, new, field_validation)
+            new = self._admit(rtype, new, field_validation, old=old)
         return self._commit(rtype, key, old, new, dry_run=dry_run)
 
     def patch(self, rtype: ResourceType, namespace: str | None, name: str, body: bytes, content_type: str,
@@ -576,7 +576,8 @@ class ApiServer(kmock.KubernetesEmulator):
             return self._commit(rtype, key, old, new)
         return self._remove(rtype, key)
 
-    def _admit(self, rtype: ResourceType, obj: Obj, field_validation: str | None = None) -> Obj:
+    def _admit(self, rtype: ResourceType, obj: Obj, field_validation: str | None = None,
+               old: Obj | None = None) -> Obj:
         if self.defaulter is not None:
             defaulted = self.defaulter(copy.deepcopy(obj))
             obj = defaulted if isinstance(defaulted, dict) else obj
@@ -586,6 +587,8 @@ class ApiServer(kmock.KubernetesEmulator):
             # kubernetes client send nothing (the server's Warn: unknown fields pruned silently).
             if "strict" in inspect.signature(self.admission).parameters:
                 kwargs["strict"] = field_validation == "Strict"
+            if "old" in inspect.signature(self.admission).parameters and old is not None:
+                kwargs["old"] = copy.deepcopy(old)  # an update: transition rules see oldSelf
             messages = [str(m) for m in self.admission(copy.deepcopy(obj), **kwargs) or []]
             if messages:
                 raise ApiError.invalid(rtype, obj["metadata"].get("name", ""), messages)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..errors import SettingsError
-from ..settings import Objective
+from ..settings import ObjectiveMetric
 from .base import Hyperparameter, Task, TaskContext, TaskSpec
 
 __all__ = ["TASKS", "Hyperparameter", "Task", "TaskContext", "TaskSpec", "create",
@@ -85,7 +85,7 @@ register(TaskSpec(
     factory="openautoglm_trial.tasks.digits:DigitsTask",
     summary="MLP on scikit-learn's bundled 8x8 handwritten digits (offline, seconds)",
     metrics=("accuracy", "loss", "train_loss"),
-    objective=Objective("accuracy", "maximize"),
+    objective=ObjectiveMetric("accuracy", "maximize"),
     hyperparameters=(
         *_optimizer_params(1e-3, _float(1e-4, 0.3, log=True), ("adam", "sgd")),
         Hyperparameter("batch_size", "int", 64, minimum=1,
@@ -118,7 +118,7 @@ register(TaskSpec(
     factory="openautoglm_trial.tasks.text_lm:TextLMTask",
     summary="small causal language model (transformers) on a local text corpus",
     metrics=("loss", "perplexity", "train_loss"),
-    objective=Objective("loss", "minimize"),
+    objective=ObjectiveMetric("loss", "minimize"),
     hyperparameters=(
         *_optimizer_params(5e-4, _float(1e-4, 1e-2, log=True), ("adamw", "sgd", "adam")),
         Hyperparameter("batch_size", "int", 16, minimum=1,

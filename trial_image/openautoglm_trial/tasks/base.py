@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..errors import ParameterError, SettingsError
-from ..settings import Objective
+from ..settings import ObjectiveMetric
 
 if TYPE_CHECKING:
     import torch
@@ -93,7 +93,7 @@ class TaskSpec:
     #: metrics reported every epoch (including ``train_loss`` from the training loop)
     metrics: tuple[str, ...]
     #: objective used when the TuningJob names none
-    objective: Objective
+    objective: ObjectiveMetric
     hyperparameters: tuple[Hyperparameter, ...]
     #: accepted task settings and their defaults
     settings: Mapping[str, Any] = field(default_factory=dict)
