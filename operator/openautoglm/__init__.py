@@ -3,6 +3,7 @@
 The engine (reconcile step) runs trials through a backend: local processes
 (``openautoglm tune``) or Kubernetes pods (the operator). ``AutoTrainer`` is the SDK.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

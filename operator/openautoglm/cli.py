@@ -1,4 +1,5 @@
 """`openautoglm` command line: tune, validate, operator, report, import-katib, ... (``openautoglm --help``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from openautoglm.engine import storage as storage_mod
+    from openautoglm.engine.study import StudyMismatch
     from openautoglm.local.progress import ConsoleProgress, status_line, summary_table
     from openautoglm.local.runner import run_local
-    from openautoglm.engine.study import StudyMismatch
 
     cfg = settings_mod.load()
     path = Path(args.file)
@@ -51,13 +52,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
     # No terminal (CI, a log file): long lines stay whole instead of wrapping at 80 columns.
     console = Console(file=sys.stderr, soft_wrap=True)
     progress = ConsoleProgress(console, quiet=args.quiet)
-    console.print(f"[bold]TuningJob {job.name}[/]: {job.spec.budget.max_trials} trials, "
-                  f"{job.spec.trial.workers} Horovod workers each, parallelism {job.spec.budget.parallelism}, "
-                  f"sampler {sampler_name(job.spec)}, pruner {job.spec.early_stopping.pruner}", highlight=False)
+    console.print(
+        f"[bold]TuningJob {job.name}[/]: {job.spec.budget.max_trials} trials, "
+        f"{job.spec.trial.workers} Horovod workers each, parallelism {job.spec.budget.parallelism}, "
+        f"sampler {sampler_name(job.spec)}, pruner {job.spec.early_stopping.pruner}",
+        highlight=False,
+    )
     try:
-        result = run_local(job, workdir=workdir, storage=args.storage, fresh=args.fresh, on_outcome=progress,
-                           settings=cfg, base_dir=path.resolve().parent, job_file=path,
-                           on_edit=lambda msg: console.print(msg, highlight=False, markup=False))
+        result = run_local(
+            job,
+            workdir=workdir,
+            storage=args.storage,
+            fresh=args.fresh,
+            on_outcome=progress,
+            settings=cfg,
+            base_dir=path.resolve().parent,
+            job_file=path,
+            on_edit=lambda msg: console.print(msg, highlight=False, markup=False),
+        )
     except StudyMismatch as err:
         progress.close()
         print(f"error: {err}", file=sys.stderr)
@@ -72,12 +84,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     out.print(summary_table(st, _trial_rows(result)))
     out.print(status_line(st), highlight=False)
     if st.best:
-        out.print(f"[bold]Best trial {st.best['number']}[/]: {job.spec.objective.objectives[0].metric} = "
-                  f"{st.best['value']:.6g}", highlight=False)
+        out.print(
+            f"[bold]Best trial {st.best['number']}[/]: {job.spec.objective.objectives[0].metric} = "
+            f"{st.best['value']:.6g}",
+            highlight=False,
+        )
         out.print("Best parameters: " + json.dumps(st.best["params"], sort_keys=True), highlight=False)
     for p in st.pareto:
-        out.print(f"Pareto trial {p['number']}: {p.get('value')} {json.dumps(p['params'], sort_keys=True)}", highlight=False)
-    out.print(f"Study storage: {storage_mod.describe(result.storage)} (study {result.study.study_name!r})", highlight=False)
+        out.print(
+            f"Pareto trial {p['number']}: {p.get('value')} {json.dumps(p['params'], sort_keys=True)}", highlight=False
+        )
+    out.print(
+        f"Study storage: {storage_mod.describe(result.storage)} (study {result.study.study_name!r})", highlight=False
+    )
     out.print(f"Trial logs: {(result.workdir / 'trials').resolve()}", highlight=False)
     if args.json:
         Path(args.json).write_text(json.dumps(st.to_dict(), indent=2))
@@ -103,8 +122,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{f}: cannot read: {err}", file=sys.stderr)
             worst = EXIT_INVALID
         else:
-            print(f"{f}: TuningJob {job.name} is valid ({len(job.spec.parameters)} parameters, "
-                  f"sampler {sampler_name(job.spec)}, pruner {job.spec.early_stopping.pruner})")
+            print(
+                f"{f}: TuningJob {job.name} is valid ({len(job.spec.parameters)} parameters, "
+                f"sampler {sampler_name(job.spec)}, pruner {job.spec.early_stopping.pruner})"
+            )
     return worst
 
 
@@ -160,12 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--namespace", action="append", help="watch only this namespace (repeatable; default: all)")
     o.set_defaults(func=cmd_operator)
 
-    k = sub.add_parser("import-katib", help="convert a Katib Experiment into a TuningJob (YAML on stdout); "
-                                            "exit 2 listing every field that cannot be mapped")
+    k = sub.add_parser(
+        "import-katib",
+        help="convert a Katib Experiment into a TuningJob (YAML on stdout); "
+        "exit 2 listing every field that cannot be mapped",
+    )
     k.add_argument("file", help="Katib Experiment YAML (kubeflow.org/v1beta1), or - for stdin")
     k.add_argument("-o", "--output", metavar="OUT", help="write the TuningJob to OUT instead of stdout")
-    k.add_argument("--lossy", action="store_true",
-                   help="drop the fields that cannot be mapped (still listed on stderr) instead of failing")
+    k.add_argument(
+        "--lossy",
+        action="store_true",
+        help="drop the fields that cannot be mapped (still listed on stderr) instead of failing",
+    )
     k.set_defaults(func=cmd_import_katib)
     return p
 

@@ -18,6 +18,7 @@ the field is for (clean-up, success detection, which pod's metrics count, trial 
 stored study...), it is dropped with a note; if it changes what is searched, how trials run or how
 they are judged, it is *unmapped*.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ import shlex
 import sys
 import textwrap
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, Iterator
+from typing import Any, Final
 
 import yaml
 
@@ -60,11 +62,15 @@ _DEFAULT_FILE_PATH: Final = "/var/log/katib/metrics.log"
 _DEFAULT_PROMETHEUS_PORT: Final = 8080
 _MEDIANSTOP_DEFAULTS: Final = {"min_trials_required": 3, "start_step": 4}
 _JOB_CONDITIONS: Final = {
-    ("batch/v1", "Job"): ('status.conditions.#(type=="Complete")#|#(status=="True")#',
-                          'status.conditions.#(type=="Failed")#|#(status=="True")#'),
+    ("batch/v1", "Job"): (
+        'status.conditions.#(type=="Complete")#|#(status=="True")#',
+        'status.conditions.#(type=="Failed")#|#(status=="True")#',
+    ),
 }
-_KUBEFLOW_CONDITIONS: Final = ('status.conditions.#(type=="Succeeded")#|#(status=="True")#',
-                               'status.conditions.#(type=="Failed")#|#(status=="True")#')
+_KUBEFLOW_CONDITIONS: Final = (
+    'status.conditions.#(type=="Succeeded")#|#(status=="True")#',
+    'status.conditions.#(type=="Failed")#|#(status=="True")#',
+)
 #: What the trial supervisor and the operator take (spec.metrics.port, the rendezvous port).
 _OPERATOR_PORTS: Final = (9090, 29400)
 
@@ -170,7 +176,7 @@ def shell_words(script: str) -> tuple[list[str] | None, str | None]:
     i = 0
     while i < len(masked):
         ch = masked[i]
-        if ch == "\\" and quote != "'" and masked[i + 1:i + 2] == "\n":
+        if ch == "\\" and quote != "'" and masked[i + 1 : i + 2] == "\n":
             i += 2
             word_start = not quote
             continue
@@ -180,7 +186,7 @@ def shell_words(script: str) -> tuple[list[str] | None, str | None]:
                 quote = ""
         elif quote == '"':
             if ch == "\\":
-                clean.append(masked[i + 1:i + 2])
+                clean.append(masked[i + 1 : i + 2])
                 i += 1
             elif ch == '"':
                 quote = ""
@@ -190,7 +196,7 @@ def shell_words(script: str) -> tuple[list[str] | None, str | None]:
                 return None, "a command substitution (`...`)"
         else:
             if ch == "\\":
-                clean.append(masked[i + 1:i + 2])
+                clean.append(masked[i + 1 : i + 2])
                 i += 1
             elif ch in "'\"":
                 quote = ch
@@ -235,30 +241,110 @@ def _shell_invocation(argv: list[str]) -> tuple[str, list[str]] | None:
         i += 1
     if not has_c or i >= len(argv):
         return None
-    return argv[i], argv[i + 1:]
+    return argv[i], argv[i + 1 :]
 
 
 # ============================================================================= mpirun / horovodrun
 _LAUNCHERS: Final = {"mpirun", "mpiexec", "orterun", "horovodrun"}
 #: Options without an argument (Open MPI, MPICH/Hydra, horovodrun).
 _MPI_FLAGS: Final = {
-    "--allow-run-as-root", "-allow-run-as-root", "--oversubscribe", "-oversubscribe", "--tag-output",
-    "-tag-output", "--timestamp-output", "-timestamp-output", "--report-bindings", "-report-bindings",
-    "--display-map", "-display-map", "--display-allocation", "-display-allocation", "-v", "--verbose",
-    "-q", "--quiet", "--noprefix", "--nolocal", "-nolocal", "--use-hwthread-cpus", "-use-hwthread-cpus",
-    "--merge-stderr-to-stdout", "-merge-stderr-to-stdout", "--bind-to-core", "-bind-to-core",
-    "--bind-to-socket", "-bind-to-socket", "--enable-recovery", "-l", "-prepend-rank", "--prepend-rank",
-    "--gloo", "--mpi", "--tcp", "--disable-cache", "--elastic-timeout-disabled", "-print-all-exitcodes",
+    "--allow-run-as-root",
+    "-allow-run-as-root",
+    "--oversubscribe",
+    "-oversubscribe",
+    "--tag-output",
+    "-tag-output",
+    "--timestamp-output",
+    "-timestamp-output",
+    "--report-bindings",
+    "-report-bindings",
+    "--display-map",
+    "-display-map",
+    "--display-allocation",
+    "-display-allocation",
+    "-v",
+    "--verbose",
+    "-q",
+    "--quiet",
+    "--noprefix",
+    "--nolocal",
+    "-nolocal",
+    "--use-hwthread-cpus",
+    "-use-hwthread-cpus",
+    "--merge-stderr-to-stdout",
+    "-merge-stderr-to-stdout",
+    "--bind-to-core",
+    "-bind-to-core",
+    "--bind-to-socket",
+    "-bind-to-socket",
+    "--enable-recovery",
+    "-l",
+    "-prepend-rank",
+    "--prepend-rank",
+    "--gloo",
+    "--mpi",
+    "--tcp",
+    "--disable-cache",
+    "--elastic-timeout-disabled",
+    "-print-all-exitcodes",
 }
 #: Options with one argument.
 _MPI_ONE_ARG: Final = {
-    "-np", "--np", "-n", "--n", "-c", "-N", "-npernode", "--npernode", "-npersocket", "--npersocket",
-    "-H", "--host", "-host", "-hosts", "--hosts", "-hostfile", "--hostfile", "-machinefile", "--machinefile",
-    "-bind-to", "--bind-to", "-map-by", "--map-by", "-rank-by", "--rank-by", "-x", "-wdir", "--wdir", "-wd",
-    "--prefix", "-prefix", "-output-filename", "--output-filename", "-path", "--path", "-ppn", "-genvlist",
-    "-launcher", "-iface", "-p", "--ssh-port", "-i", "--ssh-identity-file", "--start-timeout",
-    "--network-interface", "--gloo-timeout-seconds", "--log-level", "--config-file", "--min-np",
-    "--max-np", "--slots-per-host", "--slots", "--host-discovery-script", "--mpi-args", "-s",
+    "-np",
+    "--np",
+    "-n",
+    "--n",
+    "-c",
+    "-N",
+    "-npernode",
+    "--npernode",
+    "-npersocket",
+    "--npersocket",
+    "-H",
+    "--host",
+    "-host",
+    "-hosts",
+    "--hosts",
+    "-hostfile",
+    "--hostfile",
+    "-machinefile",
+    "--machinefile",
+    "-bind-to",
+    "--bind-to",
+    "-map-by",
+    "--map-by",
+    "-rank-by",
+    "--rank-by",
+    "-x",
+    "-wdir",
+    "--wdir",
+    "-wd",
+    "--prefix",
+    "-prefix",
+    "-output-filename",
+    "--output-filename",
+    "-path",
+    "--path",
+    "-ppn",
+    "-genvlist",
+    "-launcher",
+    "-iface",
+    "-p",
+    "--ssh-port",
+    "-i",
+    "--ssh-identity-file",
+    "--start-timeout",
+    "--network-interface",
+    "--gloo-timeout-seconds",
+    "--log-level",
+    "--config-file",
+    "--min-np",
+    "--max-np",
+    "--slots-per-host",
+    "--slots",
+    "--host-discovery-script",
+    "--mpi-args",
+    "-s",
 }
 #: Options with two arguments (``-mca KEY VALUE``, ``-genv NAME VALUE``).
 _MPI_TWO_ARGS: Final = {"-mca", "--mca", "-gmca", "--gmca", "-env", "-genv"}
@@ -279,7 +365,7 @@ def strip_mpi_launcher(argv: list[str]) -> tuple[list[str] | None, dict[str, Any
             return argv[i:], info, None
         if tok == "--":
             if i + 1 < len(argv):
-                return argv[i + 1:], info, None
+                return argv[i + 1 :], info, None
             return None, info, "no program after --"
         opt, eq, inline = tok.partition("=")
         if opt in _MPI_FLAGS and not eq:
@@ -337,8 +423,19 @@ class _Converter:
 
     # --------------------------------------------------------------------- top level
     def run(self) -> Conversion:
-        known = {"parameters", "objective", "algorithm", "earlyStopping", "trialTemplate", "parallelTrialCount",
-                 "maxTrialCount", "maxFailedTrialCount", "metricsCollectorSpec", "nasConfig", "resumePolicy"}
+        known = {
+            "parameters",
+            "objective",
+            "algorithm",
+            "earlyStopping",
+            "trialTemplate",
+            "parallelTrialCount",
+            "maxTrialCount",
+            "maxFailedTrialCount",
+            "metricsCollectorSpec",
+            "nasConfig",
+            "resumePolicy",
+        }
         metadata = self._metadata()
         objective = self._objective()
         parameters = self._parameters()
@@ -369,20 +466,28 @@ class _Converter:
         name = meta.get("name")
         if not name and meta.get("generateName"):
             name = str(meta["generateName"]).rstrip("-")
-            self.note(f"metadata.generateName {meta['generateName']!r}: a TuningJob needs a fixed name; named {_dns_name(name)!r}")
+            self.note(
+                f"metadata.generateName {meta['generateName']!r}: a TuningJob needs a fixed name; "
+                f"named {_dns_name(name)!r}"
+            )
         if not name:
             self.miss("metadata.name", "required: the Experiment has no name")
         else:
             new = _dns_name(str(name))
             if new != name:
-                self.note(f"metadata.name {name!r} is not a DNS label of at most {MAX_NAME_LENGTH} characters "
-                          f"(it prefixes pod names): renamed {new!r}")
+                self.note(
+                    f"metadata.name {name!r} is not a DNS label of at most {MAX_NAME_LENGTH} characters "
+                    f"(it prefixes pod names): renamed {new!r}"
+                )
             out["name"] = new
         if meta.get("namespace"):
             out["namespace"] = meta["namespace"]
         for key in ("labels", "annotations"):
-            values = {k: v for k, v in (meta.get(key) or {}).items()
-                      if k != "kubectl.kubernetes.io/last-applied-configuration"}
+            values = {
+                k: v
+                for k, v in (meta.get(key) or {}).items()
+                if k != "kubectl.kubernetes.io/last-applied-configuration"
+            }
             if values:
                 out[key] = values
         return out
@@ -399,8 +504,10 @@ class _Converter:
         if not metric:
             self.miss(f"{path}.objectiveMetricName", "required")
         elif not METRIC_NAME_RE.match(str(metric)) or len(str(metric)) > 63:
-            self.miss(f"{path}.objectiveMetricName",
-                      f"{metric!r} is not a TuningJob metric name (letters, digits, '_', '-', '.'; at most 63)")
+            self.miss(
+                f"{path}.objectiveMetricName",
+                f"{metric!r} is not a TuningJob metric name (letters, digits, '_', '-', '.'; at most 63)",
+            )
         else:
             out["metric"] = metric
         kind = obj.get("type")
@@ -416,8 +523,10 @@ class _Converter:
         additional: list[str] = []
         for i, name in enumerate(obj.get("additionalMetricNames") or []):
             if not METRIC_NAME_RE.match(str(name)) or len(str(name)) > 63:
-                self.miss(f"{path}.additionalMetricNames[{i}]",
-                          f"{name!r} is not a TuningJob metric name (letters, digits, '_', '-', '.'; at most 63)")
+                self.miss(
+                    f"{path}.additionalMetricNames[{i}]",
+                    f"{name!r} is not a TuningJob metric name (letters, digits, '_', '-', '.'; at most 63)",
+                )
             elif name != metric and name not in additional:
                 additional.append(name)
         if additional:
@@ -430,8 +539,10 @@ class _Converter:
             elif name != out.get("metric") and name not in additional:
                 if name == metric or name in (obj.get("additionalMetricNames") or []):
                     continue  # the metric itself is unmapped, reported above
-                self.miss(f"{path}.metricStrategies[{i}].name",
-                          f"{name!r} is neither the objective nor one of additionalMetricNames")
+                self.miss(
+                    f"{path}.metricStrategies[{i}].name",
+                    f"{name!r} is neither the objective nor one of additionalMetricNames",
+                )
             else:
                 strategies[name] = value
         # Katib's defaulter gives additional metrics min (minimize) or max (maximize), not latest.
@@ -440,8 +551,10 @@ class _Converter:
         if default and implicit:
             for m in implicit:
                 strategies[m] = default
-            self.note(f"additional metrics {implicit} get Katib's default strategy {default!r} (its defaulter uses the "
-                      f"objective's type); the TuningJob default would be 'latest'")
+            self.note(
+                f"additional metrics {implicit} get Katib's default strategy {default!r} (its defaulter uses the "
+                f"objective's type); the TuningJob default would be 'latest'"
+            )
         if strategies:
             out["metricStrategies"] = strategies
         return out
@@ -467,8 +580,11 @@ class _Converter:
         path = f"spec.parameters[{i}]"
         name = p.get("name")
         if not name or not PARAM_NAME_RE.match(str(name)) or len(str(name)) > 63:
-            self.miss(f"{path}.name", f"{name!r} is not a TuningJob parameter name "
-                                      "(letters, digits, '_', '-', '.'; starting with a letter or '_')")
+            self.miss(
+                f"{path}.name",
+                f"{name!r} is not a TuningJob parameter name "
+                "(letters, digits, '_', '-', '.'; starting with a letter or '_')",
+            )
             return None
         kind = p.get("parameterType")
         fs = p.get("feasibleSpace") or {}
@@ -479,11 +595,16 @@ class _Converter:
                 self.miss(f"{fpath}.list", f"not allowed for a {kind} parameter")
                 return None
             try:
-                low, high = (_int(fs.get("min")), _int(fs.get("max"))) if kind == "int" else (
-                    float(_number(fs.get("min"))), float(_number(fs.get("max"))))
+                low, high = (
+                    (_int(fs.get("min")), _int(fs.get("max")))
+                    if kind == "int"
+                    else (float(_number(fs.get("min"))), float(_number(fs.get("max"))))
+                )
             except ValueError as err:
-                self.miss(f"{fpath}.min" if "min" not in fs or not _is_number(fs.get("min"), kind) else f"{fpath}.max",
-                          f"a {kind} parameter needs numeric min and max: {err}")
+                self.miss(
+                    f"{fpath}.min" if "min" not in fs or not _is_number(fs.get("min"), kind) else f"{fpath}.max",
+                    f"a {kind} parameter needs numeric min and max: {err}",
+                )
                 return None
             if low > high:
                 self.miss(f"{fpath}.max", f"must be >= min ({fs.get('min')}), got {fs.get('max')}")
@@ -509,17 +630,23 @@ class _Converter:
                     return None
                 q["log"] = True
                 if step is not None and (kind == "double" or step != 1):
-                    self.note(f"parameter {name!r}: step {fs['step']} dropped: a log-scale range cannot be "
-                              f"quantised (Katib's Optuna service drops it too; hyperopt's quantises)")
+                    self.note(
+                        f"parameter {name!r}: step {fs['step']} dropped: a log-scale range cannot be "
+                        f"quantised (Katib's Optuna service drops it too; hyperopt's quantises)"
+                    )
                     step = None
                 if dist == "logNormal":
-                    self.note(f"parameter {name!r}: logNormal approximated by log-uniform over [min, max] (Katib's "
-                              f"hyperopt service samples exp(N(mu, sigma)) with mu, sigma from log(min), log(max), "
-                              f"unbounded; its Optuna and goptuna services refuse or ignore the distribution)")
+                    self.note(
+                        f"parameter {name!r}: logNormal approximated by log-uniform over [min, max] (Katib's "
+                        f"hyperopt service samples exp(N(mu, sigma)) with mu, sigma from log(min), log(max), "
+                        f"unbounded; its Optuna and goptuna services refuse or ignore the distribution)"
+                    )
             elif dist == "normal":
-                self.note(f"parameter {name!r}: normal approximated by uniform over [min, max] (Katib's hyperopt "
-                          f"service samples N((min+max)/2, (max-min)/6), unbounded; its Optuna and goptuna services "
-                          f"refuse or ignore the distribution)")
+                self.note(
+                    f"parameter {name!r}: normal approximated by uniform over [min, max] (Katib's hyperopt "
+                    f"service samples N((min+max)/2, (max-min)/6), unbounded; its Optuna and goptuna services "
+                    f"refuse or ignore the distribution)"
+                )
             elif dist not in ("uniform", "unknown"):
                 self.miss(f"{fpath}.distribution", f"unknown distribution {dist!r}")
                 return None
@@ -562,7 +689,9 @@ class _Converter:
             return {}
         name = alg["algorithmName"]
         settings: list[tuple[int, str, Any]] = [
-            (i, str((s or {}).get("name")), (s or {}).get("value")) for i, s in enumerate(alg.get("algorithmSettings") or [])]
+            (i, str((s or {}).get("name")), (s or {}).get("value"))
+            for i, s in enumerate(alg.get("algorithmSettings") or [])
+        ]
         out: dict[str, Any] = {}
         kw: dict[str, Any] = {}
 
@@ -597,8 +726,10 @@ class _Converter:
             if name == "grid":
                 no_step = [p["name"] for p in self.params.values() if p["type"] == "float" and "step" not in p]
                 if no_step:
-                    self.note(f"grid: {no_step} have no step; Katib's grid refuses that, the grid sampler tries "
-                              f"5 evenly spaced values (algorithm.settings.points)")
+                    self.note(
+                        f"grid: {no_step} have no step; Katib's grid refuses that, the grid sampler tries "
+                        f"5 evenly spaced values (algorithm.settings.points)"
+                    )
         elif name in ("tpe", "multivariate-tpe"):
             out["sampler"] = "tpe"
             # Katib's Optuna service: TPESampler(multivariate=..., constant_liar=True, **settings).
@@ -619,8 +750,12 @@ class _Converter:
                     except ValueError as err:
                         bad(i, key, str(err))
                 elif key == "gamma":
-                    bad(i, key, "hyperopt's gamma (a fraction of the trials) has no equivalent: Optuna's TPE "
-                                "gamma is a function of the number of trials and not a setting")
+                    bad(
+                        i,
+                        key,
+                        "hyperopt's gamma (a fraction of the trials) has no equivalent: Optuna's TPE "
+                        "gamma is a function of the number of trials and not a setting",
+                    )
                 else:
                     bad(i, key, "unknown setting")
         elif name == "bayesianoptimization":
@@ -635,19 +770,24 @@ class _Converter:
                         bad(i, key, f"{value!r}: only a Gaussian process (GP) is available")
                 elif key == "acq_func":
                     if value in ("gp_hedge", "EI"):
-                        self.note(f"bayesianoptimization acq_func {value}: the gp sampler uses (log) expected "
-                                  f"improvement")
+                        self.note(
+                            f"bayesianoptimization acq_func {value}: the gp sampler uses (log) expected improvement"
+                        )
                     else:
                         bad(i, key, f"{value!r}: the gp sampler's acquisition function is (log) expected improvement")
                 elif key == "acq_optimizer":
-                    self.note(f"bayesianoptimization acq_optimizer {value!r} dropped: the gp sampler optimises its "
-                              f"acquisition function itself")
+                    self.note(
+                        f"bayesianoptimization acq_optimizer {value!r} dropped: the gp sampler optimises its "
+                        f"acquisition function itself"
+                    )
                 else:
                     bad(i, key, "unknown setting")
             doubles = [p["name"] for p in self.params.values() if p["type"] == "float" and not p.get("log")]
             if doubles:
-                self.note(f"bayesianoptimization: Katib's skopt service samples every double on a log scale whatever "
-                          f"its distribution; {doubles} keep the declared (uniform) scale (add log: true to reproduce)")
+                self.note(
+                    f"bayesianoptimization: Katib's skopt service samples every double on a log scale whatever "
+                    f"its distribution; {doubles} keep the declared (uniform) scale (add log: true to reproduce)"
+                )
         elif name == "cmaes":
             out["sampler"] = "cmaes"
             for i, key, value in settings:
@@ -664,8 +804,10 @@ class _Converter:
                 elif key == "restart_strategy":
                     if value in ("ipop", "bipop"):
                         # Optuna >= 4.4 accepts restart_strategy but ignores it (FutureWarning).
-                        self.note(f"cmaes restart_strategy {value} dropped: Optuna's CMA-ES no longer restarts "
-                                  "(since 4.4); restarts only follow a converged search, rare within a tuning budget")
+                        self.note(
+                            f"cmaes restart_strategy {value} dropped: Optuna's CMA-ES no longer restarts "
+                            "(since 4.4); restarts only follow a converged search, rare within a tuning budget"
+                        )
                     elif value not in ("none", "None"):
                         bad(i, key, f"{value!r}: ipop, bipop or none")
                 else:
@@ -682,8 +824,11 @@ class _Converter:
             out["sampler"] = "random"
             self._hyperband(settings, path)
         else:
-            what = {"pbt": "population-based training (trials that resume from each other's checkpoints)",
-                    "enas": "neural architecture search", "darts": "neural architecture search"}.get(name)
+            what = {
+                "pbt": "population-based training (trials that resume from each other's checkpoints)",
+                "enas": "neural architecture search",
+                "darts": "neural architecture search",
+            }.get(name)
             self.miss(f"{path}.algorithmName", f"{name!r} has no equivalent" + (f" ({what})" if what else ""))
             return out
         if kw:
@@ -711,11 +856,15 @@ class _Converter:
                         raise ValueError(f"must be >= 1, got {value}")
                     r_l = int(round(r))
                     if r_l != r:
-                        self.note(f"hyperband r_l {value} rounded to {r_l} (the pruner's max_resource is a number of steps)")
+                        self.note(
+                            f"hyperband r_l {value} rounded to {r_l} (the pruner's max_resource is a number of steps)"
+                        )
                 elif key == "resource_name":
                     resource = str(value)
                 elif key in ("b_l", "n", "r", "s_max", "current_s", "current_i", "evaluating_trials"):
-                    self.note(f"hyperband setting {key} dropped: Katib's bracket state; the pruner computes its brackets")
+                    self.note(
+                        f"hyperband setting {key} dropped: Katib's bracket state; the pruner computes its brackets"
+                    )
                 else:
                     self.miss(f"{path}.algorithmSettings[{i}]", f"setting {key!r} of hyperband: unknown setting")
             except ValueError as err:
@@ -724,9 +873,11 @@ class _Converter:
             self.miss(f"{path}.algorithmSettings", "hyperband needs r_l (the maximum resource)")
             return
         s_max = int(math.log(r_l) / math.log(eta) + 1e-9) if r_l > 1 else 0
-        min_resource = max(1, int(round(r_l / eta ** s_max)))
-        self.pruner = {"pruner": "hyperband",
-                       "settings": {"min_resource": min_resource, "max_resource": r_l, "reduction_factor": eta}}
+        min_resource = max(1, int(round(r_l / eta**s_max)))
+        self.pruner = {
+            "pruner": "hyperband",
+            "settings": {"min_resource": min_resource, "max_resource": r_l, "reduction_factor": eta},
+        }
         self.out_spec["epochs"] = r_l
         if resource is None:
             self.miss(f"{path}.algorithmSettings", "hyperband needs resource_name")
@@ -740,11 +891,15 @@ class _Converter:
         self.notes = [n for n in self.notes if not n.startswith(f"parameter {resource!r}: min = max")]
         p.clear()
         p.update({"name": resource, "type": "fixed", "value": value})
-        self.note(f"hyperband (eta {eta}, r_l {r_l}) became random sampling with the hyperband pruner "
-                  f"(min_resource {min_resource}, max_resource {r_l}, reduction_factor {eta}): instead of starting "
-                  f"new trials with a larger {resource!r}, every trial runs {resource}={r_l} and is stopped at the "
-                  f"pruner's rungs; the trial must report the objective at every step (epoch), which is the resource")
-        self.note(f"parameter {resource!r} (hyperband's resource_name) removed from the search space: fixed at {value} (r_l)")
+        self.note(
+            f"hyperband (eta {eta}, r_l {r_l}) became random sampling with the hyperband pruner "
+            f"(min_resource {min_resource}, max_resource {r_l}, reduction_factor {eta}): instead of starting "
+            f"new trials with a larger {resource!r}, every trial runs {resource}={r_l} and is stopped at the "
+            f"pruner's rungs; the trial must report the objective at every step (epoch), which is the resource"
+        )
+        self.note(
+            f"parameter {resource!r} (hyperband's resource_name) removed from the search space: fixed at {value} (r_l)"
+        )
 
     # --------------------------------------------------------------------- early stopping
     def _early_stopping(self) -> dict[str, Any]:
@@ -772,12 +927,16 @@ class _Converter:
                 values[key] = v
             except ValueError as err:
                 self.miss(f"{path}.algorithmSettings[{i}]", f"setting {key!r} of medianstop: {err}")
-        self.note(f"medianstop (min_trials_required {values['min_trials_required']}, start_step "
-                  f"{values['start_step']}) became the median pruner (n_startup_trials, n_warmup_steps): Katib stops "
-                  f"a trial worse than the mean of the completed trials' averages over their first start_step "
-                  f"values; the median pruner compares with the median of the other trials at the same step")
-        return {"pruner": "median", "settings": {"n_startup_trials": values["min_trials_required"],
-                                                 "n_warmup_steps": values["start_step"]}}
+        self.note(
+            f"medianstop (min_trials_required {values['min_trials_required']}, start_step "
+            f"{values['start_step']}) became the median pruner (n_startup_trials, n_warmup_steps): Katib stops "
+            f"a trial worse than the mean of the completed trials' averages over their first start_step "
+            f"values; the median pruner compares with the median of the other trials at the same step"
+        )
+        return {
+            "pruner": "median",
+            "settings": {"n_startup_trials": values["min_trials_required"], "n_warmup_steps": values["start_step"]},
+        }
 
     # --------------------------------------------------------------------- budget
     def _budget(self) -> dict[str, Any]:
@@ -792,8 +951,10 @@ class _Converter:
             except ValueError as err:
                 self.miss("spec.maxTrialCount", str(err))
         else:
-            self.note("maxTrialCount unset: Katib runs trials until the goal is reached; budget.maxTrials is "
-                      "left at its default (10)")
+            self.note(
+                "maxTrialCount unset: Katib runs trials until the goal is reached; budget.maxTrials is "
+                "left at its default (10)"
+            )
         effective_max = max_trials or 10
         parallel = _DEFAULT_PARALLEL
         if self.spec.get("parallelTrialCount") is not None:
@@ -813,8 +974,10 @@ class _Converter:
         failed = self.spec.get("maxFailedTrialCount")
         if failed is None:
             out["maxFailedTrials"] = effective_max
-            self.note("maxFailedTrialCount unset: Katib never fails an experiment for failed trials; "
-                      f"maxFailedTrials {effective_max} (= maxTrials)")
+            self.note(
+                "maxFailedTrialCount unset: Katib never fails an experiment for failed trials; "
+                f"maxFailedTrials {effective_max} (= maxTrials)"
+            )
         else:
             try:
                 n = _int(failed)
@@ -822,11 +985,15 @@ class _Converter:
                     raise ValueError(f"must be >= 0, got {n}")
                 out["maxFailedTrials"] = max(0, n - 1)
                 if n == 0:
-                    self.note("maxFailedTrialCount 0: Katib fails the experiment at its first failed trial, as "
-                              "maxFailedTrials 0 does")
+                    self.note(
+                        "maxFailedTrialCount 0: Katib fails the experiment at its first failed trial, as "
+                        "maxFailedTrials 0 does"
+                    )
                 else:
-                    self.note(f"maxFailedTrialCount {n}: Katib fails the experiment when {n} trials have failed, a "
-                              f"TuningJob when more than maxFailedTrials have: maxFailedTrials {n - 1}")
+                    self.note(
+                        f"maxFailedTrialCount {n}: Katib fails the experiment when {n} trials have failed, a "
+                        f"TuningJob when more than maxFailedTrials have: maxFailedTrials {n - 1}"
+                    )
             except ValueError as err:
                 self.miss("spec.maxFailedTrialCount", str(err))
         return out
@@ -850,7 +1017,9 @@ class _Converter:
             fsp = source.get("fileSystemPath") or {}
             collector["kind"] = "file"
             if fsp.get("kind", "File") != "File":
-                self.miss(f"{path}.source.fileSystemPath.kind", f"{fsp.get('kind')!r}: the file collector reads one file")
+                self.miss(
+                    f"{path}.source.fileSystemPath.kind", f"{fsp.get('kind')!r}: the file collector reads one file"
+                )
             collector["path"] = fsp.get("path") or _DEFAULT_FILE_PATH
             fmt = fsp.get("format") or "TEXT"
             if fmt not in ("TEXT", "JSON"):
@@ -871,8 +1040,10 @@ class _Converter:
                 if not 1 <= collector["port"] <= 65535:
                     raise ValueError
             except ValueError:
-                self.miss(f"{path}.source.httpGet.port", f"{port!r}: the prometheus collector needs a port number "
-                                                         "(named ports are not resolved)")
+                self.miss(
+                    f"{path}.source.httpGet.port",
+                    f"{port!r}: the prometheus collector needs a port number (named ports are not resolved)",
+                )
                 collector.pop("port", None)
             collector["metricsPath"] = http.get("path") or "/metrics"
             for k in http:
@@ -884,21 +1055,27 @@ class _Converter:
             if collector.get("port") in _OPERATOR_PORTS:
                 if collector["port"] == _OPERATOR_PORTS[0]:
                     out["port"] = 9091
-                    self.note("your program's /metrics is on 9090, the trial supervisor's default metrics port: "
-                              "spec.metrics.port moved to 9091")
+                    self.note(
+                        "your program's /metrics is on 9090, the trial supervisor's default metrics port: "
+                        "spec.metrics.port moved to 9091"
+                    )
                 else:
                     self.miss(f"{path}.source.httpGet.port", f"{collector['port']} is the Horovod rendezvous port")
         elif kind == "Push":
             collector["kind"] = "push"
-            self.note("Push collector: calls to kubeflow.katib's report_metrics() in the trial code must become "
-                      "openautoglm_trial.report(step, **metrics)")
+            self.note(
+                "Push collector: calls to kubeflow.katib's report_metrics() in the trial code must become "
+                "openautoglm_trial.report(step, **metrics)"
+            )
         else:
-            what = {"TensorFlowEvent": "TensorFlow event files are not read",
-                    "Custom": "a custom collector container has no equivalent",
-                    "None": "the TuningJob needs the trial's metrics"}.get(kind, "unknown collector kind")
+            what = {
+                "TensorFlowEvent": "TensorFlow event files are not read",
+                "Custom": "a custom collector container has no equivalent",
+                "None": "the TuningJob needs the trial's metrics",
+            }.get(kind, "unknown collector kind")
             self.miss(f"{path}.collector.kind", f"{kind!r}: {what}")
             return out
-        extra = set((mc.get("collector") or {})) - {"kind"}
+        extra = set(mc.get("collector") or {}) - {"kind"}
         for k in sorted(extra):
             self.miss(f"{path}.collector.{k}", "only for the Custom collector")
         out["collector"] = collector
@@ -910,8 +1087,11 @@ class _Converter:
             return
         fpath = f"{path}.source.filter.metricsFormat"
         if len(formats) > 1:
-            self.miss(fpath, f"{len(formats)} formats: the collector takes one regex (joining them would "
-                             "renumber the name and value groups)")
+            self.miss(
+                fpath,
+                f"{len(formats)} formats: the collector takes one regex (joining them would "
+                "renumber the name and value groups)",
+            )
             return
         regex = str(formats[0])
         try:
@@ -933,14 +1113,19 @@ class _Converter:
             self.miss(path, "required")
             return trial
         if tt.get("retain"):
-            self.note("trialTemplate.retain dropped: the operator deletes a trial's pods when it ends (its result, "
-                      "metrics and curves stay in the study)")
+            self.note(
+                "trialTemplate.retain dropped: the operator deletes a trial's pods when it ends (its result, "
+                "metrics and curves stay in the study)"
+            )
         self._trial_parameters(tt.get("trialParameters") or [], f"{path}.trialParameters")
         if tt.get("configMap"):
             cm = tt["configMap"]
-            self.miss(f"{path}.configMap", f"the trial template is in ConfigMap {cm.get('configMapNamespace')}/"
-                                           f"{cm.get('configMapName')} ({cm.get('templatePath')}): paste it as "
-                                           "trialSpec and convert again")
+            self.miss(
+                f"{path}.configMap",
+                f"the trial template is in ConfigMap {cm.get('configMapNamespace')}/"
+                f"{cm.get('configMapName')} ({cm.get('templatePath')}): paste it as "
+                "trialSpec and convert again",
+            )
             return trial
         ts = tt.get("trialSpec")
         if not isinstance(ts, dict):
@@ -952,8 +1137,9 @@ class _Converter:
             value = tt.get(key)
             defaults = _JOB_CONDITIONS.get((api, kind), _KUBEFLOW_CONDITIONS)
             if value and value not in defaults:
-                self.note(f"trialTemplate.{key} dropped: a trial succeeds when its program exits 0 and reports the "
-                          f"objective")
+                self.note(
+                    f"trialTemplate.{key} dropped: a trial succeeds when its program exits 0 and reports the objective"
+                )
         if tt.get("primaryPodLabels"):
             self.note("trialTemplate.primaryPodLabels dropped: the objective is read from the trial's rank 0")
         tpath = f"{path}.trialSpec"
@@ -962,8 +1148,10 @@ class _Converter:
         for key in ("labels", "annotations"):
             if meta.get(key):
                 pod_meta[key] = dict(meta[key])
-                self.note(f"trialSpec.metadata.{key} (of Katib's trial {kind}) put on the trial pods: a TuningJob "
-                          f"trial has no {kind} object")
+                self.note(
+                    f"trialSpec.metadata.{key} (of Katib's trial {kind}) put on the trial pods: a TuningJob "
+                    f"trial has no {kind} object"
+                )
         for key in meta:
             if key not in ("labels", "annotations"):
                 self.miss(f"{tpath}.metadata.{key}", "not allowed in a trial template")
@@ -974,8 +1162,11 @@ class _Converter:
         elif kind == "MPIJob" and str(api).startswith("kubeflow.org/"):
             self._mpi_job(ts, tpath, primary, trial, pod_meta)
         else:
-            self.miss(f"{tpath}.kind", f"{api}/{kind}: trials are plain pods (batch/v1 Job, PyTorchJob and MPIJob "
-                                       "map; TFJob, XGBoostJob, TrainJob, workflows do not)")
+            self.miss(
+                f"{tpath}.kind",
+                f"{api}/{kind}: trials are plain pods (batch/v1 Job, PyTorchJob and MPIJob "
+                "map; TFJob, XGBoostJob, TrainJob, workflows do not)",
+            )
         if "epochs" in self.out_spec:
             trial["epochs"] = self.out_spec["epochs"]
         return _ordered_trial(trial)
@@ -987,8 +1178,12 @@ class _Converter:
                 self.miss(f"{path}[{i}]", "needs name and reference")
                 continue
             if _META_REF.match(str(ref)):
-                hint = " (a trial's name is in its OPENAUTOGLM_TRIAL_NAME variable)" if ref == "${trialSpec.Name}" else ""
-                self.miss(f"{path}[{i}].reference", f"{ref}: Katib's trial metadata substitution has no equivalent{hint}")
+                hint = (
+                    " (a trial's name is in its OPENAUTOGLM_TRIAL_NAME variable)" if ref == "${trialSpec.Name}" else ""
+                )
+                self.miss(
+                    f"{path}[{i}].reference", f"{ref}: Katib's trial metadata substitution has no equivalent{hint}"
+                )
                 continue
             if ref not in self.params:
                 known = {(p or {}).get("name") for p in self.spec.get("parameters") or []}
@@ -999,8 +1194,9 @@ class _Converter:
             self.trial_params[name] = ref
 
     # ------------------------------------------------------------------ trial kinds
-    def _batch_job(self, ts: dict[str, Any], path: str, primary: str | None, trial: dict[str, Any],
-                   pod_meta: dict[str, Any]) -> None:
+    def _batch_job(
+        self, ts: dict[str, Any], path: str, primary: str | None, trial: dict[str, Any], pod_meta: dict[str, Any]
+    ) -> None:
         spec = ts.get("spec") or {}
         for key, value in spec.items():
             if key == "template":
@@ -1014,8 +1210,9 @@ class _Converter:
             elif key == "ttlSecondsAfterFinished":
                 self.note("trialSpec.spec.ttlSecondsAfterFinished dropped: the operator deletes trial pods")
             elif key == "backoffLimit":
-                self.miss(f"{path}.spec.{key}", f"{value}: a failed trial is not retried; it counts towards "
-                                                "maxFailedTrials")
+                self.miss(
+                    f"{path}.spec.{key}", f"{value}: a failed trial is not retried; it counts towards maxFailedTrials"
+                )
             else:
                 self.miss(f"{path}.spec.{key}", "a trial is one pod per worker; this Job field has no equivalent")
         template = spec.get("template")
@@ -1025,8 +1222,9 @@ class _Converter:
         trial["workers"] = 1
         self._pod(template, f"{path}.spec.template", primary, trial, pod_meta)
 
-    def _pytorch_job(self, ts: dict[str, Any], path: str, primary: str | None, trial: dict[str, Any],
-                     pod_meta: dict[str, Any]) -> None:
+    def _pytorch_job(
+        self, ts: dict[str, Any], path: str, primary: str | None, trial: dict[str, Any], pod_meta: dict[str, Any]
+    ) -> None:
         spec = ts.get("spec") or {}
         rpath = f"{path}.spec.pytorchReplicaSpecs"
         replicas = spec.get("pytorchReplicaSpecs") or {}
@@ -1062,30 +1260,46 @@ class _Converter:
         lead = (master if master is not None else worker) or {}
         if master is not None and worker is not None and n_worker > 0:
             if _comparable(master.get("template")) != _comparable(worker.get("template")):
-                self.miss(f"{rpath}.Worker.template", "differs from the Master's: every rank of a TuningJob trial "
-                                                      "runs the same pod")
+                self.miss(
+                    f"{rpath}.Worker.template",
+                    "differs from the Master's: every rank of a TuningJob trial runs the same pod",
+                )
         workers = n_master + n_worker
         if not 1 <= workers <= 64:
             self.miss(rpath, f"{workers} replicas: a trial has 1 to 64 workers")
             workers = max(1, min(workers, 64))
         trial["workers"] = workers
         if workers > 1:
-            self.note(f"PyTorchJob with {workers} replicas: {workers} workers per trial, started with Horovod's "
-                      f"environment (HOROVOD_RANK, HOROVOD_SIZE, Gloo rendezvous), not torch.distributed's "
-                      f"(MASTER_ADDR, RANK, WORLD_SIZE): a program that calls init_process_group() must use Horovod")
+            self.note(
+                f"PyTorchJob with {workers} replicas: {workers} workers per trial, started with Horovod's "
+                f"environment (HOROVOD_RANK, HOROVOD_SIZE, Gloo rendezvous), not torch.distributed's "
+                f"(MASTER_ADDR, RANK, WORLD_SIZE): a program that calls init_process_group() must use Horovod"
+            )
         template = lead.get("template")
         if not isinstance(template, dict):
             self.miss(f"{rpath}.{lead_role}.template", "required")
             return
         self._pod(template, f"{rpath}.{lead_role}.template", primary, trial, pod_meta)
 
-    def _mpi_job(self, ts: dict[str, Any], path: str, primary: str | None, trial: dict[str, Any],
-                 pod_meta: dict[str, Any]) -> None:
+    def _mpi_job(
+        self, ts: dict[str, Any], path: str, primary: str | None, trial: dict[str, Any], pod_meta: dict[str, Any]
+    ) -> None:
         spec = ts.get("spec") or {}
         rpath = f"{path}.spec.mpiReplicaSpecs"
         replicas = spec.get("mpiReplicaSpecs") or {}
-        self._run_policy(spec, path, trial, skip={"mpiReplicaSpecs", "slotsPerWorker", "mpiImplementation",
-                                                  "sshAuthMountPath", "launcherCreationPolicy", "runLauncherAsWorker"})
+        self._run_policy(
+            spec,
+            path,
+            trial,
+            skip={
+                "mpiReplicaSpecs",
+                "slotsPerWorker",
+                "mpiImplementation",
+                "sshAuthMountPath",
+                "launcherCreationPolicy",
+                "runLauncherAsWorker",
+            },
+        )
         slots = spec.get("slotsPerWorker", 1)
         if slots not in (1, None):
             self.miss(f"{path}.spec.slotsPerWorker", f"{slots}: a TuningJob worker is one pod with one rank")
@@ -1121,25 +1335,31 @@ class _Converter:
         lcontainers = lpod.get("containers") or []
         li = _find_container(lcontainers, primary)
         if li is None:
-            self.miss(f"{lpath}.spec.containers", f"no container {primary!r} (trialTemplate.primaryContainerName) "
-                                                  "in the Launcher")
+            self.miss(
+                f"{lpath}.spec.containers",
+                f"no container {primary!r} (trialTemplate.primaryContainerName) in the Launcher",
+            )
             return
         lc = lcontainers[li]
         argv = self._argv(lc, f"{lpath}.spec.containers[{li}]")
         if argv is None:
             return
         if posixpath.basename(argv[0]) not in _LAUNCHERS:
-            self.miss(f"{lpath}.spec.containers[{li}].command",
-                      f"the Launcher runs {argv[0]!r}, not mpirun/horovodrun: the program of the ranks is unknown")
+            self.miss(
+                f"{lpath}.spec.containers[{li}].command",
+                f"the Launcher runs {argv[0]!r}, not mpirun/horovodrun: the program of the ranks is unknown",
+            )
             return
         program, info, reason = strip_mpi_launcher(argv)
         if program is None:
             self.miss(f"{lpath}.spec.containers[{li}].args", f"cannot strip {info['launcher']}: {reason}")
             return
         stripped = argv[: len(argv) - len(program)]
-        self.note(f"MPIJob: the Launcher's {' '.join(stripped)!r} removed; the operator starts the {n} ranks itself "
-                  f"with Horovod's Gloo environment (what horovodrun sets): a Horovod program runs unchanged, a plain "
-                  f"MPI program does not")
+        self.note(
+            f"MPIJob: the Launcher's {' '.join(stripped)!r} removed; the operator starts the {n} ranks itself "
+            f"with Horovod's Gloo environment (what horovodrun sets): a Horovod program runs unchanged, a plain "
+            f"MPI program does not"
+        )
         if info["np"] is not None and info["np"] != n:
             self.note(f"MPIJob: {info['launcher']} -np {info['np']} ignored: a trial has Worker.replicas ({n}) ranks")
         launcher_env = {e.get("name"): e.get("value") for e in lc.get("env") or [] if "value" in e}
@@ -1152,8 +1372,10 @@ class _Converter:
                 dropped.append(name)
         if dropped:
             self.note(f"MPIJob: -x {' -x '.join(dropped)} dropped: the workers keep their own image's values")
-        self.note("MPIJob: the Launcher pod is not used except for its command; image, resources and volumes come "
-                  "from the Worker pod")
+        self.note(
+            "MPIJob: the Launcher pod is not used except for its command; image, resources and volumes come "
+            "from the Worker pod"
+        )
         # Everything else: the Worker pod, where the program runs.
         wtemplate = worker.get("template")
         if not isinstance(wtemplate, dict):
@@ -1170,8 +1392,16 @@ class _Converter:
         if wi is None:
             self.miss(f"{rpath}.Worker.template.spec.containers", "cannot tell which container runs the program")
             return
-        self._pod(wtemplate, f"{rpath}.Worker.template", wcontainers[wi].get("name"), trial, pod_meta,
-                  argv=program, argv_path=f"{lpath}.spec.containers[{li}]", extra_env=extra_env)
+        self._pod(
+            wtemplate,
+            f"{rpath}.Worker.template",
+            wcontainers[wi].get("name"),
+            trial,
+            pod_meta,
+            argv=program,
+            argv_path=f"{lpath}.spec.containers[{li}]",
+            extra_env=extra_env,
+        )
 
     def _run_policy(self, spec: dict[str, Any], path: str, trial: dict[str, Any], skip: set[str]) -> None:
         for key, value in spec.items():
@@ -1195,8 +1425,11 @@ class _Converter:
     def _replica_restart(self, rs: dict[str, Any], path: str) -> None:
         policy = rs.get("restartPolicy")
         if policy not in (None, "Never"):
-            self.miss(f"{path}.restartPolicy", f"{policy}: trial pods are never restarted (the operator owns "
-                                               "restartPolicy; a failed rank fails the trial)")
+            self.miss(
+                f"{path}.restartPolicy",
+                f"{policy}: trial pods are never restarted (the operator owns "
+                "restartPolicy; a failed rank fails the trial)",
+            )
 
     def _timeout(self, value: Any, path: str, trial: dict[str, Any]) -> None:
         try:
@@ -1209,9 +1442,18 @@ class _Converter:
         trial["timeoutSeconds"] = min(seconds, trial.get("timeoutSeconds", seconds))
 
     # ------------------------------------------------------------------ the pod
-    def _pod(self, template: dict[str, Any], path: str, primary: str | None, trial: dict[str, Any],
-             pod_meta: dict[str, Any], *, argv: list[str] | None = None, argv_path: str | None = None,
-             extra_env: dict[str, str] | None = None) -> None:
+    def _pod(
+        self,
+        template: dict[str, Any],
+        path: str,
+        primary: str | None,
+        trial: dict[str, Any],
+        pod_meta: dict[str, Any],
+        *,
+        argv: list[str] | None = None,
+        argv_path: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         """The trial's pod: the primary container to spec.trial, the rest to spec.trial.podTemplate.
 
         What the overlay may hold is :mod:`openautoglm.podtemplate`'s decision (owned fields, the
@@ -1235,13 +1477,16 @@ class _Converter:
         ci = _find_container(containers, primary)
         if ci is None and primary is None and len(containers) == 1:
             ci = 0
-            self.note(f"trialTemplate.primaryContainerName unset: the only container {containers[0].get('name')!r} "
-                      "is the trial's")
+            self.note(
+                f"trialTemplate.primaryContainerName unset: the only container {containers[0].get('name')!r} "
+                "is the trial's"
+            )
         if ci is None:
             self.miss(f"{spath}.containers", f"no container {primary!r} (trialTemplate.primaryContainerName)")
             return
-        worker = self._container(containers[ci], f"{spath}.containers[{ci}]", trial, argv=argv,
-                                 argv_path=argv_path, extra_env=extra_env)
+        worker = self._container(
+            containers[ci], f"{spath}.containers[{ci}]", trial, argv=argv, argv_path=argv_path, extra_env=extra_env
+        )
         # overlay index -> Katib index, to report the overlay's problems at their Katib path
         container_index: dict[int, int] = {}
         overlay_containers: list[dict[str, Any]] = []
@@ -1263,8 +1508,11 @@ class _Converter:
             self._placeholders(value, kpath)
             if key == "restartPolicy":
                 if value != "Never":
-                    self.miss(kpath, f"{value}: trial pods are never restarted (the operator owns restartPolicy; a "
-                                     "failed rank fails the trial)")
+                    self.miss(
+                        kpath,
+                        f"{value}: trial pods are never restarted (the operator owns restartPolicy; a "
+                        "failed rank fails the trial)",
+                    )
             elif key == "activeDeadlineSeconds":
                 self._timeout(value, kpath, trial)
             elif key == "serviceAccount":
@@ -1284,8 +1532,14 @@ class _Converter:
         if result:
             trial["podTemplate"] = result
 
-    def _checked_overlay(self, overlay: dict[str, Any], path: str, pod_meta: dict[str, Any],
-                         container_index: dict[int, int], trial: dict[str, Any]) -> dict[str, Any]:
+    def _checked_overlay(
+        self,
+        overlay: dict[str, Any],
+        path: str,
+        pod_meta: dict[str, Any],
+        container_index: dict[int, int],
+        trial: dict[str, Any],
+    ) -> dict[str, Any]:
         """The overlay without what openautoglm.podtemplate refuses; each refusal unmapped at its Katib path."""
         try:
             from openautoglm import podtemplate
@@ -1298,8 +1552,11 @@ class _Converter:
             if m and int(m.group(1)) in container_index:
                 return f"{path}.spec.containers[{container_index[int(m.group(1))]}]{m.group(2)}"
             m = re.match(r"metadata\.(labels|annotations)\.(.+)", rel)
-            if m and m.group(2) in (pod_meta.get(m.group(1)) or {}) and m.group(2) not in (
-                    ((self._template_meta(path) or {}).get(m.group(1))) or {}):
+            if (
+                m
+                and m.group(2) in (pod_meta.get(m.group(1)) or {})
+                and m.group(2) not in (((self._template_meta(path) or {}).get(m.group(1))) or {})
+            ):
                 return f"spec.trialTemplate.trialSpec.metadata.{m.group(1)}.{m.group(2)}"
             return f"{path}.{rel}" if rel else path
 
@@ -1336,8 +1593,16 @@ class _Converter:
             if _PLACEHOLDER.search(text):
                 self.miss(p, "${trialParameters.*} is only replaced in the trial's command (--lossy keeps it as text)")
 
-    def _container(self, c: dict[str, Any], path: str, trial: dict[str, Any], *, argv: list[str] | None,
-                   argv_path: str | None, extra_env: dict[str, str] | None) -> dict[str, Any]:
+    def _container(
+        self,
+        c: dict[str, Any],
+        path: str,
+        trial: dict[str, Any],
+        *,
+        argv: list[str] | None,
+        argv_path: str | None,
+        extra_env: dict[str, str] | None,
+    ) -> dict[str, Any]:
         """The trial container: image, command, resources and plain env go to spec.trial; what the
         ``worker`` container of the overlay may carry (env from Secrets, mounts, workingDir ...) is
         returned as that container."""
@@ -1378,8 +1643,11 @@ class _Converter:
                         self.miss(f"{epath}.name", f"{name}: OPENAUTOGLM_*, HOROVOD_* and HOME are set by the operator")
                         continue
                     if any(_PLACEHOLDER.search(t) for _, t in _walk_strings(e, epath)):
-                        self.miss(f"{epath}.value", "${trialParameters.*} is only replaced in the trial's command "
-                                                    "(the trial gets every parameter in OPENAUTOGLM_TRIAL_PARAMS)")
+                        self.miss(
+                            f"{epath}.value",
+                            "${trialParameters.*} is only replaced in the trial's command "
+                            "(the trial gets every parameter in OPENAUTOGLM_TRIAL_PARAMS)",
+                        )
                         continue
                     if "valueFrom" in e:
                         worker.setdefault("env", []).append(copy.deepcopy(e))
@@ -1389,8 +1657,10 @@ class _Converter:
             elif key == "ports":
                 for i, port in enumerate(value or []):
                     if (port or {}).get("hostPort") not in (None, 0):
-                        self.miss(f"{kpath}[{i}].hostPort", "must not be set (the restricted Pod Security Standard: "
-                                                            "no host ports)")
+                        self.miss(
+                            f"{kpath}[{i}].hostPort",
+                            "must not be set (the restricted Pod Security Standard: no host ports)",
+                        )
                 self.note("container ports dropped: declaring them is informational; the program can still listen")
             elif key in ("livenessProbe", "readinessProbe", "startupProbe"):
                 self.note(f"{key} dropped: the trial supervisor serves the probes (a stalled trial is stopped)")
@@ -1402,8 +1672,10 @@ class _Converter:
         if env:
             trial["env"] = env
         if "resources" not in trial:
-            self.note("no resources in Katib's trial container (a BestEffort pod there): the trial gets the TuningJob "
-                      "defaults (requests cpu 1, memory 1Gi; limits cpu 1, memory 2Gi)")
+            self.note(
+                "no resources in Katib's trial container (a BestEffort pod there): the trial gets the TuningJob "
+                "defaults (requests cpu 1, memory 1Gi; limits cpu 1, memory 2Gi)"
+            )
         return worker
 
     def _resources(self, res: dict[str, Any], path: str) -> dict[str, Any]:
@@ -1430,8 +1702,12 @@ class _Converter:
         command = [str(x) for x in c.get("command") or []]
         args = [str(x) for x in c.get("args") or []]
         if not command:
-            self.miss(f"{path}.command", "missing: the image's ENTRYPOINT would run" + (" with args" if args else "")
-                      + "; a TuningJob's trial.command must name the program")
+            self.miss(
+                f"{path}.command",
+                "missing: the image's ENTRYPOINT would run"
+                + (" with args" if args else "")
+                + "; a TuningJob's trial.command must name the program",
+            )
             return None
         argv = command + args
         shell = _shell_invocation(argv)
@@ -1444,8 +1720,11 @@ class _Converter:
             return None
         words, reason = shell_words(script)
         if words is None:
-            self.miss(where, f"the {argv[0]} -c command line has {reason}: a TuningJob runs its command without a "
-                             "shell (put the line in a script in the image)")
+            self.miss(
+                where,
+                f"the {argv[0]} -c command line has {reason}: a TuningJob runs its command without a "
+                "shell (put the line in a script in the image)",
+            )
             return None
         if words and words[0] == "exec":
             words = words[1:]
@@ -1458,10 +1737,13 @@ class _Converter:
     def _rewrite_command(self, argv: list[str], path: str) -> list[str] | None:
         out: list[str] = []
         ok = True
-        for i, item in enumerate(argv):
+        for item in argv:
             if _KUBELET_VAR.search(item):
-                self.miss(path, f"{item!r}: the kubelet expands $(VAR) in a container command; the trial supervisor "
-                                "runs the command without expansion")
+                self.miss(
+                    path,
+                    f"{item!r}: the kubelet expands $(VAR) in a container command; the trial supervisor "
+                    "runs the command without expansion",
+                )
                 ok = False
                 continue
 
@@ -1469,8 +1751,10 @@ class _Converter:
                 nonlocal ok
                 name = m.group(1)
                 if name in self.trial_params:
-                    return "${trialParameters.%s}" % self.trial_params[name]
-                declared = {(tp or {}).get("name") for tp in (self.spec.get("trialTemplate") or {}).get("trialParameters") or []}
+                    return "${trialParameters." + self.trial_params[name] + "}"
+                declared = {
+                    (tp or {}).get("name") for tp in (self.spec.get("trialTemplate") or {}).get("trialParameters") or []
+                }
                 if name not in declared:
                     self.miss(path, f"${{trialParameters.{name}}} is not declared in trialTemplate.trialParameters")
                 ok = False  # declared but unmapped: reported with the trial parameter
@@ -1485,8 +1769,11 @@ class _Converter:
         if policy in (None, "", "Never"):
             return
         if policy in ("LongRunning", "FromVolume"):
-            self.miss("spec.resumePolicy", f"{policy}: a finished TuningJob cannot be resumed with a larger budget "
-                                           "(its study survives operator restarts, which needs no policy)")
+            self.miss(
+                "spec.resumePolicy",
+                f"{policy}: a finished TuningJob cannot be resumed with a larger budget "
+                "(its study survives operator restarts, which needs no policy)",
+            )
         else:
             self.miss("spec.resumePolicy", f"unknown policy {policy!r}")
 
@@ -1506,7 +1793,8 @@ def _delete(node: Any, rel: str) -> None:
     for part in parts:
         key: Any = int(part[1:-1]) if part.startswith("[") else part
         exists = (isinstance(cur, list) and isinstance(key, int) and key < len(cur)) or (
-            isinstance(cur, dict) and not isinstance(key, int) and key in cur)
+            isinstance(cur, dict) and not isinstance(key, int) and key in cur
+        )
         if not exists:
             break
         parents.append((cur, key))
@@ -1571,7 +1859,9 @@ def convert(experiment: dict[str, Any]) -> Conversion:
     if not isinstance(experiment, dict) or experiment.get("kind") != "Experiment":
         raise NotAnExperiment("not a Katib Experiment (kind: Experiment)")
     if experiment.get("apiVersion") != KATIB_API_VERSION:
-        raise NotAnExperiment(f"apiVersion {experiment.get('apiVersion')!r}: only {KATIB_API_VERSION} Experiments are read")
+        raise NotAnExperiment(
+            f"apiVersion {experiment.get('apiVersion')!r}: only {KATIB_API_VERSION} Experiments are read"
+        )
     return _Converter(copy.deepcopy(experiment)).run()
 
 
@@ -1579,8 +1869,11 @@ def render(conversion: Conversion, source: str | None = None) -> str:
     """The TuningJob as YAML, its notes (and, in lossy use, the dropped fields) as leading comments."""
     meta = conversion.job.get("metadata") or {}
     ident = "/".join(x for x in (meta.get("namespace"), meta.get("name")) if x)
-    lines = [f"# TuningJob converted from Katib Experiment {ident}"
-             + (f" ({source})" if source else "") + " by `openautoglm import-katib`."]
+    lines = [
+        f"# TuningJob converted from Katib Experiment {ident}"
+        + (f" ({source})" if source else "")
+        + " by `openautoglm import-katib`."
+    ]
 
     def bullets(title: str, items: list[str]) -> None:
         lines.append(f"# {title}")
@@ -1618,8 +1911,10 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if conversion.unmapped:
         verb = "dropped (--lossy)" if args.lossy else "cannot be mapped to a TuningJob"
-        print(f"{source}: {len(conversion.unmapped)} field{'s' * (len(conversion.unmapped) != 1)} {verb}:",
-              file=sys.stderr)
+        print(
+            f"{source}: {len(conversion.unmapped)} field{'s' * (len(conversion.unmapped) != 1)} {verb}:",
+            file=sys.stderr,
+        )
         for p, reason in conversion.unmapped:
             print(f"  {p}: {reason}", file=sys.stderr)
         if not args.lossy:
@@ -1636,12 +1931,14 @@ def main(args: argparse.Namespace) -> int:
     text = render(conversion, source=None if source == "-" else Path(source).name)
     if args.output:
         Path(args.output).write_text(text)
-        print(f"wrote {args.output}" + (f" ({len(conversion.notes)} notes as comments at its top)"
-                                        if conversion.notes else ""), file=sys.stderr)
+        print(
+            f"wrote {args.output}"
+            + (f" ({len(conversion.notes)} notes as comments at its top)" if conversion.notes else ""),
+            file=sys.stderr,
+        )
     else:
         sys.stdout.write(text)
     return 0
 
 
-__all__ = ["Conversion", "NotAnExperiment", "convert", "main", "render", "shell_words",
-           "strip_mpi_launcher"]
+__all__ = ["Conversion", "NotAnExperiment", "convert", "main", "render", "shell_words", "strip_mpi_launcher"]

@@ -25,6 +25,7 @@ dev dependency; the operator image and ``pip install openautoglm-tune`` need thi
   settable on create). Rules (CEL in the CRD, :mod:`openautoglm.podtemplate` in the model) reject
   them with a message; the schema stays small.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,18 +40,39 @@ KUBERNETES_VERSION: Final = "1.33"
 SCHEMA_FILE: Final = Path(__file__).with_name(f"podtemplatespec-v{KUBERNETES_VERSION}.json")
 _SOURCE_DIR: Final = f"kubernetes-json-schema/v{KUBERNETES_VERSION}.0-local-strict"
 _ROOT: Final = "io.k8s.api.core.v1.PodTemplateSpec"
-_INT_OR_STRING: Final = {"io.k8s.apimachinery.pkg.util.intstr.IntOrString", "io.k8s.apimachinery.pkg.api.resource.Quantity"}
+_INT_OR_STRING: Final = {
+    "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+    "io.k8s.apimachinery.pkg.api.resource.Quantity",
+}
 #: apimachinery's quantity grammar (resource.Quantity's serialization format).
-QUANTITY_PATTERN: Final = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
-                           r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
-_KEPT: Final = ("type", "format", "required", "properties", "additionalProperties", "items",
-                "x-kubernetes-list-type", "x-kubernetes-list-map-keys")
+QUANTITY_PATTERN: Final = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_KEPT: Final = (
+    "type",
+    "format",
+    "required",
+    "properties",
+    "additionalProperties",
+    "items",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+)
 #: Go defaults of list-map keys (k8s.io/kubernetes pkg/apis/core/v1/defaults.go); other string keys
 #: default to Go's zero value "", as controller-gen writes them (imagePullSecrets[].name).
 _KEY_DEFAULTS: Final = {"protocol": "TCP"}
 #: Volume sources a trial pod may use: the restricted Pod Security Standard's list.
-ALLOWED_VOLUME_SOURCES: Final = ("configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
-                                 "persistentVolumeClaim", "projected", "secret")
+ALLOWED_VOLUME_SOURCES: Final = (
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+)
 
 
 def _convert(node: dict[str, Any], defs: dict[str, Any], ref: str | None = None) -> dict[str, Any]:
@@ -139,14 +161,17 @@ def shared_schema() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m openautoglm.podschema", description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="exit 1 if the vendored file differs from kubernetes-validate's")
+    p.add_argument(
+        "--check", action="store_true", help="exit 1 if the vendored file differs from kubernetes-validate's"
+    )
     args = p.parse_args(argv)
     text = render(derive(load_source()))
     current = SCHEMA_FILE.read_text() if SCHEMA_FILE.exists() else ""
     if args.check:
         if current != text:
-            sys.stderr.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                                       str(SCHEMA_FILE), "derived", n=2))
+            sys.stderr.writelines(
+                difflib.unified_diff(current.splitlines(True), text.splitlines(True), str(SCHEMA_FILE), "derived", n=2)
+            )
             print(f"\n{SCHEMA_FILE} is out of date: run `python -m openautoglm.podschema`", file=sys.stderr)
             return 1
         print(f"{SCHEMA_FILE} is up to date")

@@ -25,6 +25,7 @@ Decisions worth knowing:
 * Other containers and init containers get the restricted container settings they lack
   (``allowPrivilegeEscalation: false``, ``capabilities.drop: [ALL]``), so a plain sidecar passes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,8 +49,16 @@ RESERVED_ENV_PREFIXES: Final = ("OPENAUTOGLM_", "HOROVOD_")
 RESERVED_ENV: Final = ("HOME",)
 CONTAINER_LISTS: Final = ("containers", "initContainers", "ephemeralContainers")
 #: What the template may set in the worker container; everything else there is the operator's.
-WORKER_FIELDS: Final = ("name", "env", "envFrom", "volumeMounts", "volumeDevices", "workingDir",
-                        "securityContext", "imagePullPolicy")
+WORKER_FIELDS: Final = (
+    "name",
+    "env",
+    "envFrom",
+    "volumeMounts",
+    "volumeDevices",
+    "workingDir",
+    "securityContext",
+    "imagePullPolicy",
+)
 _OWNED: Final = "set by the operator"
 OWNED_WORKER_FIELDS: Final[dict[str, str]] = {
     "image": "comes from spec.trial.image",
@@ -94,9 +103,15 @@ ALLOWED_SELINUX_TYPES: Final = ("", "container_t", "container_init_t", "containe
 ALLOWED_PROC_MOUNT: Final = ("Default",)
 #: The baseline profile's safe sysctls (as of 1.29; later additions are refused, which is safe).
 SAFE_SYSCTLS: Final = (
-    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
 )
 APPARMOR_ANNOTATION: Final = "container.apparmor.security.beta.kubernetes.io/"
@@ -114,14 +129,22 @@ BOUNDS: Final[dict[str, int]] = {
     "spec.initContainers": 16,
     "spec.volumes": 128,
     "spec.securityContext.sysctls": 32,
-    **{f"spec.{lst}[].{field}": n for lst in ("containers", "initContainers")
-       for field, n in (("env", 256), ("envFrom", 64), ("ports", 64), ("volumeMounts", 128))},
-    **{f"spec.{lst}[].securityContext.capabilities.{part}": 64 for lst in ("containers", "initContainers")
-       for part in ("add", "drop")},
+    **{
+        f"spec.{lst}[].{field}": n
+        for lst in ("containers", "initContainers")
+        for field, n in (("env", 256), ("envFrom", 64), ("ports", 64), ("volumeMounts", 128))
+    },
+    **{
+        f"spec.{lst}[].securityContext.capabilities.{part}": 64
+        for lst in ("containers", "initContainers")
+        for part in ("add", "drop")
+    },
 }
 
-_QUALIFIED_NAME: Final = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                                    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_QUALIFIED_NAME: Final = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 _LABEL_VALUE: Final = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
@@ -146,8 +169,14 @@ def _items(value: Any) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _type_name(value: Any) -> str:
-    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
-                       (list, "array"), (dict, "object")):
+    for kind, name in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        (list, "array"),
+        (dict, "object"),
+    ):
         if isinstance(value, kind):
             return name
     return type(value).__name__
@@ -156,7 +185,8 @@ def _type_name(value: Any) -> str:
 def _is(value: Any, kind: str) -> bool:
     if kind == "integer":
         return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer())
+            isinstance(value, float) and value.is_integer()
+        )
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return _type_name(value) == kind
@@ -199,8 +229,13 @@ def _bound_problems(template: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for bound_path, limit in BOUNDS.items():
         for path, value in _resolve(template, bound_path.split("."), ""):
             if isinstance(value, (list, dict)) and len(value) > limit:
-                yield path, (f"at most {limit} entries here (a bound of the CRD that keeps its validation "
-                             f"rules within the API server's cost budget), got {len(value)}")
+                yield (
+                    path,
+                    (
+                        f"at most {limit} entries here (a bound of the CRD that keeps its validation "
+                        f"rules within the API server's cost budget), got {len(value)}"
+                    ),
+                )
 
 
 def _resolve(node: Any, parts: list[str], path: str) -> Iterator[tuple[str, Any]]:
@@ -228,7 +263,10 @@ def _metadata_problems(meta: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for key, value in _dict(meta.get("labels")).items():
         where = f"metadata.labels.{key}"
         if key.startswith(RESERVED_LABEL_PREFIXES):
-            yield where, f"{_OWNED}: label keys {', '.join(p + '*' for p in RESERVED_LABEL_PREFIXES)} are the operator's"
+            yield (
+                where,
+                f"{_OWNED}: label keys {', '.join(p + '*' for p in RESERVED_LABEL_PREFIXES)} are the operator's",
+            )
         elif not _qualified_name(key):
             yield where, "not a valid label key: [prefix/]name, name <= 63 characters of [A-Za-z0-9_.-]"
         if isinstance(value, str) and (len(value) > 63 or not _LABEL_VALUE.match(value)):
@@ -237,8 +275,12 @@ def _metadata_problems(meta: dict[str, Any]) -> Iterator[tuple[str, str]]:
         where = f"metadata.annotations.{key}"
         if not _qualified_name(key):
             yield where, "not a valid annotation key: [prefix/]name, name <= 63 characters of [A-Za-z0-9_.-]"
-        if key.startswith(APPARMOR_ANNOTATION) and isinstance(value, str) and \
-                value != "runtime/default" and not value.startswith("localhost/"):
+        if (
+            key.startswith(APPARMOR_ANNOTATION)
+            and isinstance(value, str)
+            and value != "runtime/default"
+            and not value.startswith("localhost/")
+        ):
             yield where, f"AppArmor profile must be runtime/default or localhost/* ({PSS})"
 
 
@@ -257,20 +299,27 @@ def _worker_problems(container: dict[str, Any], path: str, taken_env: set[str]) 
         if not isinstance(name, str):
             continue
         if name.startswith(RESERVED_ENV_PREFIXES) or name in RESERVED_ENV:
-            yield f"{path}.env[{i}].name", f"{_OWNED}: {', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)} and " \
-                                           f"{', '.join(RESERVED_ENV)} are the trial contract's"
+            yield (
+                f"{path}.env[{i}].name",
+                f"{_OWNED}: {', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)} and "
+                f"{', '.join(RESERVED_ENV)} are the trial contract's",
+            )
         elif name in taken_env:
             yield f"{path}.env[{i}].name", "also set in spec.trial.env: give it once"
     for i, source in _items(container.get("envFrom")):
         prefix = source.get("prefix")
         if isinstance(prefix, str) and prefix.startswith(RESERVED_ENV_PREFIXES):
-            yield f"{path}.envFrom[{i}].prefix", f"{_OWNED}: {', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)} " \
-                                                 "are the trial contract's"
+            yield (
+                f"{path}.envFrom[{i}].prefix",
+                f"{_OWNED}: {', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)} are the trial contract's",
+            )
     for i, mount in _items(container.get("volumeMounts")):
         mount_path = mount.get("mountPath")
         if isinstance(mount_path, str) and mount_path.rstrip("/") in RESERVED_MOUNT_PATHS:
-            yield f"{path}.volumeMounts[{i}].mountPath", f"{_OWNED}: {', '.join(RESERVED_MOUNT_PATHS)} are the " \
-                                                         "operator's mounts"
+            yield (
+                f"{path}.volumeMounts[{i}].mountPath",
+                f"{_OWNED}: {', '.join(RESERVED_MOUNT_PATHS)} are the operator's mounts",
+            )
 
 
 def _pod_spec_problems(spec: dict[str, Any], taken_env: set[str]) -> Iterator[tuple[str, str]]:
@@ -329,7 +378,10 @@ def _security_problems(sc: dict[str, Any], path: str, *, pod: bool) -> Iterator[
         yield f"{path}.appArmorProfile.type", f"must be {' or '.join(ALLOWED_APPARMOR)} ({PSS})"
     selinux = _dict(sc.get("seLinuxOptions"))
     if selinux.get("type") not in (None, *ALLOWED_SELINUX_TYPES):
-        yield f"{path}.seLinuxOptions.type", f"must be one of {', '.join(t for t in ALLOWED_SELINUX_TYPES if t)} ({PSS})"
+        yield (
+            f"{path}.seLinuxOptions.type",
+            f"must be one of {', '.join(t for t in ALLOWED_SELINUX_TYPES if t)} ({PSS})",
+        )
     for key in ("user", "role"):
         if selinux.get(key) not in (None, ""):
             yield f"{path}.seLinuxOptions.{key}", f"must not be set ({PSS})"
@@ -369,8 +421,10 @@ def _pss_problems(spec: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for i, volume in _items(spec.get("volumes")):
         for key in volume:
             if key != "name" and key not in ALLOWED_VOLUME_SOURCES:
-                yield f"spec.volumes[{i}].{key}", (f"{key} volumes are not allowed ({PSS} allows "
-                                                   f"{', '.join(ALLOWED_VOLUME_SOURCES)})")
+                yield (
+                    f"spec.volumes[{i}].{key}",
+                    (f"{key} volumes are not allowed ({PSS} allows {', '.join(ALLOWED_VOLUME_SOURCES)})"),
+                )
 
 
 # ----------------------------------------------------------------------------- public functions
@@ -387,10 +441,18 @@ def problems(template: dict[str, Any] | None, *, taken_env: Iterable[str] = ()) 
         return [("", f"must be a mapping (a PodTemplateSpec: metadata, spec), got {_type_name(template)}")]
     meta, spec = _dict(template.get("metadata")), _dict(template.get("spec"))
     # Owned metadata fields are not in the vendored schema: say why instead of "unknown field".
-    shaped = {**template, "metadata": {k: v for k, v in meta.items() if k in ("labels", "annotations")}} \
-        if meta else template
-    found = [*_shape(shaped, podschema.shared_schema(), ""), *_bound_problems(template),
-             *_metadata_problems(meta), *_pod_spec_problems(spec, set(taken_env)), *_pss_problems(spec)]
+    shaped = (
+        {**template, "metadata": {k: v for k, v in meta.items() if k in ("labels", "annotations")}}
+        if meta
+        else template
+    )
+    found = [
+        *_shape(shaped, podschema.shared_schema(), ""),
+        *_bound_problems(template),
+        *_metadata_problems(meta),
+        *_pod_spec_problems(spec, set(taken_env)),
+        *_pss_problems(spec),
+    ]
     return list(dict.fromkeys(found))  # one message per (path, text)
 
 
@@ -453,8 +515,9 @@ def merge_into_pod(pod: dict[str, Any], template: dict[str, Any] | None) -> dict
     if tspec.get("securityContext"):
         spec["securityContext"] = {**spec.get("securityContext", {}), **copy.deepcopy(tspec["securityContext"])}
     overlays = {c.get("name"): c for c in tspec.get("containers") or []}
-    spec["containers"] = [_merge_worker(c, overlays[c["name"]]) if c["name"] in overlays else c
-                          for c in spec.get("containers", [])]
+    spec["containers"] = [
+        _merge_worker(c, overlays[c["name"]]) if c["name"] in overlays else c for c in spec.get("containers", [])
+    ]
     ours = {c["name"] for c in spec["containers"]}
     spec["containers"] += [_restricted(c) for c in tspec.get("containers") or [] if c.get("name") not in ours]
     if tspec.get("initContainers"):

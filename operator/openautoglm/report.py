@@ -4,6 +4,7 @@ Figures: optimization history (best so far, pruned trials marked), each paramete
 over trials, parameter importances (fANOVA), intermediate curves with pruned trials
 marked, and for several objectives the Pareto front.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from openautoglm.engine.storage import open_storage
 
-_COLORS = {TrialState.COMPLETE: "#1f77b4", TrialState.PRUNED: "#d62728", TrialState.FAIL: "#7f7f7f",
-           TrialState.RUNNING: "#2ca02c"}
+_COLORS = {
+    TrialState.COMPLETE: "#1f77b4",
+    TrialState.PRUNED: "#d62728",
+    TrialState.FAIL: "#7f7f7f",
+    TrialState.RUNNING: "#2ca02c",
+}
 
 
 @dataclasses.dataclass
@@ -58,11 +63,22 @@ def _history(study: optuna.Study, trials: list[FrozenTrial], path: Path) -> Path
     fig, ax = plt.subplots(figsize=(8, 4.5))
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    ax.scatter([t.number for t in done], [t.value for t in done], color=_COLORS[TrialState.COMPLETE],
-               label="completed", zorder=3)
+    ax.scatter(
+        [t.number for t in done],
+        [t.value for t in done],
+        color=_COLORS[TrialState.COMPLETE],
+        label="completed",
+        zorder=3,
+    )
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
-    ax.scatter([t.number for t in pruned], [t.intermediate_values[max(t.intermediate_values)] for t in pruned],
-               color=_COLORS[TrialState.PRUNED], marker="x", label="pruned (last value)", zorder=3)
+    ax.scatter(
+        [t.number for t in pruned],
+        [t.intermediate_values[max(t.intermediate_values)] for t in pruned],
+        color=_COLORS[TrialState.PRUNED],
+        marker="x",
+        label="pruned (last value)",
+        zorder=3,
+    )
     best, xs, ys = None, [], []
     for t in sorted(done, key=lambda t: t.number):
         if best is None or (t.value > best if maximize else t.value < best):
@@ -71,8 +87,14 @@ def _history(study: optuna.Study, trials: list[FrozenTrial], path: Path) -> Path
         ys.append(best)
     if xs:
         ax.step(xs, ys, where="post", color="black", label="best so far")
-    return _save(fig, ax, path, xlabel="trial", ylabel=study.metric_names[0] if study.metric_names else "objective",
-                 title="Optimization history")
+    return _save(
+        fig,
+        ax,
+        path,
+        xlabel="trial",
+        ylabel=study.metric_names[0] if study.metric_names else "objective",
+        title="Optimization history",
+    )
 
 
 def _parameters(trials: list[FrozenTrial], path: Path) -> Path | None:
@@ -100,7 +122,7 @@ def _parameters(trials: list[FrozenTrial], path: Path) -> Path | None:
         ax.set_title(name)
         ax.set_xlabel("trial")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle("Parameter values over trials (blue completed, red pruned, grey failed)")
     fig.tight_layout()
@@ -157,10 +179,18 @@ def _pareto(study: optuna.Study, trials: list[FrozenTrial], path: Path) -> Path 
     front = {t.number for t in study.best_trials}
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    ax.scatter([t.values[0] for t in done if t.number not in front], [t.values[1] for t in done if t.number not in front],
-               color="#aaaaaa", label="dominated")
-    ax.scatter([t.values[0] for t in done if t.number in front], [t.values[1] for t in done if t.number in front],
-               color="#d62728", label="Pareto front")
+    ax.scatter(
+        [t.values[0] for t in done if t.number not in front],
+        [t.values[1] for t in done if t.number not in front],
+        color="#aaaaaa",
+        label="dominated",
+    )
+    ax.scatter(
+        [t.values[0] for t in done if t.number in front],
+        [t.values[1] for t in done if t.number in front],
+        color="#d62728",
+        label="Pareto front",
+    )
     return _save(fig, ax, path, xlabel=names[0], ylabel=names[1], title="Pareto front")
 
 
@@ -180,36 +210,50 @@ def write_report(storage_url: str, job: str, out_dir: Path) -> Report:
     out_dir.mkdir(parents=True, exist_ok=True)
     multi = len(study.directions) > 1
     metric = study.metric_names[0] if study.metric_names else "objective"
-    figures = [f for f in (
-        _pareto(study, trials, out_dir / "pareto_front.png") if multi else _history(study, trials, out_dir / "optimization_history.png"),
-        _parameters(trials, out_dir / "parameters.png"),
-        None if multi else _importances(study, out_dir / "importances.png"),
-        _intermediate(trials, out_dir / "intermediate_values.png", metric),
-    ) if f is not None]
+    figures = [
+        f
+        for f in (
+            _pareto(study, trials, out_dir / "pareto_front.png")
+            if multi
+            else _history(study, trials, out_dir / "optimization_history.png"),
+            _parameters(trials, out_dir / "parameters.png"),
+            None if multi else _importances(study, out_dir / "importances.png"),
+            _intermediate(trials, out_dir / "intermediate_values.png", metric),
+        )
+        if f is not None
+    ]
     rows = []
     for t in trials:
         value = t.values if multi else t.value
         reason = t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason") or ""
-        rows.append(f"<tr><td>{t.number}</td><td>{t.state.name}</td><td>{_fmt(value)}</td>"
-                    f"<td><code>{html.escape(json.dumps(t.params, sort_keys=True))}</code></td><td>{html.escape(reason)}</td></tr>")
+        rows.append(
+            f"<tr><td>{t.number}</td><td>{t.state.name}</td><td>{_fmt(value)}</td>"
+            f"<td><code>{html.escape(json.dumps(t.params, sort_keys=True))}</code></td>"
+            f"<td>{html.escape(reason)}</td></tr>"
+        )
     if multi:
         head = f"<p>Pareto front: trials {', '.join(str(t.number) for t in study.best_trials)}</p>"
     else:
         try:
             b = study.best_trial
-            head = (f"<p>Best trial <b>{b.number}</b>: {html.escape(metric)} = <b>{b.value:.6g}</b><br>"
-                    f"<code>{html.escape(json.dumps(b.params, sort_keys=True))}</code></p>")
+            head = (
+                f"<p>Best trial <b>{b.number}</b>: {html.escape(metric)} = <b>{b.value:.6g}</b><br>"
+                f"<code>{html.escape(json.dumps(b.params, sort_keys=True))}</code></p>"
+            )
         except ValueError:
             head = "<p>No trial completed.</p>"
-    imgs = "\n".join(f'<figure><img src="{f.name}" alt="{f.stem}"><figcaption>{f.stem.replace("_", " ")}</figcaption></figure>'
-                     for f in figures)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(job)} — OpenAutoGLM Tune report</title>
+    imgs = "\n".join(
+        f'<figure><img src="{f.name}" alt="{f.stem}"><figcaption>{f.stem.replace("_", " ")}</figcaption></figure>'
+        for f in figures
+    )
+    title = f"{html.escape(job)} — OpenAutoGLM Tune report"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em}} img{{max-width:100%}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 6px;font-size:90%}}</style></head><body>
 <h1>TuningJob {html.escape(job)}</h1>{head}
 {imgs}
 <h2>Trials</h2><table><tr><th>#</th><th>state</th><th>value</th><th>parameters</th><th>note</th></tr>
-{''.join(rows)}</table></body></html>"""
+{"".join(rows)}</table></body></html>"""
     index = out_dir / "index.html"
     index.write_text(page)
     return Report(index, figures)

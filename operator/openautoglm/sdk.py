@@ -8,6 +8,7 @@
 It writes a TuningJob (the same resource the operator runs) and runs it with the local
 engine. Models and data sets are built-in presets or local paths: nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +20,9 @@ from typing import Any
 
 import optuna
 
+from openautoglm.engine.status import JobStatus
 from openautoglm.local.runner import run_local
 from openautoglm.spec import API_VERSION, KIND, MAX_NAME_LENGTH
-from openautoglm.engine.status import JobStatus
 from openautoglm.validation import validate_document
 
 #: Where trials run: this machine, or a cluster running the operator (kubectl's context).
@@ -71,7 +72,8 @@ def _resolve(model_name: str, dataset: str) -> tuple[str, dict[str, Any]]:
     else:
         raise ValueError(
             f"model_name {model_name!r} is neither a built-in preset {sorted(MODEL_PRESETS)} nor a local "
-            "directory with a transformers checkpoint (config.json); models are never downloaded")
+            "directory with a transformers checkpoint (config.json); models are never downloaded"
+        )
     data_path = Path(dataset).expanduser()
     if dataset in DATASETS:
         data_task, data_settings = DATASETS[dataset]
@@ -80,10 +82,13 @@ def _resolve(model_name: str, dataset: str) -> tuple[str, dict[str, Any]]:
         data_task = "text-lm"
         settings["dataset"] = str(data_path.resolve())
     else:
-        raise ValueError(f"dataset {dataset!r} is neither a built-in data set {sorted(DATASETS)} "
-                         "nor a local file or folder")
+        raise ValueError(
+            f"dataset {dataset!r} is neither a built-in data set {sorted(DATASETS)} nor a local file or folder"
+        )
     if model_task != data_task:
-        raise ValueError(f"model {model_name!r} is for the {model_task} task but dataset {dataset!r} is for {data_task}")
+        raise ValueError(
+            f"model {model_name!r} is for the {model_task} task but dataset {dataset!r} is for {data_task}"
+        )
     return model_task, settings
 
 
@@ -105,14 +110,30 @@ class AutoTrainer:
         storage: study storage (journal path or postgresql:// URL).
     """
 
-    def __init__(self, model_name: str, dataset: str, max_trials: int = 50, *,
-                 search_space: list[dict[str, Any]] | None = None, workers: int = 1, parallelism: int = 1,
-                 epochs: int = 10, sampler: str | None = None, pruner: str = "median",
-                 pruner_settings: dict[str, Any] | None = None, seed: int | None = None,
-                 task_settings: dict[str, Any] | None = None, name: str | None = None,
-                 workdir: str | Path | None = None, storage: str | None = None,
-                 backend: str = "local", namespace: str = "default", image: str | None = None,
-                 kubeconfig: str | None = None, poll_seconds: float = 5.0):
+    def __init__(
+        self,
+        model_name: str,
+        dataset: str,
+        max_trials: int = 50,
+        *,
+        search_space: list[dict[str, Any]] | None = None,
+        workers: int = 1,
+        parallelism: int = 1,
+        epochs: int = 10,
+        sampler: str | None = None,
+        pruner: str = "median",
+        pruner_settings: dict[str, Any] | None = None,
+        seed: int | None = None,
+        task_settings: dict[str, Any] | None = None,
+        name: str | None = None,
+        workdir: str | Path | None = None,
+        storage: str | None = None,
+        backend: str = "local",
+        namespace: str = "default",
+        image: str | None = None,
+        kubeconfig: str | None = None,
+        poll_seconds: float = 5.0,
+    ):
         from openautoglm_trial.tasks import default_search_space
 
         self.model_name = model_name
@@ -132,19 +153,28 @@ class AutoTrainer:
         self.backend = backend
         self.namespace, self.image, self.kubeconfig, self.poll_seconds = namespace, image, kubeconfig, poll_seconds
 
-    def tuning_job(self, objective: str | list[dict[str, str]] = "loss", direction: str = "minimize",
-                   timeout: int | None = None) -> dict[str, Any]:
+    def tuning_job(
+        self, objective: str | list[dict[str, str]] = "loss", direction: str = "minimize", timeout: int | None = None
+    ) -> dict[str, Any]:
         """The TuningJob this trainer runs (also what you would ``kubectl apply``)."""
-        obj: Any = {"metrics": objective} if isinstance(objective, list) else {"metric": objective, "direction": direction}
+        obj: Any = (
+            {"metrics": objective} if isinstance(objective, list) else {"metric": objective, "direction": direction}
+        )
         spec: dict[str, Any] = {
             "objective": obj,
             "budget": {"maxTrials": self.max_trials, "parallelism": min(self.parallelism, self.max_trials)},
             "algorithm": {"sampler": self.sampler} if self.sampler else {},
-            "earlyStopping": {"pruner": "none" if isinstance(objective, list) else self.pruner,
-                              "settings": {} if isinstance(objective, list) else self.pruner_settings},
+            "earlyStopping": {
+                "pruner": "none" if isinstance(objective, list) else self.pruner,
+                "settings": {} if isinstance(objective, list) else self.pruner_settings,
+            },
             "parameters": self.search_space,
-            "trial": {"task": self.task, "taskSettings": self.task_settings, "epochs": self.epochs,
-                      "workers": self.workers},
+            "trial": {
+                "task": self.task,
+                "taskSettings": self.task_settings,
+                "epochs": self.epochs,
+                "workers": self.workers,
+            },
             "metrics": {"intervalSeconds": 1},
         }
         if timeout is not None:
@@ -153,8 +183,12 @@ class AutoTrainer:
             spec["algorithm"]["seed"] = self.seed
         if self.image is not None:
             spec["trial"]["image"] = self.image
-        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": self.name or self._auto_name(spec)},
-                "spec": spec}
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": self.name or self._auto_name(spec)},
+            "spec": spec,
+        }
 
     def _auto_name(self, spec: dict[str, Any]) -> str:
         # Same trainer, same settings -> same name, so a rerun resumes its study.
@@ -163,8 +197,15 @@ class AutoTrainer:
         base = base[: MAX_NAME_LENGTH - 9].strip("-") or "job"
         return f"{base if base[0].isalpha() else 'j' + base}-{digest}"[:MAX_NAME_LENGTH]
 
-    def hyperopt(self, objective: str | list[dict[str, str]] = "loss", direction: str = "minimize",
-                 timeout: int | None = 3600, *, fresh: bool = False, progress: bool = True) -> HyperoptResult:
+    def hyperopt(
+        self,
+        objective: str | list[dict[str, str]] = "loss",
+        direction: str = "minimize",
+        timeout: int | None = 3600,
+        *,
+        fresh: bool = False,
+        progress: bool = True,
+    ) -> HyperoptResult:
         """Run the search; return the best parameters and value (or the Pareto front)."""
         from openautoglm_trial.tasks import task_metrics
 
@@ -183,13 +224,13 @@ class AutoTrainer:
 
             on_outcome = ConsoleProgress()
         try:
-            result = run_local(job, workdir=self.workdir / job.name, storage=self.storage, fresh=fresh,
-                               on_outcome=on_outcome)
+            result = run_local(
+                job, workdir=self.workdir / job.name, storage=self.storage, fresh=fresh, on_outcome=on_outcome
+            )
         finally:
             if on_outcome is not None:
                 on_outcome.close()
-        return HyperoptResult(result.best_params, result.best_value, result.study, result.status,
-                              result.storage, doc)
+        return HyperoptResult(result.best_params, result.best_value, result.study, result.status, result.storage, doc)
 
     def _hyperopt_in_cluster(self, doc: dict[str, Any], progress: bool) -> HyperoptResult:
         """Submit the TuningJob to the cluster's operator and follow its status to the end."""
@@ -208,7 +249,7 @@ class AutoTrainer:
         try:
             api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, doc)
         except ApiException as err:
-            if err.status != 409:   # 409: submitted before; follow the existing job (resume)
+            if err.status != 409:  # 409: submitted before; follow the existing job (resume)
                 raise ValueError(f"the cluster rejected the TuningJob: {err.body}") from None
         last = None
         while True:
@@ -216,10 +257,13 @@ class AutoTrainer:
             status = obj.get("status") or {}
             line = (status.get("phase"), status.get("progress"), (status.get("bestTrial") or {}).get("value"))
             if progress and line != last and status:
-                print(f"TuningJob {self.namespace}/{name}: {line[0]} · trials {line[1]} · best {line[2]}", file=sys.stderr)
+                print(
+                    f"TuningJob {self.namespace}/{name}: {line[0]} · trials {line[1]} · best {line[2]}", file=sys.stderr
+                )
                 last = line
             if status.get("phase") in ("Succeeded", "Failed"):
                 best = status.get("bestTrial") or {}
-                return HyperoptResult(best.get("params"), best.get("value"), None, status,
-                                      status.get("studyStorage", ""), doc)
+                return HyperoptResult(
+                    best.get("params"), best.get("value"), None, status, status.get("studyStorage", ""), doc
+                )
             time.sleep(self.poll_seconds)

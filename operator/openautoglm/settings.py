@@ -1,4 +1,5 @@
 """One settings object, read from ``OPENAUTOGLM_*`` environment variables."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,7 +32,8 @@ class Settings:
     operator_max_jobs: int = dataclasses.field(default_factory=lambda: int(_env("OPERATOR_MAX_JOBS", "64")))
     #: Operator: upper bound of seconds between two passes of a job (spec.metrics.intervalSeconds is used if lower).
     operator_max_interval_seconds: float = dataclasses.field(
-        default_factory=lambda: float(_env("OPERATOR_MAX_INTERVAL_SECONDS", "10")))
+        default_factory=lambda: float(_env("OPERATOR_MAX_INTERVAL_SECONDS", "10"))
+    )
     #: Log level of the engine and operator.
     log_level: str = dataclasses.field(default_factory=lambda: _env("LOG_LEVEL", "WARNING"))
 

@@ -4,6 +4,7 @@ Sampling is define-by-run so conditional parameters (``when``) are only suggeste
 their condition holds; samplers that model the joint space (TPE with ``group``, CMA-ES,
 GP) then see the conditional structure instead of inactive values.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,12 +12,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 
 from openautoglm.spec import Parameter, TuningJobSpec
 

@@ -8,12 +8,13 @@ Shape errors (wrong type, unknown field, missing field) come from pydantic; rule
 involve several fields are raised as :class:`SpecProblems`, which carry the name of
 the offending field so every problem is reported with its full path.
 """
+
 from __future__ import annotations
 
 import math
 import re
 from decimal import Decimal
-from typing import Annotated, Any, Final, Literal, Union
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -46,7 +47,7 @@ MetricName = Annotated[str, Field(min_length=1, max_length=63, pattern=PARAM_NAM
 #: How a metric's curve becomes one value: its minimum, its maximum or its last value (Katib's
 #: metricStrategies).
 MetricStrategy = Literal["min", "max", "latest"]
-Scalar = Union[bool, int, float, str, None]
+Scalar = bool | int | float | str | None
 
 
 class SpecProblems(ValueError):
@@ -58,9 +59,7 @@ class SpecProblems(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 def _raise(problems: list[tuple[str, str]]) -> None:
@@ -100,10 +99,11 @@ class Objective(_Model):
     metric_strategies: dict[str, MetricStrategy] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _check(self) -> "Objective":
+    def _check(self) -> Objective:
         p: list[tuple[str, str]] = []
-        objective_names = ([m.metric for m in self.metrics] if self.metrics is not None
-                           else [self.metric] if self.metric else [])
+        objective_names = (
+            [m.metric for m in self.metrics] if self.metrics is not None else [self.metric] if self.metric else []
+        )
         if len(set(self.additional_metrics)) != len(self.additional_metrics):
             p.append(("additionalMetrics", f"names must be unique, got {self.additional_metrics}"))
         for i, name in enumerate(self.additional_metrics):
@@ -111,11 +111,12 @@ class Objective(_Model):
                 p.append((f"additionalMetrics[{i}]", f"{name!r} is already an objective metric"))
         for name in self.metric_strategies:
             if name not in objective_names and name not in self.additional_metrics:
-                p.append((f"metricStrategies.{name}",
-                          "names neither an objective metric nor one of additionalMetrics"))
+                p.append((f"metricStrategies.{name}", "names neither an objective metric nor one of additionalMetrics"))
         if self.metrics is None:
             if self.metric is None:
-                p.append(("metric", "required: the name of the metric the trial exports (or a list of {metric, direction})"))
+                p.append(
+                    ("metric", "required: the name of the metric the trial exports (or a list of {metric, direction})")
+                )
             if self.direction is None:
                 p.append(("direction", "required: maximize or minimize"))
         else:
@@ -146,8 +147,7 @@ class Objective(_Model):
         out: dict[str, str] = {}
         for o in self.objectives:
             by_direction = "max" if o.direction == "maximize" else "min"
-            out[o.metric] = self.metric_strategies.get(
-                o.metric, by_direction if self.strategy == "best" else "latest")
+            out[o.metric] = self.metric_strategies.get(o.metric, by_direction if self.strategy == "best" else "latest")
         for name in self.additional_metrics:
             out[name] = self.metric_strategies.get(name, "latest")
         return out
@@ -162,7 +162,7 @@ class Budget(_Model):
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "Budget":
+    def _check(self) -> Budget:
         if self.parallelism > self.max_trials:
             _raise([("parallelism", f"must be <= maxTrials ({self.max_trials}), got {self.parallelism}")])
         return self
@@ -206,11 +206,13 @@ class Parameter(_Model):
     @classmethod
     def _name(cls, v: str) -> str:
         if not PARAM_NAME_RE.match(v):
-            raise ValueError("must start with a letter or underscore and contain only letters, digits, '_', '-' and '.'")
+            raise ValueError(
+                "must start with a letter or underscore and contain only letters, digits, '_', '-' and '.'"
+            )
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "Parameter":
+    def _check(self) -> Parameter:
         p: list[tuple[str, str]] = []
         t = self.type
         numeric = t in ("float", "int")
@@ -271,8 +273,20 @@ class Parameter(_Model):
 DEFAULT_REQUESTS: Final = {"cpu": "1", "memory": "1Gi"}
 DEFAULT_LIMITS: Final = {"cpu": "1", "memory": "2Gi"}
 _QUANTITY_SUFFIX: Final = {
-    "": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "": 1,
+    "m": Decimal("0.001"),
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
 }
 
 
@@ -305,7 +319,7 @@ class Resources(_Model):
     limits: dict[str, str] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "Resources":
+    def _check(self) -> Resources:
         p = [
             (f"{part}.{k}", f"must be a Kubernetes quantity such as 500m, 1, 2Gi; got {v!r}")
             for part in ("requests", "limits")
@@ -370,7 +384,7 @@ class TrialTemplate(_Model):
     pod_template: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "TrialTemplate":
+    def _check(self) -> TrialTemplate:
         p: list[tuple[str, str]] = []
         if (self.task is None) == (self.command is None):
             p.append(("task", "give exactly one of task (a built-in task) or command (your own program)"))
@@ -415,7 +429,7 @@ class Collector(_Model):
     step_metric: MetricName = "epoch"
 
     @model_validator(mode="after")
-    def _check(self) -> "Collector":
+    def _check(self) -> Collector:
         p: list[tuple[str, str]] = []
         if self.filter is not None:
             if self.kind not in ("stdout", "file") or (self.kind == "file" and self.format == "json"):
@@ -446,13 +460,18 @@ class MetricsSource(_Model):
     collector: Collector | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "MetricsSource":
+    def _check(self) -> MetricsSource:
         p: list[tuple[str, str]] = []
         if self.source == "prometheus" and self.prometheus is None:
             p.append(("prometheus", "required when source is prometheus: {url, query}"))
         if self.collector is not None and self.collector.port in (self.port, DEFAULT_RENDEZVOUS_PORT):
-            p.append(("collector.port", f"{self.collector.port} is taken by the trial supervisor "
-                                        f"(metrics port {self.port}, rendezvous {DEFAULT_RENDEZVOUS_PORT})"))
+            p.append(
+                (
+                    "collector.port",
+                    f"{self.collector.port} is taken by the trial supervisor "
+                    f"(metrics port {self.port}, rendezvous {DEFAULT_RENDEZVOUS_PORT})",
+                )
+            )
         _raise(p)
         return self
 
@@ -475,7 +494,7 @@ class PostgresStorage(_Model):
     secret_ref: SecretRef | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "PostgresStorage":
+    def _check(self) -> PostgresStorage:
         if (self.url is None) == (self.secret_ref is None):
             _raise([("url", "give exactly one of url or secretRef")])
         return self
@@ -486,7 +505,7 @@ class Storage(_Model):
     postgres: PostgresStorage | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "Storage":
+    def _check(self) -> Storage:
         if self.journal is not None and self.postgres is not None:
             _raise([("postgres", "choose one storage: journal or postgres")])
         return self
@@ -511,7 +530,7 @@ class TuningJobSpec(_Model):
     warm_start: list[WarmStart] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _check(self) -> "TuningJobSpec":
+    def _check(self) -> TuningJobSpec:
         p: list[tuple[str, str]] = []
         by_name: dict[str, tuple[int, Parameter]] = {}
         for i, prm in enumerate(self.parameters):
@@ -532,7 +551,9 @@ class TuningJobSpec(_Model):
                         p.append((where, f"{v!r} is not one of {ref}'s choices {allowed}"))
             by_name.setdefault(prm.name, (i, prm))
         if self.objective.is_multi and self.early_stopping.pruner != "none":
-            p.append(("earlyStopping.pruner", "pruning supports a single objective only; use none with several objectives"))
+            p.append(
+                ("earlyStopping.pruner", "pruning supports a single objective only; use none with several objectives")
+            )
         for i, ws in enumerate(self.warm_start):
             for k in ws.params:
                 if k not in by_name:
@@ -542,17 +563,26 @@ class TuningJobSpec(_Model):
         for i, item in enumerate(self.trial.command or []):
             for ref in PLACEHOLDER_RE.findall(item):
                 if ref not in by_name:
-                    p.append((f"trial.command[{i}]", f"${{trialParameters.{ref}}} names no parameter; "
-                                                     f"parameters: {sorted(by_name)}"))
+                    p.append(
+                        (
+                            f"trial.command[{i}]",
+                            f"${{trialParameters.{ref}}} names no parameter; parameters: {sorted(by_name)}",
+                        )
+                    )
         if self.trial.command is not None and self.metrics.effective_collector.kind == "native":
             if any(PLACEHOLDER_RE.search(item) for item in self.trial.command):
-                p.append(("trial.command", "${trialParameters.*} needs the trial supervisor; the native "
-                                           "collector runs your program as is (read OPENAUTOGLM_TRIAL_PARAMS)"))
+                p.append(
+                    (
+                        "trial.command",
+                        "${trialParameters.*} needs the trial supervisor; the native "
+                        "collector runs your program as is (read OPENAUTOGLM_TRIAL_PARAMS)",
+                    )
+                )
         _raise(p)
         return self
 
 
-def sampler_name(spec: "TuningJobSpec") -> str:
+def sampler_name(spec: TuningJobSpec) -> str:
     """The sampler a job uses: the one it names, else TPE (one objective) or NSGA-II (several)."""
     if spec.algorithm.sampler:
         return spec.algorithm.sampler
@@ -587,4 +617,3 @@ class TuningJob(BaseModel):
     @property
     def name(self) -> str:
         return self.metadata.name
-

@@ -3,11 +3,13 @@
 Validation is a pure function that returns problems; callers decide how to fail
 (the CLI exits non-zero, the operator turns them into a permanent error).
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -59,7 +61,7 @@ def _from_pydantic(err: ValidationError) -> list[Problem]:
         elif e["type"] in ("literal_error", "enum"):
             msg = f"{msg}, got {e.get('input')!r}"
         elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         problems.append(Problem(_join(loc), msg))
     return problems
 
@@ -83,12 +85,20 @@ def plugin_problems(job: TuningJob) -> list[Problem]:
         known = {h.name for h in TASKS[task].hyperparameters}
         for i, p in enumerate(spec.parameters):
             if p.name not in known:
-                problems.append(Problem(f"spec.parameters[{i}].name",
-                                        f"{p.name!r} is not a hyperparameter of the {task} task; known: {sorted(known)}"))
+                problems.append(
+                    Problem(
+                        f"spec.parameters[{i}].name",
+                        f"{p.name!r} is not a hyperparameter of the {task} task; known: {sorted(known)}",
+                    )
+                )
         for k in spec.trial.task_settings:
             if k not in TASKS[task].settings:
-                problems.append(Problem(f"spec.trial.taskSettings.{k}",
-                                        f"unknown setting of the {task} task; known: {sorted(TASKS[task].settings)}"))
+                problems.append(
+                    Problem(
+                        f"spec.trial.taskSettings.{k}",
+                        f"unknown setting of the {task} task; known: {sorted(TASKS[task].settings)}",
+                    )
+                )
         problems += _task_problems(spec, TASKS[task])
     from openautoglm import podtemplate  # the pod template's schema, owned fields and Pod Security
 
@@ -102,8 +112,11 @@ def _task_problems(spec: TuningJobSpec, task: Any) -> list[Problem]:
     problems: list[Problem] = []
     reported = list(task.metrics)
     objective = spec.objective
-    wanted = ([(f"spec.objective.metrics[{i}].metric", o.metric) for i, o in enumerate(objective.metrics)]
-              if objective.metrics is not None else [("spec.objective.metric", objective.metric)])
+    wanted = (
+        [(f"spec.objective.metrics[{i}].metric", o.metric) for i, o in enumerate(objective.metrics)]
+        if objective.metrics is not None
+        else [("spec.objective.metric", objective.metric)]
+    )
     wanted += [(f"spec.objective.additionalMetrics[{i}]", m) for i, m in enumerate(objective.additional_metrics)]
     for path, name in wanted:
         if name not in reported:
@@ -115,8 +128,13 @@ def _task_problems(spec: TuningJobSpec, task: Any) -> list[Problem]:
             continue
         where = f"spec.parameters[{i}]"
         if (h.kind == "int" and p.type == "float") or (h.kind == "str" and p.type in ("float", "int")):
-            problems.append(Problem(f"{where}.type", f"{p.name!r} is {'an' if h.kind == 'int' else 'a'} {h.kind} hyperparameter of the {task.name} "
-                                                     f"task; a {p.type} range would give it values it refuses"))
+            problems.append(
+                Problem(
+                    f"{where}.type",
+                    f"{p.name!r} is {'an' if h.kind == 'int' else 'a'} {h.kind} hyperparameter of the {task.name} "
+                    f"task; a {p.type} range would give it values it refuses",
+                )
+            )
             continue
         for field, value in _values(p):
             problem = _out_of_bounds(h, value)
@@ -147,7 +165,9 @@ def _out_of_bounds(h: Any, value: Any) -> str | None:
 def validate_document(doc: Any, source: str = "TuningJob") -> TuningJob:
     """Return the TuningJob with defaults filled in, or raise InvalidTuningJob listing every problem."""
     if not isinstance(doc, dict):
-        raise InvalidTuningJob([Problem("(document)", f"must be a mapping (a TuningJob), got {type(doc).__name__}")], source)
+        raise InvalidTuningJob(
+            [Problem("(document)", f"must be a mapping (a TuningJob), got {type(doc).__name__}")], source
+        )
     try:
         job = TuningJob.model_validate(doc)
     except ValidationError as err:
@@ -173,5 +193,7 @@ def load_tuning_job(path: str | Path) -> TuningJob:
     if len(docs) == 1:
         return validate_document(docs[0], str(path))
     if len(jobs) != 1:
-        raise InvalidTuningJob([Problem("(document)", f"expected exactly one TuningJob in the file, found {len(jobs)}")], str(path))
+        raise InvalidTuningJob(
+            [Problem("(document)", f"expected exactly one TuningJob in the file, found {len(jobs)}")], str(path)
+        )
     return validate_document(jobs[0], str(path))

@@ -6,6 +6,7 @@ your own program (:mod:`openautoglm_trial.supervisor`); such a program may use
 :func:`params` and :func:`report` (``collector: push``). Importing this package is cheap
 (standard library only: no torch, no prometheus-client).
 """
+
 from __future__ import annotations
 
 from .client import params, report

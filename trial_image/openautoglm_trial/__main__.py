@@ -5,6 +5,7 @@ Otherwise it runs the built-in task ``OPENAUTOGLM_TASK``: reads the environment,
 /metrics and the probes, joins Horovod, trains, and writes the termination message.
 Exit codes: 0 completed or stopped, 1 failed, 143 terminated (SIGTERM).
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,11 +44,11 @@ def main() -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     started = time.monotonic()
     rank = rank_hint()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s rank={rank} %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format=f"%(asctime)s rank={rank} %(levelname)s %(name)s: %(message)s"
+    )
     termination = TerminationLog(termination_log_path(), rank)
-    threading.Thread(target=_exit_on_sigterm, args=(termination, started),
-                     name="sigterm-watch", daemon=True).start()
+    threading.Thread(target=_exit_on_sigterm, args=(termination, started), name="sigterm-watch", daemon=True).start()
     try:
         return _run(termination, started)
     except TrialError as exc:
@@ -68,10 +69,18 @@ def _run(termination: TerminationLog, started: float) -> int:
     objectives = settings.objectives or (spec.objective,)
     _check_objectives(objectives, spec.metrics, spec.name)
     # Validates the hyperparameters before torch is imported, so a bad trial fails in a blink.
-    task = tasks.create(settings.task, settings.params, settings.task_settings,
-                        tasks.TaskContext(rank=settings.horovod.rank, size=settings.horovod.size,
-                                          seed=settings.seed, epochs=settings.epochs,
-                                          cache_dir=settings.cache_dir))
+    task = tasks.create(
+        settings.task,
+        settings.params,
+        settings.task_settings,
+        tasks.TaskContext(
+            rank=settings.horovod.rank,
+            size=settings.horovod.size,
+            seed=settings.seed,
+            epochs=settings.epochs,
+            cache_dir=settings.cache_dir,
+        ),
+    )
     # Heavy imports only now: a trial with bad inputs fails without paying for them.
     import torch
 
@@ -81,55 +90,77 @@ def _run(termination: TerminationLog, started: float) -> int:
     torch.set_num_threads(settings.torch_threads)
     metrics, health = TrialMetrics(), Health(settings.stall_seconds)
     try:
-        TrialServer(settings.bind_address or "0.0.0.0", settings.metrics_port, metrics,
-                    health).start()
+        TrialServer(settings.bind_address or "0.0.0.0", settings.metrics_port, metrics, health).start()
     except OSError as exc:
-        raise SettingsError(f"cannot serve metrics on {settings.bind_address or '0.0.0.0'}:"
-                            f"{settings.metrics_port}: {exc}") from None
+        raise SettingsError(
+            f"cannot serve metrics on {settings.bind_address or '0.0.0.0'}:{settings.metrics_port}: {exc}"
+        ) from None
 
     def progress(reason: str, outcome: training.TrainingSummary | None = None) -> None:
-        termination.provisional(_result(contract.STATUS_FAILED, reason, outcome, objectives,
-                                        started))
+        termination.provisional(_result(contract.STATUS_FAILED, reason, outcome, objectives, started))
 
     progress("worker exited unexpectedly while loading data")
     task.load_data()
     placement = settings.horovod
-    progress("worker exited unexpectedly while joining Horovod" + (
-        "" if placement.standalone else f" (rendezvous {placement.rendezvous_addr}:"
-                                        f"{placement.rendezvous_port}, {placement.size} workers)"))
+    progress(
+        "worker exited unexpectedly while joining Horovod"
+        + (
+            ""
+            if placement.standalone
+            else f" (rendezvous {placement.rendezvous_addr}:{placement.rendezvous_port}, {placement.size} workers)"
+        )
+    )
     hvd = rendezvous.join(placement, settings.bind_address, settings.rendezvous_timeout)
     health.mark_ready()
     outcome = training.train(
-        task, settings, hvd, objectives, metrics, health,
-        on_epoch=lambda o: progress(f"worker exited unexpectedly after epoch {o.epochs}", o))
+        task,
+        settings,
+        hvd,
+        objectives,
+        metrics,
+        health,
+        on_epoch=lambda o: progress(f"worker exited unexpectedly after epoch {o.epochs}", o),
+    )
     termination.write_final(_result(outcome.status, outcome.reason, outcome, objectives, started))
     return 0
 
 
-def _result(status: str, reason: str | None, outcome: "TrainingSummary | None",
-            objectives: tuple[ObjectiveMetric, ...], started: float) -> TrialResult:
+def _result(
+    status: str,
+    reason: str | None,
+    outcome: TrainingSummary | None,
+    objectives: tuple[ObjectiveMetric, ...],
+    started: float,
+) -> TrialResult:
     from .watch import best_values
 
     if outcome is None:
         return TrialResult(status=status, reason=reason, seconds=time.monotonic() - started)
-    return TrialResult(status=status, reason=reason, metrics=dict(outcome.metrics),
-                       best=best_values(outcome.history, objectives),
-                       history={k: list(v) for k, v in outcome.history.items()},
-                       epochs=outcome.epochs, seconds=time.monotonic() - started,
-                       info=dict(outcome.info))
+    return TrialResult(
+        status=status,
+        reason=reason,
+        metrics=dict(outcome.metrics),
+        best=best_values(outcome.history, objectives),
+        history={k: list(v) for k, v in outcome.history.items()},
+        epochs=outcome.epochs,
+        seconds=time.monotonic() - started,
+        info=dict(outcome.info),
+    )
 
 
-def _check_objectives(objectives: tuple[ObjectiveMetric, ...], reported: tuple[str, ...],
-                      task: str) -> None:
+def _check_objectives(objectives: tuple[ObjectiveMetric, ...], reported: tuple[str, ...], task: str) -> None:
     for objective in objectives:
         if objective.metric not in reported:
-            raise SettingsError(f"objective metric {objective.metric!r} is not reported by task "
-                                f"{task!r} (it reports: {', '.join(reported)})")
+            raise SettingsError(
+                f"objective metric {objective.metric!r} is not reported by task "
+                f"{task!r} (it reports: {', '.join(reported)})"
+            )
 
 
 def _fail(termination: TerminationLog, reason: str, started: float) -> None:
-    termination.write_final(TrialResult(status=contract.STATUS_FAILED, reason=reason,
-                                        seconds=time.monotonic() - started))
+    termination.write_final(
+        TrialResult(status=contract.STATUS_FAILED, reason=reason, seconds=time.monotonic() - started)
+    )
 
 
 def _exit_on_sigterm(termination: TerminationLog, started: float) -> None:

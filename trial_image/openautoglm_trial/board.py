@@ -9,6 +9,7 @@ their programs with the same status and reason, and read it again before they bl
 their own program. Ranks > 0 also record when they are done, so rank 0 keeps the store up until
 they have read what they need.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -50,15 +51,14 @@ class Board:
 class LocalBoard(Board):
     """Rank 0's view: the store is in this process."""
 
-    def __init__(self, server: "RendezvousHTTPServer") -> None:
+    def __init__(self, server: RendezvousHTTPServer) -> None:
         """Use rank 0's rendezvous server."""
         self.server = server
 
     def publish(self, rank: int, decision: Decision) -> None:
         """See :meth:`Board.publish`; the first decision stays."""
         with self.server.cache_lock:
-            self.server.cache.setdefault(CHECKIN_SCOPE, {}).setdefault(
-                STOP_KEY, _encode(rank, decision))
+            self.server.cache.setdefault(CHECKIN_SCOPE, {}).setdefault(STOP_KEY, _encode(rank, decision))
 
     def read(self) -> tuple[int, Decision] | None:
         """See :meth:`Board.read`."""
@@ -100,9 +100,9 @@ class RemoteBoard(Board):
         self._request("PUT", f"done_{rank}", b"1")
 
     def _request(self, method: str, key: str, body: bytes | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection(self.placement.rendezvous_addr,
-                                                self.placement.rendezvous_port,
-                                                timeout=_TIMEOUT_SECONDS)
+        connection = http.client.HTTPConnection(
+            self.placement.rendezvous_addr, self.placement.rendezvous_port, timeout=_TIMEOUT_SECONDS
+        )
         try:
             connection.request(method, f"/{CHECKIN_SCOPE}/{key}", body=body)
             response = connection.getresponse()
@@ -114,8 +114,7 @@ class RemoteBoard(Board):
 
 
 def _encode(rank: int, decision: Decision) -> bytes:
-    return json.dumps({"rank": rank, "status": decision.status,
-                       "reason": decision.reason}).encode()
+    return json.dumps({"rank": rank, "status": decision.status, "reason": decision.reason}).encode()
 
 
 def _decode(raw: bytes | None) -> tuple[int, Decision] | None:

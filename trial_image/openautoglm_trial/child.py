@@ -5,6 +5,7 @@ survives ``fork`` and ``exec``, so the program gets SIGTERM unblocked again befo
 or it could never be stopped gently. It leads its own process group so that SIGTERM and SIGKILL
 also reach what it started (data loader workers, a launcher's children).
 """
+
 from __future__ import annotations
 
 import collections
@@ -15,7 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Final, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import IO, Final
 
 from .collectors import echo_lines
 from .errors import TrialError
@@ -65,21 +67,29 @@ class Child:
         program = self.argv[0]
         try:
             self._process = subprocess.Popen(
-                self.argv, env=self.env, stdin=subprocess.DEVNULL,
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE if self.capture_stdout else None,
-                stderr=subprocess.PIPE, process_group=0, preexec_fn=_unblock_sigterm)
+                stderr=subprocess.PIPE,
+                process_group=0,
+                preexec_fn=_unblock_sigterm,
+            )
         except FileNotFoundError:
-            raise TrialError(f"the program {program!r} was not found"
-                             + ("" if "/" in program else " on PATH")) from None
+            raise TrialError(
+                f"the program {program!r} was not found" + ("" if "/" in program else " on PATH")
+            ) from None
         except PermissionError as exc:
-            raise TrialError(f"the program {program!r} cannot be executed: "
-                             f"{exc.strerror or exc}") from None
+            raise TrialError(f"the program {program!r} cannot be executed: {exc.strerror or exc}") from None
         except OSError as exc:
             raise TrialError(f"cannot start the program {program!r}: {exc}") from None
         assert self._process.stderr is not None
         self._stderr_thread = threading.Thread(
-            target=echo_lines, args=(self._process.stderr, _stderr_buffer(), self.stderr_tail),
-            name="program-stderr", daemon=True)
+            target=echo_lines,
+            args=(self._process.stderr, _stderr_buffer(), self.stderr_tail),
+            name="program-stderr",
+            daemon=True,
+        )
         self._stderr_thread.start()
         log.info("started the program (pid %d): %s", self._process.pid, _quote(self.argv))
 
@@ -108,8 +118,7 @@ class Child:
         """
         self.stopped_by_us = True
         self._signal_group(signal.SIGTERM)
-        threading.Thread(target=self._kill_after, args=(grace,), name="program-kill",
-                         daemon=True).start()
+        threading.Thread(target=self._kill_after, args=(grace,), name="program-kill", daemon=True).start()
 
     def wait_exited(self, timeout: float) -> bool:
         """Whether the program exits within ``timeout`` seconds (does not reap it)."""
@@ -126,8 +135,7 @@ class Child:
         if self._process is None:
             return True
         try:
-            info = os.waitid(os.P_PID, self._process.pid,
-                             os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            info = os.waitid(os.P_PID, self._process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return True  # reaped by the main thread
         return info is not None

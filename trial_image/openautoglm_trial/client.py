@@ -13,6 +13,7 @@ Both import nothing beyond the standard library. Under the supervisor, :func:`re
 one JSON line to ``OPENAUTOGLM_PUSH_FILE``; without it (standalone, or under the stdout
 collector) it prints ``epoch=1 accuracy=0.5 loss=1.2``, which the stdout collector reads.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,10 @@ def report(step: int, **metrics: float) -> None:
     values = {str(name): _real(name, value) for name, value in metrics.items()}
     path = os.environ.get(contract.PUSH_FILE)
     if not path:
-        print(" ".join([f"{_step_name()}={int(step)}",
-                        *(f"{name}={value!r}" for name, value in values.items())]), flush=True)
+        print(
+            " ".join([f"{_step_name()}={int(step)}", *(f"{name}={value!r}" for name, value in values.items())]),
+            flush=True,
+        )
         return
     line = json.dumps({"step": int(step), "metrics": values}) + "\n"
     fd = os.open(path, _OPEN_FLAGS, 0o644)

@@ -12,6 +12,7 @@
 Every collector hands :class:`~.recorder.Report` objects to a sink, from its own thread; the
 formats themselves are parsed in :mod:`.parsers`.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -24,9 +25,10 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Final, Iterable
+from typing import IO, Any, Final
 
 from . import contract
 from .errors import SettingsError
@@ -60,7 +62,7 @@ class CollectorSpec:
     step_metric: str = contract.DEFAULT_STEP_METRIC
 
     @classmethod
-    def parse(cls, raw: Any) -> "CollectorSpec":
+    def parse(cls, raw: Any) -> CollectorSpec:
         """Check the decoded JSON object.
 
         Args:
@@ -86,20 +88,29 @@ class CollectorSpec:
             raise SettingsError(f"{name}.format must be text or json, got {fmt!r}")
         path, port = raw.get("path"), raw.get("port")
         if kind == "file" and (not isinstance(path, str) or not path):
-            raise SettingsError(f"{name}.path is required for the file collector: the file the "
-                                f"program writes its metrics to")
-        if kind == "prometheus" and (not isinstance(port, int) or isinstance(port, bool)
-                                     or not 0 < port < 65536):
-            raise SettingsError(f"{name}.port must be the port of the program's /metrics "
-                                f"(1-65535) for the prometheus collector, got {port!r}")
+            raise SettingsError(
+                f"{name}.path is required for the file collector: the file the program writes its metrics to"
+            )
+        if kind == "prometheus" and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+            raise SettingsError(
+                f"{name}.port must be the port of the program's /metrics "
+                f"(1-65535) for the prometheus collector, got {port!r}"
+            )
         metrics_path = raw.get("metricsPath") or "/metrics"
         step_metric = raw.get("stepMetric") or contract.DEFAULT_STEP_METRIC
         if not isinstance(metrics_path, str) or not metrics_path.startswith("/"):
             raise SettingsError(f"{name}.metricsPath must start with '/', got {metrics_path!r}")
         if not isinstance(step_metric, str):
             raise SettingsError(f"{name}.stepMetric must be a metric name, got {step_metric!r}")
-        return cls(kind=kind, filter=_compile_filter(raw.get("filter")), path=path,
-                   format=fmt, port=port, metrics_path=metrics_path, step_metric=step_metric)
+        return cls(
+            kind=kind,
+            filter=_compile_filter(raw.get("filter")),
+            path=path,
+            format=fmt,
+            port=port,
+            metrics_path=metrics_path,
+            step_metric=step_metric,
+        )
 
 
 def _compile_filter(text: Any) -> re.Pattern[str]:
@@ -110,11 +121,9 @@ def _compile_filter(text: Any) -> re.Pattern[str]:
     try:
         pattern = re.compile(text)
     except re.error as exc:
-        raise SettingsError(f"{contract.COLLECTOR}.filter {text!r} is not a valid regular "
-                            f"expression: {exc}") from None
+        raise SettingsError(f"{contract.COLLECTOR}.filter {text!r} is not a valid regular expression: {exc}") from None
     if pattern.groups < 2:
-        raise SettingsError(f"{contract.COLLECTOR}.filter {text!r} needs two groups: the metric "
-                            f"name and its value")
+        raise SettingsError(f"{contract.COLLECTOR}.filter {text!r} needs two groups: the metric name and its value")
     return pattern
 
 
@@ -145,8 +154,7 @@ class Collector:
 
     def start(self) -> None:
         """Start reading (after the program started)."""
-        self._thread = threading.Thread(target=self._run, name=f"collect-{type(self).__name__}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"collect-{type(self).__name__}", daemon=True)
         self._thread.start()
 
     def finish(self) -> None:
@@ -196,8 +204,7 @@ class StreamCollector(Collector):
 class FileCollector(Collector):
     """Tails a file the program appends to: ``name=value`` lines or JSON lines."""
 
-    def __init__(self, sink: Sink, path: Path, parse: Callable[[str], Report | None],
-                 label: str) -> None:
+    def __init__(self, sink: Sink, path: Path, parse: Callable[[str], Report | None], label: str) -> None:
         """Create the collector; call before starting the program.
 
         Args:
@@ -283,8 +290,7 @@ class FileCollector(Collector):
         except ValueError as exc:
             self._bad_lines += 1
             if self._bad_lines <= 3:
-                log.warning("%s: skipping a line that is no JSON object (%s): %r", self.path,
-                            exc, text[:200])
+                log.warning("%s: skipping a line that is no JSON object (%s): %r", self.path, exc, text[:200])
             return
         if report is not None and report.values:
             self.sink(report)
@@ -315,8 +321,7 @@ class PushCollector(FileCollector):
 class PrometheusCollector(Collector):
     """Scrapes the program's own /metrics every second."""
 
-    def __init__(self, sink: Sink, urls: list[str], wanted: Callable[[str], bool],
-                 step_metric: str) -> None:
+    def __init__(self, sink: Sink, urls: list[str], wanted: Callable[[str], bool], step_metric: str) -> None:
         """Create the collector.
 
         Args:
@@ -348,7 +353,7 @@ class PrometheusCollector(Collector):
                 return  # the program is gone: its last values are those of the last scrape
 
     def _scrape(self) -> None:
-        for url in ([self._answered] if self._answered else self.urls):
+        for url in [self._answered] if self._answered else self.urls:
             try:
                 with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_SECONDS) as response:
                     text = response.read().decode("utf-8", "replace")
@@ -364,8 +369,7 @@ class PrometheusCollector(Collector):
             self._emit(*self._changes(values, step))
             return
 
-    def _changes(self, values: dict[str, float], step: float | None
-                 ) -> tuple[dict[str, float], float | None]:
+    def _changes(self, values: dict[str, float], step: float | None) -> tuple[dict[str, float], float | None]:
         """A scrape repeats everything: pass on what changed, or everything on a new step."""
         if step is None:
             step = values.get(self.step_metric)
@@ -373,8 +377,9 @@ class PrometheusCollector(Collector):
         previous_step, self._previous_step = self._previous_step, step
         if step is not None and step != previous_step:
             return values, step
-        changed = {name: value for name, value in values.items()
-                   if name not in previous or not _same(previous[name], value)}
+        changed = {
+            name: value for name, value in values.items() if name not in previous or not _same(previous[name], value)
+        }
         return changed, (step if changed else None)
 
 
@@ -409,8 +414,12 @@ def _file(spec: CollectorSpec, sink: Sink, names: Iterable[str], bind: str | Non
 
 def _prometheus(spec: CollectorSpec, sink: Sink, names: Iterable[str], bind: str | None) -> Collector:
     assert spec.port is not None
-    return PrometheusCollector(sink, scrape_urls(bind, spec.port, spec.metrics_path),
-                               prometheus_wanted(names, spec.step_metric), spec.step_metric)
+    return PrometheusCollector(
+        sink,
+        scrape_urls(bind, spec.port, spec.metrics_path),
+        prometheus_wanted(names, spec.step_metric),
+        spec.step_metric,
+    )
 
 
 COLLECTORS.add("stdout", lambda spec, sink, names, bind: StreamCollector(sink, spec.filter))

@@ -5,12 +5,14 @@ Every value goes into exactly one argv item and no shell ever sees it, so a cate
 absent from the trial's parameters (an inactive conditional parameter) is dropped whole:
 ``--beta1=${trialParameters.beta1}`` disappears when beta1 is inactive.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import re
-from typing import Any, Final, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from .errors import SettingsError
 
@@ -39,18 +41,22 @@ def render(argv: Sequence[str], params: Mapping[str, Any]) -> list[str]:
         names = PLACEHOLDER_RE.findall(item)
         for name in names:
             if not NAME_RE.match(name):
-                raise SettingsError(f"command item {item!r}: ${{trialParameters.{name}}} does not "
-                                    f"name a parameter (letters, digits, _, - and . only)")
+                raise SettingsError(
+                    f"command item {item!r}: ${{trialParameters.{name}}} does not "
+                    f"name a parameter (letters, digits, _, - and . only)"
+                )
         absent = [name for name in names if name not in params]
         if absent:
-            log.info("dropping command item %r: parameter %s not active in this trial", item,
-                     ", ".join(repr(n) for n in absent))
+            log.info(
+                "dropping command item %r: parameter %s not active in this trial",
+                item,
+                ", ".join(repr(n) for n in absent),
+            )
             continue
         # A function as the replacement: the value is inserted as is, backslashes included.
         rendered.append(PLACEHOLDER_RE.sub(lambda m: format_value(params[m.group(1)]), item))
     if not rendered:
-        raise SettingsError(f"the command is empty once the items of inactive parameters are "
-                            f"dropped: {list(argv)!r}")
+        raise SettingsError(f"the command is empty once the items of inactive parameters are dropped: {list(argv)!r}")
     return rendered
 
 

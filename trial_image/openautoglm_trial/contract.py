@@ -8,22 +8,24 @@ A worker receives *only* environment variables. Hyperparameters travel as one JS
 document in ``OPENAUTOGLM_TRIAL_PARAMS`` so that a categorical value such as
 ``$(rm -rf /)`` reaches the trial as a literal string: no shell ever sees it.
 """
+
 from __future__ import annotations
 
 import json
-from typing import Any, Final, Mapping
+from collections.abc import Mapping
+from typing import Any, Final
 
 # --- identity -------------------------------------------------------------------------
-JOB: Final = "OPENAUTOGLM_JOB"                  #: TuningJob name
-TRIAL: Final = "OPENAUTOGLM_TRIAL"              #: Optuna trial number (int)
-TRIAL_NAME: Final = "OPENAUTOGLM_TRIAL_NAME"    #: "<job>-t<number>", also the Service name
+JOB: Final = "OPENAUTOGLM_JOB"  #: TuningJob name
+TRIAL: Final = "OPENAUTOGLM_TRIAL"  #: Optuna trial number (int)
+TRIAL_NAME: Final = "OPENAUTOGLM_TRIAL_NAME"  #: "<job>-t<number>", also the Service name
 
 # --- what to train --------------------------------------------------------------------
-TASK: Final = "OPENAUTOGLM_TASK"                #: built-in task name ("digits", "text-lm")
+TASK: Final = "OPENAUTOGLM_TASK"  #: built-in task name ("digits", "text-lm")
 TASK_SETTINGS: Final = "OPENAUTOGLM_TASK_SETTINGS"  #: JSON object, task-specific (dataset, model, ...)
-PARAMS: Final = "OPENAUTOGLM_TRIAL_PARAMS"      #: JSON object: hyperparameter name -> value
-EPOCHS: Final = "OPENAUTOGLM_EPOCHS"            #: int, maximum number of epochs
-SEED: Final = "OPENAUTOGLM_SEED"                #: int, base seed of the trial
+PARAMS: Final = "OPENAUTOGLM_TRIAL_PARAMS"  #: JSON object: hyperparameter name -> value
+EPOCHS: Final = "OPENAUTOGLM_EPOCHS"  #: int, maximum number of epochs
+SEED: Final = "OPENAUTOGLM_SEED"  #: int, base seed of the trial
 OBJECTIVE_METRICS: Final = "OPENAUTOGLM_OBJECTIVE_METRICS"  #: JSON list of {"metric","direction"}
 
 # --- your own program under the trial supervisor (trial.command) ---------------------------
@@ -56,8 +58,10 @@ DEFAULT_STEP_METRIC: Final = "epoch"
 #: Katib's StdOut/File filter ``([\w|-]+)\s*=\s*((-?\d+)(\.\d+)?)`` widened: names may hold
 #: ``.``, values may have a sign and an exponent (``lr=1e-3`` is read whole), and ``nan``/``inf``
 #: are values, so a diverging ``loss=nan`` is seen. Group 1 is the name, group 2 the value.
-DEFAULT_METRIC_FILTER: Final = (r"([\w|.-]+)\s*=\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?"
-                                r"|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|-inf))")
+DEFAULT_METRIC_FILTER: Final = (
+    r"([\w|.-]+)\s*=\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?"
+    r"|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|-inf))"
+)
 
 # --- early stopping inside the trial ----------------------------------------------------
 #: JSON object: {"maxGradNorm": float|null, "patience": int|null, "minDelta": float,
@@ -65,8 +69,8 @@ DEFAULT_METRIC_FILTER: Final = (r"([\w|.-]+)\s*=\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]
 TRIAL_STOPPING: Final = "OPENAUTOGLM_TRIAL_STOPPING"
 
 # --- endpoints --------------------------------------------------------------------------
-BIND_ADDRESS: Final = "OPENAUTOGLM_BIND_ADDRESS"    #: address the HTTP servers bind ("0.0.0.0" in a pod)
-METRICS_PORT: Final = "OPENAUTOGLM_METRICS_PORT"    #: port of /metrics, /healthz, /readyz
+BIND_ADDRESS: Final = "OPENAUTOGLM_BIND_ADDRESS"  #: address the HTTP servers bind ("0.0.0.0" in a pod)
+METRICS_PORT: Final = "OPENAUTOGLM_METRICS_PORT"  #: port of /metrics, /healthz, /readyz
 TERMINATION_LOG: Final = "OPENAUTOGLM_TERMINATION_LOG"  #: path of the termination message file
 DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
 DEFAULT_METRICS_PORT: Final = 9090
@@ -74,10 +78,17 @@ DEFAULT_RENDEZVOUS_PORT: Final = 29400
 
 # --- Horovod: exactly what horovodrun sets for a Gloo job ---------------------------------
 HOROVOD_ENV: Final = (
-    "HOROVOD_RANK", "HOROVOD_SIZE", "HOROVOD_LOCAL_RANK", "HOROVOD_LOCAL_SIZE",
-    "HOROVOD_CROSS_RANK", "HOROVOD_CROSS_SIZE", "HOROVOD_HOSTNAME",
-    "HOROVOD_GLOO_RENDEZVOUS_ADDR", "HOROVOD_GLOO_RENDEZVOUS_PORT",
-    "HOROVOD_CONTROLLER", "HOROVOD_CPU_OPERATIONS",
+    "HOROVOD_RANK",
+    "HOROVOD_SIZE",
+    "HOROVOD_LOCAL_RANK",
+    "HOROVOD_LOCAL_SIZE",
+    "HOROVOD_CROSS_RANK",
+    "HOROVOD_CROSS_SIZE",
+    "HOROVOD_HOSTNAME",
+    "HOROVOD_GLOO_RENDEZVOUS_ADDR",
+    "HOROVOD_GLOO_RENDEZVOUS_PORT",
+    "HOROVOD_CONTROLLER",
+    "HOROVOD_CPU_OPERATIONS",
 )
 #: rank 0 hosts the rendezvous; it needs the host names of all ranks to build the plan.
 WORKER_HOSTS: Final = "OPENAUTOGLM_WORKER_HOSTS"  #: comma-separated HOROVOD_HOSTNAME of every rank
@@ -102,8 +113,8 @@ DEFAULT_MAX_GRAD_NORM: Final = 1e4
 #: gauge with label ``metric``: latest value of every metric the task reports
 #: (``accuracy``, ``loss``, ``val_loss`` ...) — the objective is read from here.
 METRIC_GAUGE: Final = "openautoglm_trial_metric"
-EPOCH_GAUGE: Final = "openautoglm_trial_epoch"          #: epochs completed (the pruning step)
-STEP_GAUGE: Final = "openautoglm_trial_step"            #: optimizer steps done
+EPOCH_GAUGE: Final = "openautoglm_trial_epoch"  #: epochs completed (the pruning step)
+STEP_GAUGE: Final = "openautoglm_trial_step"  #: optimizer steps done
 LR_GAUGE: Final = "openautoglm_trial_learning_rate"
 GRAD_NORM_GAUGE: Final = "openautoglm_trial_grad_norm"
 LOSS_GAUGE: Final = "openautoglm_trial_train_loss"
@@ -117,7 +128,7 @@ LOSS_GAUGE: Final = "openautoglm_trial_train_loss"
 #:  "seconds": float, "info": {task-specific facts, e.g. "tag", "samples_seen"}}
 #: NaN/inf never appear: they are written as null.
 STATUS_COMPLETED: Final = "completed"
-STATUS_STOPPED: Final = "stopped"   # ended early by the trial itself (divergence); no valid value
+STATUS_STOPPED: Final = "stopped"  # ended early by the trial itself (divergence); no valid value
 #: SIGTERM (pruned or deleted trial): status "failed", this reason, exit code 143
 REASON_TERMINATED: Final = "terminated"
 STATUS_FAILED: Final = "failed"

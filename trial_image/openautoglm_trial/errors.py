@@ -1,4 +1,5 @@
 """Errors that end a trial with status "failed" and a reason meant for the user."""
+
 from __future__ import annotations
 
 

@@ -2,11 +2,13 @@
 
 Pure functions; the collectors (:mod:`.collectors`) feed them what the program emits.
 """
+
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from . import contract
 from .recorder import Report
@@ -56,8 +58,7 @@ def parse_json(line: str) -> dict[str, float]:
     return values
 
 
-def parse_exposition(text: str, wanted: Callable[[str], bool]) -> tuple[dict[str, float],
-                                                                        float | None]:
+def parse_exposition(text: str, wanted: Callable[[str], bool]) -> tuple[dict[str, float], float | None]:
     """Metric values of a Prometheus text exposition.
 
     Args:
@@ -81,7 +82,9 @@ def parse_exposition(text: str, wanted: Callable[[str], bool]) -> tuple[dict[str
             elif sample.name == contract.EPOCH_GAUGE:
                 step = sample.value
             elif family.type in ("gauge", "counter", "untyped", "unknown") and sample.name in (
-                    family.name, family.name + "_total"):
+                family.name,
+                family.name + "_total",
+            ):
                 name = sample.name if wanted(sample.name) else family.name
                 if wanted(name):
                     values.setdefault(name, sample.value)  # the first series of a family
@@ -115,7 +118,6 @@ def push_parser(line: str) -> Report | None:
     """Lines of the push file: ``{"step": int | null, "metrics": {name: float}}``."""
     record = json.loads(line)
     if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
-        raise ValueError("expected {\"step\": ..., \"metrics\": {...}}")
-    values = {str(k): v for k, raw in record["metrics"].items()
-              if (v := _number(raw)) is not None}
+        raise ValueError('expected {"step": ..., "metrics": {...}}')
+    values = {str(k): v for k, raw in record["metrics"].items() if (v := _number(raw)) is not None}
     return Report(values, _number(record.get("step")))

@@ -17,12 +17,14 @@ Steps are numbered 1, 2, ... in the order they appear, whatever the step metric'
 always agree. ``openautoglm_trial_epoch`` only advances once the first objective metric of a
 step is known, so a scraper never pairs a step with the previous step's value.
 """
+
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Mapping, Sequence
+from typing import TYPE_CHECKING, Final
 
 from . import contract
 from .result import TrialResult
@@ -65,8 +67,7 @@ class _Step:
     values: dict[str, float] = field(default_factory=dict)
 
 
-def default_strategies(objectives: Sequence[ObjectiveMetric], additional: Sequence[str]
-                       ) -> dict[str, str]:
+def default_strategies(objectives: Sequence[ObjectiveMetric], additional: Sequence[str]) -> dict[str, str]:
     """The strategies used when none are given: objectives by direction, others latest."""
     strategies = {o.metric: "max" if o.direction == "maximize" else "min" for o in objectives}
     for name in additional:
@@ -80,9 +81,14 @@ class Recorder:
     Thread-safe: collectors add reports from their own threads.
     """
 
-    def __init__(self, objectives: Sequence[ObjectiveMetric], strategies: Mapping[str, str],
-                 stopping: Stopping, metrics: TrialMetrics,
-                 step_metric: str = contract.DEFAULT_STEP_METRIC) -> None:
+    def __init__(
+        self,
+        objectives: Sequence[ObjectiveMetric],
+        strategies: Mapping[str, str],
+        stopping: Stopping,
+        metrics: TrialMetrics,
+        step_metric: str = contract.DEFAULT_STEP_METRIC,
+    ) -> None:
         """Create the recorder.
 
         Args:
@@ -192,8 +198,7 @@ class Recorder:
             return f"diverged: gradient norm ({name}) is {_word(value)} at epoch {step}"
         limit = self.stopping.max_grad_norm
         if limit is not None and value > limit:
-            return (f"diverged: gradient norm ({name}) {value:.4g} exceeds maxGradNorm {limit:g} "
-                    f"at epoch {step}")
+            return f"diverged: gradient norm ({name}) {value:.4g} exceeds maxGradNorm {limit:g} at epoch {step}"
         return None
 
     # ------------------------------------------------------------------ output
@@ -214,8 +219,9 @@ class Recorder:
             present = {name for step in self._steps for name in step.values}
         return [o.metric for o in self.objectives if o.metric not in present]
 
-    def result(self, status: str, reason: str | None, seconds: float,
-               info: Mapping[str, object] | None = None) -> TrialResult:
+    def result(
+        self, status: str, reason: str | None, seconds: float, info: Mapping[str, object] | None = None
+    ) -> TrialResult:
         """The trial result so far.
 
         Args:
@@ -232,15 +238,27 @@ class Recorder:
         with self._lock:
             history = self._history()
             steps = len(self._steps)
-        metrics = {name: value for name, curve in history.items()
-                   if (value := _summarise(curve, self.strategies.get(name, "latest"))) is not None}
+        metrics = {
+            name: value
+            for name, curve in history.items()
+            if (value := _summarise(curve, self.strategies.get(name, "latest"))) is not None
+        }
         best = {o.metric: metrics[o.metric] for o in self.objectives if o.metric in metrics}
-        return TrialResult(status=status, reason=reason, metrics=metrics, best=best,
-                           history=history, epochs=steps, seconds=seconds, info=dict(info or {}))
+        return TrialResult(
+            status=status,
+            reason=reason,
+            metrics=metrics,
+            best=best,
+            history=history,
+            epochs=steps,
+            seconds=seconds,
+            info=dict(info or {}),
+        )
 
     def _history(self) -> dict[str, list[float | None]]:
         names = [o.metric for o in self.objectives] + [
-            name for name in self.strategies if name not in {o.metric for o in self.objectives}]
+            name for name in self.strategies if name not in {o.metric for o in self.objectives}
+        ]
         history = {}
         for name in names:
             if any(name in step.values for step in self._steps):

@@ -8,6 +8,7 @@ registered twice and explains an unknown one; :func:`settings_problems` checks a
 ``settings`` (unknown keys, and types from the plugin class's own annotations), so a wrong
 setting is refused by ``openautoglm validate`` instead of failing the first trial.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -93,9 +94,13 @@ def type_problems(target: Callable | None, settings: Mapping[str, Any]) -> list[
     return problems
 
 
-def settings_problems(family: str, name: str, allowed: frozenset[str] | set[str], target: Callable | None,
-                      settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+def settings_problems(
+    family: str, name: str, allowed: frozenset[str] | set[str], target: Callable | None, settings: Mapping[str, Any]
+) -> list[tuple[str, str]]:
     """Unknown keys, then wrong types, of one plugin's settings, as (field path, message)."""
-    problems = [(f"settings.{k}", f"unknown setting of the {name} {family}; allowed: {sorted(allowed)}")
-                for k in settings if k not in allowed]
+    problems = [
+        (f"settings.{k}", f"unknown setting of the {name} {family}; allowed: {sorted(allowed)}")
+        for k in settings
+        if k not in allowed
+    ]
     return problems + type_problems(target, settings)

@@ -14,6 +14,7 @@ inside its own process, and the other ranks only need the variables. Two differe
   rank 0 until all ranks have checked in. Gloo's own 30 s store timeout then only has to
   cover the moments between the check-in and ``hvd.init()``.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -54,7 +55,7 @@ def host_plan(placement: HorovodPlacement) -> list[Any]:
     return plan
 
 
-def start_server(bind_address: str, placement: HorovodPlacement) -> "RendezvousHTTPServer":
+def start_server(bind_address: str, placement: HorovodPlacement) -> RendezvousHTTPServer:
     """Start Horovod's rendezvous HTTP server on the fixed port (rank 0 only).
 
     Args:
@@ -68,16 +69,15 @@ def start_server(bind_address: str, placement: HorovodPlacement) -> "RendezvousH
 
     plan = host_plan(placement)
     try:
-        server = RendezvousHTTPServer((bind_address, placement.rendezvous_port),
-                                      RendezvousHandler, 0)
+        server = RendezvousHTTPServer((bind_address, placement.rendezvous_port), RendezvousHandler, 0)
     except OSError as exc:
-        raise RendezvousError(f"cannot bind the rendezvous server on {bind_address}:"
-                              f"{placement.rendezvous_port}: {exc}") from None
+        raise RendezvousError(
+            f"cannot bind the rendezvous server on {bind_address}:{placement.rendezvous_port}: {exc}"
+        ) from None
     # Same order as launch_gloo: init(plan) before any worker can ask for a key.
     server.init(plan)
     threading.Thread(target=server.serve_forever, name="horovod-rendezvous", daemon=True).start()
-    log.info("rendezvous server for %d worker(s) on %s:%d", placement.size, bind_address,
-             placement.rendezvous_port)
+    log.info("rendezvous server for %d worker(s) on %s:%d", placement.size, bind_address, placement.rendezvous_port)
     return server
 
 
@@ -104,17 +104,22 @@ def check_in(placement: HorovodPlacement, timeout: float) -> None:
         except OSError as exc:  # refused, unreachable, DNS not there yet ...
             last_error = str(exc)
         if time.monotonic() >= next_log:
-            log.info("waiting for the rendezvous server at %s:%d (%s)",
-                     placement.rendezvous_addr, placement.rendezvous_port, last_error)
+            log.info(
+                "waiting for the rendezvous server at %s:%d (%s)",
+                placement.rendezvous_addr,
+                placement.rendezvous_port,
+                last_error,
+            )
             next_log = time.monotonic() + 10
         time.sleep(_POLL_SECONDS)
-    raise RendezvousError(f"rendezvous server {placement.rendezvous_addr}:"
-                          f"{placement.rendezvous_port} (rank 0) did not answer within "
-                          f"{timeout:g}s: {last_error}")
+    raise RendezvousError(
+        f"rendezvous server {placement.rendezvous_addr}:"
+        f"{placement.rendezvous_port} (rank 0) did not answer within "
+        f"{timeout:g}s: {last_error}"
+    )
 
 
-def wait_for_workers(server: "RendezvousHTTPServer", placement: HorovodPlacement,
-                     timeout: float) -> None:
+def wait_for_workers(server: RendezvousHTTPServer, placement: HorovodPlacement, timeout: float) -> None:
     """Wait until every other rank has checked in (rank 0 only).
 
     Args:
@@ -137,7 +142,8 @@ def wait_for_workers(server: "RendezvousHTTPServer", placement: HorovodPlacement
         if time.monotonic() >= deadline:
             raise RendezvousError(
                 f"workers {', '.join(m.split('_')[1] for m in missing)} of {placement.size} did "
-                f"not reach the rendezvous within {timeout:g}s")
+                f"not reach the rendezvous within {timeout:g}s"
+            )
         if time.monotonic() >= next_log:
             log.info("waiting for workers %s to check in", ", ".join(missing))
             next_log = time.monotonic() + 10
@@ -161,24 +167,22 @@ def join(placement: HorovodPlacement, bind_address: str | None, timeout: float) 
 
     if not placement.standalone:
         if placement.rank == 0:
-            server = start_server(bind_address or placement.rendezvous_addr or "0.0.0.0",
-                                  placement)
+            server = start_server(bind_address or placement.rendezvous_addr or "0.0.0.0", placement)
             wait_for_workers(server, placement, timeout)
         else:
             check_in(placement, timeout)
     started = time.monotonic()
     hvd.init()
     if (hvd.rank(), hvd.size()) != (placement.rank, placement.size):  # pragma: no cover
-        raise RendezvousError(f"Horovod says rank {hvd.rank()} of {hvd.size()}, the environment "
-                              f"says {placement.rank} of {placement.size}")
-    log.info("joined Horovod as rank %d of %d in %.2fs", hvd.rank(), hvd.size(),
-             time.monotonic() - started)
+        raise RendezvousError(
+            f"Horovod says rank {hvd.rank()} of {hvd.size()}, the environment says {placement.rank} of {placement.size}"
+        )
+    log.info("joined Horovod as rank %d of %d in %.2fs", hvd.rank(), hvd.size(), time.monotonic() - started)
     return hvd
 
 
 def _request(placement: HorovodPlacement, method: str, path: str, body: bytes) -> int:
-    connection = http.client.HTTPConnection(placement.rendezvous_addr,
-                                            placement.rendezvous_port, timeout=3)
+    connection = http.client.HTTPConnection(placement.rendezvous_addr, placement.rendezvous_port, timeout=3)
     try:
         connection.request(method, path, body=body)
         return connection.getresponse().status

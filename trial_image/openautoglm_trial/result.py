@@ -6,15 +6,17 @@ provisional "failed" result that says what the worker was doing, and overwritten
 epoch's progress and finally the real result: a worker killed from inside (Horovod aborts the
 process from C++ when a peer disappears) still leaves a useful reason behind.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import contract
 
@@ -62,7 +64,8 @@ class TrialResult:
             metrics=_numbers(doc.get("metrics")),
             best=_numbers(doc.get("best")),
             history={str(k): list(v) for k, v in history.items() if isinstance(v, list)}
-            if isinstance(history, dict) else {},
+            if isinstance(history, dict)
+            else {},
             epochs=int(doc["epochs"]) if _is_number(doc.get("epochs")) else 0,
             rank=int(doc["rank"]) if _is_number(doc.get("rank")) else 0,
             seconds=float(doc["seconds"]) if _is_number(doc.get("seconds")) else 0.0,
@@ -71,18 +74,20 @@ class TrialResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The message as plain JSON-ready data, with NaN/inf replaced by None."""
-        return _finite({
-            "status": self.status,
-            "reason": self.reason,
-            "metrics": self.metrics,
-            "best": self.best,
-            # 6 significant digits: plenty for a pruner, and more epochs fit in 4096 bytes.
-            "history": {name: [_round(v) for v in values] for name, values in self.history.items()},
-            "epochs": self.epochs,
-            "rank": self.rank,
-            "seconds": round(self.seconds, 3),
-            "info": self.info,
-        })
+        return _finite(
+            {
+                "status": self.status,
+                "reason": self.reason,
+                "metrics": self.metrics,
+                "best": self.best,
+                # 6 significant digits: plenty for a pruner, and more epochs fit in 4096 bytes.
+                "history": {name: [_round(v) for v in values] for name, values in self.history.items()},
+                "epochs": self.epochs,
+                "rank": self.rank,
+                "seconds": round(self.seconds, 3),
+                "info": self.info,
+            }
+        )
 
 
 def _is_number(v: Any) -> bool:
@@ -174,10 +179,18 @@ class TerminationLog:
             True if this call wrote it (no final result existed yet).
         """
         latest = self._latest
-        return self.write_final(TrialResult(
-            status=contract.STATUS_FAILED, reason=contract.REASON_TERMINATED,
-            metrics=latest.metrics, best=latest.best, history=latest.history,
-            epochs=latest.epochs, seconds=seconds, info=latest.info))
+        return self.write_final(
+            TrialResult(
+                status=contract.STATUS_FAILED,
+                reason=contract.REASON_TERMINATED,
+                metrics=latest.metrics,
+                best=latest.best,
+                history=latest.history,
+                epochs=latest.epochs,
+                seconds=seconds,
+                info=latest.info,
+            )
+        )
 
     def write_final(self, result: TrialResult) -> bool:
         """Write the final result unless one was already written.

@@ -3,13 +3,14 @@
 One small threaded server on ``OPENAUTOGLM_BIND_ADDRESS:OPENAUTOGLM_METRICS_PORT``. It starts
 before Horovod so the liveness probe answers while the worker waits for its peers.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
@@ -24,19 +25,18 @@ class TrialMetrics:
     def __init__(self) -> None:
         """Create the registry and the gauges named in :mod:`.contract`."""
         self.registry = CollectorRegistry()
-        self.metric = Gauge(contract.METRIC_GAUGE, "Latest value of each metric the task reports",
-                            ["metric"], registry=self.registry)
+        self.metric = Gauge(
+            contract.METRIC_GAUGE, "Latest value of each metric the task reports", ["metric"], registry=self.registry
+        )
         self.epoch = Gauge(contract.EPOCH_GAUGE, "Epochs completed", registry=self.registry)
         self.step = Gauge(contract.STEP_GAUGE, "Optimizer steps done", registry=self.registry)
-        self.learning_rate = Gauge(contract.LR_GAUGE, "Current learning rate",
-                                   registry=self.registry)
-        self.grad_norm = Gauge(contract.GRAD_NORM_GAUGE, "Norm of the averaged gradient",
-                               registry=self.registry)
-        self.train_loss = Gauge(contract.LOSS_GAUGE, "Training loss of the last step, averaged "
-                                "over the workers", registry=self.registry)
+        self.learning_rate = Gauge(contract.LR_GAUGE, "Current learning rate", registry=self.registry)
+        self.grad_norm = Gauge(contract.GRAD_NORM_GAUGE, "Norm of the averaged gradient", registry=self.registry)
+        self.train_loss = Gauge(
+            contract.LOSS_GAUGE, "Training loss of the last step, averaged over the workers", registry=self.registry
+        )
 
-    def report_step(self, step: int, learning_rate: float, grad_norm: float,
-                    train_loss: float) -> None:
+    def report_step(self, step: int, learning_rate: float, grad_norm: float, train_loss: float) -> None:
         """Update the per-step gauges."""
         self.step.set(step)
         self.learning_rate.set(learning_rate)
@@ -124,13 +124,11 @@ class TrialServer:
         """The bound port."""
         return self._httpd.server_address[1]
 
-    def start(self) -> "TrialServer":
+    def start(self) -> TrialServer:
         """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="trial-http",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="trial-http", daemon=True)
         self._thread.start()
-        log.info("serving /metrics, /healthz, /readyz on %s:%d",
-                 self._httpd.server_address[0], self.port)
+        log.info("serving /metrics, /healthz, /readyz on %s:%d", self._httpd.server_address[0], self.port)
         return self
 
     def stop(self) -> None:
@@ -156,8 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"not found")
 
-    def _send(self, code: int, body: bytes,
-              content_type: str = "text/plain; charset=utf-8") -> None:
+    def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

@@ -1,13 +1,15 @@
 """One settings object read from the worker's environment (names from :mod:`.contract`)."""
+
 from __future__ import annotations
 
 import json
 import logging
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import contract
 from .errors import SettingsError
@@ -97,7 +99,7 @@ class TrialSettings:
     rendezvous_timeout: float = 600.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "TrialSettings":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> TrialSettings:
         """Read and validate the settings.
 
         Args:
@@ -127,8 +129,7 @@ class TrialSettings:
             trial=_int_env(env, contract.TRIAL, None),
             trial_name=env.get(contract.TRIAL_NAME, ""),
             bind_address=env.get(contract.BIND_ADDRESS) or None,
-            metrics_port=_int_env(env, contract.METRICS_PORT, contract.DEFAULT_METRICS_PORT,
-                                  minimum=0),
+            metrics_port=_int_env(env, contract.METRICS_PORT, contract.DEFAULT_METRICS_PORT, minimum=0),
             termination_log=termination_log_path(env),
             horovod=_placement(env),
             torch_threads=_int_env(env, contract.TORCH_THREADS, 1, minimum=1),
@@ -152,21 +153,18 @@ def rank_hint(env: Mapping[str, str] = os.environ) -> int:
         return 0
 
 
-def _json_env(env: Mapping[str, str], name: str, default: Any,
-              kind: type | tuple[type, ...]) -> Any:
+def _json_env(env: Mapping[str, str], name: str, default: Any, kind: type | tuple[type, ...]) -> Any:
     try:
         value = contract.decode_json_env(env, name, default)
     except json.JSONDecodeError as exc:
         raise SettingsError(f"{name} is not valid JSON: {exc}") from None
     if not isinstance(value, kind):
         expected = kind[0] if isinstance(kind, tuple) else kind
-        raise SettingsError(f"{name} must be a JSON {expected.__name__}, "
-                            f"got {type(value).__name__}")
+        raise SettingsError(f"{name} must be a JSON {expected.__name__}, got {type(value).__name__}")
     return value
 
 
-def _int_env(env: Mapping[str, str], name: str, default: int | None,
-             minimum: int | None = None) -> int | None:
+def _int_env(env: Mapping[str, str], name: str, default: int | None, minimum: int | None = None) -> int | None:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -200,12 +198,14 @@ def _objectives(env: Mapping[str, str]) -> tuple[ObjectiveMetric, ...] | None:
     for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("metric"), str):
             raise SettingsError(
-                f"{contract.OBJECTIVE_METRICS} entries must be {{\"metric\", \"direction\"}} "
-                f"objects, got {item!r}")
+                f'{contract.OBJECTIVE_METRICS} entries must be {{"metric", "direction"}} objects, got {item!r}'
+            )
         direction = item.get("direction", "maximize")
         if direction not in DIRECTIONS:
-            raise SettingsError(f"{contract.OBJECTIVE_METRICS}: direction of {item['metric']!r} "
-                                f"must be maximize or minimize, got {direction!r}")
+            raise SettingsError(
+                f"{contract.OBJECTIVE_METRICS}: direction of {item['metric']!r} "
+                f"must be maximize or minimize, got {direction!r}"
+            )
         objectives.append(ObjectiveMetric(item["metric"], direction))
     return tuple(objectives)
 
@@ -221,18 +221,17 @@ def _stopping(env: Mapping[str, str]) -> Stopping:
     min_delta = raw.get("minDelta", 0.0)
     divergence_check = raw.get("divergenceCheck", True)
     if max_grad_norm is not None and (not _is_number(max_grad_norm) or not max_grad_norm > 0):
-        raise SettingsError(f"{contract.TRIAL_STOPPING}.maxGradNorm must be a positive number "
-                            f"or null, got {max_grad_norm!r}")
-    if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool)
-                                 or patience < 1):
-        raise SettingsError(f"{contract.TRIAL_STOPPING}.patience must be an integer >= 1 or "
-                            f"null, got {patience!r}")
+        raise SettingsError(
+            f"{contract.TRIAL_STOPPING}.maxGradNorm must be a positive number or null, got {max_grad_norm!r}"
+        )
+    if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
+        raise SettingsError(f"{contract.TRIAL_STOPPING}.patience must be an integer >= 1 or null, got {patience!r}")
     if not _is_number(min_delta) or min_delta < 0:
-        raise SettingsError(f"{contract.TRIAL_STOPPING}.minDelta must be a number >= 0, "
-                            f"got {min_delta!r}")
+        raise SettingsError(f"{contract.TRIAL_STOPPING}.minDelta must be a number >= 0, got {min_delta!r}")
     if not isinstance(divergence_check, bool):
-        raise SettingsError(f"{contract.TRIAL_STOPPING}.divergenceCheck must be true or false, "
-                            f"got {divergence_check!r}")
+        raise SettingsError(
+            f"{contract.TRIAL_STOPPING}.divergenceCheck must be true or false, got {divergence_check!r}"
+        )
     return Stopping(
         max_grad_norm=None if max_grad_norm is None else float(max_grad_norm),
         patience=patience,
@@ -242,8 +241,7 @@ def _stopping(env: Mapping[str, str]) -> Stopping:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _placement(env: Mapping[str, str]) -> HorovodPlacement:
@@ -261,14 +259,17 @@ def _placement(env: Mapping[str, str]) -> HorovodPlacement:
     if not hosts and size == 1:
         hosts = (hostname,)
     if rank == 0 and len(hosts) != size:
-        raise SettingsError(f"{contract.WORKER_HOSTS} must list the HOROVOD_HOSTNAME of all "
-                            f"{size} ranks in rank order, got {len(hosts)}: {','.join(hosts)!r}")
+        raise SettingsError(
+            f"{contract.WORKER_HOSTS} must list the HOROVOD_HOSTNAME of all "
+            f"{size} ranks in rank order, got {len(hosts)}: {','.join(hosts)!r}"
+        )
     if hosts and len(hosts) == size and hosts[rank] != hostname:
-        raise SettingsError(f"HOROVOD_HOSTNAME {hostname!r} of rank {rank} differs from entry "
-                            f"{rank} of {contract.WORKER_HOSTS} ({hosts[rank]!r})")
+        raise SettingsError(
+            f"HOROVOD_HOSTNAME {hostname!r} of rank {rank} differs from entry "
+            f"{rank} of {contract.WORKER_HOSTS} ({hosts[rank]!r})"
+        )
     if len(set(hosts)) != len(hosts):
-        raise SettingsError(f"{contract.WORKER_HOSTS} has duplicates: every worker is its own "
-                            f"host with one slot")
+        raise SettingsError(f"{contract.WORKER_HOSTS} has duplicates: every worker is its own host with one slot")
     placement = HorovodPlacement(
         rank=rank,
         size=size,
@@ -278,15 +279,14 @@ def _placement(env: Mapping[str, str]) -> HorovodPlacement:
         cross_size=_int_env(env, "HOROVOD_CROSS_SIZE", size),
         hostname=hostname,
         rendezvous_addr=addr,
-        rendezvous_port=_int_env(env, "HOROVOD_GLOO_RENDEZVOUS_PORT",
-                                 contract.DEFAULT_RENDEZVOUS_PORT, minimum=1),
+        rendezvous_port=_int_env(env, "HOROVOD_GLOO_RENDEZVOUS_PORT", contract.DEFAULT_RENDEZVOUS_PORT, minimum=1),
         worker_hosts=hosts,
     )
     expected = (0, 1, rank, size)
-    actual = (placement.local_rank, placement.local_size, placement.cross_rank,
-              placement.cross_size)
+    actual = (placement.local_rank, placement.local_size, placement.cross_rank, placement.cross_size)
     if actual != expected:
         raise SettingsError(
             "each worker is its own host with one slot: expected HOROVOD_LOCAL_RANK=0, "
-            f"LOCAL_SIZE=1, CROSS_RANK={rank}, CROSS_SIZE={size}, got {actual}")
+            f"LOCAL_SIZE=1, CROSS_RANK={rank}, CROSS_SIZE={size}, got {actual}"
+        )
     return placement

@@ -17,6 +17,7 @@ does the trial contract's part the program knows nothing of, and the program onl
 It never imports torch or ``horovod.torch``. Exit codes: 0 completed or stopped, 1 failed,
 143 terminated (SIGTERM).
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,9 +27,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from . import command, contract
 from .board import Board, LocalBoard, RemoteBoard
@@ -37,8 +38,19 @@ from .collectors import COLLECTORS, Collector, CollectorSpec, StreamCollector
 from .errors import RendezvousError, SettingsError, TrialError
 from .recorder import STRATEGIES, Decision, Recorder, Report, default_strategies
 from .result import TerminationLog, TrialResult
-from .settings import (HorovodPlacement, ObjectiveMetric, Stopping, _float_env, _int_env, _json_env,
-                       _objectives, _placement, _stopping, rank_hint, termination_log_path)
+from .settings import (
+    HorovodPlacement,
+    ObjectiveMetric,
+    Stopping,
+    _float_env,
+    _int_env,
+    _json_env,
+    _objectives,
+    _placement,
+    _stopping,
+    rank_hint,
+    termination_log_path,
+)
 
 if TYPE_CHECKING:
     from .server import Health
@@ -74,7 +86,7 @@ class SupervisorSettings:
     rendezvous_timeout: float
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "SupervisorSettings":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> SupervisorSettings:
         """Read and validate the settings.
 
         Args:
@@ -88,24 +100,25 @@ class SupervisorSettings:
         """
         argv = _json_env(env, contract.COMMAND, None, list)
         if not argv or not all(isinstance(item, str) for item in argv):
-            raise SettingsError(f"{contract.COMMAND} must be a non-empty JSON list of strings, "
-                                f"got {env.get(contract.COMMAND)!r}")
+            raise SettingsError(
+                f"{contract.COMMAND} must be a non-empty JSON list of strings, got {env.get(contract.COMMAND)!r}"
+            )
         objectives = _objectives(env)
         if not objectives:
-            raise SettingsError(f"{contract.OBJECTIVE_METRICS} is not set: the supervisor must "
-                                f"know which metric of the program is the objective")
+            raise SettingsError(
+                f"{contract.OBJECTIVE_METRICS} is not set: the supervisor must "
+                f"know which metric of the program is the objective"
+            )
         return cls(
             command=tuple(argv),
             params=_json_env(env, contract.PARAMS, {}, dict),
             objectives=objectives,
             strategies=_strategies(env, objectives),
-            collector=CollectorSpec.parse(_json_env(env, contract.COLLECTOR, None,
-                                                    (dict, type(None)))),
+            collector=CollectorSpec.parse(_json_env(env, contract.COLLECTOR, None, (dict, type(None)))),
             stopping=_stopping(env),
             placement=_placement(env),
             bind_address=env.get(contract.BIND_ADDRESS) or None,
-            metrics_port=_int_env(env, contract.METRICS_PORT, contract.DEFAULT_METRICS_PORT,
-                                  minimum=0),
+            metrics_port=_int_env(env, contract.METRICS_PORT, contract.DEFAULT_METRICS_PORT, minimum=0),
             rendezvous_timeout=_float_env(env, contract.RENDEZVOUS_TIMEOUT, 600.0),
         )
 
@@ -113,13 +126,13 @@ class SupervisorSettings:
 def _strategies(env: Mapping[str, str], objectives: tuple[ObjectiveMetric, ...]) -> dict[str, str]:
     additional = _json_env(env, contract.ADDITIONAL_METRICS, [], list)
     if not all(isinstance(name, str) and name for name in additional):
-        raise SettingsError(f"{contract.ADDITIONAL_METRICS} must be a JSON list of metric names, "
-                            f"got {additional!r}")
+        raise SettingsError(f"{contract.ADDITIONAL_METRICS} must be a JSON list of metric names, got {additional!r}")
     given = _json_env(env, contract.METRIC_STRATEGIES, {}, dict)
     for name, strategy in given.items():
         if strategy not in STRATEGIES:
-            raise SettingsError(f"{contract.METRIC_STRATEGIES}.{name} must be one of "
-                                f"{', '.join(STRATEGIES)}, got {strategy!r}")
+            raise SettingsError(
+                f"{contract.METRIC_STRATEGIES}.{name} must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+            )
     return {**default_strategies(objectives, additional), **given}
 
 
@@ -130,8 +143,9 @@ def main() -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     started = time.monotonic()
     rank = rank_hint()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s rank={rank} %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format=f"%(asctime)s rank={rank} %(levelname)s %(name)s: %(message)s"
+    )
     supervisor = Supervisor(TerminationLog(termination_log_path(), rank), rank, started)
     threading.Thread(target=supervisor.watch_sigterm, name="sigterm-watch", daemon=True).start()
     try:
@@ -188,8 +202,7 @@ class Supervisor:
         health = self._serve(settings)
         self.collector = self._collector(settings)  # before the program: a file's old content
         self.board = self._join(settings)
-        child = Child(argv, self._child_env(), capture_stdout=isinstance(self.collector,
-                                                                         StreamCollector))
+        child = Child(argv, self._child_env(), capture_stdout=isinstance(self.collector, StreamCollector))
         with self._lock:
             if self._terminating:
                 return self._park()
@@ -202,8 +215,7 @@ class Supervisor:
         health.mark_ready()
         self._progress("the supervisor exited unexpectedly while the program ran")
         if settings.placement.size > 1:
-            threading.Thread(target=self._watch_board, args=(child,), name="board-watch",
-                             daemon=True).start()
+            threading.Thread(target=self._watch_board, args=(child,), name="board-watch", daemon=True).start()
         code = child.wait()
         self.collector.finish()
         with self._lock:
@@ -211,7 +223,7 @@ class Supervisor:
                 return self._park()
         return self._finish(settings, child, code)
 
-    def _serve(self, settings: SupervisorSettings) -> "Health":
+    def _serve(self, settings: SupervisorSettings) -> Health:
         """Serve /metrics and the probes; the recorder feeds the gauges."""
         from .server import Health, TrialMetrics, TrialServer  # prometheus-client, not torch
 
@@ -220,18 +232,21 @@ class Supervisor:
         try:
             TrialServer(address, settings.metrics_port, metrics, health).start()
         except OSError as exc:
-            raise SettingsError(f"cannot serve metrics on {address}:{settings.metrics_port}: "
-                                f"{exc}") from None
-        self.recorder = Recorder(settings.objectives, settings.strategies, settings.stopping,
-                                 metrics, settings.collector.step_metric)
+            raise SettingsError(f"cannot serve metrics on {address}:{settings.metrics_port}: {exc}") from None
+        self.recorder = Recorder(
+            settings.objectives, settings.strategies, settings.stopping, metrics, settings.collector.step_metric
+        )
         return health
 
     def _child_env(self) -> dict[str, str]:
         """Our environment (HOROVOD_* as given), the push file, and unbuffered Python output:
         a Python program writing to a pipe would otherwise hold its lines until it exits."""
         assert self.collector is not None
-        return {**os.environ, "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED") or "1",
-                **self.collector.child_env()}
+        return {
+            **os.environ,
+            "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED") or "1",
+            **self.collector.child_env(),
+        }
 
     def _collector(self, settings: SupervisorSettings) -> Collector:
         spec = settings.collector
@@ -244,15 +259,16 @@ class Supervisor:
             return Board()
         from . import rendezvous
 
-        self._progress("the supervisor exited unexpectedly while waiting for the other ranks "
-                       f"(rendezvous {placement.rendezvous_addr}:{placement.rendezvous_port}, "
-                       f"{placement.size} workers)")
+        self._progress(
+            "the supervisor exited unexpectedly while waiting for the other ranks "
+            f"(rendezvous {placement.rendezvous_addr}:{placement.rendezvous_port}, "
+            f"{placement.size} workers)"
+        )
         if placement.rank > 0:
             rendezvous.check_in(placement, settings.rendezvous_timeout)
             return RemoteBoard(placement)
         try:
-            server = rendezvous.start_server(
-                settings.bind_address or placement.rendezvous_addr or "0.0.0.0", placement)
+            server = rendezvous.start_server(settings.bind_address or placement.rendezvous_addr or "0.0.0.0", placement)
         except ImportError as exc:
             if placement.size > 1:
                 raise RendezvousError(f"rank 0 cannot host Horovod's rendezvous: {exc}") from None
@@ -338,8 +354,9 @@ class Supervisor:
         names = " and ".join(repr(m) for m in missing)
         word = "metric" if len(missing) == 1 else "metrics"
         seen = f"it reported: {', '.join(reported[:20])}" if reported else "it reported nothing"
-        return (f"the program exited 0 without reporting the objective {word} {names} "
-                f"({self.collector.describe()}; {seen})")
+        return (
+            f"the program exited 0 without reporting the objective {word} {names} ({self.collector.describe()}; {seen})"
+        )
 
     def _release_peers(self, settings: SupervisorSettings) -> None:
         """Ranks > 0 say they are done; rank 0 keeps the store up until they have."""
@@ -353,21 +370,20 @@ class Supervisor:
     def _progress(self, reason: str) -> None:
         """A provisional "failed" message with the curves so far, standing if we die."""
         if self.recorder is None:
-            self.termination.provisional(TrialResult(
-                status=contract.STATUS_FAILED, reason=reason,
-                seconds=time.monotonic() - self.started))
+            self.termination.provisional(
+                TrialResult(status=contract.STATUS_FAILED, reason=reason, seconds=time.monotonic() - self.started)
+            )
             return
-        self.termination.provisional(self.recorder.result(
-            contract.STATUS_FAILED, reason, time.monotonic() - self.started))
+        self.termination.provisional(
+            self.recorder.result(contract.STATUS_FAILED, reason, time.monotonic() - self.started)
+        )
 
     def fail(self, reason: str) -> None:
         """Write a final "failed" message (errors before or around the program)."""
         if self.recorder is not None:
-            result = self.recorder.result(contract.STATUS_FAILED, reason,
-                                          time.monotonic() - self.started)
+            result = self.recorder.result(contract.STATUS_FAILED, reason, time.monotonic() - self.started)
         else:
-            result = TrialResult(status=contract.STATUS_FAILED, reason=reason,
-                                 seconds=time.monotonic() - self.started)
+            result = TrialResult(status=contract.STATUS_FAILED, reason=reason, seconds=time.monotonic() - self.started)
         self.termination.write_final(result)
 
     def cleanup(self) -> None:

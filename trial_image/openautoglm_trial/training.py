@@ -5,14 +5,16 @@ gradients, so the loss and gradient norm the watch judges are identical everywhe
 ranks stop at the same step. Evaluation sums are allreduced too, so every rank reports the
 same metrics.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,9 +58,15 @@ class _ShardRecord:
         return {"samples_seen": self.count, "samples_digest": self._digest.hexdigest()[:16]}
 
 
-def train(task: Task, settings: TrialSettings, hvd: Any, objectives: tuple[ObjectiveMetric, ...],
-          metrics: TrialMetrics, health: Health,
-          on_epoch: Callable[[TrainingSummary], None] = lambda outcome: None) -> TrainingSummary:
+def train(
+    task: Task,
+    settings: TrialSettings,
+    hvd: Any,
+    objectives: tuple[ObjectiveMetric, ...],
+    metrics: TrialMetrics,
+    health: Health,
+    on_epoch: Callable[[TrainingSummary], None] = lambda outcome: None,
+) -> TrainingSummary:
     """Train a task for up to ``settings.epochs`` epochs on this Horovod worker.
 
     Args:
@@ -77,29 +85,33 @@ def train(task: Task, settings: TrialSettings, hvd: Any, objectives: tuple[Objec
     # Same seed everywhere for the model: identical initial weights even before the broadcast.
     torch.manual_seed(settings.seed)
     model = task.build_model()
-    optimizer = hvd.DistributedOptimizer(task.build_optimizer(model),
-                                         named_parameters=model.named_parameters())
+    optimizer = hvd.DistributedOptimizer(task.build_optimizer(model), named_parameters=model.named_parameters())
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     hvd.broadcast_optimizer_state(optimizer, root_rank=0)
     # Per-rank seed from here on: dropout masks differ between workers, as with separate GPUs.
     torch.manual_seed(settings.seed + 1 + rank)
     initial = _flat_parameters(model) if settings.save_params_to else None
 
-    sampler = DistributedSampler(task.train_dataset, num_replicas=size, rank=rank, shuffle=True,
-                                 seed=settings.seed)
+    sampler = DistributedSampler(task.train_dataset, num_replicas=size, rank=rank, shuffle=True, seed=settings.seed)
     loader = DataLoader(task.train_dataset, batch_size=task.batch_size, sampler=sampler)
-    steps_per_epoch = len(loader) if task.steps_per_epoch is None else min(
-        len(loader), task.steps_per_epoch)
+    steps_per_epoch = len(loader) if task.steps_per_epoch is None else min(len(loader), task.steps_per_epoch)
     scheduler = task.build_scheduler(optimizer, steps_per_epoch * settings.epochs)
-    val_loader = DataLoader(Subset(task.val_dataset, range(rank, len(task.val_dataset), size)),
-                            batch_size=task.eval_batch_size)
+    val_loader = DataLoader(
+        Subset(task.val_dataset, range(rank, len(task.val_dataset), size)), batch_size=task.eval_batch_size
+    )
 
     watch = DivergenceWatch(settings.stopping)
     patience = Patience(objectives[0], settings.stopping.patience, settings.stopping.min_delta)
     shard = _ShardRecord()
     outcome = TrainingSummary()
-    log.info("training %s: %d epoch(s) of %d step(s), batch %d per worker, %d worker(s)",
-             settings.task, settings.epochs, steps_per_epoch, task.batch_size, size)
+    log.info(
+        "training %s: %d epoch(s) of %d step(s), batch %d per worker, %d worker(s)",
+        settings.task,
+        settings.epochs,
+        steps_per_epoch,
+        task.batch_size,
+        size,
+    )
     health.start_training()
     for epoch in range(1, settings.epochs + 1):
         started = time.monotonic()
@@ -119,8 +131,7 @@ def train(task: Task, settings: TrialSettings, hvd: Any, objectives: tuple[Objec
             optimizer.synchronize()
             mean_loss = hvd.synchronize(loss_handle).item()
             grad_norm = _grad_norm(model)
-            outcome.reason = (watch.check_loss(mean_loss, epoch, step)
-                              or watch.check_grad_norm(grad_norm, epoch, step))
+            outcome.reason = watch.check_loss(mean_loss, epoch, step) or watch.check_grad_norm(grad_norm, epoch, step)
             if outcome.reason is not None:
                 outcome.status = contract.STATUS_STOPPED
                 break
@@ -131,7 +142,7 @@ def train(task: Task, settings: TrialSettings, hvd: Any, objectives: tuple[Objec
             outcome.steps = step
             losses.append(mean_loss)
             metrics.report_step(step, optimizer.param_groups[0]["lr"], grad_norm, mean_loss)
-        shard.add(list(sampler)[:len(losses) * task.batch_size])
+        shard.add(list(sampler)[: len(losses) * task.batch_size])
         if outcome.status == contract.STATUS_STOPPED:
             log.warning("%s", outcome.reason)
             break
@@ -143,8 +154,13 @@ def train(task: Task, settings: TrialSettings, hvd: Any, objectives: tuple[Objec
         for name, value in epoch_metrics.items():
             outcome.history.setdefault(name, []).append(value)
         metrics.report_epoch(epoch, epoch_metrics)
-        log.info("epoch %d/%d (%.2fs): %s", epoch, settings.epochs, time.monotonic() - started,
-                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(epoch_metrics.items())))
+        log.info(
+            "epoch %d/%d (%.2fs): %s",
+            epoch,
+            settings.epochs,
+            time.monotonic() - started,
+            ", ".join(f"{k}={v:.4g}" for k, v in sorted(epoch_metrics.items())),
+        )
         outcome.info = {**task.info(), **shard.info()}
         on_epoch(outcome)
         reason = patience.update(epoch_metrics.get(objectives[0].metric, math.nan))
@@ -155,8 +171,7 @@ def train(task: Task, settings: TrialSettings, hvd: Any, objectives: tuple[Objec
     health.stop_training()
     outcome.info = {**task.info(), **shard.info()}
     if settings.save_params_to:
-        _save_parameters(settings.save_params_to.replace("{rank}", str(rank)), initial,
-                         _flat_parameters(model))
+        _save_parameters(settings.save_params_to.replace("{rank}", str(rank)), initial, _flat_parameters(model))
     return outcome
 
 
@@ -173,8 +188,7 @@ def _grad_norm(model: torch.nn.Module) -> float:
 
 
 @torch.no_grad()
-def _evaluate(task: Task, model: torch.nn.Module, loader: DataLoader, hvd: Any,
-              health: Health) -> dict[str, float]:
+def _evaluate(task: Task, model: torch.nn.Module, loader: DataLoader, hvd: Any, health: Health) -> dict[str, float]:
     model.eval()
     totals = dict.fromkeys(task.sum_keys, 0.0)
     for batch in loader:

@@ -3,6 +3,7 @@
 Every input here is already averaged over the workers (allreduced), so every rank reaches the
 same decision at the same step without talking about it.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,10 @@ class DivergenceWatch:
         if not math.isfinite(norm):
             return f"diverged: gradient norm is {_word(norm)} at epoch {epoch} step {step}"
         if self.max_grad_norm is not None and norm > self.max_grad_norm:
-            return (f"diverged: gradient norm {norm:.4g} exceeds maxGradNorm "
-                    f"{self.max_grad_norm:g} at epoch {epoch} step {step}")
+            return (
+                f"diverged: gradient norm {norm:.4g} exceeds maxGradNorm "
+                f"{self.max_grad_norm:g} at epoch {epoch} step {step}"
+            )
         return None
 
 
@@ -59,20 +62,19 @@ class Patience:
 
     def update(self, value: float) -> str | None:
         """Record an epoch's value; returns the reason to stop, or None to go on."""
-        if math.isfinite(value) and (self.best is None
-                                     or self.objective.better(value, self.best, self.min_delta)):
+        if math.isfinite(value) and (self.best is None or self.objective.better(value, self.best, self.min_delta)):
             self.best = value
             self.epochs_without_improvement = 0
             return None
         self.epochs_without_improvement += 1
         if self.patience is not None and self.epochs_without_improvement >= self.patience:
-            return (f"early stopping: no improvement in {self.epochs_without_improvement} epochs "
-                    f"({self.objective.metric})")
+            return (
+                f"early stopping: no improvement in {self.epochs_without_improvement} epochs ({self.objective.metric})"
+            )
         return None
 
 
-def best_values(history: dict[str, list[float]], objectives: tuple[ObjectiveMetric, ...]
-                ) -> dict[str, float]:
+def best_values(history: dict[str, list[float]], objectives: tuple[ObjectiveMetric, ...]) -> dict[str, float]:
     """Best finite value of each objective metric over the epochs, by its direction."""
     best: dict[str, float] = {}
     for objective in objectives:

@@ -3,6 +3,7 @@
 The study (with the pods or processes) is the source of truth; these attributes are what
 the engine adds to Optuna's own records. Dashboards and reports read them too.
 """
+
 from __future__ import annotations
 
 from typing import Final
@@ -23,9 +24,9 @@ STUDY_GENERATION: Final = "openautoglm:generation"
 STUDY_SPEC_DIGEST: Final = "openautoglm:spec_digest"
 
 # ---------------------------------------------------------------- trial user attributes
-TRIAL_PARAMS: Final = "params"             # everything the workers received (fixed values too)
-TRIAL_LAUNCHED: Final = "launched"         # the backend has seen workers of this trial
-TRIAL_STOP_REASON: Final = "stop_reason"   # why a trial ended early (pruned, diverged, ...)
+TRIAL_PARAMS: Final = "params"  # everything the workers received (fixed values too)
+TRIAL_LAUNCHED: Final = "launched"  # the backend has seen workers of this trial
+TRIAL_STOP_REASON: Final = "stop_reason"  # why a trial ended early (pruned, diverged, ...)
 TRIAL_FAIL_REASON: Final = "fail_reason"
-TRIAL_METRICS: Final = "metrics"           # final metrics from the termination message
+TRIAL_METRICS: Final = "metrics"  # final metrics from the termination message
 TRIAL_SECONDS: Final = "seconds"

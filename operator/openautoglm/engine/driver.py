@@ -16,13 +16,15 @@ over a :class:`Driver` with their backend. The driver owns what both did separat
 State here is a cache of the study: a driver built again after a crash at any line
 carries on from the study and what the backend observes.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -44,7 +46,8 @@ class SpecChangeRefused(StudyMismatch):
         super().__init__(
             f"{', '.join(fields)} cannot change on an existing TuningJob: its study was sampled with "
             "them; keep them, or start a new study (`openautoglm tune --fresh`, or a TuningJob with "
-            "another name)")
+            "another name)"
+        )
 
 
 @dataclasses.dataclass
@@ -79,9 +82,17 @@ class Driver:
         save_every: seconds between writes of the elapsed time to the study.
     """
 
-    def __init__(self, job: TuningJob, study: optuna.Study, backend: Backend, *,
-                 metrics: MetricSource | None = None, generation: int | None = None,
-                 clock: Callable[[], float] = time.monotonic, save_every: float = 10.0):
+    def __init__(
+        self,
+        job: TuningJob,
+        study: optuna.Study,
+        backend: Backend,
+        *,
+        metrics: MetricSource | None = None,
+        generation: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        save_every: float = 10.0,
+    ):
         self.job = job
         self.study = study
         self.backend = backend
@@ -128,7 +139,7 @@ class Driver:
         was_terminal = self.terminal
         outcome = self._reconciler.reconcile(self.elapsed())
         if not was_terminal and self.terminal:
-            self.save_clock()   # the job just ended: its clock stops here
+            self.save_clock()  # the job just ended: its clock stops here
         elif self._clock() - self._last_save >= self._save_every:
             self.save_clock()
         outcome.status.generation = self.generation
@@ -138,9 +149,14 @@ class Driver:
     def status(self) -> JobStatus:
         """The job's status without a pass (e.g. for a finished job)."""
         a = self.study.user_attrs
-        status = build_status(self.job, self.study.get_trials(deepcopy=False), elapsed=self.elapsed(),
-                              phase=a.get(attrs.STUDY_PHASE), reason=a.get(attrs.STUDY_REASON),
-                              message=a.get(attrs.STUDY_MESSAGE))
+        status = build_status(
+            self.job,
+            self.study.get_trials(deepcopy=False),
+            elapsed=self.elapsed(),
+            phase=a.get(attrs.STUDY_PHASE),
+            reason=a.get(attrs.STUDY_REASON),
+            message=a.get(attrs.STUDY_MESSAGE),
+        )
         status.generation = self.generation
         return status
 
@@ -185,7 +201,7 @@ class Driver:
         if terminal_reason(self.job, self.study, trials, self._elapsed_before) is None:
             for key in (attrs.STUDY_PHASE, attrs.STUDY_REASON, attrs.STUDY_MESSAGE):
                 self.study.set_user_attr(key, None)
-            self._since = self._last_save = self._clock()   # the clock runs again from here
+            self._since = self._last_save = self._clock()  # the clock runs again from here
             self._ticking = True
 
     # ------------------------------------------------------------------ stopping

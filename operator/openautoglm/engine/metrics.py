@@ -4,6 +4,7 @@
 server (for clusters that already scrape everything). Final values never come from
 here but from the termination message, which survives the worker.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,15 +13,15 @@ import json
 import math
 import urllib.parse
 import urllib.request
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from openautoglm_trial import contract as c
-from openautoglm_trial.registry import Registry
-
 from openautoglm.engine.trials import TrialObservation
 from openautoglm.spec import TuningJob
+from openautoglm_trial import contract as c
+from openautoglm_trial.registry import Registry
 
 #: A worker that does not answer in this time is simply read again next round.
 SCRAPE_TIMEOUT_SECONDS = 2.0

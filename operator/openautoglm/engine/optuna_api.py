@@ -4,6 +4,7 @@ The engine writes to trials it did not ``ask`` in this process (after a restart,
 another pass), which Optuna's public API offers only through a live ``Trial``; and it
 needs a grid's size. If an Optuna release moves these, this is the file to change.
 """
+
 from __future__ import annotations
 
 from typing import Any

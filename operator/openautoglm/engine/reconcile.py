@@ -12,6 +12,7 @@ or after a crash at any line, creates no duplicate trial and loses none, because
 * a trial is told (finished in the study) *before* its workers are released, so a
   crash in between only leaves workers that the next pass releases.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,17 +25,24 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from openautoglm_trial import contract as c
-
 from openautoglm import space
 from openautoglm.engine import optuna_api
-from openautoglm.engine.attrs import (STUDY_MESSAGE, STUDY_PHASE, STUDY_REASON, TRIAL_FAIL_REASON,
-                                      TRIAL_LAUNCHED, TRIAL_METRICS, TRIAL_PARAMS, TRIAL_SECONDS,
-                                      TRIAL_STOP_REASON)
+from openautoglm.engine.attrs import (
+    STUDY_MESSAGE,
+    STUDY_PHASE,
+    STUDY_REASON,
+    TRIAL_FAIL_REASON,
+    TRIAL_LAUNCHED,
+    TRIAL_METRICS,
+    TRIAL_PARAMS,
+    TRIAL_SECONDS,
+    TRIAL_STOP_REASON,
+)
 from openautoglm.engine.metrics import MetricSource
 from openautoglm.engine.status import JobStatus, build_status, is_better
 from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, TrialObservation, TrialResult
 from openautoglm.spec import TuningJob
+from openautoglm_trial import contract as c
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +51,8 @@ log = logging.getLogger(__name__)
 class Event:
     """Something a person watching the job wants to know (printed locally, a Kubernetes Event in a cluster)."""
 
-    reason: str   # TrialStarted | TrialCompleted | TrialPruned | TrialStopped | TrialFailed | NewBest | JobSucceeded | JobFailed
+    #: TrialStarted | TrialCompleted | TrialPruned | TrialStopped | TrialFailed | NewBest | JobSucceeded | JobFailed
+    reason: str
     message: str
     trial: int | None = None
     warning: bool = False
@@ -75,8 +84,9 @@ def _objective_value(job: TuningJob, result: TrialResult) -> list[float] | None:
         elif strategy == by_direction:
             v = result.best.get(obj.metric, metrics.get(obj.metric))
         else:
-            curve = [x for x in result.history.get(obj.metric) or []
-                     if isinstance(x, (int, float)) and math.isfinite(x)]
+            curve = [
+                x for x in result.history.get(obj.metric) or [] if isinstance(x, (int, float)) and math.isfinite(x)
+            ]
             v = (max if strategy == "max" else min)(curve) if curve else metrics.get(obj.metric)
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             return None
@@ -106,7 +116,6 @@ class Reconciler:
         now = now or dt.datetime.now()
         self._latencies = {}
         events: list[Event] = []
-        spec = self.job.spec
         observed = self.backend.observe()
         trials = self.study.get_trials(deepcopy=False)
         best_before = self._best_value(trials)
@@ -124,19 +133,28 @@ class Reconciler:
         trials = self.study.get_trials(deepcopy=False)
         best_after = self._best_value(trials)
         if best_after is not None and (best_before is None or best_after[1] != best_before[1]):
-            events.append(Event("NewBest", f"trial {best_after[0]} is the new best: {_fmt(best_after[1])}", best_after[0]))
+            events.append(
+                Event("NewBest", f"trial {best_after[0]} is the new best: {_fmt(best_after[1])}", best_after[0])
+            )
         if terminal is None:
             terminal = self._check_terminal(trials, elapsed, events)
         if terminal is None:
             self._ask_and_launch(trials, events)
             trials = self.study.get_trials(deepcopy=False)
-        status = build_status(self.job, trials, elapsed=elapsed, phase=self.study.user_attrs.get(STUDY_PHASE),
-                              reason=self.study.user_attrs.get(STUDY_REASON),
-                              message=self.study.user_attrs.get(STUDY_MESSAGE))
+        status = build_status(
+            self.job,
+            trials,
+            elapsed=elapsed,
+            phase=self.study.user_attrs.get(STUDY_PHASE),
+            reason=self.study.user_attrs.get(STUDY_REASON),
+            message=self.study.user_attrs.get(STUDY_MESSAGE),
+        )
         return Outcome(status, events, self._latencies)
 
     # ------------------------------------------------------------------ running trials
-    def _drive_running(self, t: FrozenTrial, obs: TrialObservation | None, events: list[Event], now: dt.datetime) -> None:
+    def _drive_running(
+        self, t: FrozenTrial, obs: TrialObservation | None, events: list[Event], now: dt.datetime
+    ) -> None:
         spec = self.job.spec
         # A trial whose rank 0 has finished (or a rank has failed) is judged even if another
         # worker is gone: relaunching that worker would only wait for a rendezvous that is over.
@@ -167,7 +185,12 @@ class Reconciler:
             age = (now - t.datetime_start).total_seconds()
             if age > spec.trial.timeout_seconds:
                 self.backend.stop(t.number, "trial timeout")
-                self._tell(t, TrialState.FAIL, reason=f"exceeded trial.timeoutSeconds ({spec.trial.timeout_seconds} s)", events=events)
+                self._tell(
+                    t,
+                    TrialState.FAIL,
+                    reason=f"exceeded trial.timeoutSeconds ({spec.trial.timeout_seconds} s)",
+                    events=events,
+                )
                 self.backend.release(t.number)
                 return
         if not self.job.spec.objective.is_multi:
@@ -181,8 +204,10 @@ class Reconciler:
         trial = optuna_api.live_trial(self.study, t)
         self._timed("report", trial.report, reading.values[metric], reading.epoch)
         if self._timed("prune", trial.should_prune):
-            why = (f"pruned by {self.job.spec.early_stopping.pruner} at epoch {reading.epoch} "
-                   f"({metric}={_fmt(reading.values[metric])})")
+            why = (
+                f"pruned by {self.job.spec.early_stopping.pruner} at epoch {reading.epoch} "
+                f"({metric}={_fmt(reading.values[metric])})"
+            )
             # Stop every rank together: a rank left alone would block in its next allreduce.
             self.backend.stop(t.number, why)
             self._tell(t, TrialState.PRUNED, reason=why, events=events, event_reason="TrialPruned")
@@ -197,19 +222,30 @@ class Reconciler:
             optuna_api.set_trial_attr(self.study, t, TRIAL_SECONDS, result.seconds)
         status = result.status
         if status == c.STATUS_STOPPED:
-            self._tell(t, TrialState.PRUNED, reason=result.reason or "stopped early by the trial",
-                       events=events, event_reason="TrialStopped", warning=True)
+            self._tell(
+                t,
+                TrialState.PRUNED,
+                reason=result.reason or "stopped early by the trial",
+                events=events,
+                event_reason="TrialStopped",
+                warning=True,
+            )
         else:
             values = _objective_value(self.job, result)
             if values is None:
                 metrics = [o.metric for o in self.job.spec.objective.objectives]
-                self._tell(t, TrialState.FAIL, events=events,
-                           reason=f"finished without a finite value of {metrics} in its result")
+                self._tell(
+                    t,
+                    TrialState.FAIL,
+                    events=events,
+                    reason=f"finished without a finite value of {metrics} in its result",
+                )
             else:
                 if result.reason:
                     optuna_api.set_trial_attr(self.study, t, TRIAL_STOP_REASON, result.reason)
-                self._timed("tell", self.study.tell, t.number, values if len(values) > 1 else values[0],
-                            skip_if_finished=True)
+                self._timed(
+                    "tell", self.study.tell, t.number, values if len(values) > 1 else values[0], skip_if_finished=True
+                )
                 events.append(Event("TrialCompleted", f"trial {t.number} completed: {_fmt(values)}", t.number))
         self.backend.release(t.number)
 
@@ -226,8 +262,16 @@ class Reconciler:
             if isinstance(v, (int, float)) and math.isfinite(v) and step not in t.intermediate_values:
                 optuna_api.set_intermediate(self.study, t, step, float(v))
 
-    def _tell(self, t: FrozenTrial, state: TrialState, *, reason: str, events: list[Event],
-              event_reason: str | None = None, warning: bool = False) -> None:
+    def _tell(
+        self,
+        t: FrozenTrial,
+        state: TrialState,
+        *,
+        reason: str,
+        events: list[Event],
+        event_reason: str | None = None,
+        warning: bool = False,
+    ) -> None:
         attr = TRIAL_FAIL_REASON if state == TrialState.FAIL else TRIAL_STOP_REASON
         optuna_api.set_trial_attr(self.study, t, attr, reason)
         self._timed("tell", self.study.tell, t.number, state=state, skip_if_finished=True)
@@ -249,8 +293,12 @@ class Reconciler:
     def _end(self, running: list[FrozenTrial], phase: str, reason: str, message: str, events: list[Event]) -> str:
         for t in running:
             self.backend.stop(t.number, f"job ended: {reason}")
-            self._tell(t, TrialState.PRUNED if phase == "Succeeded" else TrialState.FAIL,
-                       reason=f"stopped because the job ended ({reason})", events=events)
+            self._tell(
+                t,
+                TrialState.PRUNED if phase == "Succeeded" else TrialState.FAIL,
+                reason=f"stopped because the job ended ({reason})",
+                events=events,
+            )
             self.backend.release(t.number)
         # The terminal phase is stored in the study so a rerun (or a restarted operator) sees it.
         self.study.set_user_attr(STUDY_PHASE, phase)
@@ -317,8 +365,9 @@ def max_trials(job: TuningJob, study: optuna.Study) -> int:
     return mt if grid is None else min(mt, grid)
 
 
-def terminal_reason(job: TuningJob, study: optuna.Study, trials: list[FrozenTrial],
-                    elapsed: float) -> tuple[str, str, str] | None:
+def terminal_reason(
+    job: TuningJob, study: optuna.Study, trials: list[FrozenTrial], elapsed: float
+) -> tuple[str, str, str] | None:
     """(phase, reason, message) if the job ends now with these trials, else None. Pure: the
     driver also asks it whether an edited spec continues a finished job."""
     b = job.spec.budget
@@ -328,16 +377,27 @@ def terminal_reason(job: TuningJob, study: optuna.Study, trials: list[FrozenTria
     running = any(t.state == TrialState.RUNNING for t in trials)
     target = job.spec.objective.target
     if failed > b.max_failed_trials:
-        return "Failed", "MaxFailedTrialsReached", f"{failed} trials failed, more than maxFailedTrials={b.max_failed_trials}"
+        return (
+            "Failed",
+            "MaxFailedTrialsReached",
+            f"{failed} trials failed, more than maxFailedTrials={b.max_failed_trials}",
+        )
     if target is not None:
         direction = job.spec.objective.objectives[0].direction
         hit = [t for t in complete if not is_better(target, t.value, direction)]
         if hit:
             first = min(hit, key=lambda t: t.number)
-            return "Succeeded", "TargetReached", f"trial {first.number} reached the target {target}: {_fmt(first.value)}"
+            return (
+                "Succeeded",
+                "TargetReached",
+                f"trial {first.number} reached the target {target}: {_fmt(first.value)}",
+            )
     if b.timeout_seconds is not None and elapsed >= b.timeout_seconds:
-        return ("Succeeded" if complete else "Failed", "Timeout",
-                f"the time budget of {b.timeout_seconds} s is spent; {len(complete)} trials completed")
+        return (
+            "Succeeded" if complete else "Failed",
+            "Timeout",
+            f"the time budget of {b.timeout_seconds} s is spent; {len(complete)} trials completed",
+        )
     if finished >= max_trials(job, study) and not running:
         if complete:
             return "Succeeded", "MaxTrialsReached", f"{finished} trials finished, {len(complete)} completed"

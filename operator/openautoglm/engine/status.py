@@ -3,6 +3,7 @@
 Its size does not grow with the number of trials: counters, the best trial (or the
 Pareto front, capped), and the last RECENT_TRIALS trials.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,12 +26,12 @@ def is_better(a: float, b: float | None, direction: str) -> bool:
 
 @dataclasses.dataclass
 class JobStatus:
-    phase: str                       # Running | Succeeded | Failed
+    phase: str  # Running | Succeeded | Failed
     reason: str | None
     message: str | None
-    counts: dict[str, int]           # running, completed, pruned, failed, finished, max
-    best: dict[str, Any] | None      # {number, value(s), params}; single objective
-    pareto: list[dict[str, Any]]     # several objectives: the non-dominated trials
+    counts: dict[str, int]  # running, completed, pruned, failed, finished, max
+    best: dict[str, Any] | None  # {number, value(s), params}; single objective
+    pareto: list[dict[str, Any]]  # several objectives: the non-dominated trials
     recent: list[dict[str, Any]]
     elapsed_seconds: float
     remaining_seconds: float | None
@@ -58,10 +59,14 @@ def trial_summary(t: FrozenTrial, metrics: list[str] | None = None) -> dict[str,
         metrics: names of the recorded metrics (objectives + additionalMetrics) to include
             with their final values; None: none (keeps the recent-trials list small).
     """
-    state = {TrialState.COMPLETE: "Completed", TrialState.PRUNED: "Pruned", TrialState.FAIL: "Failed",
-             TrialState.RUNNING: "Running", TrialState.WAITING: "Waiting"}[t.state]
-    out: dict[str, Any] = {"number": t.number, "state": state,
-                           "params": t.user_attrs.get("params") or dict(t.params)}
+    state = {
+        TrialState.COMPLETE: "Completed",
+        TrialState.PRUNED: "Pruned",
+        TrialState.FAIL: "Failed",
+        TrialState.RUNNING: "Running",
+        TrialState.WAITING: "Waiting",
+    }[t.state]
+    out: dict[str, Any] = {"number": t.number, "state": state, "params": t.user_attrs.get("params") or dict(t.params)}
     if t.values is not None:
         out["value"] = _clean(t.values[0]) if len(t.values) == 1 else [_clean(v) for v in t.values]
     elif t.intermediate_values:
@@ -90,8 +95,15 @@ def pareto_front(trials: list[FrozenTrial], directions: list[str]) -> list[Froze
     return [t for t in done if not any(_dominates(o.values, t.values, directions) for o in done if o is not t)]
 
 
-def build_status(job: TuningJob, trials: list[FrozenTrial], *, elapsed: float, phase: str | None = None,
-                 reason: str | None = None, message: str | None = None) -> JobStatus:
+def build_status(
+    job: TuningJob,
+    trials: list[FrozenTrial],
+    *,
+    elapsed: float,
+    phase: str | None = None,
+    reason: str | None = None,
+    message: str | None = None,
+) -> JobStatus:
     objectives = job.spec.objective.objectives
     directions = [o.direction for o in objectives]
     recorded = list(job.spec.objective.strategies())
@@ -108,8 +120,11 @@ def build_status(job: TuningJob, trials: list[FrozenTrial], *, elapsed: float, p
     pareto: list[dict[str, Any]] = []
     if len(objectives) == 1:
         for t in trials:
-            if t.state == TrialState.COMPLETE and t.value is not None and (
-                    best is None or is_better(t.value, best.value, directions[0])):
+            if (
+                t.state == TrialState.COMPLETE
+                and t.value is not None
+                and (best is None or is_better(t.value, best.value, directions[0]))
+            ):
                 best = t
     else:
         front = sorted(pareto_front(trials, directions), key=lambda t: t.number)

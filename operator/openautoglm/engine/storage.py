@@ -4,6 +4,7 @@ Only the engine (the local runner or the operator) talks to the study; trials ne
 A journal file is the default (one append-only file: survives a SIGKILL mid-write and
 needs no server); PostgreSQL through Optuna's RDBStorage for scale or HA.
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """The Optuna study of a TuningJob: created once, reloaded after any restart."""
+
 from __future__ import annotations
 
 import hashlib
@@ -38,10 +39,12 @@ def fingerprints(job: TuningJob) -> dict[str, str]:
 def fingerprint(job: TuningJob) -> str:
     """One hash of objective and search space (kept in studies made before per-field fingerprints)."""
     spec = job.spec
-    return _digest({
-        "objective": [o.model_dump() for o in spec.objective.objectives],
-        "parameters": [p.model_dump(by_alias=True, exclude_none=True) for p in spec.parameters],
-    })
+    return _digest(
+        {
+            "objective": [o.model_dump() for o in spec.objective.objectives],
+            "parameters": [p.model_dump(by_alias=True, exclude_none=True) for p in spec.parameters],
+        }
+    )
 
 
 def immutable_differences(old: TuningJob, new: TuningJob) -> list[str]:
@@ -86,13 +89,14 @@ def _check_fingerprints(job: TuningJob, study: optuna.Study, storage_url: str) -
     stored = study.user_attrs.get(attrs.STUDY_FINGERPRINTS)
     legacy = study.user_attrs.get(attrs.STUDY_FINGERPRINT)
     if stored is None and legacy is not None and legacy != fingerprint(job):
-        changed = ["spec.parameters or spec.objective"]   # a study from before per-field fingerprints
+        changed = ["spec.parameters or spec.objective"]  # a study from before per-field fingerprints
     else:
         changed = [f for f, h in (stored or {}).items() if mine.get(f) != h]
     if changed:
         raise StudyMismatch(
             f"study {study.study_name!r} in {storage_url} was created with another {', '.join(changed)}: "
-            "its trials were sampled from those; delete it (openautoglm tune --fresh) or use another job name")
+            "its trials were sampled from those; delete it (openautoglm tune --fresh) or use another job name"
+        )
     if stored != mine:
         study.set_user_attr(attrs.STUDY_FINGERPRINTS, mine)
     if legacy is None:

@@ -2,6 +2,7 @@
 
 A finished trial's result is the trial runtime's own :class:`TrialResult` (one class for the
 writer and the reader of the termination message), read with ``TrialResult.parse``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,7 +61,11 @@ class TrialObservation:
             if w.phase != FAILED:
                 continue
             res = w.result()
-            why = (res.reason if res else None) or w.reason or (f"exit code {w.exit_code}" if w.exit_code is not None else "failed")
+            why = (
+                (res.reason if res else None)
+                or w.reason
+                or (f"exit code {w.exit_code}" if w.exit_code is not None else "failed")
+            )
             return f"worker {w.rank}: {why}"
         return "failed"
 

@@ -3,14 +3,14 @@
 Pods and local processes get the same variables from here, so local runs exercise
 the pod contract (see openautoglm_trial.contract).
 """
+
 from __future__ import annotations
 
 import json
 from typing import Any, Final
 
-from openautoglm_trial import contract as c
-
 from openautoglm.spec import DEFAULT_METRIC_FILTER, TuningJob
+from openautoglm_trial import contract as c
 
 #: In a pod every rank binds all interfaces; locally each rank has its own loopback address.
 POD_BIND_ADDRESS: Final = "0.0.0.0"
@@ -45,39 +45,43 @@ def build_worker_env(
     spec = job.spec
     size = len(hosts)
     env: dict[str, str] = {e.name: e.value for e in spec.trial.env}
-    env.update({
-        c.JOB: job.name,
-        c.TRIAL: str(number),
-        c.TRIAL_NAME: trial_name(job.name, number),
-        c.PARAMS: c.encode_params(params),
-        c.EPOCHS: str(spec.trial.epochs),
-        # Same seed on every rank: broadcast makes weights equal anyway, but data order
-        # and dropout should not depend on which rank happened to start first.
-        c.SEED: str((spec.algorithm.seed or 0) * 100_003 + number),
-        c.OBJECTIVE_METRICS: json.dumps([o.model_dump() for o in spec.objective.objectives]),
-        c.TRIAL_STOPPING: json.dumps({
-            "maxGradNorm": spec.early_stopping.max_grad_norm,
-            "patience": spec.early_stopping.patience,
-            "minDelta": spec.early_stopping.min_delta,
-            "divergenceCheck": True,
-        }),
-        c.BIND_ADDRESS: bind_address,
-        c.METRICS_PORT: str(spec.metrics.port),
-        c.TERMINATION_LOG: termination_log,
-        c.WORKER_HOSTS: ",".join(hosts),
-        # What horovodrun sets for a Gloo job: each worker is its own host with one slot.
-        "HOROVOD_RANK": str(rank),
-        "HOROVOD_SIZE": str(size),
-        "HOROVOD_LOCAL_RANK": "0",
-        "HOROVOD_LOCAL_SIZE": "1",
-        "HOROVOD_CROSS_RANK": str(rank),
-        "HOROVOD_CROSS_SIZE": str(size),
-        "HOROVOD_HOSTNAME": hosts[rank],
-        "HOROVOD_GLOO_RENDEZVOUS_ADDR": hosts[0],
-        "HOROVOD_GLOO_RENDEZVOUS_PORT": str(rendezvous_port),
-        "HOROVOD_CONTROLLER": "gloo",
-        "HOROVOD_CPU_OPERATIONS": "gloo",
-    })
+    env.update(
+        {
+            c.JOB: job.name,
+            c.TRIAL: str(number),
+            c.TRIAL_NAME: trial_name(job.name, number),
+            c.PARAMS: c.encode_params(params),
+            c.EPOCHS: str(spec.trial.epochs),
+            # Same seed on every rank: broadcast makes weights equal anyway, but data order
+            # and dropout should not depend on which rank happened to start first.
+            c.SEED: str((spec.algorithm.seed or 0) * 100_003 + number),
+            c.OBJECTIVE_METRICS: json.dumps([o.model_dump() for o in spec.objective.objectives]),
+            c.TRIAL_STOPPING: json.dumps(
+                {
+                    "maxGradNorm": spec.early_stopping.max_grad_norm,
+                    "patience": spec.early_stopping.patience,
+                    "minDelta": spec.early_stopping.min_delta,
+                    "divergenceCheck": True,
+                }
+            ),
+            c.BIND_ADDRESS: bind_address,
+            c.METRICS_PORT: str(spec.metrics.port),
+            c.TERMINATION_LOG: termination_log,
+            c.WORKER_HOSTS: ",".join(hosts),
+            # What horovodrun sets for a Gloo job: each worker is its own host with one slot.
+            "HOROVOD_RANK": str(rank),
+            "HOROVOD_SIZE": str(size),
+            "HOROVOD_LOCAL_RANK": "0",
+            "HOROVOD_LOCAL_SIZE": "1",
+            "HOROVOD_CROSS_RANK": str(rank),
+            "HOROVOD_CROSS_SIZE": str(size),
+            "HOROVOD_HOSTNAME": hosts[rank],
+            "HOROVOD_GLOO_RENDEZVOUS_ADDR": hosts[0],
+            "HOROVOD_GLOO_RENDEZVOUS_PORT": str(rendezvous_port),
+            "HOROVOD_CONTROLLER": "gloo",
+            "HOROVOD_CPU_OPERATIONS": "gloo",
+        }
+    )
     if spec.trial.task is not None:
         env[c.TASK] = spec.trial.task
     env[c.TASK_SETTINGS] = json.dumps(spec.trial.task_settings, sort_keys=True)
@@ -100,15 +104,17 @@ def supervisor_env(job: TuningJob) -> dict[str, str]:
     return {
         # Placeholders stay in: the supervisor substitutes them, one value per argv item.
         c.COMMAND: json.dumps(list(spec.trial.command or [])),
-        c.COLLECTOR: json.dumps({
-            "kind": collector.kind,
-            "filter": collector.filter or DEFAULT_METRIC_FILTER,
-            "path": collector.path,
-            "format": collector.format,
-            "port": collector.port,
-            "metricsPath": collector.metrics_path,
-            "stepMetric": collector.step_metric,
-        }),
+        c.COLLECTOR: json.dumps(
+            {
+                "kind": collector.kind,
+                "filter": collector.filter or DEFAULT_METRIC_FILTER,
+                "path": collector.path,
+                "format": collector.format,
+                "port": collector.port,
+                "metricsPath": collector.metrics_path,
+                "stepMetric": collector.step_metric,
+            }
+        ),
         c.METRIC_STRATEGIES: json.dumps(spec.objective.strategies()),
         c.ADDITIONAL_METRICS: json.dumps(list(spec.objective.additional_metrics)),
     }

@@ -1,9 +1,9 @@
 """The Kubernetes side, over the shared engine.
 
-    api         the few API calls the operator makes (kubernetes client)
-    builders    pure builders of worker pods, trial Services and the TuningJob status
-    backend     KubernetesBackend: trials as pods (the engine's Backend)
-    controller  one TuningJob in the cluster: the engine's driver with this backend
-    handlers    the kopf handlers (thin: each calls the controller)
-    telemetry   the operator's own Prometheus metrics
+api         the few API calls the operator makes (kubernetes client)
+builders    pure builders of worker pods, trial Services and the TuningJob status
+backend     KubernetesBackend: trials as pods (the engine's Backend)
+controller  one TuningJob in the cluster: the engine's driver with this backend
+handlers    the kopf handlers (thin: each calls the controller)
+telemetry   the operator's own Prometheus metrics
 """

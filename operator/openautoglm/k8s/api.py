@@ -3,6 +3,7 @@
 Every write is idempotent: creating what exists (409) or deleting what is gone (404)
 is success, so a reconcile pass can be repeated after any crash.
 """
+
 from __future__ import annotations
 
 import base64

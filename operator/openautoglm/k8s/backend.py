@@ -3,16 +3,24 @@
 Names are deterministic (``<job>-t<N>-w<rank>``, Service ``<job>-t<N>``), so launching
 again after an operator restart finds what exists (409) and creates only what is missing.
 """
+
 from __future__ import annotations
 
 import logging
 from typing import Any
 
 from openautoglm.engine.trials import FAILED, PENDING, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
-from openautoglm.k8s.api import Api
-from openautoglm.k8s.builders import CONTAINER, LABEL_JOB, LABEL_RANK, LABEL_TRIAL, build_trial_service, build_worker_pod
-from openautoglm.spec import TuningJob
 from openautoglm.engine.worker import trial_name, worker_name
+from openautoglm.k8s.api import Api
+from openautoglm.k8s.builders import (
+    CONTAINER,
+    LABEL_JOB,
+    LABEL_RANK,
+    LABEL_TRIAL,
+    build_trial_service,
+    build_worker_pod,
+)
+from openautoglm.spec import TuningJob
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +47,9 @@ def observe_pod(pod: dict[str, Any], port: int) -> WorkerObservation:
     if pod["metadata"].get("deletionTimestamp") and phase in (PENDING, RUNNING):
         phase = FAILED
         reason = "pod deleted"
-    return WorkerObservation(int(labels.get(LABEL_RANK, 0)), phase, f"{ip}:{port}" if ip else None, exit_code,
-                             message, reason)
+    return WorkerObservation(
+        int(labels.get(LABEL_RANK, 0)), phase, f"{ip}:{port}" if ip else None, exit_code, message, reason
+    )
 
 
 class KubernetesBackend:

@@ -1,18 +1,17 @@
 """Pure builders of the manifests the operator writes: worker pods, the trial Service,
 the TuningJob status. They return dicts, touch no server, and are unit-tested alone.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Final
 
-from openautoglm_trial import contract as c
-
 from openautoglm import podtemplate
-from openautoglm.spec import API_VERSION, KIND
-from openautoglm.spec import TuningJob
 from openautoglm.engine.status import JobStatus
 from openautoglm.engine.worker import build_worker_env, trial_name, worker_command, worker_name
+from openautoglm.spec import API_VERSION, KIND, TuningJob
+from openautoglm_trial import contract as c
 
 LABEL_JOB: Final = "openautoglm.io/job"
 LABEL_TRIAL: Final = "openautoglm.io/trial"
@@ -25,8 +24,14 @@ CONTAINER: Final = podtemplate.WORKER_CONTAINER
 def owner_reference(job_body: dict[str, Any]) -> dict[str, Any]:
     """Owned by the TuningJob: deleting the job garbage-collects its pods and services."""
     meta = job_body["metadata"]
-    return {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"], "uid": meta["uid"],
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def trial_labels(job: str, number: int) -> dict[str, str]:
@@ -48,12 +53,18 @@ def worker_hosts(job: str, number: int, namespace: str, workers: int) -> list[st
 
 def _restricted_container_security() -> dict[str, Any]:
     # The "restricted" Pod Security Standard, container level.
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
-            "readOnlyRootFilesystem": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
-def build_worker_pod(job: TuningJob, job_body: dict[str, Any], number: int, rank: int,
-                     params: dict[str, Any], namespace: str) -> dict[str, Any]:
+def build_worker_pod(
+    job: TuningJob, job_body: dict[str, Any], number: int, rank: int, params: dict[str, Any], namespace: str
+) -> dict[str, Any]:
     """The pod of Horovod rank ``rank`` of trial ``number``, with ``spec.trial.podTemplate`` merged under it."""
     spec = job.spec
     hosts = worker_hosts(job.name, number, namespace, spec.trial.workers)
@@ -71,37 +82,62 @@ def build_worker_pod(job: TuningJob, job_body: dict[str, Any], number: int, rank
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": worker_name(job.name, number, rank), "namespace": namespace, "labels": labels,
-                     "ownerReferences": [owner_reference(job_body)]},
+        "metadata": {
+            "name": worker_name(job.name, number, rank),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(job_body)],
+        },
         "spec": {
             "hostname": worker_name(job.name, number, rank),
             "subdomain": trial_name(job.name, number),
-            "restartPolicy": "Never",   # a failed rank fails the trial; Optuna decides what next
-            "automountServiceAccountToken": False,   # trials never talk to the API server
+            "restartPolicy": "Never",  # a failed rank fails the trial; Optuna decides what next
+            "automountServiceAccountToken": False,  # trials never talk to the API server
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 30,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": TRIAL_UID, "runAsGroup": TRIAL_UID,
-                                "fsGroup": TRIAL_UID, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": CONTAINER,
-                "image": spec.trial.image,
-                "command": worker_command(job),
-                "env": env_list,
-                "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"},
-                          {"name": "rendezvous", "containerPort": c.DEFAULT_RENDEZVOUS_PORT, "protocol": "TCP"}],
-                "resources": {k: v for k, v in (("requests", requests), ("limits", limits)) if v},
-                # Importing torch takes seconds: a startup probe keeps liveness from firing early.
-                "startupProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 2,
-                                 "failureThreshold": 60, "timeoutSeconds": 2},
-                "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10,
-                                  "failureThreshold": 3, "timeoutSeconds": 5},
-                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 2,
-                                   "failureThreshold": 3, "timeoutSeconds": 2},
-                "terminationMessagePath": c.DEFAULT_TERMINATION_LOG,
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-                "securityContext": _restricted_container_security(),
-                "volumeMounts": [{"name": podtemplate.TMP_VOLUME, "mountPath": "/tmp"}],
-            }],
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": TRIAL_UID,
+                "runAsGroup": TRIAL_UID,
+                "fsGroup": TRIAL_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": CONTAINER,
+                    "image": spec.trial.image,
+                    "command": worker_command(job),
+                    "env": env_list,
+                    "ports": [
+                        {"name": "metrics", "containerPort": port, "protocol": "TCP"},
+                        {"name": "rendezvous", "containerPort": c.DEFAULT_RENDEZVOUS_PORT, "protocol": "TCP"},
+                    ],
+                    "resources": {k: v for k, v in (("requests", requests), ("limits", limits)) if v},
+                    # Importing torch takes seconds: a startup probe keeps liveness from firing early.
+                    "startupProbe": {
+                        "httpGet": {"path": "/healthz", "port": "metrics"},
+                        "periodSeconds": 2,
+                        "failureThreshold": 60,
+                        "timeoutSeconds": 2,
+                    },
+                    "livenessProbe": {
+                        "httpGet": {"path": "/healthz", "port": "metrics"},
+                        "periodSeconds": 10,
+                        "failureThreshold": 3,
+                        "timeoutSeconds": 5,
+                    },
+                    "readinessProbe": {
+                        "httpGet": {"path": "/readyz", "port": "metrics"},
+                        "periodSeconds": 2,
+                        "failureThreshold": 3,
+                        "timeoutSeconds": 2,
+                    },
+                    "terminationMessagePath": c.DEFAULT_TERMINATION_LOG,
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                    "securityContext": _restricted_container_security(),
+                    "volumeMounts": [{"name": podtemplate.TMP_VOLUME, "mountPath": "/tmp"}],
+                }
+            ],
             "volumes": [{"name": podtemplate.TMP_VOLUME, "emptyDir": {}}],
         },
     }
@@ -113,22 +149,28 @@ def build_trial_service(job: TuningJob, job_body: dict[str, Any], number: int, n
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": trial_name(job.name, number), "namespace": namespace,
-                     "labels": trial_labels(job.name, number), "ownerReferences": [owner_reference(job_body)]},
+        "metadata": {
+            "name": trial_name(job.name, number),
+            "namespace": namespace,
+            "labels": trial_labels(job.name, number),
+            "ownerReferences": [owner_reference(job_body)],
+        },
         "spec": {
             "clusterIP": "None",
             # Rank 0 is ready only after hvd.init(), which needs the other ranks to reach
             # it by name first: publish the names before readiness or they deadlock.
             "publishNotReadyAddresses": True,
             "selector": {LABEL_JOB: job.name, LABEL_TRIAL: str(number)},
-            "ports": [{"name": "rendezvous", "port": c.DEFAULT_RENDEZVOUS_PORT, "targetPort": "rendezvous"},
-                      {"name": "metrics", "port": job.spec.metrics.port, "targetPort": "metrics"}],
+            "ports": [
+                {"name": "rendezvous", "port": c.DEFAULT_RENDEZVOUS_PORT, "targetPort": "rendezvous"},
+                {"name": "metrics", "port": job.spec.metrics.port, "targetPort": "metrics"},
+            ],
         },
     }
 
 
 def _timestamp(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 #: kstatus (sigs.k8s.io/cli-utils) reads Reconciling and Stalled, Flux and ``kubectl wait`` read
@@ -138,9 +180,16 @@ CONDITION_TYPES: Final = ("Ready", "Reconciling", "Stalled", "Running", "Succeed
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
 
 
-def build_conditions(previous: list[dict[str, Any]] | None, phase: str, reason: str | None, message: str | None,
-                     generation: int | None, now: dt.datetime, *, refused: str | None = None
-                     ) -> list[dict[str, Any]]:
+def build_conditions(
+    previous: list[dict[str, Any]] | None,
+    phase: str,
+    reason: str | None,
+    message: str | None,
+    generation: int | None,
+    now: dt.datetime,
+    *,
+    refused: str | None = None,
+) -> list[dict[str, Any]]:
     """Conditions as Kubernetes wants them: lastTransitionTime changes only on a transition.
 
     ``phase`` is Pending, Running, Succeeded, Failed or Invalid (a spec the operator cannot run);
@@ -152,8 +201,11 @@ def build_conditions(previous: list[dict[str, Any]] | None, phase: str, reason: 
     stalled = failed or refused is not None
     stalled_why = (SPEC_CHANGE_REFUSED, refused) if refused is not None else (reason or phase, message)
     wanted: dict[str, tuple[bool, str, str | None]] = {
-        "Ready": (phase == "Succeeded" and not stalled, reason or phase if phase == "Succeeded" else "NotFinished",
-                  message),
+        "Ready": (
+            phase == "Succeeded" and not stalled,
+            reason or phase if phase == "Succeeded" else "NotFinished",
+            message,
+        ),
         "Reconciling": (active and not stalled, "TrialsRunning" if active else (reason or phase), message),
         "Stalled": (stalled, *stalled_why) if stalled else (False, "NotStalled", None),
         "Running": (active, "TrialsRunning" if active else (reason or phase), message),
@@ -166,18 +218,29 @@ def build_conditions(previous: list[dict[str, Any]] | None, phase: str, reason: 
         status = "True" if ok else "False"
         prev = old.get(ctype)
         changed = prev is None or prev.get("status") != status
-        out.append({
-            "type": ctype, "status": status, "reason": why,
-            "message": (text or "") if ok else "",
-            "lastTransitionTime": _timestamp(now) if changed else prev.get("lastTransitionTime", _timestamp(now)),
-            "observedGeneration": generation,
-        })
+        out.append(
+            {
+                "type": ctype,
+                "status": status,
+                "reason": why,
+                "message": (text or "") if ok else "",
+                "lastTransitionTime": _timestamp(now) if changed else prev.get("lastTransitionTime", _timestamp(now)),
+                "observedGeneration": generation,
+            }
+        )
     return out
 
 
-def build_resource_status(status: JobStatus, *, previous: dict[str, Any] | None, generation: int | None,
-                          start_time: str, now: dt.datetime, storage: str, refused: str | None = None
-                          ) -> dict[str, Any]:
+def build_resource_status(
+    status: JobStatus,
+    *,
+    previous: dict[str, Any] | None,
+    generation: int | None,
+    start_time: str,
+    now: dt.datetime,
+    storage: str,
+    refused: str | None = None,
+) -> dict[str, Any]:
     """The TuningJob resource's .status from the engine's JobStatus: same size at 10 or 10,000 trials."""
     counts = status.counts
     out: dict[str, Any] = {
@@ -185,8 +248,15 @@ def build_resource_status(status: JobStatus, *, previous: dict[str, Any] | None,
         "reason": status.reason,
         "message": status.message,
         "observedGeneration": generation,
-        "conditions": build_conditions((previous or {}).get("conditions"), status.phase, status.reason,
-                                       status.message, generation, now, refused=refused),
+        "conditions": build_conditions(
+            (previous or {}).get("conditions"),
+            status.phase,
+            status.reason,
+            status.message,
+            generation,
+            now,
+            refused=refused,
+        ),
         "trials": counts,
         "progress": f"{counts['finished']}/{counts['max']}",
         "bestTrial": status.best,
@@ -201,9 +271,16 @@ def build_resource_status(status: JobStatus, *, previous: dict[str, Any] | None,
     return out
 
 
-def build_invalid_status(problems: list[str], *, previous: dict[str, Any] | None, generation: int | None,
-                         now: dt.datetime) -> dict[str, Any]:
+def build_invalid_status(
+    problems: list[str], *, previous: dict[str, Any] | None, generation: int | None, now: dt.datetime
+) -> dict[str, Any]:
     message = "; ".join(problems)[:4000]
-    return {"phase": "Failed", "reason": "InvalidSpec", "message": message, "observedGeneration": generation,
-            "conditions": build_conditions((previous or {}).get("conditions"), "Invalid", "InvalidSpec", message,
-                                           generation, now)}
+    return {
+        "phase": "Failed",
+        "reason": "InvalidSpec",
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": build_conditions(
+            (previous or {}).get("conditions"), "Invalid", "InvalidSpec", message, generation, now
+        ),
+    }

@@ -6,6 +6,7 @@ the storage URL, the object's generation, and writing the status. State kept her
 cache: after an operator restart it is rebuilt from the study (in the cluster's storage)
 and the pods, which together are the source of truth.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,15 +31,18 @@ log = logging.getLogger(__name__)
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def job_document(body: dict[str, Any]) -> dict[str, Any]:
     """The parts of a TuningJob object the model validates (status is the operator's own)."""
     meta = body.get("metadata") or {}
-    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
-            "spec": body.get("spec")}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+        "spec": body.get("spec"),
+    }
 
 
 def storage_url(job: TuningJob, body: dict[str, Any], api: Api, cfg: settings_mod.Settings) -> str:
@@ -81,7 +85,7 @@ class JobController:
         self.name: str = meta["name"]
         self.generation = generation_of(body)
         self.previous: dict[str, Any] = dict(body.get("status") or {})
-        self.lock = threading.Lock()   # the daemon and pod events may both ask for a pass
+        self.lock = threading.Lock()  # the daemon and pod events may both ask for a pass
         self.wakeup = threading.Event()
         self.job: TuningJob | None = None
         self.driver: Driver | None = None
@@ -92,11 +96,12 @@ class JobController:
             self.job = validate_document(job_document(body), f"TuningJob {self.namespace}/{self.name}")
             self.url = storage_url(self.job, body, api, self.cfg)
             self.backend = KubernetesBackend(self.job, body, api, self.namespace)
-            self.driver = Driver.open(self.job, self.url, self.backend, generation=self.generation,
-                                      save_every=self.cfg.elapsed_save_seconds)
+            self.driver = Driver.open(
+                self.job, self.url, self.backend, generation=self.generation, save_every=self.cfg.elapsed_save_seconds
+            )
         except InvalidTuningJob as err:
             self.problems = [str(p) for p in err.problems]
-        except StudyMismatch as err:   # e.g. a PostgreSQL study of another job with this name
+        except StudyMismatch as err:  # e.g. a PostgreSQL study of another job with this name
             self.problems = [str(err)]
         self.start_time = self.previous.get("startTime") or builders._timestamp(_now())
 
@@ -110,8 +115,9 @@ class JobController:
         return min(self.job.spec.metrics.interval_seconds, self.cfg.operator_max_interval_seconds)
 
     def invalid_status(self) -> dict[str, Any]:
-        status = builders.build_invalid_status(self.problems, previous=self.previous, generation=self.generation,
-                                               now=_now())
+        status = builders.build_invalid_status(
+            self.problems, previous=self.previous, generation=self.generation, now=_now()
+        )
         self.api.patch_status(self.namespace, self.name, status)
         self.previous = status
         return status
@@ -145,9 +151,15 @@ class JobController:
         with self.lock:
             now = _now()
             step = self.driver.step()
-            status = builders.build_resource_status(step.status, previous=self.previous,
-                                                    generation=self.generation, start_time=self.start_time,
-                                                    now=now, storage=describe(self.url), refused=self.refused)
+            status = builders.build_resource_status(
+                step.status,
+                previous=self.previous,
+                generation=self.generation,
+                start_time=self.start_time,
+                now=now,
+                storage=describe(self.url),
+                refused=self.refused,
+            )
             if status != self.previous:
                 self.api.patch_status(self.namespace, self.name, status)
                 self.previous = status

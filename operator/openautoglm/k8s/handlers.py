@@ -2,6 +2,7 @@
 
 Run with ``openautoglm operator`` (the operator image's entrypoint).
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,10 +13,10 @@ import kopf
 from kubernetes import client, config
 
 from openautoglm import settings as settings_mod
-from openautoglm.spec import GROUP, PLURAL, VERSION
 from openautoglm.k8s.api import Api
 from openautoglm.k8s.builders import LABEL_JOB
 from openautoglm.k8s.controller import Controllers
+from openautoglm.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 CONTROLLERS = Controllers()
@@ -59,8 +60,9 @@ def needs_driving(body: kopf.Body, **_: Any) -> bool:
     daemon when this turns false and starts it again when an edit makes it true (a finished
     job whose budget was raised); a daemon that returned by itself would never be restarted."""
     status = body.get("status") or {}
-    return (status.get("phase") not in ("Succeeded", "Failed")
-            or status.get("observedGeneration") != body.get("metadata", {}).get("generation"))
+    return status.get("phase") not in ("Succeeded", "Failed") or status.get("observedGeneration") != body.get(
+        "metadata", {}
+    ).get("generation")
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, when=needs_driving)
@@ -71,7 +73,7 @@ def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger: loggi
     if not ctl.valid:
         ctl.invalid_status()
         logger.error("invalid TuningJob: %s", "; ".join(ctl.problems))
-        stopped.wait()   # until kopf stops it: the status is terminal now; an edit starts it again
+        stopped.wait()  # until kopf stops it: the status is terminal now; an edit starts it again
         return
     reported = False
     while not stopped:
@@ -131,7 +133,7 @@ def run(namespaces: list[str] | None = None) -> None:
     cfg = settings_mod.load()
     kopf.configure(verbose=cfg.log_level.upper() == "DEBUG")
     kopf.run(
-        standalone=True,   # one replica (the journal has one writer); no peering objects needed
+        standalone=True,  # one replica (the journal has one writer); no peering objects needed
         clusterwide=not namespaces,
         namespaces=namespaces or (),
         liveness_endpoint=f"http://0.0.0.0:{cfg.operator_health_port}/healthz" if cfg.operator_health_port else None,

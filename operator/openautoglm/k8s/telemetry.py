@@ -1,4 +1,5 @@
 """The operator's own Prometheus metrics (served on OPENAUTOGLM_OPERATOR_METRICS_PORT)."""
+
 from __future__ import annotations
 
 from typing import Final
@@ -9,10 +10,15 @@ from openautoglm.engine.reconcile import Outcome
 
 _BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
-RECONCILE_SECONDS = Histogram("openautoglm_reconcile_seconds", "Duration of one reconcile pass of a TuningJob",
-                              ["namespace", "job"], buckets=_BUCKETS)
-OPTUNA_SECONDS = Histogram("openautoglm_optuna_seconds", "Duration of Optuna calls (ask, tell, report, prune)",
-                           ["operation"], buckets=_BUCKETS)
+RECONCILE_SECONDS = Histogram(
+    "openautoglm_reconcile_seconds",
+    "Duration of one reconcile pass of a TuningJob",
+    ["namespace", "job"],
+    buckets=_BUCKETS,
+)
+OPTUNA_SECONDS = Histogram(
+    "openautoglm_optuna_seconds", "Duration of Optuna calls (ask, tell, report, prune)", ["operation"], buckets=_BUCKETS
+)
 TRIALS = Gauge("openautoglm_trials", "Trials of a TuningJob by state", ["namespace", "job", "state"])
 BEST_VALUE = Gauge("openautoglm_best_value", "Best objective value of a TuningJob", ["namespace", "job"])
 EVENTS = Counter("openautoglm_events_total", "Events of TuningJobs by reason", ["namespace", "job", "reason"])

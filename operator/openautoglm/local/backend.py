@@ -14,6 +14,7 @@ Workers run in their own session so that a Ctrl-C in the terminal reaches only
 ``openautoglm tune``, which then stops them deliberately; after a SIGKILL of the
 runner they keep training and a rerun adopts them by pid, as the operator adopts pods.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,12 +27,11 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from openautoglm_trial import contract as c
-
-from openautoglm.podtemplate import local_overlay
-from openautoglm.engine.trials import FAILED, PENDING, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
-from openautoglm.spec import TuningJob
+from openautoglm.engine.trials import FAILED, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
 from openautoglm.engine.worker import build_worker_env, worker_command, worker_name
+from openautoglm.podtemplate import local_overlay
+from openautoglm.spec import TuningJob
+from openautoglm_trial import contract as c
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ _CONTRACT_PREFIXES: Final = ("OPENAUTOGLM_", "HOROVOD_")
 
 
 class LocalBackend:
-    def __init__(self, job: TuningJob, workdir: Path, *, python: str = sys.executable,
-                 base_dir: Path | None = None):
+    def __init__(self, job: TuningJob, workdir: Path, *, python: str = sys.executable, base_dir: Path | None = None):
         self.job = job
         self.overlay = local_overlay(job.spec.trial.pod_template)
         base = Path(base_dir or Path.cwd()).resolve()
@@ -62,8 +61,10 @@ class LocalBackend:
                 self.program_dir = base / workdir_in_pod
         self.ignored_fields = ignored
         if ignored:
-            log.warning("running locally, these podTemplate fields have no local meaning and are ignored: %s",
-                        ", ".join(f"spec.trial.podTemplate.{f}" for f in ignored))
+            log.warning(
+                "running locally, these podTemplate fields have no local meaning and are ignored: %s",
+                ", ".join(f"spec.trial.podTemplate.{f}" for f in ignored),
+            )
         # Absolute: workers run with their own directory as cwd.
         self.root = Path(workdir).resolve() / "trials"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,11 @@ class LocalBackend:
             for stale in ("termination-log", "exit-code", "pid"):
                 (wdir / stale).unlink(missing_ok=True)
             env = build_worker_env(
-                self.job, number, rank, params, hosts,
+                self.job,
+                number,
+                rank,
+                params,
+                hosts,
                 bind_address=hosts[rank],
                 termination_log=str(wdir / "termination-log"),
                 # Gloo otherwise binds the address of the machine's host name, which a
@@ -120,8 +125,13 @@ class LocalBackend:
                 cmd = [self.python, *cmd[1:]]  # the interpreter running us, as the image's python
             with open(wdir / "output.log", "ab") as out:
                 proc = subprocess.Popen(
-                    cmd, env=full_env, cwd=self.program_dir or wdir, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True,
+                    cmd,
+                    env=full_env,
+                    cwd=self.program_dir or wdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             self._procs[(number, rank)] = proc
             (wdir / "pid").write_text(str(proc.pid))
@@ -211,11 +221,17 @@ class LocalBackend:
         code = int(code_text) if code_text and code_text.strip().lstrip("-").isdigit() else None
         if code is None:
             # Not our child (adopted after a restart) and gone: judge by its own message.
-            status = (json.loads(message).get("status") if message and message.startswith("{") else None)
+            status = json.loads(message).get("status") if message and message.startswith("{") else None
             if status in (c.STATUS_COMPLETED, c.STATUS_STOPPED):
                 return WorkerObservation(rank, SUCCEEDED, endpoint, None, message)
-            return WorkerObservation(rank, FAILED, endpoint, None, message,
-                                     reason=None if message else "worker process disappeared without a result")
+            return WorkerObservation(
+                rank,
+                FAILED,
+                endpoint,
+                None,
+                message,
+                reason=None if message else "worker process disappeared without a result",
+            )
         phase = SUCCEEDED if code == 0 else FAILED
         return WorkerObservation(rank, phase, endpoint, code, message)
 

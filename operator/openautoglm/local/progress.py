@@ -1,4 +1,5 @@
 """What `openautoglm tune` shows while it runs and when it ends."""
+
 from __future__ import annotations
 
 import sys
@@ -11,8 +12,15 @@ from rich.table import Table
 from openautoglm.engine.reconcile import Event, Outcome
 from openautoglm.engine.status import JobStatus
 
-_STYLE = {"TrialPruned": "yellow", "TrialStopped": "yellow", "TrialFailed": "red", "NewBest": "bold green",
-          "JobSucceeded": "bold green", "JobFailed": "bold red", "TrialCompleted": "cyan"}
+_STYLE = {
+    "TrialPruned": "yellow",
+    "TrialStopped": "yellow",
+    "TrialFailed": "red",
+    "NewBest": "bold green",
+    "JobSucceeded": "bold green",
+    "JobFailed": "bold red",
+    "TrialCompleted": "cyan",
+}
 
 
 def _fmt(v: Any) -> str:
@@ -35,9 +43,11 @@ def status_line(status: JobStatus) -> str:
     best = f"best {_fmt(status.best['value'])} (trial {status.best['number']})" if status.best else "best —"
     if status.pareto:
         best = f"pareto front: {len(status.pareto)} trials"
-    return (f"trials {c['finished']}/{c['max']} done · {c['running']} running · {c['completed']} completed · "
-            f"{c['pruned']} pruned · {c['failed']} failed · {best} · elapsed {_clock(status.elapsed_seconds)}"
-            f" · remaining {_clock(status.remaining_seconds)}")
+    return (
+        f"trials {c['finished']}/{c['max']} done · {c['running']} running · {c['completed']} completed · "
+        f"{c['pruned']} pruned · {c['failed']} failed · {best} · elapsed {_clock(status.elapsed_seconds)}"
+        f" · remaining {_clock(status.remaining_seconds)}"
+    )
 
 
 class ConsoleProgress:
@@ -70,8 +80,9 @@ class ConsoleProgress:
 
     def event(self, e: Event) -> None:
         style = _STYLE.get(e.reason, "")
-        self.console.print(f"[{style}]{e.reason:>14}[/] {e.message}" if style else f"{e.reason:>14} {e.message}",
-                           highlight=False)
+        self.console.print(
+            f"[{style}]{e.reason:>14}[/] {e.message}" if style else f"{e.reason:>14} {e.message}", highlight=False
+        )
 
     def close(self) -> None:
         if self._status is not None:
@@ -88,9 +99,14 @@ def summary_table(status: JobStatus, trials: list[dict[str, Any]], limit: int = 
     for t in trials[:limit]:
         mark = "★ " if t["number"] == best else ""
         value = t.get("value", t.get("lastIntermediate", {}).get("value"))
-        table.add_row(f"{mark}{t['number']}", t["state"], _fmt(value) if value is not None else "—",
-                      _fmt(t.get("seconds", "—")),
-                      " ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items()), t.get("reason", ""))
+        table.add_row(
+            f"{mark}{t['number']}",
+            t["state"],
+            _fmt(value) if value is not None else "—",
+            _fmt(t.get("seconds", "—")),
+            " ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items()),
+            t.get("reason", ""),
+        )
     if len(trials) > limit:
         table.caption = f"{len(trials) - limit} more trials not shown"
     return table

@@ -3,14 +3,16 @@
 A thin shell: the driver (engine/driver.py) does what the operator's controller does
 too. What is local here: the tick, Ctrl-C, and watching the job file for edits.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 
@@ -119,8 +121,7 @@ def run_local(
         for s, handler in previous.items():
             signal.signal(s, handler)
         driver.save_clock()
-    return RunResult(driver.job, driver.status(), driver.study, url, workdir, interrupted=interrupted,
-                     resumed=resumed)
+    return RunResult(driver.job, driver.status(), driver.study, url, workdir, interrupted=interrupted, resumed=resumed)
 
 
 class _FileWatch:

@@ -3,17 +3,18 @@
 Pruners decide from the intermediate values the engine scrapes from running trials
 (one value per completed epoch); a pruned trial has all of its workers stopped.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 
-from openautoglm_trial.registry import Registry, settings_problems
-
 from openautoglm.spec import TuningJobSpec
+from openautoglm_trial.registry import Registry, settings_problems
 
 PrunerFactory = Callable[[dict[str, Any], TuningJobSpec], optuna.pruners.BasePruner]
 
@@ -32,9 +33,15 @@ PRUNERS: Registry[PrunerEntry] = Registry("pruner")
 
 def register(name: str, *, settings: set[str] | type, description: str):
     def deco(factory: PrunerFactory) -> PrunerFactory:
-        allowed = settings if isinstance(settings, set) else set(inspect.signature(settings).parameters) - {"wrapped_pruner"}
-        PRUNERS.add(name, PrunerEntry(name, factory, frozenset(allowed), description,
-                                      None if isinstance(settings, set) else settings))
+        allowed = (
+            settings if isinstance(settings, set) else set(inspect.signature(settings).parameters) - {"wrapped_pruner"}
+        )
+        PRUNERS.add(
+            name,
+            PrunerEntry(
+                name, factory, frozenset(allowed), description, None if isinstance(settings, set) else settings
+            ),
+        )
         return factory
 
     return deco
@@ -45,29 +52,39 @@ def _none(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BaseP
     return optuna.pruners.NopPruner()
 
 
-@register("median", settings=optuna.pruners.MedianPruner,
-          description="prune when below the median of earlier trials at the same epoch")
+@register(
+    "median",
+    settings=optuna.pruners.MedianPruner,
+    description="prune when below the median of earlier trials at the same epoch",
+)
 def _median(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(**settings)
 
 
-@register("percentile", settings=optuna.pruners.PercentilePruner,
-          description="prune when outside the given percentile of earlier trials")
+@register(
+    "percentile",
+    settings=optuna.pruners.PercentilePruner,
+    description="prune when outside the given percentile of earlier trials",
+)
 def _percentile(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
     settings.setdefault("percentile", 25.0)
     return optuna.pruners.PercentilePruner(**settings)
 
 
-@register("successive-halving", settings=optuna.pruners.SuccessiveHalvingPruner,
-          description="asynchronous successive halving (ASHA)")
+@register(
+    "successive-halving",
+    settings=optuna.pruners.SuccessiveHalvingPruner,
+    description="asynchronous successive halving (ASHA)",
+)
 def _sha(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
     # 'auto' needs finished trials to guess the resource; one epoch is the natural rung.
     settings.setdefault("min_resource", 1)
     return optuna.pruners.SuccessiveHalvingPruner(**settings)
 
 
-@register("hyperband", settings=optuna.pruners.HyperbandPruner,
-          description="Hyperband: several successive-halving brackets")
+@register(
+    "hyperband", settings=optuna.pruners.HyperbandPruner, description="Hyperband: several successive-halving brackets"
+)
 def _hyperband(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
     settings.setdefault("min_resource", 1)
     # The resource is epochs, known from the trial template; 'auto' would wait for a finished trial.
@@ -79,8 +96,7 @@ def _hyperband(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.
     return optuna.pruners.HyperbandPruner(**settings)
 
 
-@register("threshold", settings=optuna.pruners.ThresholdPruner,
-          description="prune when the value crosses lower/upper")
+@register("threshold", settings=optuna.pruners.ThresholdPruner, description="prune when the value crosses lower/upper")
 def _threshold(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
     if "lower" not in settings and "upper" not in settings:
         raise ValueError("give lower and/or upper")

@@ -1,4 +1,5 @@
 """Built-in samplers, thin wrappers over Optuna's with defaults suited to small budgets."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -45,8 +46,12 @@ class _GridSampler(optuna.samplers.GridSampler):
             pass  # "Study.stop is supposed to be invoked inside an objective function"
 
 
-@register("grid", settings={"points"}, multi_objective=True,
-          description="exhaustive grid; continuous ranges without a step get `points` values (default 5)")
+@register(
+    "grid",
+    settings={"points"},
+    multi_objective=True,
+    description="exhaustive grid; continuous ranges without a step get `points` values (default 5)",
+)
 def _grid(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
     points = int(settings.get("points", 5))
     if points < 2:
@@ -57,8 +62,12 @@ def _grid(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> op
     return _GridSampler(space, seed=seed)
 
 
-@register("tpe", settings=optuna.samplers.TPESampler, multi_objective=True,
-          description="Tree-structured Parzen Estimator (Bayesian), multivariate and conditional-aware")
+@register(
+    "tpe",
+    settings=optuna.samplers.TPESampler,
+    multi_objective=True,
+    description="Tree-structured Parzen Estimator (Bayesian), multivariate and conditional-aware",
+)
 def _tpe(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
     settings = _startup(spec, settings)
     # group=True models conditional parameters jointly; constant_liar keeps parallel
@@ -70,8 +79,9 @@ def _tpe(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> opt
     return optuna.samplers.TPESampler(seed=seed, **settings)
 
 
-@register("gp", settings=optuna.samplers.GPSampler, multi_objective=True,
-          description="Gaussian-process Bayesian optimisation")
+@register(
+    "gp", settings=optuna.samplers.GPSampler, multi_objective=True, description="Gaussian-process Bayesian optimisation"
+)
 def _gp(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
     _require("gp", "torch", "scipy")
     settings = _startup(spec, settings)
@@ -79,8 +89,12 @@ def _gp(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optu
     return optuna.samplers.GPSampler(seed=seed, **settings)
 
 
-@register("cmaes", settings=optuna.samplers.CmaEsSampler, multi_objective=False,
-          description="CMA-ES over numeric parameters (categorical ones sampled independently)")
+@register(
+    "cmaes",
+    settings=optuna.samplers.CmaEsSampler,
+    multi_objective=False,
+    description="CMA-ES over numeric parameters (categorical ones sampled independently)",
+)
 def _cmaes(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
     _require("cmaes", "cmaes")
     settings = _startup(spec, settings, default=1)
@@ -88,8 +102,12 @@ def _cmaes(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> o
     return optuna.samplers.CmaEsSampler(seed=seed, **settings)
 
 
-@register("qmc", settings=optuna.samplers.QMCSampler, multi_objective=True,
-          description="quasi-Monte-Carlo (Sobol/Halton) space filling")
+@register(
+    "qmc",
+    settings=optuna.samplers.QMCSampler,
+    multi_objective=True,
+    description="quasi-Monte-Carlo (Sobol/Halton) space filling",
+)
 def _qmc(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
     _require("qmc", "scipy")
     settings.setdefault("warn_independent_sampling", False)
@@ -97,8 +115,12 @@ def _qmc(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> opt
     return optuna.samplers.QMCSampler(seed=seed, **settings)
 
 
-@register("nsga2", settings=optuna.samplers.NSGAIISampler, multi_objective=True,
-          description="NSGA-II evolutionary search, the default for several objectives")
+@register(
+    "nsga2",
+    settings=optuna.samplers.NSGAIISampler,
+    multi_objective=True,
+    description="NSGA-II evolutionary search, the default for several objectives",
+)
 def _nsga2(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
     if "population_size" not in settings:
         settings["population_size"] = max(4, min(50, spec.budget.max_trials // 4))

@@ -39,6 +39,7 @@ policy (no importance weights for start-up, enqueued or concurrently sampled tri
 density of the reflected Gaussian is taken as the unreflected one, and parameters are
 independent (no correlations between them are learned).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -171,9 +172,18 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
         seed: Seed; same seed and same finished trials give the same suggestions.
     """
 
-    def __init__(self, *, learning_rate: float = 0.3, baseline_decay: float = 0.9,
-                 entropy_bonus: float = 0.01, n_startup_trials: int = 5, init_std: float = 0.5,
-                 min_std: float = 0.01, pruned_weight: float = 0.5, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        learning_rate: float = 0.3,
+        baseline_decay: float = 0.9,
+        entropy_bonus: float = 0.01,
+        n_startup_trials: int = 5,
+        init_std: float = 0.5,
+        min_std: float = 0.01,
+        pruned_weight: float = 0.5,
+        seed: int | None = None,
+    ) -> None:
         self.learning_rate = _number("learning_rate", learning_rate, above=0.0)
         self.baseline_decay = _number("baseline_decay", baseline_decay, at_least=0.0, below=1.0)
         self.entropy_bonus = _number("entropy_bonus", entropy_bonus, at_least=0.0)
@@ -208,15 +218,18 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return {}
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         return {}
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         if len(study.directions) > 1:
-            raise ValueError("the policy-gradient sampler handles a single objective; "
-                             f"this study has {len(study.directions)}")
+            raise ValueError(
+                f"the policy-gradient sampler handles a single objective; this study has {len(study.directions)}"
+            )
         rng = np.random.default_rng([self._seed, trial.number, zlib.crc32(param_name.encode())])
         policy, n_rewarded = self._policy(study, param_name, param_distribution)
         if n_rewarded < self.n_startup_trials:
@@ -235,7 +248,7 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
             replay = replays.get(study._study_id)
             if replay is None or replay.numbers != numbers[: len(replay.numbers)]:
                 replay = replays[study._study_id] = _Replay()
-            for trial, reward, weight in history[len(replay.numbers):]:
+            for trial, reward, weight in history[len(replay.numbers) :]:
                 self._learn(replay, trial, reward, weight)
             found = replay.policies.get((param_name, dist))
             policy = dataclasses.replace(found) if found is not None else self._initial_policy(dist)
@@ -316,14 +329,25 @@ def _rewarded_trials(study: optuna.Study, pruned_weight: float) -> list[tuple[Fr
     return sorted(found, key=lambda x: x[0].number)
 
 
-def _number(name: str, value: Any, *, above: float | None = None, at_least: float | None = None,
-            below: float | None = None, at_most: float | None = None) -> float:
+def _number(
+    name: str,
+    value: Any,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+) -> float:
     """``value`` as a finite float within the given bounds, or TypeError/ValueError."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number, not {value!r}")
     value = float(value)
-    for bad, bound, rule in ((lambda b: value <= b, above, ">"), (lambda b: value < b, at_least, ">="),
-                             (lambda b: value >= b, below, "<"), (lambda b: value > b, at_most, "<=")):
+    for bad, bound, rule in (
+        (lambda b: value <= b, above, ">"),
+        (lambda b: value < b, at_least, ">="),
+        (lambda b: value >= b, below, "<"),
+        (lambda b: value > b, at_most, "<="),
+    ):
         if bound is not None and bad(bound):
             raise ValueError(f"{name} must be {rule} {bound:g}, not {value:g}")
     if not math.isfinite(value):
@@ -331,8 +355,12 @@ def _number(name: str, value: Any, *, above: float | None = None, at_least: floa
     return value
 
 
-@register("policy-gradient", settings=PolicyGradientSampler, multi_objective=False,
-          description="REINFORCE with a moving-average baseline over per-parameter policies")
+@register(
+    "policy-gradient",
+    settings=PolicyGradientSampler,
+    multi_objective=False,
+    description="REINFORCE with a moving-average baseline over per-parameter policies",
+)
 def _policy_gradient(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
     return PolicyGradientSampler(seed=seed, **_startup(spec, settings, default=5))
 

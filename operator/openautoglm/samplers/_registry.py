@@ -3,13 +3,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 
-from openautoglm_trial.registry import Registry, settings_problems
-
 from openautoglm.spec import TuningJobSpec, sampler_name
+from openautoglm_trial.registry import Registry, settings_problems
 
 #: (settings, seed, spec) -> sampler. ``settings`` are the user's, already checked.
 SamplerFactory = Callable[[dict[str, Any], "int | None", TuningJobSpec], optuna.samplers.BaseSampler]
@@ -44,10 +44,22 @@ def register(name: str, *, settings: set[str] | Callable, multi_objective: bool,
 
 
 #: Keyword arguments that are Python objects, or that the engine owns.
-_NOT_USER_SETTINGS = {"seed", "search_space", "constraints_func", "independent_sampler", "source_trials",
-                      "after_trial_strategy", "elite_population_selection_strategy",
-                      "child_generation_strategy", "crossover", "gamma", "weights", "x0",
-                      "warn_independent_sampling", "warn_asynchronous_seeding"}  # deprecated / noise
+_NOT_USER_SETTINGS = {
+    "seed",
+    "search_space",
+    "constraints_func",
+    "independent_sampler",
+    "source_trials",
+    "after_trial_strategy",
+    "elite_population_selection_strategy",
+    "child_generation_strategy",
+    "crossover",
+    "gamma",
+    "weights",
+    "x0",
+    "warn_independent_sampling",
+    "warn_asynchronous_seeding",
+}  # deprecated / noise
 
 
 def _kwargs_of(cls: Callable) -> set[str]:

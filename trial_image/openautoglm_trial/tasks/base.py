@@ -3,14 +3,16 @@
 The spec (hyperparameters, metrics, settings) is plain data so the SDK and CLI can read default
 search spaces without importing torch; the implementation module is imported only to train.
 """
+
 from __future__ import annotations
 
 import abc
 import importlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ParameterError, SettingsError
 from ..settings import ObjectiveMetric
@@ -47,27 +49,25 @@ class Hyperparameter:
         if value is None and self.default is None:
             return None
         if isinstance(value, bool) or not isinstance(value, _KINDS[self.kind]):
-            raise ParameterError(f"hyperparameter {self.name!r} must be of type {self.kind}, "
-                                 f"got {type(value).__name__} {value!r}")
+            raise ParameterError(
+                f"hyperparameter {self.name!r} must be of type {self.kind}, got {type(value).__name__} {value!r}"
+            )
         if self.kind == "int":
             if isinstance(value, float) and not value.is_integer():
-                raise ParameterError(f"hyperparameter {self.name!r} must be an integer, "
-                                     f"got {value!r}")
+                raise ParameterError(f"hyperparameter {self.name!r} must be an integer, got {value!r}")
             value = int(value)
         elif self.kind == "float":
             value = float(value)
             if not math.isfinite(value):
-                raise ParameterError(f"hyperparameter {self.name!r} must be finite, "
-                                     f"got {value!r}")
+                raise ParameterError(f"hyperparameter {self.name!r} must be finite, got {value!r}")
         if self.choices is not None and value not in self.choices:
-            raise ParameterError(f"hyperparameter {self.name!r} must be one of "
-                                 f"{', '.join(map(str, self.choices))}; got {value!r}")
+            raise ParameterError(
+                f"hyperparameter {self.name!r} must be one of {', '.join(map(str, self.choices))}; got {value!r}"
+            )
         if self.minimum is not None and value < self.minimum:
-            raise ParameterError(f"hyperparameter {self.name!r} must be >= {self.minimum}, "
-                                 f"got {value!r}")
+            raise ParameterError(f"hyperparameter {self.name!r} must be >= {self.minimum}, got {value!r}")
         if self.maximum is not None and value > self.maximum:
-            raise ParameterError(f"hyperparameter {self.name!r} must be <= {self.maximum}, "
-                                 f"got {value!r}")
+            raise ParameterError(f"hyperparameter {self.name!r} must be <= {self.maximum}, got {value!r}")
         return value
 
 
@@ -110,9 +110,9 @@ class TaskSpec:
             raise ParameterError(
                 f"unknown hyperparameter{'s' if len(unknown) > 1 else ''} "
                 f"{', '.join(map(repr, unknown))} for task {self.name!r} "
-                f"(known: {', '.join(sorted(known))})")
-        return {name: hp.coerce(params[name]) if name in params else hp.default
-                for name, hp in known.items()}
+                f"(known: {', '.join(sorted(known))})"
+            )
+        return {name: hp.coerce(params[name]) if name in params else hp.default for name, hp in known.items()}
 
     def resolve_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         """Validate task settings and fill in defaults.
@@ -122,13 +122,14 @@ class TaskSpec:
         """
         unknown = sorted(set(settings) - set(self.settings))
         if unknown:
-            raise SettingsError(f"unknown task setting{'s' if len(unknown) > 1 else ''} "
-                                f"{', '.join(map(repr, unknown))} for task {self.name!r} "
-                                f"(known: {', '.join(sorted(self.settings))})")
+            raise SettingsError(
+                f"unknown task setting{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))} for task {self.name!r} "
+                f"(known: {', '.join(sorted(self.settings))})"
+            )
         return {**self.settings, **settings}
 
-    def create(self, params: Mapping[str, Any], settings: Mapping[str, Any],
-               context: TaskContext) -> "Task":
+    def create(self, params: Mapping[str, Any], settings: Mapping[str, Any], context: TaskContext) -> Task:
         """Validate inputs first, then import the implementation and instantiate it.
 
         Raises:
@@ -141,10 +142,9 @@ class TaskSpec:
 
     def search_space(self) -> list[dict[str, Any]]:
         """The default search space as TuningJob ``parameters`` entries."""
-        return [{"name": hp.name, **hp.space} for hp in self.hyperparameters
-                if hp.space is not None]
+        return [{"name": hp.name, **hp.space} for hp in self.hyperparameters if hp.space is not None]
 
-    def load(self) -> type["Task"]:
+    def load(self) -> type[Task]:
         """Import the implementation class."""
         module, _, attr = self.factory.partition(":")
         return getattr(importlib.import_module(module), attr)
@@ -162,8 +162,7 @@ class Task(abc.ABC):
     #: batches per epoch are capped to this (None: the whole shard)
     steps_per_epoch: int | None = None
 
-    def __init__(self, params: Mapping[str, Any], settings: Mapping[str, Any],
-                 context: TaskContext) -> None:
+    def __init__(self, params: Mapping[str, Any], settings: Mapping[str, Any], context: TaskContext) -> None:
         """Keep the resolved hyperparameters, settings and worker context."""
         self.params = dict(params)
         self.settings = dict(settings)
@@ -183,28 +182,29 @@ class Task(abc.ABC):
     def load_data(self) -> None:
         """Load or build the datasets; sets ``train_dataset`` and ``val_dataset``."""
 
-    train_dataset: "torch.utils.data.Dataset"
-    val_dataset: "torch.utils.data.Dataset"
+    train_dataset: torch.utils.data.Dataset
+    val_dataset: torch.utils.data.Dataset
 
     @abc.abstractmethod
-    def build_model(self) -> "torch.nn.Module":
+    def build_model(self) -> torch.nn.Module:
         """Build the model (seeded identically on all ranks, then broadcast from rank 0)."""
 
     @abc.abstractmethod
-    def build_optimizer(self, model: "torch.nn.Module") -> "torch.optim.Optimizer":
+    def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         """Build the (plain torch) optimiser; the loop wraps it in hvd.DistributedOptimizer."""
 
-    def build_scheduler(self, optimizer: "torch.optim.Optimizer", total_steps: int
-                        ) -> "torch.optim.lr_scheduler.LRScheduler | None":
+    def build_scheduler(
+        self, optimizer: torch.optim.Optimizer, total_steps: int
+    ) -> torch.optim.lr_scheduler.LRScheduler | None:
         """An optional learning-rate schedule stepped after every optimiser step."""
         return None
 
     @abc.abstractmethod
-    def training_loss(self, model: "torch.nn.Module", batch: Any) -> "torch.Tensor":
+    def training_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
         """Mean loss of one training batch (a scalar with grad)."""
 
     @abc.abstractmethod
-    def evaluation_sums(self, model: "torch.nn.Module", batch: Any) -> dict[str, float]:
+    def evaluation_sums(self, model: torch.nn.Module, batch: Any) -> dict[str, float]:
         """Additive statistics of one validation batch (e.g. loss sum, correct, count)."""
 
     @abc.abstractmethod

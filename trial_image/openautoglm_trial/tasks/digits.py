@@ -1,10 +1,12 @@
 """``digits``: an MLP on scikit-learn's bundled 8x8 handwritten digits (1797 images, offline)."""
+
 from __future__ import annotations
 
 import gzip
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,8 +30,7 @@ class DigitsTask(Task):
     def load_data(self) -> None:
         """Standardise the images (train statistics) and split them, stratified and seeded."""
         x, y = load_digits()
-        val = stratified_validation_mask(y, float(self.settings["val_fraction"]),
-                                         int(self.settings["split_seed"]))
+        val = stratified_validation_mask(y, float(self.settings["val_fraction"]), int(self.settings["split_seed"]))
         x_train, x_val, y_train, y_val = x[~val], x[val], y[~val], y[val]
         mean = x_train.mean(axis=0)
         # Border pixels are always 0: keep their scale at 1 instead of dividing by zero.
@@ -51,10 +52,10 @@ class DigitsTask(Task):
         """Adam (lr, beta1, beta2) or SGD with momentum, both with weight decay."""
         p = self.params
         if p["optimizer"] == "adam":
-            return torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]),
-                                    weight_decay=p["weight_decay"])
-        return torch.optim.SGD(model.parameters(), lr=p["lr"], momentum=p["momentum"],
-                               weight_decay=p["weight_decay"])
+            return torch.optim.Adam(
+                model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), weight_decay=p["weight_decay"]
+            )
+        return torch.optim.SGD(model.parameters(), lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"])
 
     def training_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """Cross-entropy of a batch."""
@@ -65,9 +66,11 @@ class DigitsTask(Task):
         """Summed cross-entropy, number correct and number of images."""
         x, y = batch
         logits = model(x)
-        return {"loss_sum": F.cross_entropy(logits, y, reduction="sum").item(),
-                "correct": (logits.argmax(dim=1) == y).sum().item(),
-                "count": len(y)}
+        return {
+            "loss_sum": F.cross_entropy(logits, y, reduction="sum").item(),
+            "correct": (logits.argmax(dim=1) == y).sum().item(),
+            "count": len(y),
+        }
 
     def metrics_from_sums(self, sums: Mapping[str, float]) -> dict[str, float]:
         """Validation accuracy and mean cross-entropy."""
@@ -104,7 +107,7 @@ def stratified_validation_mask(labels: np.ndarray, fraction: float, seed: int) -
     mask = np.zeros(len(labels), dtype=bool)
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        mask[members[:max(1, round(len(members) * fraction))]] = True
+        mask[members[: max(1, round(len(members) * fraction))]] = True
     return mask
 
 

@@ -4,10 +4,10 @@ Everything is local: the model is built from a ``GPT2Config`` (or loaded ``from_
 from a directory), the tokenizer is a byte-level BPE trained on the corpus (or the model
 directory's own), and the default corpus is the docstrings of standard-library modules.
 """
+
 from __future__ import annotations
 
 import json
-
 import os
 
 # Set before transformers/huggingface_hub are imported: they read these once at import time.
@@ -21,9 +21,10 @@ import importlib.util  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
+from collections.abc import Callable, Mapping  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, ClassVar, Mapping  # noqa: E402
+from typing import Any, ClassVar
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -37,17 +38,45 @@ log = logging.getLogger(__name__)
 
 #: modules whose docstrings make the default corpus (~1200 docstrings, ~280 kB, offline)
 STDLIB_CORPUS_MODULES = (
-    "argparse", "ast", "calendar", "collections", "configparser", "contextlib", "csv",
-    "dataclasses", "datetime", "difflib", "enum", "functools", "inspect", "logging", "pathlib",
-    "pickle", "random", "shutil", "statistics", "string", "subprocess", "textwrap", "threading",
-    "typing", "zipfile",
+    "argparse",
+    "ast",
+    "calendar",
+    "collections",
+    "configparser",
+    "contextlib",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "difflib",
+    "enum",
+    "functools",
+    "inspect",
+    "logging",
+    "pathlib",
+    "pickle",
+    "random",
+    "shutil",
+    "statistics",
+    "string",
+    "subprocess",
+    "textwrap",
+    "threading",
+    "typing",
+    "zipfile",
 )
 CORPUS_SUFFIXES = (".txt", ".md", ".py")
 END_OF_TEXT = "<|endoftext|>"
 #: bump when the tokenizer recipe changes, so cached tokenizers are not reused across recipes
 _TOKENIZER_RECIPE = "bytelevel-bpe-v1"
-_DROPOUT_ATTRIBUTES = ("resid_pdrop", "embd_pdrop", "attn_pdrop", "hidden_dropout_prob",
-                       "attention_probs_dropout_prob", "attention_dropout", "dropout")
+_DROPOUT_ATTRIBUTES = (
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "attention_dropout",
+    "dropout",
+)
 
 
 @dataclass(frozen=True)
@@ -68,20 +97,20 @@ class TextLMTask(Task):
     def __init__(self, params: Mapping[str, Any], settings: Mapping[str, Any], context) -> None:
         """Check the settings that do not need data (paths, sizes)."""
         super().__init__(params, settings, context)
-        self.steps_per_epoch = (None if settings["steps_per_epoch"] is None
-                                else int(settings["steps_per_epoch"]))
+        self.steps_per_epoch = None if settings["steps_per_epoch"] is None else int(settings["steps_per_epoch"])
         self.block_size = int(settings["block_size"])
         self.model_dir = _local_dir(settings["model"], "model") if settings["model"] else None
         if self.model_dir is not None:
             for name in ("n_layer", "n_embd"):
                 if params.get(name) is not None:
-                    raise ParameterError(f"hyperparameter {name!r} cannot change the "
-                                         f"architecture of the pretrained model {self.model_dir}")
+                    raise ParameterError(
+                        f"hyperparameter {name!r} cannot change the "
+                        f"architecture of the pretrained model {self.model_dir}"
+                    )
         else:
             n_embd = params.get("n_embd") or int(settings["n_embd"])
             if n_embd % int(settings["n_head"]):
-                raise ParameterError(f"n_embd {n_embd} must be a multiple of n_head "
-                                     f"{settings['n_head']}")
+                raise ParameterError(f"n_embd {n_embd} must be a multiple of n_head {settings['n_head']}")
         self._tokens: _Tokens | None = None
 
     def load_data(self) -> None:
@@ -99,18 +128,22 @@ class TextLMTask(Task):
         block = self.block_size
         count = len(tokens.ids) // block
         if count < 2:
-            raise SettingsError(f"corpus too small: {len(tokens.ids)} tokens make fewer than two "
-                                f"blocks of {block}")
-        blocks = torch.as_tensor(tokens.ids[:count * block].astype(np.int64)).view(count, block)
+            raise SettingsError(f"corpus too small: {len(tokens.ids)} tokens make fewer than two blocks of {block}")
+        blocks = torch.as_tensor(tokens.ids[: count * block].astype(np.int64)).view(count, block)
         # Same permutation on every rank and trial: the validation blocks never change.
         order = np.random.default_rng(int(self.settings["split_seed"])).permutation(count)
         n_val = max(1, round(count * float(self.settings["val_fraction"])))
-        val = order[:n_val][:int(self.settings["eval_blocks"])]
+        val = order[:n_val][: int(self.settings["eval_blocks"])]
         self.train_dataset = TensorDataset(blocks[np.sort(order[n_val:])])
         self.val_dataset = TensorDataset(blocks[np.sort(val)])
-        log.info("corpus: %d documents, %d tokens, %d train / %d validation blocks of %d",
-                 len(documents), len(tokens.ids), len(self.train_dataset),
-                 len(self.val_dataset), block)
+        log.info(
+            "corpus: %d documents, %d tokens, %d train / %d validation blocks of %d",
+            len(documents),
+            len(tokens.ids),
+            len(self.train_dataset),
+            len(self.val_dataset),
+            block,
+        )
 
     def build_model(self) -> nn.Module:
         """A GPT-2 from config, or the local pretrained model, with the tokenizer's bos/eos."""
@@ -124,28 +157,34 @@ class TextLMTask(Task):
         dropout = float(self.params["dropout"])
         if self.model_dir is None:
             config = GPT2Config(
-                vocab_size=tokens.vocab_size, n_positions=self.block_size,
+                vocab_size=tokens.vocab_size,
+                n_positions=self.block_size,
                 n_layer=self.params["n_layer"] or int(self.settings["n_layer"]),
                 n_embd=self.params["n_embd"] or int(self.settings["n_embd"]),
-                n_head=int(self.settings["n_head"]), resid_pdrop=dropout, embd_pdrop=dropout,
-                attn_pdrop=dropout, bos_token_id=tokens.bos_id, eos_token_id=tokens.eos_id)
+                n_head=int(self.settings["n_head"]),
+                resid_pdrop=dropout,
+                embd_pdrop=dropout,
+                attn_pdrop=dropout,
+                bos_token_id=tokens.bos_id,
+                eos_token_id=tokens.eos_id,
+            )
             return _with_causal_lm_loss(GPT2LMHeadModel(config))
         config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
         for attribute in _DROPOUT_ATTRIBUTES:
             if isinstance(getattr(config, attribute, None), float):
                 setattr(config, attribute, dropout)
         config.bos_token_id, config.eos_token_id = tokens.bos_id, tokens.eos_id
-        positions = getattr(config, "n_positions", None) or getattr(
-            config, "max_position_embeddings", None)
+        positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
         if positions is not None and self.block_size > positions:
-            raise SettingsError(f"block_size {self.block_size} exceeds the model's {positions} "
-                                f"positions")
-        model = _with_causal_lm_loss(AutoModelForCausalLM.from_pretrained(
-            self.model_dir, config=config, local_files_only=True))
+            raise SettingsError(f"block_size {self.block_size} exceeds the model's {positions} positions")
+        model = _with_causal_lm_loss(
+            AutoModelForCausalLM.from_pretrained(self.model_dir, config=config, local_files_only=True)
+        )
         embeddings = model.get_input_embeddings().num_embeddings
         if tokens.vocab_size > embeddings:
-            raise SettingsError(f"the tokenizer has {tokens.vocab_size} tokens, the model "
-                                f"{self.model_dir} only {embeddings}")
+            raise SettingsError(
+                f"the tokenizer has {tokens.vocab_size} tokens, the model {self.model_dir} only {embeddings}"
+            )
         return model
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
@@ -156,8 +195,7 @@ class TextLMTask(Task):
             "adam": torch.optim.Adam,
             "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw),
         }
-        return factories[p["optimizer"]](model.parameters(), lr=p["lr"],
-                                         weight_decay=p["weight_decay"])
+        return factories[p["optimizer"]](model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int):
         """Linear warmup over ``warmup_ratio`` of the steps, then linear decay."""
@@ -188,8 +226,7 @@ class TextLMTask(Task):
         """Corpus and vocabulary size."""
         if self._tokens is None:
             return {}
-        return {"corpus_tokens": int(len(self._tokens.ids)),
-                "vocab_size": self._tokens.vocab_size}
+        return {"corpus_tokens": int(len(self._tokens.ids)), "vocab_size": self._tokens.vocab_size}
 
 
 def _with_causal_lm_loss(model: nn.Module) -> nn.Module:
@@ -203,8 +240,10 @@ def _with_causal_lm_loss(model: nn.Module) -> nn.Module:
 def _local_dir(value: Any, setting: str) -> Path:
     path = Path(str(value)).expanduser()
     if not path.exists():
-        raise SettingsError(f"task setting {setting!r}: {value!r} is not a local path (nothing "
-                            f"is downloaded: give a directory or file on the worker)")
+        raise SettingsError(
+            f"task setting {setting!r}: {value!r} is not a local path (nothing "
+            f"is downloaded: give a directory or file on the worker)"
+        )
     return path
 
 
@@ -212,13 +251,12 @@ def _read_corpus(dataset: Any) -> list[str]:
     if dataset is None:
         return _stdlib_docstrings()
     path = _local_dir(dataset, "dataset")
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and p.suffix in CORPUS_SUFFIXES)
-    documents = [text for text in (f.read_text(encoding="utf-8", errors="replace")
-                                   for f in files) if text.strip()]
+    files = (
+        [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in CORPUS_SUFFIXES)
+    )
+    documents = [text for text in (f.read_text(encoding="utf-8", errors="replace") for f in files) if text.strip()]
     if not documents:
-        raise SettingsError(f"task setting 'dataset': no text in {path} (reads "
-                            f"{', '.join(CORPUS_SUFFIXES)} files)")
+        raise SettingsError(f"task setting 'dataset': no text in {path} (reads {', '.join(CORPUS_SUFFIXES)} files)")
     return documents
 
 
@@ -235,14 +273,12 @@ def _stdlib_docstrings() -> list[str]:
                 if docstring:
                     documents.append(docstring)
     if not documents:
-        raise SettingsError("no standard-library sources found for the default corpus; set the "
-                            "task setting 'dataset'")
+        raise SettingsError("no standard-library sources found for the default corpus; set the task setting 'dataset'")
     return documents
 
 
 def _has_tokenizer(model_dir: Path) -> bool:
-    return any((model_dir / name).exists()
-               for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json"))
+    return any((model_dir / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json"))
 
 
 def _pretrained_tokens(model_dir: Path, documents: list[str]) -> _Tokens:
@@ -282,8 +318,7 @@ def _trained_tokens(documents: list[str], vocab_size: int, cache_dir: Path) -> _
             tokenizer.save(str(staging / "tokenizer.json"))
             np.save(staging / "ids.npy", ids)
             os.replace(staging, entry)  # atomic: readers see all files or none
-            log.info("trained a %d-token BPE tokenizer, cached in %s",
-                     tokenizer.get_vocab_size(), entry)
+            log.info("trained a %d-token BPE tokenizer, cached in %s", tokenizer.get_vocab_size(), entry)
         else:
             log.info("reusing the cached tokenizer %s", entry)
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
@@ -297,9 +332,12 @@ def _train_bpe(documents: list[str], vocab_size: int):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[END_OF_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(documents, trainer)
     return tokenizer
 
