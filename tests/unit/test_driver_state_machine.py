@@ -237,10 +237,19 @@ class DriverMachine(RuleBasedStateMachine):
         for number, value in self.told.items():
             if number in running_before:
                 assert trials[number].state == TrialState.COMPLETE and trials[number].value == value
+        # The status (tallied incrementally, engine/ledger.py) is what a full walk of the study says.
+        counts = result.status.counts
+        by_state = {s: sum(t.state == s for t in trials) for s in TrialState}
+        assert (counts["running"], counts["completed"], counts["pruned"], counts["failed"]) == (
+            by_state[TrialState.RUNNING], by_state[TrialState.COMPLETE], by_state[TrialState.PRUNED],
+            by_state[TrialState.FAIL])
+        values = [t.value for t in trials if t.state == TrialState.COMPLETE]
+        assert (result.status.best or {}).get("value") == (max(values) if values else None)
+        assert [r["number"] for r in result.status.recent] == [t.number for t in trials][-10:]
         # A finished job holds no workers and says so.
         if self.driver.terminal:
             assert not running and not self.backend.runs and result.done
-            assert result.status.phase in ("Succeeded", "Failed")
+            assert result.status.phase in ("Succeeded", "Failed") and result.status.reason, result.status
 
     # ------------------------------------------------------------------ the world between passes
     def _live(self, data, rank0_running: bool = True) -> int | None:

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from openautoglm.engine import attrs, optuna_api
 from openautoglm.engine.metrics import MetricSource, build_metric_source
@@ -151,11 +150,11 @@ class Driver:
         a = self.study.user_attrs
         status = build_status(
             self.job,
-            self.study.get_trials(deepcopy=False),
+            self._ledger(),
             elapsed=self.elapsed(),
             phase=a.get(attrs.STUDY_PHASE),
-            reason=a.get(attrs.STUDY_REASON),
-            message=a.get(attrs.STUDY_MESSAGE),
+            reason=a.get(attrs.STUDY_REASON) if a.get(attrs.STUDY_PHASE) else None,
+            message=a.get(attrs.STUDY_MESSAGE) if a.get(attrs.STUDY_PHASE) else None,
         )
         status.generation = self.generation
         return status
@@ -174,7 +173,10 @@ class Driver:
             return False
         self.job = job
         self.backend.update(job)
-        self._reconciler = Reconciler(job, self.study, self.backend, self._metrics or build_metric_source(job))
+        # The same ledger: the objective cannot change, so its tallies still hold.
+        self._reconciler = Reconciler(
+            job, self.study, self.backend, self._metrics or build_metric_source(job), self._reconciler.ledger
+        )
         self._accept(job, generation)
         return True
 
@@ -197,18 +199,23 @@ class Driver:
         timeoutSeconds or maxFailedTrials), as Katib restarts a raised experiment."""
         if not self.terminal:
             return
-        trials = self.study.get_trials(deepcopy=False)
-        if terminal_reason(self.job, self.study, trials, self._elapsed_before) is None:
-            for key in (attrs.STUDY_PHASE, attrs.STUDY_REASON, attrs.STUDY_MESSAGE):
+        if terminal_reason(self.job, self.study, self._ledger(), self._elapsed_before) is None:
+            for key in (attrs.STUDY_PHASE, attrs.STUDY_REASON, attrs.STUDY_MESSAGE):  # the phase first
                 self.study.set_user_attr(key, None)
             self._since = self._last_save = self._clock()  # the clock runs again from here
             self._ticking = True
+
+    def _ledger(self):
+        """The study's trials, up to date (engine/ledger.py)."""
+        ledger = self._reconciler.ledger
+        ledger.refresh()
+        return ledger
 
     # ------------------------------------------------------------------ stopping
     def stop_for_resume(self) -> None:
         """A deliberate stop is not a trial failure: stop the workers and mark their trials
         as not launched, so the next run starts them again with the same parameters."""
-        running = [t for t in self.study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+        running = self._ledger().running()
         for t in running:
             self.backend.stop(t.number, "interrupted")
         for t in running:

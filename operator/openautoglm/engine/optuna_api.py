@@ -33,3 +33,20 @@ def grid_size(sampler: optuna.samplers.BaseSampler) -> int | None:
     if isinstance(sampler, optuna.samplers.GridSampler):
         return len(sampler._all_grids)
     return None
+
+
+def reread(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
+    """The stored trial as it is now (one trial read: O(1) in a journal, one query in a database)."""
+    return study._storage.get_trial(trial._trial_id)
+
+
+def trials_from(study: optuna.Study, number: int) -> list[FrozenTrial]:
+    """The trials numbered ``number`` and up (those created since a reader last looked), without
+    reading the others."""
+    out = []
+    while True:
+        try:
+            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number + len(out))
+        except KeyError:
+            return out
+        out.append(study._storage.get_trial(trial_id))

@@ -38,8 +38,9 @@ from openautoglm.engine.attrs import (
     TRIAL_SECONDS,
     TRIAL_STOP_REASON,
 )
+from openautoglm.engine.ledger import TrialLedger
 from openautoglm.engine.metrics import MetricSource
-from openautoglm.engine.status import JobStatus, build_status, is_better
+from openautoglm.engine.status import JobStatus, build_status
 from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, TrialObservation, TrialResult
 from openautoglm.spec import TuningJob
 from openautoglm_trial import contract as c
@@ -97,11 +98,21 @@ def _objective_value(job: TuningJob, result: TrialResult) -> list[float] | None:
 class Reconciler:
     """Drives one TuningJob. Keeps only caches that can be rebuilt from the study."""
 
-    def __init__(self, job: TuningJob, study: optuna.Study, backend: Backend, metrics: MetricSource):
+    def __init__(
+        self,
+        job: TuningJob,
+        study: optuna.Study,
+        backend: Backend,
+        metrics: MetricSource,
+        ledger: TrialLedger | None = None,
+    ):
         self.job = job
         self.study = study
         self.backend = backend
         self.metrics = metrics
+        #: The study's trials, read incrementally (engine/ledger.py): a pass costs the same at
+        #: 10 or 10,000 trials.
+        self.ledger = ledger or TrialLedger(study, [o.direction for o in job.spec.objective.objectives])
         self._latencies: dict[str, list[float]] = {}
 
     def _timed(self, op: str, fn, *args, **kwargs):
@@ -117,37 +128,38 @@ class Reconciler:
         self._latencies = {}
         events: list[Event] = []
         observed = self.backend.observe()
-        trials = self.study.get_trials(deepcopy=False)
-        best_before = self._best_value(trials)
+        ledger = self.ledger
+        ledger.refresh()
+        best_before = self._best_value()
 
         terminal = self.study.user_attrs.get(STUDY_PHASE)
-        for t in trials:
-            if t.state == TrialState.RUNNING:
-                self._drive_running(t, observed.get(t.number), events, now)
+        for t in ledger.running():
+            self._drive_running(t, observed.get(t.number), events, now)
+        ledger.refresh()
         # Workers of trials the study has finished (a crash between tell and release).
-        finished_numbers = {t.number for t in trials if t.state.is_finished()}
         for number in observed:
-            if number in finished_numbers:
+            if ledger.is_finished(number):
                 self.backend.release(number)
 
-        trials = self.study.get_trials(deepcopy=False)
-        best_after = self._best_value(trials)
+        best_after = self._best_value()
         if best_after is not None and (best_before is None or best_after[1] != best_before[1]):
             events.append(
                 Event("NewBest", f"trial {best_after[0]} is the new best: {_fmt(best_after[1])}", best_after[0])
             )
         if terminal is None:
-            terminal = self._check_terminal(trials, elapsed, events)
+            terminal = self._check_terminal(elapsed, events)
         if terminal is None:
-            self._ask_and_launch(trials, events)
-            trials = self.study.get_trials(deepcopy=False)
+            self._ask_and_launch(events)
+        ledger.refresh()
+        a = self.study.user_attrs
+        ended = a.get(STUDY_PHASE)  # a reason without a phase is from a pass cut short: not the job's
         status = build_status(
             self.job,
-            trials,
+            ledger,
             elapsed=elapsed,
-            phase=self.study.user_attrs.get(STUDY_PHASE),
-            reason=self.study.user_attrs.get(STUDY_REASON),
-            message=self.study.user_attrs.get(STUDY_MESSAGE),
+            phase=ended,
+            reason=a.get(STUDY_REASON) if ended else None,
+            message=a.get(STUDY_MESSAGE) if ended else None,
         )
         return Outcome(status, events, self._latencies)
 
@@ -279,13 +291,12 @@ class Reconciler:
         events.append(Event(kind, f"trial {t.number}: {reason}", t.number, warning=warning or state == TrialState.FAIL))
 
     # ------------------------------------------------------------------ budget
-    def _check_terminal(self, trials: list[FrozenTrial], elapsed: float, events: list[Event]) -> str | None:
-        ended = terminal_reason(self.job, self.study, trials, elapsed)
+    def _check_terminal(self, elapsed: float, events: list[Event]) -> str | None:
+        ended = terminal_reason(self.job, self.study, self.ledger, elapsed)
         if ended is None:
             return None
         phase, reason, message = ended
-        running = [t for t in trials if t.state == TrialState.RUNNING]
-        return self._end(running, phase, reason, message, events)
+        return self._end(self.ledger.running(), phase, reason, message, events)
 
     def _max_trials(self) -> int:
         return max_trials(self.job, self.study)
@@ -301,16 +312,19 @@ class Reconciler:
             )
             self.backend.release(t.number)
         # The terminal phase is stored in the study so a rerun (or a restarted operator) sees it.
-        self.study.set_user_attr(STUDY_PHASE, phase)
+        # The phase is written last: it is what makes the job terminal, so a crash before it
+        # leaves a running job whose next pass ends it again, never one ended without a reason.
         self.study.set_user_attr(STUDY_REASON, reason)
         self.study.set_user_attr(STUDY_MESSAGE, message)
+        self.study.set_user_attr(STUDY_PHASE, phase)
         events.append(Event("Job" + phase, message, warning=phase == "Failed"))
         return phase
 
-    def _ask_and_launch(self, trials: list[FrozenTrial], events: list[Event]) -> None:
+    def _ask_and_launch(self, events: list[Event]) -> None:
         b = self.job.spec.budget
-        running = sum(t.state == TrialState.RUNNING for t in trials)
-        started = sum(t.state != TrialState.WAITING for t in trials)  # finished + running
+        self.ledger.refresh()
+        running = self.ledger.n_running
+        started = self.ledger.n_started  # finished + running
         while running < b.parallelism and started < self._max_trials():
             t0 = time.perf_counter()
             trial = self.study.ask()
@@ -334,16 +348,11 @@ class Reconciler:
         trial.set_user_attr(TRIAL_PARAMS, params)
         return params
 
-    def _best_value(self, trials: list[FrozenTrial]) -> tuple[int, float] | None:
-        if self.job.spec.objective.is_multi:
+    def _best_value(self) -> tuple[int, float] | None:
+        best = self.ledger.best
+        if self.job.spec.objective.is_multi or best is None:
             return None
-        direction = self.job.spec.objective.objectives[0].direction
-        best = None
-        for t in trials:
-            if t.state == TrialState.COMPLETE and t.value is not None:
-                if best is None or is_better(t.value, best[1], direction):
-                    best = (t.number, t.value)
-        return best
+        return best.number, best.values[0]
 
 
 def _fmt(v: Any) -> str:
@@ -366,15 +375,15 @@ def max_trials(job: TuningJob, study: optuna.Study) -> int:
 
 
 def terminal_reason(
-    job: TuningJob, study: optuna.Study, trials: list[FrozenTrial], elapsed: float
+    job: TuningJob, study: optuna.Study, ledger: TrialLedger, elapsed: float
 ) -> tuple[str, str, str] | None:
     """(phase, reason, message) if the job ends now with these trials, else None. Pure: the
     driver also asks it whether an edited spec continues a finished job."""
     b = job.spec.budget
-    failed = sum(t.state == TrialState.FAIL for t in trials)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    finished = sum(t.state.is_finished() for t in trials)
-    running = any(t.state == TrialState.RUNNING for t in trials)
+    failed = ledger.finished[TrialState.FAIL]
+    complete = ledger.finished[TrialState.COMPLETE]
+    finished = ledger.n_finished
+    running = ledger.n_running > 0
     target = job.spec.objective.target
     if failed > b.max_failed_trials:
         return (
@@ -383,10 +392,8 @@ def terminal_reason(
             f"{failed} trials failed, more than maxFailedTrials={b.max_failed_trials}",
         )
     if target is not None:
-        direction = job.spec.objective.objectives[0].direction
-        hit = [t for t in complete if not is_better(target, t.value, direction)]
-        if hit:
-            first = min(hit, key=lambda t: t.number)
+        first = ledger.first_reaching(target, job.spec.objective.objectives[0].direction)
+        if first is not None:
             return (
                 "Succeeded",
                 "TargetReached",
@@ -396,10 +403,10 @@ def terminal_reason(
         return (
             "Succeeded" if complete else "Failed",
             "Timeout",
-            f"the time budget of {b.timeout_seconds} s is spent; {len(complete)} trials completed",
+            f"the time budget of {b.timeout_seconds} s is spent; {complete} trials completed",
         )
     if finished >= max_trials(job, study) and not running:
         if complete:
-            return "Succeeded", "MaxTrialsReached", f"{finished} trials finished, {len(complete)} completed"
+            return "Succeeded", "MaxTrialsReached", f"{finished} trials finished, {complete} completed"
         return "Failed", "NoTrialCompleted", f"{finished} trials finished and none completed"
     return None

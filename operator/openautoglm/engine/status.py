@@ -12,16 +12,11 @@ from typing import Any, Final
 
 from optuna.trial import FrozenTrial, TrialState
 
+from openautoglm.engine.ledger import TrialLedger
 from openautoglm.spec import TuningJob
 
 RECENT_TRIALS: Final = 10
 PARETO_LIMIT: Final = 10
-
-
-def is_better(a: float, b: float | None, direction: str) -> bool:
-    if b is None:
-        return True
-    return a > b if direction == "maximize" else a < b
 
 
 @dataclasses.dataclass
@@ -84,53 +79,33 @@ def trial_summary(t: FrozenTrial, metrics: list[str] | None = None) -> dict[str,
     return out
 
 
-def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
-    better_or_equal = all((x >= y) if d == "maximize" else (x <= y) for x, y, d in zip(a, b, directions))
-    strictly = any((x > y) if d == "maximize" else (x < y) for x, y, d in zip(a, b, directions))
-    return better_or_equal and strictly
-
-
-def pareto_front(trials: list[FrozenTrial], directions: list[str]) -> list[FrozenTrial]:
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
-    return [t for t in done if not any(_dominates(o.values, t.values, directions) for o in done if o is not t)]
-
-
 def build_status(
     job: TuningJob,
-    trials: list[FrozenTrial],
+    ledger: TrialLedger,
     *,
     elapsed: float,
     phase: str | None = None,
     reason: str | None = None,
     message: str | None = None,
 ) -> JobStatus:
+    """The status from the ledger's tallies: the same work at 10 or 10,000 trials."""
     objectives = job.spec.objective.objectives
-    directions = [o.direction for o in objectives]
     recorded = list(job.spec.objective.strategies())
-    states = [t.state for t in trials]
+    finished = ledger.finished
     counts = {
-        "running": states.count(TrialState.RUNNING),
-        "completed": states.count(TrialState.COMPLETE),
-        "pruned": states.count(TrialState.PRUNED),
-        "failed": states.count(TrialState.FAIL),
+        "running": ledger.n_running,
+        "completed": finished[TrialState.COMPLETE],
+        "pruned": finished[TrialState.PRUNED],
+        "failed": finished[TrialState.FAIL],
         "max": job.spec.budget.max_trials,
     }
     counts["finished"] = counts["completed"] + counts["pruned"] + counts["failed"]
-    best = None
     pareto: list[dict[str, Any]] = []
-    if len(objectives) == 1:
-        for t in trials:
-            if (
-                t.state == TrialState.COMPLETE
-                and t.value is not None
-                and (best is None or is_better(t.value, best.value, directions[0]))
-            ):
-                best = t
-    else:
-        front = sorted(pareto_front(trials, directions), key=lambda t: t.number)
+    if len(objectives) > 1:
+        front = sorted(ledger.front, key=lambda t: t.number)
         pareto = [trial_summary(t, recorded) for t in front[:PARETO_LIMIT]]
+    best = ledger.best if len(objectives) == 1 else None
     timeout = job.spec.budget.timeout_seconds
-    recent = sorted(trials, key=lambda t: t.number)[-RECENT_TRIALS:]
     return JobStatus(
         phase=phase or "Running",
         reason=reason,
@@ -138,7 +113,7 @@ def build_status(
         counts=counts,
         best=trial_summary(best, recorded) if best is not None else None,
         pareto=pareto,
-        recent=[trial_summary(t) for t in recent],
+        recent=[trial_summary(t) for t in ledger.recent(RECENT_TRIALS)],
         elapsed_seconds=round(elapsed, 1),
         remaining_seconds=None if timeout is None else max(0.0, round(timeout - elapsed, 1)),
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -71,6 +72,10 @@ class LocalBackend:
         self.python = python
         self._procs: dict[tuple[int, int], subprocess.Popen] = {}
         self._stopping: dict[int, float] = {}
+        # Event-driven passes: a pidfd per running child becomes readable when it exits, and a
+        # pipe lets a signal handler (Ctrl-C) or another thread cut a wait short.
+        self._pidfds: dict[tuple[int, int], int] = {}
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # ------------------------------------------------------------------ paths
     def _trial_dir(self, number: int) -> Path:
@@ -172,6 +177,9 @@ class LocalBackend:
                 deadline = time.monotonic() + STOP_GRACE_SECONDS
             time.sleep(0.05)
         self._stopping.pop(number, None)
+        for r in range(self.job.spec.trial.workers):
+            self._forget(number, r)
+            self._procs.pop((number, r), None)  # a finished trial holds nothing: memory stays flat
         self._trial_dir(number).joinpath("released").touch()
 
     def update(self, job: TuningJob) -> None:
@@ -182,6 +190,43 @@ class LocalBackend:
         """Stop every worker this backend knows (Ctrl-C, job end)."""
         for number in list(self.observe()):
             self.release(number)
+
+    # ------------------------------------------------------------------ waiting for events
+    def wait(self, timeout: float) -> bool:
+        """Block until a worker started by this backend exits, :meth:`wake` is called, or
+        ``timeout`` seconds pass; True if something happened. The runner calls it between
+        passes, so a finished trial is told and the next one launched at once instead of at
+        the next tick (workers adopted after a restart are seen at the tick)."""
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        for key, proc in list(self._procs.items()):
+            if key not in self._pidfds and proc.returncode is None:
+                try:
+                    self._pidfds[key] = os.pidfd_open(proc.pid)
+                except OSError:
+                    continue  # already reaped: the next pass sees it
+            if key in self._pidfds:
+                poller.register(self._pidfds[key], select.POLLIN)
+        ready = poller.poll(max(0.0, timeout) * 1000)
+        if any(fd == self._wake_r for fd, _ in ready):
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        return bool(ready)
+
+    def wake(self) -> None:
+        """Cut a :meth:`wait` short (safe from a signal handler)."""
+        try:
+            os.write(self._wake_w, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full: a wake-up is pending anyway
+
+    def _forget(self, number: int, rank: int) -> None:
+        fd = self._pidfds.pop((number, rank), None)
+        if fd is not None:
+            os.close(fd)
 
     # ------------------------------------------------------------------ helpers
     def _pid(self, number: int, rank: int) -> int | None:
@@ -204,6 +249,7 @@ class LocalBackend:
         return pid is not None and _is_our_worker(pid, self.job.name, number)
 
     def _record_exit(self, number: int, rank: int, code: int) -> None:
+        self._forget(number, rank)  # its pidfd stays readable: never wait on it again
         path = self._worker_dir(number, rank) / "exit-code"
         if not path.exists():
             path.write_text(str(code))

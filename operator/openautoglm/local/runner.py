@@ -101,6 +101,7 @@ def run_local(
         if stop_requested.is_set():
             raise KeyboardInterrupt
         stop_requested.set()
+        backend.wake()
 
     in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
@@ -111,9 +112,10 @@ def run_local(
             step = driver.step()
             if on_outcome:
                 on_outcome(step.outcome)
-            if step.done:
+            if step.done or stop_requested.is_set():
                 break
-            stop_requested.wait(tick)
+            # Until a worker exits (the next trial starts at once), or the tick (scrapes, edits).
+            backend.wait(tick)
         if stop_requested.is_set():
             interrupted = True
             driver.stop_for_resume()

@@ -71,6 +71,14 @@ STRIPPED_ENV: Final = frozenset({"KUBECONFIG"})
 TERMINATION_LOG_ENV: Final = "OPENAUTOGLM_TERMINATION_LOG"
 
 
+def _image_code() -> list[str]:
+    """Where this machine's copy of what the trial image carries lives (the two packages)."""
+    import openautoglm
+    import openautoglm_trial
+
+    return sorted({str(Path(m.__file__).resolve().parent.parent) for m in (openautoglm, openautoglm_trial)})
+
+
 class ContainerConfigError(Exception):
     """The container cannot be configured yet (missing ConfigMap/Secret key): retried."""
 
@@ -455,7 +463,9 @@ class Kubelet:
                 wanted.append((working_dir, False))
             rt.mount_points = self.mount_points.acquire(wanted)
         if mount_list and os.geteuid() == 0:  # the launcher mounts, then changes to workingDir itself
-            return volumes.launcher_argv(sys.executable, rt.dir, str(working_dir or rt.dir), mount_list, argv), rt.dir
+            argv = volumes.launcher_argv(sys.executable, rt.dir, str(working_dir or rt.dir), mount_list, argv,
+                                         keep=_image_code())
+            return argv, rt.dir
         if mount_list:
             logger.warning("pod %s/%s: volumeMounts need root (a mount namespace); running without them",
                            rt.namespace, rt.name)

@@ -10,8 +10,9 @@ emulator's objects when the container starts; ``hostPath`` is the host path itse
 The container sees its volumeMounts at their mountPaths: it starts through :data:`LAUNCHER`, a
 few lines of Python that enter a private mount namespace (``unshare(CLONE_NEWNS)``, ``/`` made
 recursively private, so nothing leaks to this machine), bind-mount each volume (``subPath``,
-``subPathExpr``, ``readOnly`` honoured), keep the pod's own directory visible (its termination-log
-file lives there, and an emptyDir at /tmp would hide it), change to ``workingDir`` and exec the
+``subPathExpr``, ``readOnly`` honoured), keep the pod's own directory and the code the image would
+carry visible (its termination-log file lives there, and an emptyDir at /tmp would hide a checkout
+under /tmp), change to ``workingDir`` and exec the
 command. This needs root (CAP_SYS_ADMIN), as the rest of the harness does (/etc/hosts). Mount points
 missing on this machine are created first and removed, if still empty, when the last pod using
 them ends (:class:`MountPoints`).
@@ -44,7 +45,7 @@ def bind(source, target, read_only):
 check(libc.unshare(CLONE_NEWNS), "unshare the mount namespace")
 check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
 # Sources by descriptor: a mount at /tmp may hide a source (or the pod's directory) under /tmp.
-keep = os.open(plan["pod_dir"], os.O_PATH)
+keep = [(path, os.open(path, os.O_PATH)) for path in [plan["pod_dir"], *plan["keep"]]]
 sources = [os.open(m["source"], os.O_PATH) for m in plan["mounts"]]
 for m, fd in zip(plan["mounts"], sources):
     if not os.path.lexists(m["target"]):
@@ -53,14 +54,15 @@ for m, fd in zip(plan["mounts"], sources):
             open(m["target"], "a").close()
     bind(f"/proc/self/fd/{fd}", m["target"], m["readOnly"])
     os.close(fd)
-try:
-    visible = os.path.samestat(os.stat(plan["pod_dir"]), os.fstat(keep))
-except OSError:
-    visible = False
-if not visible:  # under a mountPath: bring the pod's own directory back at its path
-    os.makedirs(plan["pod_dir"], exist_ok=True)
-    bind(f"/proc/self/fd/{keep}", plan["pod_dir"], False)
-os.close(keep)
+for path, fd in keep:
+    try:
+        visible = os.path.samestat(os.stat(path), os.fstat(fd))
+    except OSError:
+        visible = False
+    if not visible:  # under a mountPath: bring it back at its path
+        os.makedirs(path, exist_ok=True)
+        bind(f"/proc/self/fd/{fd}", path, False)
+    os.close(fd)
 os.makedirs(plan["cwd"], exist_ok=True)
 os.chdir(plan["cwd"])
 os.execvpe(argv[0], argv, os.environ)
@@ -190,8 +192,12 @@ def host_level(mount_list: list[Mount]) -> list[Mount]:
             if not any(t != PurePosixPath(m.target) and t in PurePosixPath(m.target).parents for t in targets)]
 
 
-def launcher_argv(python: str, pod_dir: Path, cwd: str, mount_list: list[Mount], argv: list[str]) -> list[str]:
-    plan = {"pod_dir": str(pod_dir), "cwd": cwd, "mounts": [m.plan() for m in mount_list]}
+def launcher_argv(python: str, pod_dir: Path, cwd: str, mount_list: list[Mount], argv: list[str],
+                  keep: list[str] | None = None) -> list[str]:
+    """``keep``: directories of this machine the container must still see where a volume is
+    mounted over them, e.g. the checkout the trial image's code is installed from, when it lies
+    under /tmp and the pod mounts an emptyDir at /tmp (the image would carry that code)."""
+    plan = {"pod_dir": str(pod_dir), "cwd": cwd, "mounts": [m.plan() for m in mount_list], "keep": keep or []}
     return [python, "-I", "-c", LAUNCHER, json.dumps(plan), *argv]
 
 
