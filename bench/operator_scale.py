@@ -18,7 +18,10 @@ Not here yet (issue 10 is open): the operator against a bare driver through the 
 
 Usage::
 
-    python bench/operator_scale.py [--quick] [--repeats N] [--out DIR]
+    python bench/operator_scale.py [--quick] [--repeats N] [--out DIR] [--before JSON]
+
+``--before``: the JSON of a run of this script against older code (e.g. ``PYTHONPATH`` pointing at
+a ``git worktree`` of an earlier commit), shown beside this run's numbers.
 
 Writes ``operator_scale.json`` and ``operator_scale.md`` into ``--out`` (default
 bench/results; ``--quick`` writes to a temporary directory unless ``--out`` is given).
@@ -187,18 +190,29 @@ def idle_case(finished: int, passes: int) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- report
 def render(doc: dict[str, Any]) -> str:
-    lines = [f"# Operator scale ({'quick' if doc['quick'] else 'full'} run, {doc['machine']})", "",
-             "## Local engine: zero-work trials against spawning the same processes", "",
-             "| parallelism | trials | spawn only (s) | engine (s) | engine / spawn | overhead per trial (ms) |",
-             "|---|---|---|---|---|---|"]
+    before = doc.get("before") or {}
+    old_local = {r["parallelism"]: r for r in before.get("local", [])}
+    old_idle = {r["finished"]: r for r in before.get("idle_pass", [])}
+    lines = [f"# Operator scale ({'quick' if doc['quick'] else 'full'} run, {doc['machine']})", ""]
+    if before:
+        lines += [f"Before: the same script on {before.get('code', 'older code')}.", ""]
+    lines += ["## Local engine: zero-work trials against spawning the same processes", "",
+              "| parallelism | trials | spawn only (s) | engine (s) | engine / spawn | overhead per trial (ms) "
+              "| before: engine / spawn | before: overhead (ms) |",
+              "|---|---|---|---|---|---|---|---|"]
     for row in doc["local"]:
+        old = old_local.get(row["parallelism"])
+        was = f"{old['ratio']:.2f} | {old['overhead_ms_per_trial']:.0f}" if old else "– | –"
         lines.append(f"| {row['parallelism']} | {row['trials']} | {row['spawn_median']:.2f} | "
-                     f"{row['engine_median']:.2f} | {row['ratio']:.2f} | {row['overhead_ms_per_trial']:.0f} |")
+                     f"{row['engine_median']:.2f} | {row['ratio']:.2f} | {row['overhead_ms_per_trial']:.0f} | {was} |")
     lines += ["", "## Idle pass against the number of finished trials", "",
-              "| finished trials | pass median (ms) | pass p90 (ms) | vs 10 trials | re-open (s) |", "|---|---|---|---|---|"]
+              "| finished trials | pass median (ms) | pass p90 (ms) | vs 10 trials | re-open (s) "
+              "| before: pass median (ms) | before: vs 10 |", "|---|---|---|---|---|---|---|"]
     for row in doc["idle_pass"]:
+        old = old_idle.get(row["finished"])
+        was = f"{old['pass_ms_median']:.2f} | {old['vs_10']:.1f}×" if old else "– | –"
         lines.append(f"| {row['finished']:,} | {row['pass_ms_median']:.2f} | {row['pass_ms_p90']:.2f} | "
-                     f"{row['vs_10']:.1f}× | {row['reopen_seconds']:.2f} |")
+                     f"{row['vs_10']:.1f}× | {row['reopen_seconds']:.2f} | {was} |")
     lines += ["", "## Aims", "", "| aim | measured | met |", "|---|---|---|"]
     for aim in doc["aims"]:
         lines.append(f"| {aim['aim']} | {aim['measured']} | {'met' if aim['met'] else 'not met'} |")
@@ -206,11 +220,21 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _git_head() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
+        return f"commit {head.stdout.strip()}" if head.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (the test suite's smoke run)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--before", type=Path, default=None, help="JSON of a run against older code")
+    parser.add_argument("--code", default=None, help="what code this run measured (recorded in the JSON)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -235,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     doc = {"quick": args.quick, "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                                            f"{platform.python_version()}", "local": local, "idle_pass": idle,
-           "aims": aims}
+           "aims": aims, "code": args.code or _git_head()}
+    if args.before:
+        doc["before"] = json.loads(args.before.read_text())
+        doc["before"].pop("before", None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "operator_scale.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "operator_scale.md").write_text(render(doc))

@@ -75,6 +75,9 @@ class LocalBackend:
         # Event-driven passes: a pidfd per running child becomes readable when it exits, and a
         # pipe lets a signal handler (Ctrl-C) or another thread cut a wait short.
         self._pidfds: dict[tuple[int, int], int] = {}
+        #: Trials launched and not released: what observe() reads (found once from the
+        #: directory after a restart, then kept here, so a pass never walks finished trials).
+        self._active: set[int] | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # ------------------------------------------------------------------ paths
@@ -93,6 +96,7 @@ class LocalBackend:
         tdir = self._trial_dir(number)
         tdir.mkdir(parents=True, exist_ok=True)
         (tdir / "released").unlink(missing_ok=True)
+        self._unreleased().add(number)
         (tdir / "launch.json").write_text(json.dumps({"number": number, "params": params, "started": time.time()}))
         hosts = self.hosts(number)
         for rank in range(len(hosts)):
@@ -143,13 +147,21 @@ class LocalBackend:
             (wdir / "starting").unlink(missing_ok=True)
             log.debug("started %s pid %d", worker_name(self.job.name, number, rank), proc.pid)
 
+    def _unreleased(self) -> set[int]:
+        if self._active is None:
+            self._active = {
+                int(tdir.name[1:])
+                for tdir in self.root.glob("t*")
+                if tdir.name[1:].isdigit() and not (tdir / "released").exists() and (tdir / "launch.json").exists()
+            }
+        return self._active
+
     def observe(self) -> dict[int, TrialObservation]:
         out: dict[int, TrialObservation] = {}
         size = self.job.spec.trial.workers
-        for tdir in self.root.glob("t*"):
-            if not tdir.name[1:].isdigit() or (tdir / "released").exists() or not (tdir / "launch.json").exists():
-                continue
-            number = int(tdir.name[1:])
+        for number in sorted(self._unreleased()):
+            if not (self._trial_dir(number) / "launch.json").exists():
+                continue  # being launched by a pass cut short: launch() writes it first
             hosts = self.hosts(number)
             workers = [self._observe_worker(number, r, hosts[r]) for r in range(size)]
             out[number] = TrialObservation(number, [w for w in workers if w is not None], size)
@@ -181,6 +193,7 @@ class LocalBackend:
             self._forget(number, r)
             self._procs.pop((number, r), None)  # a finished trial holds nothing: memory stays flat
         self._trial_dir(number).joinpath("released").touch()
+        self._unreleased().discard(number)
 
     def update(self, job: TuningJob) -> None:
         self.job = job

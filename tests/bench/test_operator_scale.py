@@ -1,0 +1,30 @@
+"""bench/operator_scale.py --quick: the scale benchmark runs end to end and writes its results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quick_run_writes_every_case_and_checks_its_aims(tmp_path: Path) -> None:
+    script = str(REPO / "bench" / "operator_scale.py")
+    proc = subprocess.run([sys.executable, script, "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "operator_scale.json").read_text())
+    assert [r["parallelism"] for r in doc["local"]] == [1, 8]
+    assert all(r["engine_median"] > r["spawn_median"] > 0 for r in doc["local"])
+    assert [r["finished"] for r in doc["idle_pass"]] == [0, 10, 1000]
+    assert {a["aim"].split(" <=")[0] for a in doc["aims"]} >= {"local engine at parallelism 1"}
+    table = (tmp_path / "operator_scale.md").read_text()
+    assert "## Idle pass against the number of finished trials" in table and "| 1,000 |" in table
+
+
+def test_the_committed_results_are_a_full_run_with_a_before() -> None:
+    doc = json.loads((REPO / "bench" / "results" / "operator_scale.json").read_text())
+    assert not doc["quick"] and doc["before"]["idle_pass"]
+    assert [r["finished"] for r in doc["idle_pass"]] == [0, 10, 1000, 10_000]
