@@ -72,11 +72,14 @@ TERMINATION_LOG_ENV: Final = "OPENAUTOGLM_TERMINATION_LOG"
 
 
 def _image_code() -> list[str]:
-    """Where this machine's copy of what the trial image carries lives (the two packages)."""
+    """Where this machine's copy of what the images carry lives: the checkout (the packages, the
+    tests' own trial programs) and the two packages wherever they are installed from."""
     import openautoglm
     import openautoglm_trial
 
-    return sorted({str(Path(m.__file__).resolve().parent.parent) for m in (openautoglm, openautoglm_trial)})
+    checkout = Path(__file__).resolve().parents[3]
+    packages = {Path(m.__file__).resolve().parent.parent for m in (openautoglm, openautoglm_trial)}
+    return sorted({str(checkout), *(str(p) for p in packages if not p.is_relative_to(checkout))})
 
 
 class ContainerConfigError(Exception):
