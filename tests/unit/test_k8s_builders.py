@@ -178,3 +178,14 @@ def test_a_rank_is_read_from_the_trial_container_not_a_sidecar() -> None:
     finished_sidecar = {"name": "a-sidecar", "state": {"terminated": {"exitCode": 0, "message": "not ours"}}}
     w = observe_pod(_pod_with([finished_sidecar, {"name": "worker", "state": {"running": {}}}]), 9090)
     assert (w.phase, w.exit_code, w.termination_message, w.endpoint) == (RUNNING, None, None, "10.0.0.7:9090")
+
+
+def test_the_status_is_written_on_a_change_not_on_every_tick_of_the_clock():
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    written = builders.build_resource_status(_status(10), previous=None, generation=1, start_time="x", now=now,
+                                             storage="s")
+    assert builders.status_worth_writing(None, written, 10)
+    later = {**written, "elapsedSeconds": written["elapsedSeconds"] + 4.0}
+    assert not builders.status_worth_writing(written, later, 10)            # only the clock moved
+    assert builders.status_worth_writing(written, {**later, "elapsedSeconds": written["elapsedSeconds"] + 10}, 10)
+    assert builders.status_worth_writing(written, {**later, "progress": "11/10000"}, 10)

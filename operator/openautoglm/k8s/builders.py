@@ -271,6 +271,22 @@ def build_resource_status(
     return out
 
 
+def status_worth_writing(previous: dict[str, Any] | None, status: dict[str, Any], elapsed_step: float) -> bool:
+    """Whether a new status differs enough from the written one to patch it: any change but the
+    elapsed time, or the elapsed time moved by ``elapsed_step`` seconds. (It always moves: patching
+    on every pass wrote the status once per pass per job, for nothing a reader needs.)"""
+    if previous is None:
+        return True
+    before = {k: v for k, v in previous.items() if k != "elapsedSeconds"}
+    after = {k: v for k, v in status.items() if k != "elapsedSeconds"}
+    if before != after:
+        return True
+    old, new = previous.get("elapsedSeconds"), status.get("elapsedSeconds")
+    if old is None or new is None:
+        return old != new
+    return abs(new - old) >= elapsed_step
+
+
 def build_invalid_status(
     problems: list[str], *, previous: dict[str, Any] | None, generation: int | None, now: dt.datetime
 ) -> dict[str, Any]:

@@ -160,7 +160,7 @@ class JobController:
                 storage=describe(self.url),
                 refused=self.refused,
             )
-            if status != self.previous:
+            if builders.status_worth_writing(self.previous, status, self.cfg.elapsed_save_seconds):
                 self.api.patch_status(self.namespace, self.name, status)
                 self.previous = status
             telemetry.record(self.namespace, self.name, step.outcome, step.seconds)
