@@ -322,7 +322,7 @@ class Reconciler:
 
     def _ask_and_launch(self, events: list[Event]) -> None:
         b = self.job.spec.budget
-        self.ledger.refresh()
+        # The ledger is current: reconcile() refreshed it after driving the running trials.
         running = self.ledger.n_running
         started = self.ledger.n_started  # finished + running
         while running < b.parallelism and started < self._max_trials():

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import functools
 import ipaddress
 import logging
 import math
@@ -71,6 +72,7 @@ STRIPPED_ENV: Final = frozenset({"KUBECONFIG"})
 TERMINATION_LOG_ENV: Final = "OPENAUTOGLM_TERMINATION_LOG"
 
 
+@functools.cache
 def _image_code() -> list[str]:
     """Where this machine's copy of what the images carry lives: the checkout (the packages, the
     tests' own trial programs) and the two packages wherever they are installed from."""
