@@ -6,21 +6,23 @@ the trial runtime's own training loop on real Horovod (a job of size 1, joined o
 and pruners come from the registries, parameters from ``space.suggest``: what a user gets.
 Starting Horovod workers per trial would cost 5-8 s each, longer than a digits trial.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
 from openautoglm import pruners, samplers, space
-from openautoglm.spec import TuningJob
 from openautoglm.engine.study import study_name
 from openautoglm.engine.worker import build_worker_env
+from openautoglm.spec import TuningJob
 from openautoglm_trial import contract, tasks
 from openautoglm_trial.settings import ObjectiveMetric, TrialSettings
 from openautoglm_trial.watch import best_values
@@ -52,8 +54,9 @@ class TrialRecord:
 
 
 class Worker(Protocol):
-    def run(self, job: TuningJob, number: int, params: dict[str, Any],
-            report: Report) -> tuple[str, float | None, int]: ...
+    def run(
+        self, job: TuningJob, number: int, params: dict[str, Any], report: Report
+    ) -> tuple[str, float | None, int]: ...
 
 
 class InProcessWorker:
@@ -74,8 +77,7 @@ class InProcessWorker:
         self.hvd, self.torch, self.training = hvd, torch, training
         self._data: dict[str, dict[str, Any]] = {}
 
-    def run(self, job: TuningJob, number: int, params: dict[str, Any],
-            report: Report) -> tuple[str, float | None, int]:
+    def run(self, job: TuningJob, number: int, params: dict[str, Any], report: Report) -> tuple[str, float | None, int]:
         """Train trial ``number`` of ``job`` with ``params``.
 
         Returns:
@@ -85,14 +87,15 @@ class InProcessWorker:
 
         env = build_worker_env(job, number, 0, params, ["localhost"], bind_address="127.0.0.1")
         # This process joined Horovod once, alone: no placement, no rendezvous.
-        env = {k: v for k, v in env.items()
-               if k not in contract.HOROVOD_ENV and k != contract.WORKER_HOSTS}
+        env = {k: v for k, v in env.items() if k not in contract.HOROVOD_ENV and k != contract.WORKER_HOSTS}
         settings = TrialSettings.from_env(env)
         objectives = settings.objectives or (tasks.get(settings.task).objective,)
-        task = tasks.create(settings.task, settings.params, settings.task_settings,
-                            tasks.TaskContext(rank=0, size=1, seed=settings.seed,
-                                              epochs=settings.epochs,
-                                              cache_dir=settings.cache_dir))
+        task = tasks.create(
+            settings.task,
+            settings.params,
+            settings.task_settings,
+            tasks.TaskContext(rank=0, size=1, seed=settings.seed, epochs=settings.epochs, cache_dir=settings.cache_dir),
+        )
         self._share_data(task, settings)
         self.torch.set_num_threads(settings.torch_threads)
         epochs = 0
@@ -103,8 +106,9 @@ class InProcessWorker:
             report(outcome.epochs, outcome.metrics[objectives[0].metric])
 
         try:
-            outcome = self.training.train(task, settings, self.hvd, objectives, TrialMetrics(),
-                                          Health(settings.stall_seconds), on_epoch)
+            outcome = self.training.train(
+                task, settings, self.hvd, objectives, TrialMetrics(), Health(settings.stall_seconds), on_epoch
+            )
         except optuna.TrialPruned:
             return "pruned", None, epochs
         if outcome.status == contract.STATUS_STOPPED:
@@ -114,21 +118,20 @@ class InProcessWorker:
 
     def validation_size(self, task: str) -> int:
         """Validation examples of a task whose data are loaded."""
-        return next(len(d["val_dataset"]) for k, d in self._data.items()
-                    if k.startswith(f"{task}:"))
+        return next(len(d["val_dataset"]) for k, d in self._data.items() if k.startswith(f"{task}:"))
 
     def _share_data(self, task: tasks.Task, settings: TrialSettings) -> None:
         key = f"{settings.task}:{json.dumps(dict(settings.task_settings), sort_keys=True)}"
         if key not in self._data:
             before = dict(vars(task))
             task.load_data()
-            self._data[key] = {k: v for k, v in vars(task).items()
-                               if k not in before or before[k] is not v}
+            self._data[key] = {k: v for k, v in vars(task).items() if k not in before or before[k] is not v}
         vars(task).update(self._data[key])
 
 
-def objective_value(job: TuningJob, history: dict[str, list[float]],
-                    metrics: dict[str, float], objectives: tuple[ObjectiveMetric, ...]) -> float | None:
+def objective_value(
+    job: TuningJob, history: dict[str, list[float]], metrics: dict[str, float], objectives: tuple[ObjectiveMetric, ...]
+) -> float | None:
     """A finished trial's value as the engine computes it (``objective.strategy``)."""
     source = best_values(history, objectives) if job.spec.objective.strategy == "best" else metrics
     value = source.get(objectives[0].metric)
@@ -143,9 +146,12 @@ def run_sampler(worker: Worker, job: TuningJob) -> list[TrialRecord]:
     """
     spec = job.spec
     # The engine's study name: Hyperband assigns trials to brackets by a hash of it.
-    study = optuna.create_study(study_name=study_name(job), sampler=samplers.build_sampler(spec),
-                                pruner=pruners.build_pruner(spec),
-                                direction=spec.objective.objectives[0].direction)
+    study = optuna.create_study(
+        study_name=study_name(job),
+        sampler=samplers.build_sampler(spec),
+        pruner=pruners.build_pruner(spec),
+        direction=spec.objective.objectives[0].direction,
+    )
     records = []
     for _ in range(spec.budget.max_trials):
         cpu, started = time.process_time(), time.perf_counter()
@@ -165,8 +171,19 @@ def run_sampler(worker: Worker, job: TuningJob) -> list[TrialRecord]:
         else:
             study.tell(trial, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL)
         told = time.perf_counter()
-        records.append(TrialRecord(trial.number, params, state, value, epochs, asked - started,
-                                   ran - asked, told - ran, time.process_time() - cpu))
+        records.append(
+            TrialRecord(
+                trial.number,
+                params,
+                state,
+                value,
+                epochs,
+                asked - started,
+                ran - asked,
+                told - ran,
+                time.process_time() - cpu,
+            )
+        )
     return records
 
 
@@ -180,8 +197,7 @@ class Sweep:
     relative: bool = False
 
 
-def run_manual(worker: Worker, job: TuningJob, sweeps: tuple[Sweep, ...],
-               passes: int) -> list[TrialRecord]:
+def run_manual(worker: Worker, job: TuningJob, sweeps: tuple[Sweep, ...], passes: int) -> list[TrialRecord]:
     """A person's tuning: one parameter at a time from the task's defaults, best kept.
 
     Round 1 trains the defaults. Then each sweep, in order, tries its values with every other
@@ -207,9 +223,19 @@ def run_manual(worker: Worker, job: TuningJob, sweeps: tuple[Sweep, ...],
         tried.add(key)
         cpu, started = time.process_time(), time.perf_counter()
         state, value, epochs = worker.run(job, len(records), params, lambda epoch, value: None)
-        records.append(TrialRecord(len(records), dict(params), state, value, epochs, 0.0,
-                                   time.perf_counter() - started, 0.0,
-                                   time.process_time() - cpu))
+        records.append(
+            TrialRecord(
+                len(records),
+                dict(params),
+                state,
+                value,
+                epochs,
+                0.0,
+                time.perf_counter() - started,
+                0.0,
+                time.process_time() - cpu,
+            )
+        )
         if value is not None and (best is None or improves(value, best, direction)):
             best, current = value, dict(params)
 

@@ -90,10 +90,19 @@ def spawn_floor(job: Any, workdir: Path, trials: int, parallelism: int) -> float
         wdir = workdir / f"t{number}"
         wdir.mkdir(parents=True)
         host = c.worker_address(job.name, number, 0)
-        env = build_worker_env(job, number, 0, {"x": 0.5}, [host], bind_address=host,
-                               termination_log=str(wdir / "termination-log"))
-        running.append(subprocess.Popen([sys.executable, str(ZERO_TRIAL)], env={**base, **env}, cwd=wdir,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True))
+        env = build_worker_env(
+            job, number, 0, {"x": 0.5}, [host], bind_address=host, termination_log=str(wdir / "termination-log")
+        )
+        running.append(
+            subprocess.Popen(
+                [sys.executable, str(ZERO_TRIAL)],
+                env={**base, **env},
+                cwd=wdir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         if len(running) == parallelism:
             running.pop(0).wait()  # as the engine: the next starts when the oldest has finished
     for proc in running:
@@ -119,10 +128,17 @@ def local_case(trials: int, parallelism: int, repeats: int) -> dict[str, Any]:
             assert completed == trials
             engine.append(seconds)
     s, e = statistics.median(spawn), statistics.median(engine)
-    return {"trials": trials, "parallelism": parallelism, "repeats": repeats,
-            "spawn_seconds": spawn, "engine_seconds": engine,
-            "spawn_median": s, "engine_median": e, "ratio": e / s,
-            "overhead_ms_per_trial": 1000 * (e - s) / trials}
+    return {
+        "trials": trials,
+        "parallelism": parallelism,
+        "repeats": repeats,
+        "spawn_seconds": spawn,
+        "engine_seconds": engine,
+        "spawn_median": s,
+        "engine_median": e,
+        "ratio": e / s,
+        "overhead_ms_per_trial": 1000 * (e - s) / trials,
+    }
 
 
 # ----------------------------------------------------------------------------- idle pass
@@ -161,9 +177,15 @@ def _study_with(finished: int, path: Path) -> tuple[Any, str]:
     url = str(path)
     driver = Driver.open(job, url, _OneRunningTrial(finished), metrics=_NoReading())
     dist = {"x": FloatDistribution(0.0, 1.0)}
-    batch = [optuna.trial.create_trial(params={"x": (i % 997) / 997}, distributions=dist, value=(i % 997) / 997,
-                                       user_attrs={attrs.TRIAL_PARAMS: {"x": (i % 997) / 997}})
-             for i in range(finished)]
+    batch = [
+        optuna.trial.create_trial(
+            params={"x": (i % 997) / 997},
+            distributions=dist,
+            value=(i % 997) / 997,
+            user_attrs={attrs.TRIAL_PARAMS: {"x": (i % 997) / 997}},
+        )
+        for i in range(finished)
+    ]
     driver.study.add_trials(batch)
     driver.step()  # asks and "launches" the running trial
     driver.step()  # marks it launched
@@ -184,8 +206,13 @@ def idle_case(finished: int, passes: int) -> dict[str, Any]:
             driver.step()
             times.append(time.perf_counter() - t)
         assert len(driver.study.get_trials(deepcopy=False)) == finished + 1
-    return {"finished": finished, "passes": passes, "pass_ms_median": 1000 * statistics.median(times),
-            "pass_ms_p90": 1000 * sorted(times)[int(0.9 * (len(times) - 1))], "reopen_seconds": reopen}
+    return {
+        "finished": finished,
+        "passes": passes,
+        "pass_ms_median": 1000 * statistics.median(times),
+        "pass_ms_p90": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
+        "reopen_seconds": reopen,
+    }
 
 
 # ----------------------------------------------------------------------------- report
@@ -196,23 +223,35 @@ def render(doc: dict[str, Any]) -> str:
     lines = [f"# Operator scale ({'quick' if doc['quick'] else 'full'} run, {doc['machine']})", ""]
     if before:
         lines += [f"Before: the same script on {before.get('code', 'older code')}.", ""]
-    lines += ["## Local engine: zero-work trials against spawning the same processes", "",
-              "| parallelism | trials | spawn only (s) | engine (s) | engine / spawn | overhead per trial (ms) "
-              "| before: engine / spawn | before: overhead (ms) |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Local engine: zero-work trials against spawning the same processes",
+        "",
+        "| parallelism | trials | spawn only (s) | engine (s) | engine / spawn | overhead per trial (ms) "
+        "| before: engine / spawn | before: overhead (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in doc["local"]:
         old = old_local.get(row["parallelism"])
         was = f"{old['ratio']:.2f} | {old['overhead_ms_per_trial']:.0f}" if old else "– | –"
-        lines.append(f"| {row['parallelism']} | {row['trials']} | {row['spawn_median']:.2f} | "
-                     f"{row['engine_median']:.2f} | {row['ratio']:.2f} | {row['overhead_ms_per_trial']:.0f} | {was} |")
-    lines += ["", "## Idle pass against the number of finished trials", "",
-              "| finished trials | pass median (ms) | pass p90 (ms) | vs 10 trials | re-open (s) "
-              "| before: pass median (ms) | before: vs 10 |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {row['parallelism']} | {row['trials']} | {row['spawn_median']:.2f} | "
+            f"{row['engine_median']:.2f} | {row['ratio']:.2f} | {row['overhead_ms_per_trial']:.0f} | {was} |"
+        )
+    lines += [
+        "",
+        "## Idle pass against the number of finished trials",
+        "",
+        "| finished trials | pass median (ms) | pass p90 (ms) | vs 10 trials | re-open (s) "
+        "| before: pass median (ms) | before: vs 10 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in doc["idle_pass"]:
         old = old_idle.get(row["finished"])
         was = f"{old['pass_ms_median']:.2f} | {old['vs_10']:.1f}×" if old else "– | –"
-        lines.append(f"| {row['finished']:,} | {row['pass_ms_median']:.2f} | {row['pass_ms_p90']:.2f} | "
-                     f"{row['vs_10']:.1f}× | {row['reopen_seconds']:.2f} | {was} |")
+        lines.append(
+            f"| {row['finished']:,} | {row['pass_ms_median']:.2f} | {row['pass_ms_p90']:.2f} | "
+            f"{row['vs_10']:.1f}× | {row['reopen_seconds']:.2f} | {was} |"
+        )
     lines += ["", "## Aims", "", "| aim | measured | met |", "|---|---|---|"]
     for aim in doc["aims"]:
         lines.append(f"| {aim['aim']} | {aim['measured']} | {'met' if aim['met'] else 'not met'} |")
@@ -250,16 +289,25 @@ def main(argv: list[str] | None = None) -> int:
     largest = idle[-1]
     p1 = local[0]
     aims = [
-        {"aim": f"local engine at parallelism 1 <= {AIM_LOCAL_RATIO}x spawning alone",
-         "measured": f"{p1['ratio']:.2f}x ({p1['overhead_ms_per_trial']:.0f} ms per trial)",
-         "met": p1["ratio"] <= AIM_LOCAL_RATIO},
-        {"aim": f"idle pass at {largest['finished']:,} finished trials <= {AIM_IDLE_RATIO}x the pass at 10",
-         "measured": f"{largest['vs_10']:.1f}x ({largest['pass_ms_median']:.2f} ms vs {at_10:.2f} ms)",
-         "met": largest["vs_10"] <= AIM_IDLE_RATIO},
+        {
+            "aim": f"local engine at parallelism 1 <= {AIM_LOCAL_RATIO}x spawning alone",
+            "measured": f"{p1['ratio']:.2f}x ({p1['overhead_ms_per_trial']:.0f} ms per trial)",
+            "met": p1["ratio"] <= AIM_LOCAL_RATIO,
+        },
+        {
+            "aim": f"idle pass at {largest['finished']:,} finished trials <= {AIM_IDLE_RATIO}x the pass at 10",
+            "measured": f"{largest['vs_10']:.1f}x ({largest['pass_ms_median']:.2f} ms vs {at_10:.2f} ms)",
+            "met": largest["vs_10"] <= AIM_IDLE_RATIO,
+        },
     ]
-    doc = {"quick": args.quick, "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                                           f"{platform.python_version()}", "local": local, "idle_pass": idle,
-           "aims": aims, "code": args.code or _git_head()}
+    doc = {
+        "quick": args.quick,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "local": local,
+        "idle_pass": idle,
+        "aims": aims,
+        "code": args.code or _git_head(),
+    }
     if args.before:
         doc["before"] = json.loads(args.before.read_text())
         doc["before"].pop("before", None)

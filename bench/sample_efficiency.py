@@ -15,6 +15,7 @@ Usage::
 Writes ``sample_efficiency.json`` (every trial of every seed, and the summary) and
 ``sample_efficiency.md`` (the tables) into ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,12 +30,13 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Final, Mapping
+from typing import Any, Final
 
 import optuna
-
 from inprocess import InProcessWorker, Sweep, TrialRecord, improves, run_manual, run_sampler
+
 from openautoglm import samplers
 from openautoglm.validation import validate_document
 from openautoglm_trial import tasks
@@ -97,19 +99,49 @@ TEXT_LM_SETTINGS: Final = {"steps_per_epoch": 6, "eval_blocks": 24}
 
 PROFILES: Final[dict[str, tuple[TaskBench, ...]]] = {
     "full": (
-        TaskBench("digits", epochs=12, budget=20, seeds=(1, 2, 3, 4, 5), task_settings={},
-                  sweeps=DIGITS_SWEEPS, passes=2, hyperband=DIGITS_HYPERBAND),
-        TaskBench("text-lm", epochs=2, budget=6, seeds=(1, 2, 3, 4, 5),
-                  task_settings=TEXT_LM_SETTINGS, sweeps=TEXT_LM_SWEEPS, passes=1,
-                  hyperband=TEXT_LM_HYPERBAND),
+        TaskBench(
+            "digits",
+            epochs=12,
+            budget=20,
+            seeds=(1, 2, 3, 4, 5),
+            task_settings={},
+            sweeps=DIGITS_SWEEPS,
+            passes=2,
+            hyperband=DIGITS_HYPERBAND,
+        ),
+        TaskBench(
+            "text-lm",
+            epochs=2,
+            budget=6,
+            seeds=(1, 2, 3, 4, 5),
+            task_settings=TEXT_LM_SETTINGS,
+            sweeps=TEXT_LM_SWEEPS,
+            passes=1,
+            hyperband=TEXT_LM_HYPERBAND,
+        ),
     ),
     # CI smoke run: every method and table, numbers meaningless.
     "quick": (
-        TaskBench("digits", epochs=3, budget=3, seeds=(1, 2), task_settings={},
-                  sweeps=DIGITS_SWEEPS[:1], passes=1, hyperband=DIGITS_HYPERBAND),
-        TaskBench("text-lm", epochs=1, budget=1, seeds=(1,),
-                  task_settings={"steps_per_epoch": 2, "eval_blocks": 8}, sweeps=(), passes=1,
-                  hyperband=TEXT_LM_HYPERBAND),
+        TaskBench(
+            "digits",
+            epochs=3,
+            budget=3,
+            seeds=(1, 2),
+            task_settings={},
+            sweeps=DIGITS_SWEEPS[:1],
+            passes=1,
+            hyperband=DIGITS_HYPERBAND,
+        ),
+        TaskBench(
+            "text-lm",
+            epochs=1,
+            budget=1,
+            seeds=(1,),
+            task_settings={"steps_per_epoch": 2, "eval_blocks": 8},
+            sweeps=(),
+            passes=1,
+            hyperband=TEXT_LM_HYPERBAND,
+        ),
     ),
 }
 
@@ -117,8 +149,11 @@ PROFILES: Final[dict[str, tuple[TaskBench, ...]]] = {
 def methods() -> tuple[Method, ...]:
     """Manual, then each sampler the issue names that the registry has."""
     wanted = ("random", "tpe", "gp", "cmaes", "policy-gradient")
-    return (Method("manual", None), *(Method(s, s) for s in wanted if s in samplers.SAMPLERS),
-            Method("tpe+hyperband", "tpe", "hyperband"))
+    return (
+        Method("manual", None),
+        *(Method(s, s) for s in wanted if s in samplers.SAMPLERS),
+        Method("tpe+hyperband", "tpe", "hyperband"),
+    )
 
 
 # ------------------------------------------------------------------------------ TuningJobs
@@ -133,11 +168,17 @@ def build_job_document(bench: TaskBench, method: Method, seed: int) -> dict[str,
             "objective": {"metric": objective.metric, "direction": objective.direction},
             "budget": {"maxTrials": bench.budget, "parallelism": 1},
             "algorithm": {"sampler": method.sampler or "random", "seed": seed},
-            "earlyStopping": {"pruner": method.pruner,
-                              "settings": dict(bench.hyperband) if method.pruner == "hyperband" else {}},
+            "earlyStopping": {
+                "pruner": method.pruner,
+                "settings": dict(bench.hyperband) if method.pruner == "hyperband" else {},
+            },
             "parameters": tasks.default_search_space(bench.task),
-            "trial": {"task": bench.task, "epochs": bench.epochs, "workers": 1,
-                      "taskSettings": dict(bench.task_settings)},
+            "trial": {
+                "task": bench.task,
+                "epochs": bench.epochs,
+                "workers": 1,
+                "taskSettings": dict(bench.task_settings),
+            },
         },
     }
 
@@ -152,8 +193,7 @@ def best_so_far(records: list[TrialRecord], direction: str) -> list[float | None
     out: list[float | None] = []
     best = None
     for r in records:
-        if r.state == "complete" and r.value is not None and (
-                best is None or improves(r.value, best, direction)):
+        if r.state == "complete" and r.value is not None and (best is None or improves(r.value, best, direction)):
             best = r.value
         out.append(best)
     return out
@@ -189,8 +229,7 @@ def spread(values: list[float | None]) -> dict[str, float | None]:
     if not numbers:
         return {"median": None, "min": None, "max": None}
     finite = lambda x: None if math.isinf(x) else x  # noqa: E731
-    return {"median": finite(statistics.median(numbers)), "min": finite(numbers[0]),
-            "max": finite(numbers[-1])}
+    return {"median": finite(statistics.median(numbers)), "min": finite(numbers[0]), "max": finite(numbers[-1])}
 
 
 def method_summary(seeds: list[dict[str, Any]], direction: str) -> dict[str, Any]:
@@ -199,8 +238,12 @@ def method_summary(seeds: list[dict[str, Any]], direction: str) -> dict[str, Any
         "seeds": len(seeds),
         "reached": sum(s["trials_to_target"] is not None for s in seeds),
         # Same seed, same random start-up: TPE, GP and random search share these trials.
-        "reached_in_startup": sum(s["trials_to_target"] is not None and bool(s["startup_trials"])
-                                  and s["trials_to_target"] <= s["startup_trials"] for s in seeds),
+        "reached_in_startup": sum(
+            s["trials_to_target"] is not None
+            and bool(s["startup_trials"])
+            and s["trials_to_target"] <= s["startup_trials"]
+            for s in seeds
+        ),
         "startup_trials": seeds[0]["startup_trials"] if seeds else None,
         "trials_run": spread([s["trials_run"] for s in seeds]),
         "trials_to_target": spread([s["trials_to_target"] for s in seeds]),
@@ -224,8 +267,7 @@ def median_target(manual_bests: list[float | None]) -> float:
 
 
 # ------------------------------------------------------------------------------ running
-def run_task(worker: InProcessWorker, bench: TaskBench, log: Callable[[str], None]
-             ) -> dict[str, Any]:
+def run_task(worker: InProcessWorker, bench: TaskBench, log: Callable[[str], None]) -> dict[str, Any]:
     """Every method on every seed (seed-major, so slow drifts in machine load hit all
     methods alike); the target is known only after all manual runs, so summaries come last."""
     objective = tasks.get(bench.task).objective
@@ -240,28 +282,40 @@ def run_task(worker: InProcessWorker, bench: TaskBench, log: Callable[[str], Non
             else:
                 records, startup = run_sampler(worker, job), startup_trials(job)
             best = best_so_far(records, direction)[-1] if records else None
-            log(f"{bench.task} seed {seed} {method.name:<15} {len(records):>3} trials "
+            log(
+                f"{bench.task} seed {seed} {method.name:<15} {len(records):>3} trials "
                 f"{sum(r.seconds for r in records):6.1f} s  best {objective.metric} "
-                f"{best if best is None else round(best, 4)}  (load {load:.2f})")
-            raw[method.name].append({"seed": seed, "load_average_1m": load,
-                                     "startup_trials": startup,
-                                     "trials": [dataclasses.asdict(r) for r in records]})
-    target = median_target([best_so_far(_records(s), direction)[-1] if s["trials"] else None
-                            for s in raw["manual"]])
+                f"{best if best is None else round(best, 4)}  (load {load:.2f})"
+            )
+            raw[method.name].append(
+                {
+                    "seed": seed,
+                    "load_average_1m": load,
+                    "startup_trials": startup,
+                    "trials": [dataclasses.asdict(r) for r in records],
+                }
+            )
+    target = median_target([best_so_far(_records(s), direction)[-1] if s["trials"] else None for s in raw["manual"]])
     result: dict[str, Any] = {
-        "task": bench.task, "metric": objective.metric, "direction": direction,
+        "task": bench.task,
+        "metric": objective.metric,
+        "direction": direction,
         "target": target,
-        "config": {"epochs": bench.epochs, "budget": bench.budget, "seeds": list(bench.seeds),
-                   "task_settings": dict(bench.task_settings), "hyperband": dict(bench.hyperband),
-                   "search_space": tasks.default_search_space(bench.task),
-                   "manual_sweeps": [dataclasses.asdict(s) for s in bench.sweeps],
-                   "manual_passes": bench.passes,
-                   "validation_size": worker.validation_size(bench.task)},
+        "config": {
+            "epochs": bench.epochs,
+            "budget": bench.budget,
+            "seeds": list(bench.seeds),
+            "task_settings": dict(bench.task_settings),
+            "hyperband": dict(bench.hyperband),
+            "search_space": tasks.default_search_space(bench.task),
+            "manual_sweeps": [dataclasses.asdict(s) for s in bench.sweeps],
+            "manual_passes": bench.passes,
+            "validation_size": worker.validation_size(bench.task),
+        },
         "methods": {},
     }
     # Noise floor: the manual procedure's first round is the same configuration on every seed.
-    result["default_config_spread"] = spread(
-        [s["trials"][0]["value"] for s in raw["manual"] if s["trials"]])
+    result["default_config_spread"] = spread([s["trials"][0]["value"] for s in raw["manual"] if s["trials"]])
     for name, seeds in raw.items():
         for s in seeds:
             s.update(seed_summary(_records(s), direction, target))
@@ -292,10 +346,14 @@ def machine_info() -> dict[str, Any]:
     import torch
 
     return {
-        "platform": platform.platform(), "python": platform.python_version(),
-        "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "optuna": optuna.__version__, "horovod": horovod.__version__,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "optuna": optuna.__version__,
+        "horovod": horovod.__version__,
         "samplers_in_registry": sorted(samplers.SAMPLERS),
     }
 
@@ -304,12 +362,26 @@ def code_version() -> dict[str, Any]:
     """The commit the benchmark ran on, and whether the work tree differed from it."""
     repo = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                                text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
         # Only the code that runs: bench/results changing under a run is no difference.
-        status = subprocess.run(["git", "status", "--porcelain", "--", "operator", "trial_image",
-                                 "bench/sample_efficiency.py", "bench/inprocess.py"], cwd=repo,
-                                capture_output=True, text=True, check=True).stdout
+        status = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--",
+                "operator",
+                "trial_image",
+                "bench/sample_efficiency.py",
+                "bench/inprocess.py",
+            ],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "uncommitted_changes": None}
     return {"commit": commit, "uncommitted_changes": bool(status.strip())}
@@ -360,7 +432,8 @@ def method_table(task: dict[str, Any]) -> list[str]:
             f"| {fmt_range(s['time_to_target_s'], _secs)} | {fmt_range(s['best'], value)} "
             f"| {fmt_range(s['total_s'], _secs)} | {_secs(s['cpu_s']['median'])} "
             f"| {_secs(s['sampler_s']['median'])} | {_count(s['pruned']['median'])} "
-            f"| {s['reached']}/{s['seeds']} ({_startup(s)}) |")
+            f"| {s['reached']}/{s['seeds']} ({_startup(s)}) |"
+        )
     return lines
 
 
@@ -371,8 +444,13 @@ def claim_rows(task: dict[str, Any]) -> dict[str, Any]:
     manual = ms["manual"]["summary"]
     time_to = {n: m["summary"]["time_to_target_s"]["median"] for n, m in ms.items() if n != "manual"}
     fastest = min((n for n, t in time_to.items() if t is not None), key=time_to.get, default=None)
-    rows = {"manual": {"rounds": manual["trials_run"]["median"], "best": manual["best"]["median"],
-                       "minutes": manual["total_s"]["median"] / 60}}
+    rows = {
+        "manual": {
+            "rounds": manual["trials_run"]["median"],
+            "best": manual["best"]["median"],
+            "minutes": manual["total_s"]["median"] / 60,
+        }
+    }
     for label, name in (("shipped", "tpe+hyperband"), ("fastest", fastest)):
         if name is None:
             continue
@@ -380,7 +458,8 @@ def claim_rows(task: dict[str, Any]) -> dict[str, Any]:
         rows[label] = {
             "method": name,
             "rounds_to_target": s["trials_to_target"]["median"],
-            "minutes_to_target": None if s["time_to_target_s"]["median"] is None
+            "minutes_to_target": None
+            if s["time_to_target_s"]["median"] is None
             else s["time_to_target_s"]["median"] / 60,
             "budget": s["trials_run"]["median"],
             "best": s["best"]["median"],
@@ -397,23 +476,37 @@ def aims(task: dict[str, Any], rows: dict[str, Any]) -> list[dict[str, Any]]:
     direction = task["direction"]
     out = []
     r, m = ours.get("rounds_to_target"), ours.get("minutes_to_target")
-    out.append({"aim": f"tpe+hyperband reaches the manual best in <= 1/3 of the manual rounds "
-                       f"(<= {manual['rounds'] * AIM_ROUNDS_FRACTION:.1f})",
-                "measured": "not reached" if r is None else f"{r:g} of {manual['rounds']:g} rounds",
-                "met": r is not None and r <= manual["rounds"] * AIM_ROUNDS_FRACTION})
-    out.append({"aim": "... and in under half the manual wall time",
-                "measured": "not reached" if m is None
-                else f"{60 * m:.1f} s of {60 * manual['minutes']:.1f} s",
-                "met": m is not None and m < manual["minutes"] * AIM_TIME_FRACTION})
+    out.append(
+        {
+            "aim": f"tpe+hyperband reaches the manual best in <= 1/3 of the manual rounds "
+            f"(<= {manual['rounds'] * AIM_ROUNDS_FRACTION:.1f})",
+            "measured": "not reached" if r is None else f"{r:g} of {manual['rounds']:g} rounds",
+            "met": r is not None and r <= manual["rounds"] * AIM_ROUNDS_FRACTION,
+        }
+    )
+    out.append(
+        {
+            "aim": "... and in under half the manual wall time",
+            "measured": "not reached" if m is None else f"{60 * m:.1f} s of {60 * manual['minutes']:.1f} s",
+            "met": m is not None and m < manual["minutes"] * AIM_TIME_FRACTION,
+        }
+    )
     b = ours.get("best")
-    out.append({"aim": "... and finishes better than the manual best",
-                "measured": f"{fmt_value(b, task['metric'])} vs {fmt_value(manual['best'], task['metric'])}",
-                "met": b is not None and improves(b, manual["best"], direction)})
+    out.append(
+        {
+            "aim": "... and finishes better than the manual best",
+            "measured": f"{fmt_value(b, task['metric'])} vs {fmt_value(manual['best'], task['metric'])}",
+            "met": b is not None and improves(b, manual["best"], direction),
+        }
+    )
     p = pruning(task)
-    out.append({"aim": f"pruning cuts total wall time by >= {AIM_PRUNING_CUT:.0%} at equal best",
-                "measured": f"{p['wall_time_cut']:.0%} less wall time, best "
-                            f"{p['best_difference_label']}",
-                "met": p["wall_time_cut"] >= AIM_PRUNING_CUT and p["equal_best"]})
+    out.append(
+        {
+            "aim": f"pruning cuts total wall time by >= {AIM_PRUNING_CUT:.0%} at equal best",
+            "measured": f"{p['wall_time_cut']:.0%} less wall time, best {p['best_difference_label']}",
+            "met": p["wall_time_cut"] >= AIM_PRUNING_CUT and p["equal_best"],
+        }
+    )
     return out
 
 
@@ -428,10 +521,15 @@ def pruning(task: dict[str, Any]) -> dict[str, Any]:
         tolerance = 0.01 * abs(a)
     cut = 1 - pruned["total_s"]["median"] / plain["total_s"]["median"]
     equal = abs(b - a) <= tolerance + 1e-12 or improves(b, a, task["direction"])
-    return {"wall_time_cut": cut, "cpu_time_cut": 1 - pruned["cpu_s"]["median"] / plain["cpu_s"]["median"],
-            "epochs_cut": 1 - pruned["epochs_trained"]["median"] / plain["epochs_trained"]["median"],
-            "best_difference": b - a, "best_difference_label": _difference(b - a, task["metric"]),
-            "equal_best": equal, "tolerance": tolerance}
+    return {
+        "wall_time_cut": cut,
+        "cpu_time_cut": 1 - pruned["cpu_s"]["median"] / plain["cpu_s"]["median"],
+        "epochs_cut": 1 - pruned["epochs_trained"]["median"] / plain["epochs_trained"]["median"],
+        "best_difference": b - a,
+        "best_difference_label": _difference(b - a, task["metric"]),
+        "equal_best": equal,
+        "tolerance": tolerance,
+    }
 
 
 def task_markdown(task: dict[str, Any]) -> list[str]:
@@ -461,15 +559,21 @@ def task_markdown(task: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     if metric == "accuracy":
-        lines += [f"| Open-AutoGLM write-up, {who} | {r} | {a}% | {m:g} |"
-                  for who, (r, a, m) in CLAIM.items()]
-    lines.append(f"| **ours, manual procedure** | {manual['rounds']:g} | {value(manual['best'])} "
-                 f"| {_minutes(manual['minutes'])} |")
+        lines += [f"| Open-AutoGLM write-up, {who} | {r} | {a}% | {m:g} |" for who, (r, a, m) in CLAIM.items()]
+    lines.append(
+        f"| **ours, manual procedure** | {manual['rounds']:g} | {value(manual['best'])} "
+        f"| {_minutes(manual['minutes'])} |"
+    )
     for label, row in rows.items():
         if label == "manual":
             continue
-        what = ("fastest here, picked after the fact" if label == "fastest"
-                else "as in examples/digits.yaml" if task["task"] == "digits" else "pruned")
+        what = (
+            "fastest here, picked after the fact"
+            if label == "fastest"
+            else "as in examples/digits.yaml"
+            if task["task"] == "digits"
+            else "pruned"
+        )
         lines += [
             f"| **ours, {row['method']}** ({what}): until the manual best, reached in "
             f"{row['reached']} seeds | {_count(row['rounds_to_target'])} "
@@ -480,23 +584,37 @@ def task_markdown(task: dict[str, Any]) -> list[str]:
     lines.append("")
     if metric == "accuracy":
         (r0, a0, m0), (r1, a1, m1) = CLAIM["manual"], CLAIM["automatic"]
-        lines.append(f"Open-AutoGLM: automatic took {r1 / r0:.2f}× the rounds and {m1 / m0:.2f}× "
-                     f"the time of manual, and ended {a1 - a0:+.1f} points above it.")
+        lines.append(
+            f"Open-AutoGLM: automatic took {r1 / r0:.2f}× the rounds and {m1 / m0:.2f}× "
+            f"the time of manual, and ended {a1 - a0:+.1f} points above it."
+        )
     shipped = rows.get("shipped")
     if shipped and shipped["rounds_to_target"] is not None:
-        lines.append(f"Ours (tpe+hyperband): {shipped['rounds_to_target'] / manual['rounds']:.2f}× "
-                     f"the rounds and {shipped['minutes_to_target'] / manual['minutes']:.2f}× the "
-                     f"time of manual to reach the manual best, and "
-                     f"{_difference(shipped['best'] - manual['best'], metric)} at the budget.")
+        lines.append(
+            f"Ours (tpe+hyperband): {shipped['rounds_to_target'] / manual['rounds']:.2f}× "
+            f"the rounds and {shipped['minutes_to_target'] / manual['minutes']:.2f}× the "
+            f"time of manual to reach the manual best, and "
+            f"{_difference(shipped['best'] - manual['best'], metric)} at the budget."
+        )
     elif shipped:
-        lines.append("Ours (tpe+hyperband): the median seed did not reach the manual best within "
-                     f"the budget; {_difference(shipped['best'] - manual['best'], metric)} at "
-                     "the budget.")
-    lines += ["", *pruning_markdown(task), "", "### Aims", "",
-              "| aim | measured (medians) | met |", "|---|---|---|",
-              *(f"| {a['aim']} | {a['measured']} | {'yes' if a['met'] else '**no**'} |"
-                for a in task["aims"]),
-              "", *diagnosis_markdown(task), ""]
+        lines.append(
+            "Ours (tpe+hyperband): the median seed did not reach the manual best within "
+            f"the budget; {_difference(shipped['best'] - manual['best'], metric)} at "
+            "the budget."
+        )
+    lines += [
+        "",
+        *pruning_markdown(task),
+        "",
+        "### Aims",
+        "",
+        "| aim | measured (medians) | met |",
+        "|---|---|---|",
+        *(f"| {a['aim']} | {a['measured']} | {'yes' if a['met'] else '**no**'} |" for a in task["aims"]),
+        "",
+        *diagnosis_markdown(task),
+        "",
+    ]
     return lines
 
 
@@ -517,10 +635,8 @@ def diagnosis(task: dict[str, Any]) -> dict[str, Any]:
     defaults = by_method["manual"]["per_seed"][0]["trials"][0]["params"]
     changed = {k: sum(b["params"].get(k) != v for b in manual_bests) for k, v in defaults.items()}
     random_trials = [t for s in by_method.get("random", {}).get("per_seed", []) for t in s["trials"]]
-    worse = sum(t["value"] is None or improves(default["median"], t["value"], direction)
-                for t in random_trials)
-    medians = [m["summary"]["best"]["median"] for m in by_method.values()
-               if m["summary"]["best"]["median"] is not None]
+    worse = sum(t["value"] is None or improves(default["median"], t["value"], direction) for t in random_trials)
+    medians = [m["summary"]["best"]["median"] for m in by_method.values() if m["summary"]["best"]["median"] is not None]
     plain, pruned = (by_method[n]["summary"] for n in ("tpe", "tpe+hyperband"))
     return {
         "default_median": default["median"],
@@ -534,8 +650,10 @@ def diagnosis(task: dict[str, Any]) -> dict[str, Any]:
         "manual_seeds": len(manual_bests),
         "random_worse_than_default": (worse, len(random_trials)),
         "shipped_beyond_target": pruned["best"]["median"] - task["target"],
-        "cpu_per_epoch": {n: s["cpu_s"]["median"] / s["epochs_trained"]["median"]
-                          for n, s in (("tpe", plain), ("tpe+hyperband", pruned))},
+        "cpu_per_epoch": {
+            n: s["cpu_s"]["median"] / s["epochs_trained"]["median"]
+            for n, s in (("tpe", plain), ("tpe+hyperband", pruned))
+        },
         "pruned_total": sum(s["pruned"] for s in by_method["tpe+hyperband"]["per_seed"]),
         "trials_total": sum(s["trials_run"] for s in by_method["tpe+hyperband"]["per_seed"]),
     }
@@ -573,25 +691,33 @@ def diagnosis_markdown(task: dict[str, Any]) -> list[str]:
     ]
     notes = []
     if d["default_noise"] is not None and d["default_noise"] >= d["method_medians_range"]:
-        notes.append("The noise of a single configuration is as large as the differences between "
-                     "the methods: at this budget the data cannot rank them, let alone show a "
-                     "several-fold advantage over the manual procedure.")
+        notes.append(
+            "The noise of a single configuration is as large as the differences between "
+            "the methods: at this budget the data cannot rank them, let alone show a "
+            "several-fold advantage over the manual procedure."
+        )
     if not shipped_reaches:
-        notes.append("The manual procedure is a strong baseline here: it starts from good "
-                     "defaults, moves the learning rate first, and its best is the maximum of "
-                     "all its rounds, high in the noise; the samplers spend much of a small "
-                     f"budget on the poor regions of a {len(cfg['search_space'])}-parameter "
-                     "space.")
+        notes.append(
+            "The manual procedure is a strong baseline here: it starts from good "
+            "defaults, moves the learning rate first, and its best is the maximum of "
+            "all its rounds, high in the noise; the samplers spend much of a small "
+            f"budget on the poor regions of a {len(cfg['search_space'])}-parameter "
+            "space."
+        )
     startup = task["methods"]["tpe+hyperband"]["summary"]["startup_trials"] or 0
     rounds = task["methods"]["manual"]["summary"]["trials_run"]["median"]
     if startup >= rounds * AIM_ROUNDS_FRACTION:
-        notes.append(f"A third of the manual rounds ({rounds * AIM_ROUNDS_FRACTION:.1f}) is no more "
-                     f"than TPE's random start-up ({startup} trials): only luck could meet the "
-                     "rounds aim at this budget.")
+        notes.append(
+            f"A third of the manual rounds ({rounds * AIM_ROUNDS_FRACTION:.1f}) is no more "
+            f"than TPE's random start-up ({startup} trials): only luck could meet the "
+            "rounds aim at this budget."
+        )
     if d["pruned_total"] < 0.2 * d["trials_total"]:
-        notes.append("Hyperband had little to prune: with this few trials and epochs its "
-                     "brackets hold few trials each, and a bracket whose first rung is the last "
-                     "epoch never prunes (nothing would be saved).")
+        notes.append(
+            "Hyperband had little to prune: with this few trials and epochs its "
+            "brackets hold few trials each, and a bracket whose first rung is the last "
+            "epoch never prunes (nothing would be saved)."
+        )
     return [*lines, *(x for note in notes for x in ("", note))]
 
 
@@ -602,9 +728,11 @@ def pruning_markdown(task: dict[str, Any]) -> list[str]:
     rows = []
     for name in ("tpe", "tpe+hyperband"):
         s = task["methods"][name]["summary"]
-        rows.append(f"| {name} | {fmt_range(s['total_s'], _secs)} | {_secs(s['cpu_s']['median'])} "
-                    f"| {_count(s['epochs_trained']['median'])} | {_count(s['pruned']['median'])} "
-                    f"| {fmt_range(s['best'], value)} |")
+        rows.append(
+            f"| {name} | {fmt_range(s['total_s'], _secs)} | {_secs(s['cpu_s']['median'])} "
+            f"| {_count(s['epochs_trained']['median'])} | {_count(s['pruned']['median'])} "
+            f"| {fmt_range(s['best'], value)} |"
+        )
     unit = "one validation image" if metric == "accuracy" else "1%"
     return [
         f"### Pruning: TPE against TPE+Hyperband ({hyperband}), same trial budget",
@@ -684,16 +812,28 @@ def _json_safe(x: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="CI smoke run: tiny budgets, every method and table (~1 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="CI smoke run: tiny budgets, every method and table (~1 min)"
+    )
     parser.add_argument("--seeds", type=int, help="number of seeds per task (default: 5; quick: 2)")
-    parser.add_argument("--out", type=Path,
-                        help=f"output folder (default: {RESULTS_DIR}, or {RESULTS_DIR / 'quick'} "
-                             f"with --quick, so a smoke run never overwrites the full results)")
-    parser.add_argument("--task", action="append", choices=[b.task for b in PROFILES["full"]],
-                        help="benchmark only this task (repeatable; default: all)")
-    parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="only rewrite the tables (and derived fields) of an earlier run's JSON")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"output folder (default: {RESULTS_DIR}, or {RESULTS_DIR / 'quick'} "
+        f"with --quick, so a smoke run never overwrites the full results)",
+    )
+    parser.add_argument(
+        "--task",
+        action="append",
+        choices=[b.task for b in PROFILES["full"]],
+        help="benchmark only this task (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only rewrite the tables (and derived fields) of an earlier run's JSON",
+    )
     args = parser.parse_args(argv)
     if args.render is not None:
         write(json.loads(args.render.read_text()), args.render.parent)
@@ -704,8 +844,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds is not None:
         if args.seeds < 1:
             parser.error("--seeds must be >= 1")
-        benches = tuple(dataclasses.replace(b, seeds=tuple(range(1, args.seeds + 1)))
-                        for b in benches)
+        benches = tuple(dataclasses.replace(b, seeds=tuple(range(1, args.seeds + 1))) for b in benches)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -719,10 +858,11 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = InProcessWorker()
     result: dict[str, Any] = {
-        "benchmark": RESULT_NAME, "mode": mode,
-        "command": " ".join(["python", "bench/sample_efficiency.py",
-                             *(sys.argv[1:] if argv is None else argv)]),
-        "code": code_version(), "tasks": {},
+        "benchmark": RESULT_NAME,
+        "mode": mode,
+        "command": " ".join(["python", "bench/sample_efficiency.py", *(sys.argv[1:] if argv is None else argv)]),
+        "code": code_version(),
+        "tasks": {},
     }
     for bench in benches:
         log(f"{bench.task}: warm-up trial {warm_up(worker, bench):.1f} s")

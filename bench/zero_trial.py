@@ -9,5 +9,13 @@ import os
 
 params = json.loads(os.environ["OPENAUTOGLM_TRIAL_PARAMS"])
 with open(os.environ["OPENAUTOGLM_TERMINATION_LOG"], "w") as f:
-    json.dump({"status": "completed", "metrics": {"score": params["x"]}, "best": {"score": params["x"]},
-               "history": {"score": [params["x"]]}, "epochs": 1}, f)
+    json.dump(
+        {
+            "status": "completed",
+            "metrics": {"score": params["x"]},
+            "best": {"score": params["x"]},
+            "history": {"score": [params["x"]]},
+            "epochs": 1,
+        },
+        f,
+    )

@@ -1,4 +1,5 @@
 """Shared fixtures: ``tests/helpers.py`` on the import path, and a real PostgreSQL server."""
+
 from __future__ import annotations
 
 import glob
@@ -8,8 +9,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -30,8 +31,11 @@ def _postgres_bin() -> Path | None:
 
 def _unavailable(reason: str) -> None:
     if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_POSTGRES_ENV}=1, so PostgreSQL tests must run; "
-                    "install it with `apt-get install -y postgresql`)", pytrace=False)
+        pytest.fail(
+            f"{reason} ({REQUIRE_POSTGRES_ENV}=1, so PostgreSQL tests must run; "
+            "install it with `apt-get install -y postgresql`)",
+            pytrace=False,
+        )
     pytest.skip(reason)
 
 
@@ -71,14 +75,28 @@ def postgres_url() -> Iterator[str]:
         proc = subprocess.run([*as_postgres, *cmd], capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             server_log = log.read_text() if log.exists() else ""
-            pytest.fail(f"PostgreSQL set-up failed: {' '.join(cmd)} exited {proc.returncode}\n"
-                        f"{proc.stdout}\n{proc.stderr}\n{server_log}", pytrace=False)
+            pytest.fail(
+                f"PostgreSQL set-up failed: {' '.join(cmd)} exited {proc.returncode}\n"
+                f"{proc.stdout}\n{proc.stderr}\n{server_log}",
+                pytrace=False,
+            )
 
     port = _free_port()
     started = False
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-            "-E", "UTF8", "--no-locale", "--no-sync")
+        run(
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        )
         opts = f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", opts, "start")
         started = True
@@ -86,8 +104,11 @@ def postgres_url() -> Iterator[str]:
         yield f"postgresql://postgres@127.0.0.1:{port}/{PG_DATABASE}"
     finally:
         if started:
-            subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -110,7 +131,10 @@ def prometheus_server(tmp_path):
     binary = _prometheus_binary()
     if binary is None:
         message = "prometheus is not installed (scripts/install-services.sh installs it)"
-        if os.environ.get("OPENAUTOGLM_REQUIRE_PROMETHEUS") == "1" or os.environ.get("OPENAUTOGLM_REQUIRE_POSTGRES") == "1":
+        if (
+            os.environ.get("OPENAUTOGLM_REQUIRE_PROMETHEUS") == "1"
+            or os.environ.get("OPENAUTOGLM_REQUIRE_POSTGRES") == "1"
+        ):
             pytest.fail(message)
         pytest.skip(message)
     procs = []
@@ -119,13 +143,23 @@ def prometheus_server(tmp_path):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "900ms"},
-                  "scrape_configs": [{"job_name": "trials", "static_configs": targets}]}
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "900ms"},
+            "scrape_configs": [{"job_name": "trials", "static_configs": targets}],
+        }
         cfg = tmp_path / "prometheus.yml"
         cfg.write_text(yaml.safe_dump(config))
         log = open(tmp_path / "prometheus.log", "wb")
-        proc = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

@@ -2,6 +2,7 @@
 
 Every builder returns a fresh dict, so a test may change it freely.
 """
+
 from __future__ import annotations
 
 import copy

@@ -1,7 +1,8 @@
 """Write data/digits.npz from scikit-learn's bundled digits (1797 8x8 images; no download).
 
-    python make_data.py [OUT_DIR]
+python make_data.py [OUT_DIR]
 """
+
 import sys
 from pathlib import Path
 

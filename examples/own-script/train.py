@@ -9,6 +9,7 @@ or under ``openautoglm tune tuningjob.yaml`` (2 Horovod workers per trial, stdou
 It trains a small MLP on scikit-learn's digits from ``<data-dir>/digits.npz`` (make_data.py
 writes it), prints ``epoch=N accuracy=A loss=L`` after every epoch on rank 0, and exits 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with np.load(os.path.join(args.data_dir, "digits.npz")) as data:
         x, y = data["x"].astype(np.float32) / 16.0, data["y"].astype(np.int64)
-    rng = np.random.default_rng(1234)   # the same validation split on every rank and trial
+    rng = np.random.default_rng(1234)  # the same validation split on every rank and trial
     order = rng.permutation(len(y))
     val, train = order[:360], order[360:]
-    shard = train[hvd.rank()::hvd.size()]   # each rank trains on its own shard
+    shard = train[hvd.rank() :: hvd.size()]  # each rank trains on its own shard
     xt, yt = torch.from_numpy(x[shard]), torch.from_numpy(y[shard])
     xv, yv = torch.from_numpy(x[val]).to(device), torch.from_numpy(y[val]).to(device)
 
@@ -67,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         layers += [nn.Linear(width, args.hidden), nn.ReLU(), nn.Dropout(args.dropout)]
         width = args.hidden
     model = nn.Sequential(*layers, nn.Linear(width, 10)).to(device)
-    lr = args.lr * hvd.size()   # the usual Horovod scaling: the global batch grew
-    optimizer = (torch.optim.SGD(model.parameters(), lr=lr, momentum=args.momentum)
-                 if args.optimizer == "sgd" else torch.optim.Adam(model.parameters(), lr=lr))
+    lr = args.lr * hvd.size()  # the usual Horovod scaling: the global batch grew
+    optimizer = (
+        torch.optim.SGD(model.parameters(), lr=lr, momentum=args.momentum)
+        if args.optimizer == "sgd"
+        else torch.optim.Adam(model.parameters(), lr=lr)
+    )
     optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     hvd.broadcast_optimizer_state(optimizer, root_rank=0)
@@ -93,10 +97,13 @@ def main(argv: list[str] | None = None) -> int:
             val_loss = F.cross_entropy(logits, yv).item()
         if hvd.rank() == 0:
             # Katib's StdOut collector format: name=value pairs on one line.
-            print(f"epoch={epoch} accuracy={accuracy:.4f} loss={val_loss:.4f} "
-                  f"train-loss={train_loss:.4f} seconds={time.monotonic() - started:.2f}", flush=True)
+            print(
+                f"epoch={epoch} accuracy={accuracy:.4f} loss={val_loss:.4f} "
+                f"train-loss={train_loss:.4f} seconds={time.monotonic() - started:.2f}",
+                flush=True,
+            )
         if not math.isfinite(train_loss):
-            break   # nothing more to learn; the supervisor has already seen loss=nan
+            break  # nothing more to learn; the supervisor has already seen loss=nan
     return 0
 
 

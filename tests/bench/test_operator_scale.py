@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_quick_run_writes_every_case_and_checks_its_aims(tmp_path: Path) -> None:
     script = str(REPO / "bench" / "operator_scale.py")
-    proc = subprocess.run([sys.executable, script, "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, script, "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / "operator_scale.json").read_text())
     assert [r["parallelism"] for r in doc["local"]] == [1, 8]

@@ -1,4 +1,5 @@
 """bench/sample_efficiency.py: the manual procedure, the accounting, and a --quick smoke run."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -49,8 +50,7 @@ def record(number: int, state: str, value: float | None, seconds: float = 1.0):
     return inprocess.TrialRecord(number, {}, state, value, 4, 0.0, seconds, 0.0, seconds)
 
 
-@pytest.mark.parametrize("bench", se.PROFILES["full"] + se.PROFILES["quick"],
-                         ids=lambda b: f"{b.task}-{b.epochs}ep")
+@pytest.mark.parametrize("bench", se.PROFILES["full"] + se.PROFILES["quick"], ids=lambda b: f"{b.task}-{b.epochs}ep")
 def test_every_method_is_a_valid_tuning_job(bench):
     names = [m.name for m in se.methods()]
     assert names[0] == "manual" and names[-1] == "tpe+hyperband"
@@ -71,8 +71,14 @@ def test_manual_sweeps_one_parameter_at_a_time_and_keeps_the_best():
     records = inprocess.run_manual(worker, job(se.Method("manual", None)), DIGITS.sweeps, passes=2)
 
     configs = [params for _, params in worker.calls]
-    assert configs[0] == {"lr": 1e-3, "batch_size": 64, "hidden": 128, "layers": 2,
-                          "dropout": 0.1, "optimizer": "adam"}  # the task's defaults
+    assert configs[0] == {
+        "lr": 1e-3,
+        "batch_size": 64,
+        "hidden": 128,
+        "layers": 2,
+        "dropout": 0.1,
+        "optimizer": "adam",
+    }  # the task's defaults
     assert [c["lr"] for c in configs[1:5]] == [1e-4, 3e-4, 3e-3, 1e-2]  # x0.1 .. x10, x1 skipped
     assert len({json.dumps(c, sort_keys=True) for c in configs}) == len(configs)  # no repeats
     assert [n for n, _ in worker.calls] == list(range(len(records)))  # trial numbers = rounds
@@ -112,8 +118,12 @@ def test_sampler_runs_are_reproducible_pruning_included():
 
 
 def test_trials_and_time_to_target_count_every_trial_up_to_the_first_that_reaches_it():
-    records = [record(0, "complete", 0.90), record(1, "pruned", None), record(2, "complete", 0.97),
-               record(3, "complete", 0.95)]
+    records = [
+        record(0, "complete", 0.90),
+        record(1, "pruned", None),
+        record(2, "complete", 0.97),
+        record(3, "complete", 0.95),
+    ]
     assert inprocess.improves(0.97, 0.95, "maximize") and not inprocess.improves(0.97, 0.95, "minimize")
     assert se.best_so_far(records, "maximize") == [0.90, 0.90, 0.97, 0.97]
 
@@ -137,9 +147,13 @@ def test_spread_ranks_not_reached_last():
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("horovod") is None, reason="horovod is not installed")
 def test_quick_run_writes_every_method_and_every_table(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "sample_efficiency.py"), "--quick",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
-                          cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "sample_efficiency.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     result = json.loads((tmp_path / "sample_efficiency.json").read_text())

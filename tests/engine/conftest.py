@@ -6,14 +6,28 @@ import pytest
 TOY = str(Path(__file__).with_name("toy_trial.py"))
 
 
-def toy_job(name="toy", *, max_trials=6, parallelism=2, workers=1, epochs=4, pruner="none",
-            pruner_settings=None, parameters=None, warm_start=None, max_failed=3, sampler="tpe", **spec_extra):
+def toy_job(
+    name="toy",
+    *,
+    max_trials=6,
+    parallelism=2,
+    workers=1,
+    epochs=4,
+    pruner="none",
+    pruner_settings=None,
+    parameters=None,
+    warm_start=None,
+    max_failed=3,
+    sampler="tpe",
+    **spec_extra,
+):
     spec = {
         "objective": {"metric": "score", "direction": "maximize"},
         "budget": {"maxTrials": max_trials, "parallelism": parallelism, "maxFailedTrials": max_failed},
         "algorithm": {"sampler": sampler, "seed": 7},
         "earlyStopping": {"pruner": pruner, "settings": pruner_settings or {}},
-        "parameters": parameters or [
+        "parameters": parameters
+        or [
             {"name": "x", "type": "float", "low": 0.0, "high": 1.0},
             {"name": "mode", "type": "fixed", "value": "ok"},
         ],

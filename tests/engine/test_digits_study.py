@@ -1,4 +1,5 @@
 """A real study: 6 digits trials, each trained by 2 Horovod workers, with pruning and divergence."""
+
 import json
 import uuid
 from pathlib import Path
@@ -21,7 +22,9 @@ def test_six_trial_study_prunes_stops_divergence_and_reports_best(tmp_path, monk
     pwned = Path(f"/tmp/pwned-{uuid.uuid4().hex}")
     evil = [f"$(touch {pwned})", "; rm -rf ~", "`touch " + str(pwned) + "`"]
     doc = {
-        "apiVersion": "openautoglm.io/v1alpha1", "kind": "TuningJob", "metadata": {"name": "digits-e2e"},
+        "apiVersion": "openautoglm.io/v1alpha1",
+        "kind": "TuningJob",
+        "metadata": {"name": "digits-e2e"},
         "spec": {
             "objective": {"metric": "accuracy", "direction": "maximize"},
             "budget": {"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 0},
@@ -39,11 +42,28 @@ def test_six_trial_study_prunes_stops_divergence_and_reports_best(tmp_path, monk
                 {"params": {"lr": 0.01, "optimizer": "adam", "hidden": 128, "batch_size": 64, "tag": evil[0]}},
                 {"params": {"lr": 0.003, "optimizer": "adam", "hidden": 96, "batch_size": 64, "tag": evil[1]}},
                 # diverges: plain SGD with an absurd step
-                {"params": {"lr": 80.0, "optimizer": "sgd", "momentum": 0.9, "hidden": 64, "batch_size": 64, "tag": evil[2]}},
+                {
+                    "params": {
+                        "lr": 80.0,
+                        "optimizer": "sgd",
+                        "momentum": 0.9,
+                        "hidden": 64,
+                        "batch_size": 64,
+                        "tag": evil[2],
+                    }
+                },
                 # learns almost nothing: its curve stays far below the others
                 # (small batches: its epochs last long enough for the engine to read each one)
-                {"params": {"lr": 0.0001, "optimizer": "sgd", "momentum": 0.0, "hidden": 32, "batch_size": 16,
-                            "tag": evil[0]}},
+                {
+                    "params": {
+                        "lr": 0.0001,
+                        "optimizer": "sgd",
+                        "momentum": 0.0,
+                        "hidden": 32,
+                        "batch_size": 16,
+                        "tag": evil[0],
+                    }
+                },
             ],
             "trial": {"task": "digits", "epochs": 8, "workers": 2},
             "metrics": {"intervalSeconds": 0.2},

@@ -1,4 +1,5 @@
 """The reconcile loop with real processes that follow the trial contract (no training)."""
+
 import json
 
 from optuna.trial import TrialState
@@ -13,7 +14,9 @@ FAST = Settings(workdir=None, storage=None, local_tick_seconds=0.1, elapsed_save
 def run(doc, tmp_path, **kw):
     job = validate_document(doc)
     events = []
-    result = run_local(job, workdir=tmp_path / job.name, settings=FAST, on_outcome=lambda o: events.extend(o.events), **kw)
+    result = run_local(
+        job, workdir=tmp_path / job.name, settings=FAST, on_outcome=lambda o: events.extend(o.events), **kw
+    )
     return result, events
 
 
@@ -34,13 +37,19 @@ def test_runs_max_trials_and_reports_best(tmp_path, toy):
 def test_bad_curves_are_pruned_and_workers_stopped(tmp_path, toy):
     good = [{"x": 0.3}, {"x": 0.35}, {"x": 0.25}]
     bad = [{"x": 1.0}, {"x": 0.98}]
-    doc = toy(max_trials=5, parallelism=1, epochs=8, pruner="median",
-              pruner_settings={"n_startup_trials": 2, "n_warmup_steps": 1}, warm_start=good + bad)
+    doc = toy(
+        max_trials=5,
+        parallelism=1,
+        epochs=8,
+        pruner="median",
+        pruner_settings={"n_startup_trials": 2, "n_warmup_steps": 1},
+        warm_start=good + bad,
+    )
     result, events = run(doc, tmp_path)
     states = {t.number: t.state for t in result.study.get_trials()}
     assert states[3] == TrialState.PRUNED and states[4] == TrialState.PRUNED
     pruned = result.study.get_trials()[3]
-    assert len(pruned.intermediate_values) < 8            # stopped before its last epoch
+    assert len(pruned.intermediate_values) < 8  # stopped before its last epoch
     assert "pruned by median" in pruned.user_attrs["stop_reason"]
     # all ranks stopped: the worker's termination message says it was terminated
     msg = json.loads((result.workdir / "trials" / "t3" / "w0" / "termination-log").read_text())
@@ -48,8 +57,10 @@ def test_bad_curves_are_pruned_and_workers_stopped(tmp_path, toy):
 
 
 def test_max_failed_trials_fails_the_job(tmp_path, toy):
-    params = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0},
-              {"name": "mode", "type": "fixed", "value": "fail"}]
+    params = [
+        {"name": "x", "type": "float", "low": 0.0, "high": 1.0},
+        {"name": "mode", "type": "fixed", "value": "fail"},
+    ]
     result, events = run(toy(max_trials=6, parallelism=1, max_failed=2, parameters=params), tmp_path)
     assert result.status.phase == "Failed" and result.status.reason == "MaxFailedTrialsReached"
     failed = [t for t in result.study.get_trials() if t.state == TrialState.FAIL]
@@ -98,8 +109,9 @@ def test_two_workers_per_trial_each_get_rank_env(tmp_path, toy):
 
 def test_several_objectives_report_a_pareto_front(tmp_path, toy):
     doc = toy(max_trials=8, parallelism=2, sampler="nsga2")
-    doc["spec"]["objective"] = {"metrics": [{"metric": "score", "direction": "maximize"},
-                                            {"metric": "cost", "direction": "minimize"}]}
+    doc["spec"]["objective"] = {
+        "metrics": [{"metric": "score", "direction": "maximize"}, {"metric": "cost", "direction": "minimize"}]
+    }
     result, _ = run(doc, tmp_path)
     assert result.status.phase == "Succeeded" and result.status.best is None
     front = result.status.pareto

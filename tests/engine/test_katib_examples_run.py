@@ -6,6 +6,7 @@ examples/own-script/train.py, which takes the same flags (`--lr`, `--momentum`, 
 objective, algorithm and settings, early stopping, budget semantics, collector — is what the
 converter produced.
 """
+
 from __future__ import annotations
 
 import sys
@@ -34,19 +35,26 @@ def _converted(path: Path, max_trials: int) -> dict:
     command = job["spec"]["trial"]["command"]
     assert command[:2] == ["python3", "/opt/pytorch-mnist/mnist.py"]
     # The program the image would hold, with the flags Katib's template passes, unchanged.
-    job["spec"]["trial"]["command"] = [sys.executable, str(OWN_SCRIPT / "train.py"), *command[2:],
-                                       f"--data-dir={OWN_SCRIPT / 'data'}"]
-    job["spec"]["budget"]["maxTrials"] = max_trials          # the examples ask for 12-15 trials
+    job["spec"]["trial"]["command"] = [
+        sys.executable,
+        str(OWN_SCRIPT / "train.py"),
+        *command[2:],
+        f"--data-dir={OWN_SCRIPT / 'data'}",
+    ]
+    job["spec"]["budget"]["maxTrials"] = max_trials  # the examples ask for 12-15 trials
     job["spec"]["budget"]["parallelism"] = min(job["spec"]["budget"]["parallelism"], 2)
     job["metadata"].pop("namespace")
     return job
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("example", "sampler", "pruner"), [
-    ("hp-tuning/tpe.yaml", "tpe", "none"),
-    ("early-stopping/median-stop.yaml", "random", "median"),
-])
+@pytest.mark.parametrize(
+    ("example", "sampler", "pruner"),
+    [
+        ("hp-tuning/tpe.yaml", "tpe", "none"),
+        ("early-stopping/median-stop.yaml", "random", "median"),
+    ],
+)
 def test_converted_katib_example_runs_to_succeeded(tmp_path: Path, example: str, sampler: str, pruner: str) -> None:
     doc = _converted(KATIB / example, max_trials=3)
     job = validate_document(doc)

@@ -1,4 +1,5 @@
 """Kill `openautoglm tune` mid-study and run it again: nothing repeated, nothing lost."""
+
 import os
 import signal
 import subprocess
@@ -8,11 +9,10 @@ import time
 import optuna
 import pytest
 import yaml
+from conftest import toy_job
 from optuna.trial import TrialState
 
 from openautoglm.engine.storage import open_storage
-
-from conftest import toy_job
 
 
 def tune_cmd(job_file, workdir):
@@ -47,16 +47,19 @@ def digits_job():
     ]
     doc["spec"]["objective"] = {"metric": "accuracy", "direction": "maximize"}
     doc["spec"]["budget"] = {"maxTrials": 4, "parallelism": 1}
-    doc["spec"]["metrics"].pop("collector")   # the toy's native collector: a built-in task has none
+    doc["spec"]["metrics"].pop("collector")  # the toy's native collector: a built-in task has none
     return doc
 
 
-@pytest.mark.parametrize("kind,sig,after", [
-    ("toy", signal.SIGKILL, 2),
-    ("toy", signal.SIGKILL, 0),      # killed before any trial finished
-    ("toy", signal.SIGINT, 2),       # Ctrl-C
-    ("digits", signal.SIGKILL, 1),   # real Horovod trials keep running and are adopted
-])
+@pytest.mark.parametrize(
+    "kind,sig,after",
+    [
+        ("toy", signal.SIGKILL, 2),
+        ("toy", signal.SIGKILL, 0),  # killed before any trial finished
+        ("toy", signal.SIGINT, 2),  # Ctrl-C
+        ("digits", signal.SIGKILL, 1),  # real Horovod trials keep running and are adopted
+    ],
+)
 def test_killed_tune_resumes_without_repeating(tmp_path, kind, sig, after):
     doc = toy_job("resume", max_trials=6, parallelism=2, epochs=6) if kind == "toy" else digits_job()
     max_trials = doc["spec"]["budget"]["maxTrials"]
@@ -83,7 +86,7 @@ def test_killed_tune_resumes_without_repeating(tmp_path, kind, sig, after):
     study = optuna.load_study(study_name="resume", storage=open_storage(str(journal)))
     trials = study.get_trials()
     numbers = [t.number for t in trials]
-    assert sorted(numbers) == list(range(max_trials)), numbers          # exactly maxTrials, no duplicates
+    assert sorted(numbers) == list(range(max_trials)), numbers  # exactly maxTrials, no duplicates
     assert all(t.state.is_finished() for t in trials)
     # interrupted or adopted trials are not failures
     bad = [(t.number, t.state.name, t.user_attrs) for t in trials if t.state != TrialState.COMPLETE]

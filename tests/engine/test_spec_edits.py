@@ -4,6 +4,7 @@
 Each edit is made to the job *file*, and `openautoglm tune` (the real CLI) is run on it, or
 the file is saved while the job runs: the local runner applies it at its next pass.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,9 +34,25 @@ def _tune(path: Path, workdir: Path, *extra: str, timeout: float = 180) -> tuple
     import os
 
     env = {**os.environ, **FAST_ENV}
-    proc = subprocess.run([sys.executable, "-m", "openautoglm.cli", "tune", str(path), "--workdir", str(workdir),
-                           "--json", str(out), "--quiet", *extra], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openautoglm.cli",
+            "tune",
+            str(path),
+            "--workdir",
+            str(workdir),
+            "--json",
+            str(out),
+            "--quiet",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     status = json.loads(out.read_text()) if out.exists() else {}
     return proc.returncode, status, proc.stdout + proc.stderr
 
@@ -80,7 +97,7 @@ def test_changed_search_space_is_refused_and_names_the_field_and_fresh(tmp_path,
     rc, status, out = _tune(path, tmp_path)
     assert rc == 2
     assert "spec.parameters" in out and "--fresh" in out
-    assert len(_trials(tmp_path, "refused")) == 2          # the study is untouched
+    assert len(_trials(tmp_path, "refused")) == 2  # the study is untouched
     # --fresh starts a new study with the new range.
     rc, status, out = _tune(path, tmp_path, "--fresh")
     assert rc == 0 and status["counts"]["finished"] == 2, out
@@ -89,8 +106,10 @@ def test_changed_search_space_is_refused_and_names_the_field_and_fresh(tmp_path,
 
 def test_raised_max_failed_trials_continues_a_failed_job(tmp_path, toy):
     path = tmp_path / "job.yaml"
-    params = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0},
-              {"name": "mode", "type": "categorical", "choices": ["fail"]}]
+    params = [
+        {"name": "x", "type": "float", "low": 0.0, "high": 1.0},
+        {"name": "mode", "type": "categorical", "choices": ["fail"]},
+    ]
     doc = toy("failing", max_trials=4, parallelism=1, epochs=2, max_failed=0, parameters=params)
     _write(path, doc)
     rc, status, _ = _tune(path, tmp_path)
@@ -136,10 +155,10 @@ def test_edit_saved_while_the_job_runs_applies_at_the_next_pass(tmp_path, toy):
     edited = json.loads(json.dumps(doc))
     edited["spec"]["budget"]["maxTrials"] = 5
     edited["spec"]["budget"]["parallelism"] = 2
-    edited["spec"]["parameters"][0]["high"] = 0.9          # refused: the job keeps its range...
+    edited["spec"]["parameters"][0]["high"] = 0.9  # refused: the job keeps its range...
     _write(path, edited)
     time.sleep(1.0)
-    edited["spec"]["parameters"][0]["high"] = 1.0          # ...until the edit only touches the budget
+    edited["spec"]["parameters"][0]["high"] = 1.0  # ...until the edit only touches the budget
     _write(path, edited)
     runner.join(180)
     assert result["rc"] == 0, result["out"]

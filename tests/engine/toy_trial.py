@@ -4,6 +4,7 @@ Used by engine tests as a `trial.command` so the reconcile loop (pruning, failur
 resume) is tested with real processes in seconds. Its curve: ``score`` rises towards
 ``1 - (x - 0.3)**2``; ``mode`` = ok | fail | crash | hang changes its behaviour.
 """
+
 import json
 import os
 import signal
@@ -45,6 +46,15 @@ for e in range(1, epochs + 1):
     metric.labels("score").set(score)
     metric.labels("cost").set(10 * x)
     epoch_g.set(e)
-finish({"status": "completed", "reason": None, "metrics": {"score": history[-1], "cost": 10 * x},
-        "best": {"score": max(history), "cost": 10 * x}, "history": {"score": history}, "epochs": epochs, "rank": rank,
-        "info": {"params": params}})
+finish(
+    {
+        "status": "completed",
+        "reason": None,
+        "metrics": {"score": history[-1], "cost": 10 * x},
+        "best": {"score": max(history), "cost": 10 * x},
+        "history": {"score": history},
+        "epochs": epochs,
+        "rank": rank,
+        "info": {"params": params},
+    }
+)

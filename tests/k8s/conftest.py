@@ -1,10 +1,12 @@
 """The `cluster` fixture: an emulated cluster serving the project's CRDs (see cluster.py)."""
+
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -18,8 +20,9 @@ if str(HARNESS) not in sys.path:
 from cluster import Cluster  # noqa: E402
 
 
-def project_admission() -> tuple[Callable[[dict[str, Any]], list[str]] | None,
-                                 Callable[[dict[str, Any]], dict[str, Any]] | None]:
+def project_admission() -> tuple[
+    Callable[[dict[str, Any]], list[str]] | None, Callable[[dict[str, Any]], dict[str, Any]] | None
+]:
     """`review` and `apply_defaults` from tests/k8s/harness/admission.py, if that module exists yet."""
     if not (HARNESS / "admission.py").exists():
         return None, None

@@ -1,4 +1,5 @@
 """The test harness itself: real kopf, kubectl and kubernetes client against the emulated cluster."""
+
 from __future__ import annotations
 
 import json
@@ -10,16 +11,16 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import kubernetes.client
 import kubernetes.watch
 import pytest
 import yaml
-from kubernetes.client.rest import ApiException
-
 from cluster import Cluster
+from kubernetes.client.rest import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "default"
@@ -27,37 +28,65 @@ TJ = "openautoglm.io/v1alpha1/tuningjobs"
 WIDGETS = "harness.test/v1/widgets"
 
 TUNINGJOB_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
     "metadata": {"name": "tuningjobs.openautoglm.io"},
     "spec": {
-        "group": "openautoglm.io", "scope": "Namespaced",
-        "names": {"kind": "TuningJob", "plural": "tuningjobs", "singular": "tuningjob", "shortNames": ["tj"],
-                  "listKind": "TuningJobList"},
-        "versions": [{
-            "name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
-            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-            "additionalPrinterColumns": [
-                {"name": "Sampler", "type": "string", "jsonPath": ".spec.algorithm.sampler"},
-                {"name": "Max", "type": "integer", "jsonPath": ".spec.budget.maxTrials"},
-                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]}]}}
+        "group": "openautoglm.io",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "TuningJob",
+            "plural": "tuningjobs",
+            "singular": "tuningjob",
+            "shortNames": ["tj"],
+            "listKind": "TuningJobList",
+        },
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                "additionalPrinterColumns": [
+                    {"name": "Sampler", "type": "string", "jsonPath": ".spec.algorithm.sampler"},
+                    {"name": "Max", "type": "integer", "jsonPath": ".spec.budget.maxTrials"},
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+            }
+        ],
+    },
+}
 WIDGET_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
     "metadata": {"name": "widgets.harness.test"},
     "spec": {
-        "group": "harness.test", "scope": "Namespaced",
+        "group": "harness.test",
+        "scope": "Namespaced",
         "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "shortNames": ["wd"]},
-        "versions": [{
-            "name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
-            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}
 
 
 def review(obj: dict[str, Any]) -> list[str]:
     """A stand-in for the CRD's schema/CEL validation: parallelism must be at least 1."""
     parallelism = ((obj.get("spec") or {}).get("budget") or {}).get("parallelism")
     if isinstance(parallelism, int) and parallelism < 1:
-        return [f"spec.budget.parallelism: Invalid value: {parallelism}: spec.budget.parallelism in body "
-                "should be greater than or equal to 1"]
+        return [
+            f"spec.budget.parallelism: Invalid value: {parallelism}: spec.budget.parallelism in body "
+            "should be greater than or equal to 1"
+        ]
     return []
 
 
@@ -75,11 +104,19 @@ def k8s(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def pod(name: str, code: str, *, env: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
-    container = {"name": "main", "image": "python:3.11", "command": ["python", "-c", textwrap.dedent(code)],
-                 "env": env or []}
+    container = {
+        "name": "main",
+        "image": "python:3.11",
+        "command": ["python", "-c", textwrap.dedent(code)],
+        "env": env or [],
+    }
     container.update(spec.pop("container", {}))
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **spec.pop("metadata", {})},
-            "spec": {"restartPolicy": "Never", "containers": [container], **spec}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, **spec.pop("metadata", {})},
+        "spec": {"restartPolicy": "Never", "containers": [container], **spec},
+    }
 
 
 def phase(c: Cluster, name: str, ns: str = NS) -> str | None:
@@ -106,12 +143,19 @@ def create(c: Cluster, obj: dict[str, Any]) -> None:
 def test_pod_runs_as_a_real_process_and_succeeds_with_its_termination_message(k8s, monkeypatch):
     monkeypatch.setenv("HOROVOD_RANK", "7")  # the test's own environment must not leak into pods
     monkeypatch.setenv("OPENAUTOGLM_SECRET", "x")
-    create(k8s, pod("ok", """
+    create(
+        k8s,
+        pod(
+            "ok",
+            """
         import json, os
         print(json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}))
         with open(os.environ["OPENAUTOGLM_TERMINATION_LOG"], "w") as f:
             f.write(json.dumps({"value": 0.97}))
-    """, env=[{"name": "GREETING", "value": "hello"}]))
+    """,
+            env=[{"name": "GREETING", "value": "hello"}],
+        ),
+    )
     k8s.wait_for(lambda: phase(k8s, "ok") == "Succeeded", 15, "pod ok to succeed")
     status = k8s.get("v1/pods", NS, "ok")["status"]
     terminated = status["containerStatuses"][0]["state"]["terminated"]
@@ -132,12 +176,19 @@ def test_pod_runs_as_a_real_process_and_succeeds_with_its_termination_message(k8
 
 
 def test_failing_pod_reports_exit_code_and_log_tail(k8s):
-    create(k8s, pod("bad", """
+    create(
+        k8s,
+        pod(
+            "bad",
+            """
         import sys
         for i in range(200):
             print(f"line {i}")
         sys.exit(3)
-    """, container={"terminationMessagePolicy": "FallbackToLogsOnError"}))
+    """,
+            container={"terminationMessagePolicy": "FallbackToLogsOnError"},
+        ),
+    )
     k8s.wait_for(lambda: phase(k8s, "bad") == "Failed", 15, "pod bad to fail")
     terminated = k8s.get("v1/pods", NS, "bad")["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 3 and terminated["reason"] == "Error"
@@ -146,21 +197,41 @@ def test_failing_pod_reports_exit_code_and_log_tail(k8s):
 
 
 def test_env_field_refs_and_expansion(k8s):
-    refs = {"POD_IP": "status.podIP", "HOST_IP": "status.hostIP", "POD_NAME": "metadata.name",
-            "POD_NS": "metadata.namespace", "POD_UID": "metadata.uid", "NODE": "spec.nodeName"}
+    refs = {
+        "POD_IP": "status.podIP",
+        "HOST_IP": "status.hostIP",
+        "POD_NAME": "metadata.name",
+        "POD_NS": "metadata.namespace",
+        "POD_UID": "metadata.uid",
+        "NODE": "spec.nodeName",
+    }
     env = [{"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}} for k, v in refs.items()]
     env += [{"name": "ADDR", "value": "$(POD_IP):1234"}, {"name": "LITERAL", "value": "$(rm -rf /)"}]
-    create(k8s, pod("refs", """
+    create(
+        k8s,
+        pod(
+            "refs",
+            """
         import json, os
         keys = ["POD_IP", "HOST_IP", "POD_NAME", "POD_NS", "POD_UID", "NODE", "ADDR", "LITERAL"]
         open(os.environ["OPENAUTOGLM_TERMINATION_LOG"], "w").write(json.dumps({k: os.environ[k] for k in keys}))
-    """, env=env))
+    """,
+            env=env,
+        ),
+    )
     k8s.wait_for(lambda: phase(k8s, "refs") == "Succeeded", 15, "pod refs")
     obj = k8s.get("v1/pods", NS, "refs")
     got = json.loads(obj["status"]["containerStatuses"][0]["state"]["terminated"]["message"])
-    assert got == {"POD_IP": obj["status"]["podIP"], "HOST_IP": "127.0.0.1", "POD_NAME": "refs", "POD_NS": NS,
-                   "POD_UID": obj["metadata"]["uid"], "NODE": "kmock-node",
-                   "ADDR": obj["status"]["podIP"] + ":1234", "LITERAL": "$(rm -rf /)"}
+    assert got == {
+        "POD_IP": obj["status"]["podIP"],
+        "HOST_IP": "127.0.0.1",
+        "POD_NAME": "refs",
+        "POD_NS": NS,
+        "POD_UID": obj["metadata"]["uid"],
+        "NODE": "kmock-node",
+        "ADDR": obj["status"]["podIP"] + ":1234",
+        "LITERAL": "$(rm -rf /)",
+    }
 
 
 def test_deleting_a_running_pod_terminates_its_process_and_a_new_pod_gets_a_new_one(k8s, tmp_path):
@@ -183,10 +254,20 @@ def test_deleting_a_running_pod_terminates_its_process_and_a_new_pod_gets_a_new_
     assert k8s.get("v1/pods", NS, "sleeper") is None
 
     # Ignoring SIGTERM: killed after the grace period.
-    create(k8s, pod("sleeper", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                               "print('ready', flush=True); time.sleep(60)", terminationGracePeriodSeconds=1))
-    k8s.wait_for(lambda: len([e for e in k8s.process_log if e["pod"] == "sleeper"]) == 2 and
-                 "ready" in k8s.pod_log("sleeper"), 15, "sleeper to run again")
+    create(
+        k8s,
+        pod(
+            "sleeper",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)",
+            terminationGracePeriodSeconds=1,
+        ),
+    )
+    k8s.wait_for(
+        lambda: len([e for e in k8s.process_log if e["pod"] == "sleeper"]) == 2 and "ready" in k8s.pod_log("sleeper"),
+        15,
+        "sleeper to run again",
+    )
     second = [e for e in k8s.process_log if e["pod"] == "sleeper"][-1]
     assert second["pid"] != first["pid"] and second["ip"] != first["ip"]
     k8s.delete("v1/pods", NS, "sleeper")
@@ -195,33 +276,62 @@ def test_deleting_a_running_pod_terminates_its_process_and_a_new_pod_gets_a_new_
 
 
 def test_readiness_probe_sets_ready(k8s):
-    create(k8s, pod("web", """
+    create(
+        k8s,
+        pod(
+            "web",
+            """
         import http.server, os, time
         time.sleep(1)
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 self.send_response(200 if self.path == "/readyz" else 404); self.end_headers()
         http.server.HTTPServer((os.environ["POD_IP"], 8080), H).serve_forever()
-    """, env=[{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-        container={"ports": [{"name": "http", "containerPort": 8080}],
-                   "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}}}))
+    """,
+            env=[{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+            container={
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
+            },
+        ),
+    )
     k8s.wait_for(lambda: phase(k8s, "web") == "Running", 15, "web to run")
     assert not k8s.get("v1/pods", NS, "web")["status"]["containerStatuses"][0]["ready"]
 
     def ready() -> bool:
         conditions = {c["type"]: c["status"] for c in k8s.get("v1/pods", NS, "web")["status"]["conditions"]}
         return conditions.get("Ready") == "True"
+
     k8s.wait_for(ready, 15, "web to be ready")
     assert "1/1" in k8s.kubectl("get", "pod", "web").stdout
 
 
 def test_pod_dns_names_resolve_through_etc_hosts(k8s):
     name = "w0.trial.default.svc"
-    create(k8s, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "trial"},
-                 "spec": {"clusterIP": "None", "selector": {"job": "dns"}, "publishNotReadyAddresses": True,
-                          "ports": [{"port": 1234}]}})
-    create(k8s, pod("dns-w0", "import time; time.sleep(60)", hostname="w0", subdomain="trial",
-                    metadata={"labels": {"job": "dns"}}))
+    create(
+        k8s,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "trial"},
+            "spec": {
+                "clusterIP": "None",
+                "selector": {"job": "dns"},
+                "publishNotReadyAddresses": True,
+                "ports": [{"port": 1234}],
+            },
+        },
+    )
+    create(
+        k8s,
+        pod(
+            "dns-w0",
+            "import time; time.sleep(60)",
+            hostname="w0",
+            subdomain="trial",
+            metadata={"labels": {"job": "dns"}},
+        ),
+    )
     k8s.wait_for(lambda: phase(k8s, "dns-w0") == "Running", 15, "dns-w0 to run")
     ip = k8s.get("v1/pods", NS, "dns-w0")["status"]["podIP"]
     for host in (name, "w0.trial", "w0.trial.default", "w0.trial.default.svc.cluster.local", "trial.default.svc"):
@@ -235,13 +345,29 @@ def test_pod_dns_names_resolve_through_etc_hosts(k8s):
 
 def test_dns_from_inside_a_pod_and_cleanup_on_exit(tmp_path):
     with Cluster(workdir=tmp_path) as c:
-        create(c, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "grp"},
-                   "spec": {"clusterIP": "None", "selector": {"app": "a"}, "publishNotReadyAddresses": True}})
-        create(c, pod("self", """
+        create(
+            c,
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "grp"},
+                "spec": {"clusterIP": "None", "selector": {"app": "a"}, "publishNotReadyAddresses": True},
+            },
+        )
+        create(
+            c,
+            pod(
+                "self",
+                """
             import os, socket
             ip = socket.getaddrinfo("h.grp", None, socket.AF_INET)[0][4][0]  # at once: no retry needed
             open(os.environ["OPENAUTOGLM_TERMINATION_LOG"], "w").write(ip)
-        """, hostname="h", subdomain="grp", metadata={"labels": {"app": "a"}}))
+        """,
+                hostname="h",
+                subdomain="grp",
+                metadata={"labels": {"app": "a"}},
+            ),
+        )
         c.wait_for(lambda: phase(c, "self") in ("Succeeded", "Failed"), 15, "pod self")
         obj = c.get("v1/pods", NS, "self")
         assert obj["status"]["containerStatuses"][0]["state"]["terminated"]["message"] == obj["status"]["podIP"]
@@ -254,13 +380,26 @@ def test_dns_from_inside_a_pod_and_cleanup_on_exit(tmp_path):
 
 
 def test_garbage_collection_of_owned_pods(k8s):
-    widget = k8s.create(WIDGETS, {"metadata": {"name": "owner", "namespace": NS, "finalizers": ["test/hold"]},
-                                  "spec": {}})
-    owner_ref = {"apiVersion": "harness.test/v1", "kind": "Widget", "name": "owner",
-                 "uid": widget["metadata"]["uid"], "controller": True}
+    widget = k8s.create(
+        WIDGETS, {"metadata": {"name": "owner", "namespace": NS, "finalizers": ["test/hold"]}, "spec": {}}
+    )
+    owner_ref = {
+        "apiVersion": "harness.test/v1",
+        "kind": "Widget",
+        "name": "owner",
+        "uid": widget["metadata"]["uid"],
+        "controller": True,
+    }
     create(k8s, pod("owned", "import time; time.sleep(60)", metadata={"ownerReferences": [owner_ref]}))
-    create(k8s, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned-cm", "ownerReferences": [
-        owner_ref]}, "data": {}})
+    create(
+        k8s,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "owned-cm", "ownerReferences": [owner_ref]},
+            "data": {},
+        },
+    )
     k8s.wait_for(lambda: phase(k8s, "owned") == "Running", 15, "owned pod to run")
     proc = k8s.process_log[-1]
     k8s.kubectl("delete", "widget", "owner", "--wait=false")
@@ -278,12 +417,18 @@ def test_label_selectors_filter_list_and_watch(k8s):
 
     def cm(name: str, labels: dict[str, str]) -> dict[str, Any]:
         return {"metadata": {"name": name, "labels": labels}, "data": {}}
-    for name, labels in (("a", {"app": "x", "tier": "web"}), ("b", {"app": "x", "tier": "db"}),
-                         ("c", {"app": "y"}), ("d", {})):
+
+    for name, labels in (
+        ("a", {"app": "x", "tier": "web"}),
+        ("b", {"app": "x", "tier": "db"}),
+        ("c", {"app": "y"}),
+        ("d", {}),
+    ):
         core.create_namespaced_config_map(NS, cm(name, labels))
 
     def names(selector: str) -> list[str]:
         return sorted(i.metadata.name for i in core.list_namespaced_config_map(NS, label_selector=selector).items)
+
     assert names("app=x") == ["a", "b"]
     assert names("app==x,tier!=db") == ["a"]
     assert names("app in (x, y),tier notin (web)") == ["b", "c"]
@@ -295,9 +440,11 @@ def test_label_selectors_filter_list_and_watch(k8s):
 
     def watch() -> None:
         w = kubernetes.watch.Watch()
-        for ev in w.stream(core.list_namespaced_config_map, NS, label_selector="app=x", resource_version=rv,
-                           timeout_seconds=2):
+        for ev in w.stream(
+            core.list_namespaced_config_map, NS, label_selector="app=x", resource_version=rv, timeout_seconds=2
+        ):
             events.append((ev["type"], ev["object"].metadata.name))
+
     thread = threading.Thread(target=watch)
     thread.start()
     time.sleep(0.3)
@@ -312,11 +459,23 @@ def test_label_selectors_filter_list_and_watch(k8s):
 
 def test_resource_version_generation_and_status_subresource(k8s):
     api = kubernetes.client.CustomObjectsApi(k8s.api_client())
-    obj = api.create_namespaced_custom_object("openautoglm.io", "v1alpha1", NS, "tuningjobs", {
-        "apiVersion": "openautoglm.io/v1alpha1", "kind": "TuningJob", "metadata": {"generateName": "job-"},
-        "spec": {"budget": {"maxTrials": 2}}, "status": {"phase": "Ignored"}})
+    obj = api.create_namespaced_custom_object(
+        "openautoglm.io",
+        "v1alpha1",
+        NS,
+        "tuningjobs",
+        {
+            "apiVersion": "openautoglm.io/v1alpha1",
+            "kind": "TuningJob",
+            "metadata": {"generateName": "job-"},
+            "spec": {"budget": {"maxTrials": 2}},
+            "status": {"phase": "Ignored"},
+        },
+    )
     name, rv0 = obj["metadata"]["name"], int(obj["metadata"]["resourceVersion"])
-    assert name.startswith("job-") and len(name) == 9 and obj["metadata"]["uid"] and obj["metadata"]["creationTimestamp"]
+    assert (
+        name.startswith("job-") and len(name) == 9 and obj["metadata"]["uid"] and obj["metadata"]["creationTimestamp"]
+    )
     assert obj["metadata"]["generation"] == 1 and "status" not in obj  # status is not set on create
     assert obj["spec"]["algorithm"]["sampler"] == "tpe"  # the defaulter ran
 
@@ -324,6 +483,7 @@ def test_resource_version_generation_and_status_subresource(k8s):
         fn = api.patch_namespaced_custom_object_status if status else api.patch_namespaced_custom_object
         kind = "application/json-patch+json" if isinstance(body, list) else "application/merge-patch+json"
         return fn("openautoglm.io", "v1alpha1", NS, "tuningjobs", name, body, _content_type=kind)
+
     labelled = patch({"metadata": {"labels": {"a": "b"}}})
     assert int(labelled["metadata"]["resourceVersion"]) > rv0 and labelled["metadata"]["generation"] == 1
     same = patch({"metadata": {"labels": {"a": "b"}}})
@@ -336,24 +496,38 @@ def test_resource_version_generation_and_status_subresource(k8s):
     assert int(status["metadata"]["resourceVersion"]) > int(spec["metadata"]["resourceVersion"])
     # kopf's optimistic JSON patch: a stale resourceVersion test fails with 422
     with pytest.raises(ApiException) as err:
-        patch([{"op": "test", "path": "/metadata/resourceVersion", "value": str(rv0)},
-               {"op": "add", "path": "/metadata/labels/x", "value": "y"}])
+        patch(
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": str(rv0)},
+                {"op": "add", "path": "/metadata/labels/x", "value": "y"},
+            ]
+        )
     assert err.value.status == 422
-    ok = patch([{"op": "test", "path": "/metadata/resourceVersion", "value": status["metadata"]["resourceVersion"]},
-                {"op": "add", "path": "/metadata/labels/x", "value": "y"}])
+    ok = patch(
+        [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": status["metadata"]["resourceVersion"]},
+            {"op": "add", "path": "/metadata/labels/x", "value": "y"},
+        ]
+    )
     assert ok["metadata"]["labels"] == {"a": "b", "x": "y"}
 
 
 def test_admission_rejects_invalid_custom_objects_with_422(k8s, tmp_path):
     api = kubernetes.client.CustomObjectsApi(k8s.api_client())
-    body = {"apiVersion": "openautoglm.io/v1alpha1", "kind": "TuningJob", "metadata": {"name": "bad"},
-            "spec": {"budget": {"parallelism": 0}}}
+    body = {
+        "apiVersion": "openautoglm.io/v1alpha1",
+        "kind": "TuningJob",
+        "metadata": {"name": "bad"},
+        "spec": {"budget": {"parallelism": 0}},
+    }
     with pytest.raises(ApiException) as err:
         api.create_namespaced_custom_object("openautoglm.io", "v1alpha1", NS, "tuningjobs", body)
     status = json.loads(err.value.body)
     assert err.value.status == 422 and status["reason"] == "Invalid"
-    assert status["message"] == ('TuningJob.openautoglm.io "bad" is invalid: spec.budget.parallelism: Invalid value: '
-                                 '0: spec.budget.parallelism in body should be greater than or equal to 1')
+    assert status["message"] == (
+        'TuningJob.openautoglm.io "bad" is invalid: spec.budget.parallelism: Invalid value: '
+        "0: spec.budget.parallelism in body should be greater than or equal to 1"
+    )
     assert k8s.get(TJ, NS, "bad") is None
     body["spec"]["budget"]["parallelism"] = 2
     api.create_namespaced_custom_object("openautoglm.io", "v1alpha1", NS, "tuningjobs", body)
@@ -383,11 +557,17 @@ def test_kubectl_create_apply_and_get_with_printer_columns(k8s, tmp_path):
     assert "unchanged" in k8s.kubectl("apply", "-f", str(changed)).stdout
     obj = k8s.get(TJ, NS, "digits-mlp")
     assert obj["spec"]["budget"]["maxTrials"] == 20 and obj["metadata"]["generation"] == 2
-    k8s.kubectl("patch", "tj", "digits-mlp", "--subresource=status", "--type=merge", "-p",
-                '{"status":{"phase":"Running"}}')
+    k8s.kubectl(
+        "patch", "tj", "digits-mlp", "--subresource=status", "--type=merge", "-p", '{"status":{"phase":"Running"}}'
+    )
     assert k8s.kubectl("get", "tj", "digits-mlp").stdout.splitlines()[1].split()[3] == "Running"
     # built-in kinds: create, then client-side apply (strategic merge patch) of a change
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "labels": {"a": "1"}}, "data": {"k": "v"}}
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cfg", "labels": {"a": "1"}},
+        "data": {"k": "v"},
+    }
     k8s.kubectl("apply", "-f", "-", input=json.dumps(cm))
     cm["data"] = {"k2": "v2"}
     k8s.kubectl("apply", "-f", "-", input=json.dumps(cm))
@@ -404,19 +584,41 @@ def test_watch_resumes_from_resource_version_and_namespaces_are_observable(k8s):
     rv = core.list_namespace().metadata.resource_version
     core.create_namespaced_config_map("extra", {"metadata": {"name": "one"}})
     core.create_namespaced_config_map(NS, {"metadata": {"name": "two"}})
-    seen = [(e["type"], e["object"].metadata.name) for e in kubernetes.watch.Watch().stream(
-        core.list_config_map_for_all_namespaces, resource_version=rv, timeout_seconds=1)]
+    seen = [
+        (e["type"], e["object"].metadata.name)
+        for e in kubernetes.watch.Watch().stream(
+            core.list_config_map_for_all_namespaces, resource_version=rv, timeout_seconds=1
+        )
+    ]
     assert seen == [("ADDED", "one"), ("ADDED", "two")]
     core.delete_namespace("extra")
     k8s.wait_for(lambda: k8s.get("v1/configmaps", "extra", "one") is None, 5, "namespace contents to go")
     # events of both APIs can be posted (kopf posts core/v1 ones)
     ref = {"kind": "ConfigMap", "namespace": NS, "name": "two", "apiVersion": "v1"}
-    core.create_namespaced_event(NS, {"metadata": {"generateName": "two-"}, "involvedObject": ref,
-                                      "reason": "Test", "message": "core", "type": "Normal"})
-    kubernetes.client.EventsV1Api(k8s.api_client()).create_namespaced_event(NS, {
-        "metadata": {"generateName": "two-"}, "regarding": ref, "reason": "Test", "note": "events.k8s.io",
-        "type": "Normal", "action": "Tested", "eventTime": "2024-01-01T00:00:00.000000Z",
-        "reportingController": "test", "reportingInstance": "test"})
+    core.create_namespaced_event(
+        NS,
+        {
+            "metadata": {"generateName": "two-"},
+            "involvedObject": ref,
+            "reason": "Test",
+            "message": "core",
+            "type": "Normal",
+        },
+    )
+    kubernetes.client.EventsV1Api(k8s.api_client()).create_namespaced_event(
+        NS,
+        {
+            "metadata": {"generateName": "two-"},
+            "regarding": ref,
+            "reason": "Test",
+            "note": "events.k8s.io",
+            "type": "Normal",
+            "action": "Tested",
+            "eventTime": "2024-01-01T00:00:00.000000Z",
+            "reportingController": "test",
+            "reportingInstance": "test",
+        },
+    )
     assert len(k8s.list("v1/events", NS)) == 1 and len(k8s.list("events.k8s.io/v1/events", NS)) == 1
 
 
@@ -450,15 +652,25 @@ def test_kopf_operator_in_a_subprocess_handles_a_created_object_exactly_once(k8s
         with open(tmp_path / "kopf.log", "ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "kopf", "run", "--standalone", *scope, str(tmp_path / "op.py")],
-                env=k8s.env(CALLS_FILE=str(calls)), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                env=k8s.env(CALLS_FILE=str(calls)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def created(name: str) -> int:
         return ((k8s.get(WIDGETS, NS, name) or {}).get("status") or {}).get("created", 0)
 
     operator = start("--all-namespaces")
     try:
-        k8s.kubectl("apply", "-f", "-", input=json.dumps({
-            "apiVersion": "harness.test/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}))
+        k8s.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {"apiVersion": "harness.test/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}
+            ),
+        )
         k8s.wait_for(lambda: created("w1"), 20, "kopf to handle w1")
         time.sleep(1.5)  # any second run of the handler would happen now
         status = k8s.get(WIDGETS, NS, "w1")["status"]
@@ -473,8 +685,11 @@ def test_kopf_operator_in_a_subprocess_handles_a_created_object_exactly_once(k8s
         operator.send_signal(signal.SIGKILL)
         operator.wait(10)
         operator = start("--namespace=def*")
-        k8s.create(WIDGETS, {"apiVersion": "harness.test/v1", "kind": "Widget", "metadata": {"name": "w2"},
-                             "spec": {"size": 5}}, NS)
+        k8s.create(
+            WIDGETS,
+            {"apiVersion": "harness.test/v1", "kind": "Widget", "metadata": {"name": "w2"}, "spec": {"size": 5}},
+            NS,
+        )
         k8s.wait_for(lambda: created("w2"), 20, "the restarted kopf to handle w2")
         time.sleep(1.5)
         log = (tmp_path / "kopf.log").read_text()[-3000:]
@@ -489,8 +704,12 @@ def test_kopf_operator_in_a_subprocess_handles_a_created_object_exactly_once(k8s
 
 
 def test_cluster_fixture_serves_the_project_crd_with_its_admission(cluster):
-    crds = [d for p in sorted((ROOT / "crds").glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())
-            if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"]
+    crds = [
+        d
+        for p in sorted((ROOT / "crds").glob("*.yaml"))
+        for d in yaml.safe_load_all(p.read_text())
+        if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"
+    ]
     if not crds:
         pytest.skip("no CRDs in crds/ yet")
     [version] = [v for v in crds[0]["spec"]["versions"] if v.get("storage")]
@@ -506,20 +725,35 @@ def test_cluster_fixture_serves_the_project_crd_with_its_admission(cluster):
 
 def test_patch_selector_and_jsonpath_helpers():
     import apimachinery as am
-    assert am.merge_patch({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": None, "d": 3}, "l": [2]}) == \
-        {"a": {"c": 2, "d": 3}, "l": [2]}
-    spec = {"containers": [{"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}]}, {"name": "b"}],
-            "finalizers": ["f1"]}
-    patched = am.strategic_merge_patch(spec, {
-        "containers": [{"name": "a", "env": [{"name": "B", "value": "2"}]}, {"name": "b", "$patch": "delete"}],
-        "$setElementOrder/containers": [{"name": "a"}], "finalizers": ["f2"]})
-    assert patched == {"containers": [{"name": "a", "image": "x", "env": [{"name": "A", "value": "1"},
-                                                                          {"name": "B", "value": "2"}]}],
-                       "finalizers": ["f1", "f2"]}
+
+    assert am.merge_patch({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": None, "d": 3}, "l": [2]}) == {
+        "a": {"c": 2, "d": 3},
+        "l": [2],
+    }
+    spec = {
+        "containers": [{"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}]}, {"name": "b"}],
+        "finalizers": ["f1"],
+    }
+    patched = am.strategic_merge_patch(
+        spec,
+        {
+            "containers": [{"name": "a", "env": [{"name": "B", "value": "2"}]}, {"name": "b", "$patch": "delete"}],
+            "$setElementOrder/containers": [{"name": "a"}],
+            "finalizers": ["f2"],
+        },
+    )
+    assert patched == {
+        "containers": [{"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}],
+        "finalizers": ["f1", "f2"],
+    }
     doc = {"metadata": {"resourceVersion": "5", "finalizers": ["a", "b"]}}
-    assert am.json_patch(doc, [{"op": "test", "path": "/metadata/resourceVersion", "value": "5"},
-                               {"op": "remove", "path": "/metadata/finalizers/0"}]) == \
-        {"metadata": {"resourceVersion": "5", "finalizers": ["b"]}}
+    assert am.json_patch(
+        doc,
+        [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "5"},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ],
+    ) == {"metadata": {"resourceVersion": "5", "finalizers": ["b"]}}
     with pytest.raises(am.PatchError):
         am.json_patch(doc, [{"op": "test", "path": "/metadata/resourceVersion", "value": "4"}])
     obj = {"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Done", "status": "False"}]}}

@@ -3,6 +3,7 @@
 Admission is checked with tests/k8s/harness/admission.py, which reads the committed CRD file and applies
 it as the API server would (pruning, defaulting, OpenAPI validation, CEL rules via cel-python).
 """
+
 from __future__ import annotations
 
 import copy
@@ -11,17 +12,17 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
+import admission
 import kubernetes_validate
 import pytest
 import yaml
-
-import admission
 from helpers import DELETE, digits_job, mutate
-from openautoglm import crd
-from openautoglm import podschema
+
+from openautoglm import crd, podschema
 from openautoglm.pruners import PRUNERS
 from openautoglm.samplers import SAMPLERS
 from openautoglm.spec import TuningJob
@@ -56,13 +57,19 @@ def test_committed_crd_is_what_the_model_gives() -> None:
 
 
 def test_check_command_detects_drift(tmp_path: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "openautoglm.crd", "--check"], capture_output=True, text=True,
-                        cwd=REPO, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "openautoglm.crd", "--check"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     stale = tmp_path / "crd.yaml"
     stale.write_text(crd.render().replace("maximum: 64", "maximum: 65"))
-    bad = subprocess.run([sys.executable, "-m", "openautoglm.crd", "--check", "--output", str(stale)],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "openautoglm.crd", "--check", "--output", str(stale)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert bad.returncode == 1
     assert "maximum: 65" in bad.stderr and "out of date" in bad.stderr
 
@@ -80,23 +87,42 @@ def test_names_scope_subresources_and_printer_columns() -> None:
     spec = crd.build_crd()["spec"]
     assert crd.build_crd()["metadata"]["name"] == "tuningjobs.openautoglm.io"
     assert spec["group"] == "openautoglm.io" and spec["scope"] == "Namespaced"
-    assert spec["names"] == {"kind": "TuningJob", "listKind": "TuningJobList", "plural": "tuningjobs",
-                             "singular": "tuningjob", "shortNames": ["tj"], "categories": ["openautoglm"]}
+    assert spec["names"] == {
+        "kind": "TuningJob",
+        "listKind": "TuningJobList",
+        "plural": "tuningjobs",
+        "singular": "tuningjob",
+        "shortNames": ["tj"],
+        "categories": ["openautoglm"],
+    }
     [version] = spec["versions"]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
     assert version["subresources"] == {"status": {}}
     columns = {c["name"]: (c["type"], c["jsonPath"]) for c in version["additionalPrinterColumns"]}
-    assert columns == {"State": ("string", ".status.phase"), "Trials": ("string", ".status.progress"),
-                       "Best": ("number", ".status.bestTrial.value"),
-                       "Age": ("date", ".metadata.creationTimestamp")}
+    assert columns == {
+        "State": ("string", ".status.phase"),
+        "Trials": ("string", ".status.progress"),
+        "Best": ("number", ".status.bestTrial.value"),
+        "Age": ("date", ".metadata.creationTimestamp"),
+    }
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
     # Every printer column points at a declared field of the right type.
     assert status["properties"]["phase"]["type"] == "string"
     assert status["properties"]["progress"]["type"] == "string"
     assert status["properties"]["bestTrial"]["properties"]["value"]["type"] == "number"
-    assert set(status["properties"]) >= {"conditions", "observedGeneration", "trials", "bestTrial", "paretoFront",
-                                         "recentTrials", "startTime", "completionTime", "elapsedSeconds", "reason",
-                                         "message"}
+    assert set(status["properties"]) >= {
+        "conditions",
+        "observedGeneration",
+        "trials",
+        "bestTrial",
+        "paretoFront",
+        "recentTrials",
+        "startTime",
+        "completionTime",
+        "elapsedSeconds",
+        "reason",
+        "message",
+    }
 
 
 def test_enums_come_from_the_registries() -> None:
@@ -161,8 +187,13 @@ def test_pod_template_is_the_kubernetes_pod_template_schema() -> None:
 def test_vendored_pod_schema_is_what_kubernetes_validate_bundles() -> None:
     assert podschema.derive(podschema.load_source()) == podschema.schema()
     assert podschema.SCHEMA_FILE.read_text() == podschema.render(podschema.schema())
-    ok = subprocess.run([sys.executable, "-m", "openautoglm.podschema", "--check"], capture_output=True,
-                        text=True, cwd=REPO, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "openautoglm.podschema", "--check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
@@ -199,7 +230,11 @@ def test_rule_field_paths_name_declared_fields() -> None:
         for rule in node.get("x-kubernetes-validations", []):
             assert rule["message"], rule
             assert rule.get("reason", "FieldValueInvalid") in (
-                "FieldValueInvalid", "FieldValueRequired", "FieldValueForbidden", "FieldValueDuplicate")
+                "FieldValueInvalid",
+                "FieldValueRequired",
+                "FieldValueForbidden",
+                "FieldValueDuplicate",
+            )
             if "fieldPath" in rule:
                 target = node
                 assert re.fullmatch(r"(\.[A-Za-z_]\w*)+", rule["fieldPath"]), rule
@@ -272,6 +307,7 @@ def _steps(*fns: Callable[[dict], None]) -> Callable[[dict], None]:
     def apply(doc: dict) -> None:
         for fn in fns:
             fn(doc)
+
     return apply
 
 
@@ -280,8 +316,10 @@ def _add_param(param: dict) -> Callable[[dict], None]:
 
 
 #: Your own program instead of the digits task (metric collectors are for programs only).
-COMMAND = _steps(lambda doc: mutate(doc, "spec.trial.task", DELETE),
-                 lambda doc: mutate(doc, "spec.trial.command", ["python", "train.py"]))
+COMMAND = _steps(
+    lambda doc: mutate(doc, "spec.trial.task", DELETE),
+    lambda doc: mutate(doc, "spec.trial.command", ["python", "train.py"]),
+)
 
 
 # Parameters of digits_job(): [0] lr float log, [1] batch_size categorical, [2] hidden int step 16,
@@ -294,60 +332,120 @@ CRD_BAD: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("trial-missing", _set("spec.trial", DELETE), "spec.trial", "Required value"),
     ("max-trials-zero", _set("spec.budget.maxTrials", 0), "spec.budget.maxTrials", "greater than or equal to 1"),
     ("max-trials-string", _set("spec.budget.maxTrials", "ten"), "spec.budget.maxTrials", "must be of type integer"),
-    ("negative-max-failed", _set("spec.budget.maxFailedTrials", -1), "spec.budget.maxFailedTrials",
-     "greater than or equal to 0"),
+    (
+        "negative-max-failed",
+        _set("spec.budget.maxFailedTrials", -1),
+        "spec.budget.maxFailedTrials",
+        "greater than or equal to 0",
+    ),
     ("timeout-zero", _set("spec.budget.timeoutSeconds", 0), "spec.budget.timeoutSeconds", "greater than or equal to 1"),
     ("bad-direction", _set("spec.objective.direction", "up"), "spec.objective.direction", 'Unsupported value: "up"'),
     ("bad-metric-name", _set("spec.objective.metric", "val acc"), "spec.objective.metric", "should match"),
-    ("one-item-metrics", _steps(_set("spec.objective", {"metrics": MULTI[:1]}),
-                                _set("spec.earlyStopping.pruner", "none")),
-     "spec.objective.metrics", "at least 2 items"),
-    ("duplicate-objective-metrics", _steps(_set("spec.objective", {"metrics": [MULTI[0], MULTI[0]]}),
-                                           _set("spec.earlyStopping.pruner", "none")),
-     "spec.objective.metrics[1]", "Duplicate value"),
+    (
+        "one-item-metrics",
+        _steps(_set("spec.objective", {"metrics": MULTI[:1]}), _set("spec.earlyStopping.pruner", "none")),
+        "spec.objective.metrics",
+        "at least 2 items",
+    ),
+    (
+        "duplicate-objective-metrics",
+        _steps(_set("spec.objective", {"metrics": [MULTI[0], MULTI[0]]}), _set("spec.earlyStopping.pruner", "none")),
+        "spec.objective.metrics[1]",
+        "Duplicate value",
+    ),
     ("unknown-sampler", _set("spec.algorithm.sampler", "bayes"), "spec.algorithm.sampler", "supported values"),
     ("negative-seed", _set("spec.algorithm.seed", -1), "spec.algorithm.seed", "greater than or equal to 0"),
     ("unknown-pruner", _set("spec.earlyStopping.pruner", "asha"), "spec.earlyStopping.pruner", "supported values"),
-    ("max-grad-norm-zero", _set("spec.earlyStopping.maxGradNorm", 0), "spec.earlyStopping.maxGradNorm",
-     "should be greater than 0"),
+    (
+        "max-grad-norm-zero",
+        _set("spec.earlyStopping.maxGradNorm", 0),
+        "spec.earlyStopping.maxGradNorm",
+        "should be greater than 0",
+    ),
     ("patience-zero", _set("spec.earlyStopping.patience", 0), "spec.earlyStopping.patience", "greater than or equal"),
     ("no-parameters", _set("spec.parameters", []), "spec.parameters", "at least 1 items"),
     ("parameter-type", _set("spec.parameters[0].type", "double"), "spec.parameters[0].type", "Unsupported value"),
-    ("parameter-name-bad-characters", _set("spec.parameters[0].name", "learning rate"), "spec.parameters[0].name",
-     "should match"),
+    (
+        "parameter-name-bad-characters",
+        _set("spec.parameters[0].name", "learning rate"),
+        "spec.parameters[0].name",
+        "should match",
+    ),
     ("parameter-name-too-long", _set("spec.parameters[0].name", "x" * 64), "spec.parameters[0].name", "Too long"),
     ("log-not-boolean", _set("spec.parameters[0].log", "yes"), "spec.parameters[0].log", "must be of type boolean"),
     ("step-zero", _set("spec.parameters[2].step", 0), "spec.parameters[2].step", "should be greater than 0"),
-    ("too-many-choices", _set("spec.parameters[1].choices", list(range(1001))), "spec.parameters[1].choices",
-     "Too many"),
-    ("duplicate-parameter-names", _add_param({"name": "lr", "type": "float", "low": 0.1, "high": 0.2}),
-     "spec.parameters[6]", "Duplicate value"),
+    (
+        "too-many-choices",
+        _set("spec.parameters[1].choices", list(range(1001))),
+        "spec.parameters[1].choices",
+        "Too many",
+    ),
+    (
+        "duplicate-parameter-names",
+        _add_param({"name": "lr", "type": "float", "low": 0.1, "high": 0.2}),
+        "spec.parameters[6]",
+        "Duplicate value",
+    ),
     ("empty-when", _set("spec.parameters[4].when", {}), "spec.parameters[4].when", "at least 1 properties"),
     ("epochs-zero", _set("spec.trial.epochs", 0), "spec.trial.epochs", "greater than or equal to 1"),
     ("workers-65", _set("spec.trial.workers", 65), "spec.trial.workers", "less than or equal to 64"),
     ("empty-image", _set("spec.trial.image", ""), "spec.trial.image", "at least 1 chars long"),
-    ("empty-command", _steps(_set("spec.trial.task", DELETE), _set("spec.trial.command", [])),
-     "spec.trial.command", "at least 1 items"),
-    ("bad-resource-quantity", _set("spec.trial.resources.limits.cpu", "1 core"), "spec.trial.resources.limits.cpu",
-     "should match"),
-    ("env-name-not-identifier", _set("spec.trial.env", [{"name": "1X", "value": "1"}]), "spec.trial.env[0].name",
-     "should match"),
-    ("duplicate-env-names", _set("spec.trial.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
-     "spec.trial.env[1]", "Duplicate value"),
+    (
+        "empty-command",
+        _steps(_set("spec.trial.task", DELETE), _set("spec.trial.command", [])),
+        "spec.trial.command",
+        "at least 1 items",
+    ),
+    (
+        "bad-resource-quantity",
+        _set("spec.trial.resources.limits.cpu", "1 core"),
+        "spec.trial.resources.limits.cpu",
+        "should match",
+    ),
+    (
+        "env-name-not-identifier",
+        _set("spec.trial.env", [{"name": "1X", "value": "1"}]),
+        "spec.trial.env[0].name",
+        "should match",
+    ),
+    (
+        "duplicate-env-names",
+        _set("spec.trial.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.trial.env[1]",
+        "Duplicate value",
+    ),
     ("metrics-port-zero", _set("spec.metrics.port", 0), "spec.metrics.port", "greater than or equal to 1"),
-    ("interval-zero", _set("spec.metrics.intervalSeconds", 0), "spec.metrics.intervalSeconds",
-     "should be greater than 0"),
-    ("unknown-metrics-source", _set("spec.metrics.source", "pushgateway"), "spec.metrics.source",
-     "Unsupported value"),
-    ("prometheus-url-scheme", _steps(_set("spec.metrics.source", "prometheus"),
-                                     _set("spec.metrics.prometheus", {"url": "ftp://prom"})),
-     "spec.metrics.prometheus.url", "should match"),
-    ("prometheus-without-url", _steps(_set("spec.metrics.source", "prometheus"), _set("spec.metrics.prometheus", {})),
-     "spec.metrics.prometheus.url", "Required value"),
-    ("postgres-url-scheme", _set("spec.storage", {"postgres": {"url": "mysql://db/tune"}}),
-     "spec.storage.postgres.url", "should match"),
-    ("secret-ref-without-name", _set("spec.storage", {"postgres": {"secretRef": {"key": "dsn"}}}),
-     "spec.storage.postgres.secretRef.name", "Required value"),
+    (
+        "interval-zero",
+        _set("spec.metrics.intervalSeconds", 0),
+        "spec.metrics.intervalSeconds",
+        "should be greater than 0",
+    ),
+    ("unknown-metrics-source", _set("spec.metrics.source", "pushgateway"), "spec.metrics.source", "Unsupported value"),
+    (
+        "prometheus-url-scheme",
+        _steps(_set("spec.metrics.source", "prometheus"), _set("spec.metrics.prometheus", {"url": "ftp://prom"})),
+        "spec.metrics.prometheus.url",
+        "should match",
+    ),
+    (
+        "prometheus-without-url",
+        _steps(_set("spec.metrics.source", "prometheus"), _set("spec.metrics.prometheus", {})),
+        "spec.metrics.prometheus.url",
+        "Required value",
+    ),
+    (
+        "postgres-url-scheme",
+        _set("spec.storage", {"postgres": {"url": "mysql://db/tune"}}),
+        "spec.storage.postgres.url",
+        "should match",
+    ),
+    (
+        "secret-ref-without-name",
+        _set("spec.storage", {"postgres": {"secretRef": {"key": "dsn"}}}),
+        "spec.storage.postgres.secretRef.name",
+        "Required value",
+    ),
     ("too-many-warm-starts", _set("spec.warmStart", [{"params": {"lr": 0.01}}] * 11), "spec.warmStart", "Too many"),
     ("warm-start-without-params", _set("spec.warmStart", [{}]), "spec.warmStart[0].params", "Required value"),
     ("float-infinite", _set("spec.parameters[0].high", float("inf")), "spec.parameters[0].high", "finite"),
@@ -355,24 +453,41 @@ CRD_BAD: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("name-too-long", _set("metadata.name", "d" * 41), "metadata.name", "at most 40 characters"),
     ("name-uppercase", _set("metadata.name", "Digits"), "metadata.name", "DNS-1035"),
     ("name-starts-with-digit", _set("metadata.name", "1digits"), "metadata.name", "DNS-1035"),
-    ("parallelism-above-max-trials", _set("spec.budget.parallelism", 5), "spec.budget.parallelism",
-     "must be <= maxTrials"),
-    ("parallelism-above-default-max-trials", _set("spec.budget", {"parallelism": 11}), "spec.budget.parallelism",
-     "must be <= maxTrials"),
+    (
+        "parallelism-above-max-trials",
+        _set("spec.budget.parallelism", 5),
+        "spec.budget.parallelism",
+        "must be <= maxTrials",
+    ),
+    (
+        "parallelism-above-default-max-trials",
+        _set("spec.budget", {"parallelism": 11}),
+        "spec.budget.parallelism",
+        "must be <= maxTrials",
+    ),
     ("objective-no-metric", _set("spec.objective.metric", DELETE), "spec.objective.metric", "Required value"),
-    ("objective-no-direction", _set("spec.objective.direction", DELETE), "spec.objective.direction",
-     "Required value"),
-    ("metric-and-metrics", _steps(_set("spec.objective.metrics", MULTI), _set("spec.earlyStopping.pruner", "none")),
-     "spec.objective.metric", "not both"),
-    ("multi-objective-with-target", _steps(_set("spec.objective", {"metrics": MULTI, "target": 0.9}),
-                                           _set("spec.earlyStopping.pruner", "none")),
-     "spec.objective.target", "single objective"),
-    ("pruner-with-several-objectives", _set("spec.objective", {"metrics": MULTI}), "spec.earlyStopping.pruner",
-     "single objective"),
+    ("objective-no-direction", _set("spec.objective.direction", DELETE), "spec.objective.direction", "Required value"),
+    (
+        "metric-and-metrics",
+        _steps(_set("spec.objective.metrics", MULTI), _set("spec.earlyStopping.pruner", "none")),
+        "spec.objective.metric",
+        "not both",
+    ),
+    (
+        "multi-objective-with-target",
+        _steps(_set("spec.objective", {"metrics": MULTI, "target": 0.9}), _set("spec.earlyStopping.pruner", "none")),
+        "spec.objective.target",
+        "single objective",
+    ),
+    (
+        "pruner-with-several-objectives",
+        _set("spec.objective", {"metrics": MULTI}),
+        "spec.earlyStopping.pruner",
+        "single objective",
+    ),
     ("float-without-low", _set("spec.parameters[0].low", DELETE), "spec.parameters[0].low", "Required value"),
     ("int-without-high", _set("spec.parameters[2].high", DELETE), "spec.parameters[2].high", "Required value"),
-    ("low-not-below-high", _set("spec.parameters[0].high", 1.0e-3), "spec.parameters[0].high",
-     "greater than low"),
+    ("low-not-below-high", _set("spec.parameters[0].high", 1.0e-3), "spec.parameters[0].high", "greater than low"),
     ("log-with-zero-low", _set("spec.parameters[0].low", 0.0), "spec.parameters[0].low", "> 0 on a log scale"),
     ("step-with-log", _set("spec.parameters[0].step", 0.01), "spec.parameters[0].step", "log"),
     ("int-step-2-with-log", _set("spec.parameters[2].log", True), "spec.parameters[2].step", "log"),
@@ -382,86 +497,222 @@ CRD_BAD: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("int-non-integer-step", _set("spec.parameters[2].step", 1.5), "spec.parameters[2].step", "integer"),
     ("range-on-categorical", _set("spec.parameters[1].low", 1), "spec.parameters[1]", "only for float and int"),
     ("log-on-categorical", _set("spec.parameters[1].log", True), "spec.parameters[1]", "only for float and int"),
-    ("categorical-without-choices", _set("spec.parameters[1].choices", DELETE), "spec.parameters[1].choices",
-     "Required value"),
+    (
+        "categorical-without-choices",
+        _set("spec.parameters[1].choices", DELETE),
+        "spec.parameters[1].choices",
+        "Required value",
+    ),
     ("choices-on-float", _set("spec.parameters[0].choices", [0.1]), "spec.parameters[0].choices", "Forbidden"),
-    ("choice-is-a-mapping", _set("spec.parameters[1].choices", [32, {"size": 64}]), "spec.parameters[1].choices",
-     "scalars"),
-    ("fixed-without-value", _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed"}),
-     "spec.parameters[1].value", "Required value"),
-    ("fixed-null-value", _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed", "value": None}),
-     "spec.parameters[1].value", "Required value"),
-    ("fixed-list-value", _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed", "value": [32]}),
-     "spec.parameters[1].value", "scalar"),
+    (
+        "choice-is-a-mapping",
+        _set("spec.parameters[1].choices", [32, {"size": 64}]),
+        "spec.parameters[1].choices",
+        "scalars",
+    ),
+    (
+        "fixed-without-value",
+        _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed"}),
+        "spec.parameters[1].value",
+        "Required value",
+    ),
+    (
+        "fixed-null-value",
+        _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed", "value": None}),
+        "spec.parameters[1].value",
+        "Required value",
+    ),
+    (
+        "fixed-list-value",
+        _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed", "value": [32]}),
+        "spec.parameters[1].value",
+        "scalar",
+    ),
     ("value-on-categorical", _set("spec.parameters[1].value", 32), "spec.parameters[1].value", "Forbidden"),
-    ("when-unknown-parameter", _set("spec.parameters[4].when", {"solver": "adam"}), "spec.parameters",
-     "categorical or fixed parameter"),
-    ("when-on-float-parameter", _set("spec.parameters[4].when", {"lr": 0.1}), "spec.parameters",
-     "categorical or fixed parameter"),
-    ("when-value-is-a-mapping", _set("spec.parameters[4].when", {"optimizer": {"in": ["adam"]}}),
-     "spec.parameters[4].when", "scalar or a list"),
+    (
+        "when-unknown-parameter",
+        _set("spec.parameters[4].when", {"solver": "adam"}),
+        "spec.parameters",
+        "categorical or fixed parameter",
+    ),
+    (
+        "when-on-float-parameter",
+        _set("spec.parameters[4].when", {"lr": 0.1}),
+        "spec.parameters",
+        "categorical or fixed parameter",
+    ),
+    (
+        "when-value-is-a-mapping",
+        _set("spec.parameters[4].when", {"optimizer": {"in": ["adam"]}}),
+        "spec.parameters[4].when",
+        "scalar or a list",
+    ),
     ("task-and-command", _set("spec.trial.command", ["python", "train.py"]), "spec.trial.task", "exactly one"),
     ("neither-task-nor-command", _set("spec.trial.task", DELETE), "spec.trial.task", "exactly one"),
-    ("reserved-env-var", _set("spec.trial.env", [{"name": "HOROVOD_RANK", "value": "0"}]), "spec.trial.env[0].name",
-     "set by the operator"),
-    ("prometheus-source-without-query", _set("spec.metrics.source", "prometheus"), "spec.metrics.prometheus",
-     "required when source is prometheus"),
-    ("postgres-url-and-secret",
-     _set("spec.storage", {"postgres": {"url": "postgresql://u@db/tune", "secretRef": {"name": "db"}}}),
-     "spec.storage.postgres.url", "exactly one of url or secretRef"),
+    (
+        "reserved-env-var",
+        _set("spec.trial.env", [{"name": "HOROVOD_RANK", "value": "0"}]),
+        "spec.trial.env[0].name",
+        "set by the operator",
+    ),
+    (
+        "prometheus-source-without-query",
+        _set("spec.metrics.source", "prometheus"),
+        "spec.metrics.prometheus",
+        "required when source is prometheus",
+    ),
+    (
+        "postgres-url-and-secret",
+        _set("spec.storage", {"postgres": {"url": "postgresql://u@db/tune", "secretRef": {"name": "db"}}}),
+        "spec.storage.postgres.url",
+        "exactly one of url or secretRef",
+    ),
     ("postgres-neither", _set("spec.storage", {"postgres": {}}), "spec.storage.postgres.url", "exactly one"),
-    ("journal-and-postgres", _set("spec.storage", {"journal": {}, "postgres": {"url": "postgresql://u@db/tune"}}),
-     "spec.storage.postgres", "choose one storage"),
-    ("warm-start-unknown-parameter", _set("spec.warmStart", [{"params": {"lr": 0.01, "lr_decay": 0.5}}]),
-     "spec.warmStart", "parameters of the search space"),
-    ("warm-start-value-is-a-list", _set("spec.warmStart", [{"params": {"lr": [0.01]}}]),
-     "spec.warmStart[0].params[lr]", "scalar"),
+    (
+        "journal-and-postgres",
+        _set("spec.storage", {"journal": {}, "postgres": {"url": "postgresql://u@db/tune"}}),
+        "spec.storage.postgres",
+        "choose one storage",
+    ),
+    (
+        "warm-start-unknown-parameter",
+        _set("spec.warmStart", [{"params": {"lr": 0.01, "lr_decay": 0.5}}]),
+        "spec.warmStart",
+        "parameters of the search space",
+    ),
+    (
+        "warm-start-value-is-a-list",
+        _set("spec.warmStart", [{"params": {"lr": [0.01]}}]),
+        "spec.warmStart[0].params[lr]",
+        "scalar",
+    ),
     # --- objectives, metric collection, resources (schema, CEL with the quantity library)
-    ("additional-metric-twice", _set("spec.objective.additionalMetrics", ["loss", "loss"]),
-     "spec.objective.additionalMetrics[1]", "Duplicate value"),
-    ("additional-metric-is-objective", _set("spec.objective.additionalMetrics", ["accuracy"]),
-     "spec.objective.additionalMetrics", "objective metric"),
-    ("strategy-for-unrecorded-metric", _set("spec.objective.metricStrategies", {"loss": "min"}),
-     "spec.objective.metricStrategies", "objective metric or one of additionalMetrics"),
-    ("strategy-not-min-max-latest", _steps(_set("spec.objective.additionalMetrics", ["loss"]),
-                                           _set("spec.objective.metricStrategies", {"loss": "avg"})),
-     "spec.objective.metricStrategies.loss", "Unsupported value"),
-    ("collector-with-built-in-task", _set("spec.metrics.collector", {"kind": "stdout"}), "spec.metrics.collector",
-     "only for trial.command"),
-    ("collector-unknown-kind", _steps(COMMAND, _set("spec.metrics.collector", {"kind": "statsd"})),
-     "spec.metrics.collector.kind", "Unsupported value"),
-    ("file-collector-without-path", _steps(COMMAND, _set("spec.metrics.collector", {"kind": "file"})),
-     "spec.metrics.collector.path", "Required value"),
-    ("path-for-stdout-collector", _steps(COMMAND, _set("spec.metrics.collector", {"path": "/tmp/metrics.log"})),
-     "spec.metrics.collector.path", "Forbidden"),
-    ("prometheus-collector-without-port", _steps(COMMAND, _set("spec.metrics.collector", {"kind": "prometheus"})),
-     "spec.metrics.collector.port", "Required value"),
-    ("port-for-push-collector", _steps(COMMAND, _set("spec.metrics.collector", {"kind": "push", "port": 8000})),
-     "spec.metrics.collector.port", "Forbidden"),
-    ("filter-for-json-file", _steps(COMMAND, _set("spec.metrics.collector", {
-        "kind": "file", "path": "/tmp/m.jsonl", "format": "json", "filter": "(\\w+)=(\\S+)"})),
-     "spec.metrics.collector.filter", "Forbidden"),
-    ("collector-port-is-the-metrics-port", _steps(COMMAND, _set("spec.metrics.collector",
-                                                                {"kind": "prometheus", "port": 9090})),
-     "spec.metrics.collector.port", "taken by the trial supervisor"),
-    ("collector-port-is-the-rendezvous-port", _steps(COMMAND, _set("spec.metrics.collector",
-                                                                   {"kind": "prometheus", "port": 29400})),
-     "spec.metrics.collector.port", "taken by the trial supervisor"),
-    ("limit-below-request", _set("spec.trial.resources", {"requests": {"memory": "1Gi"}, "limits": {"memory": "128Mi"}}),
-     "spec.trial.resources.limits", ">= its request"),
-    ("gpu-without-limit", _set("spec.trial.resources", {"requests": {"nvidia.com/gpu": "1"}}),
-     "spec.trial.resources.limits", "needs a limit"),
-    ("gpu-overcommitted", _set("spec.trial.resources", {"requests": {"nvidia.com/gpu": "1"},
-                                                       "limits": {"nvidia.com/gpu": "2"}}),
-     "spec.trial.resources.requests", "must equal its limit"),
+    (
+        "additional-metric-twice",
+        _set("spec.objective.additionalMetrics", ["loss", "loss"]),
+        "spec.objective.additionalMetrics[1]",
+        "Duplicate value",
+    ),
+    (
+        "additional-metric-is-objective",
+        _set("spec.objective.additionalMetrics", ["accuracy"]),
+        "spec.objective.additionalMetrics",
+        "objective metric",
+    ),
+    (
+        "strategy-for-unrecorded-metric",
+        _set("spec.objective.metricStrategies", {"loss": "min"}),
+        "spec.objective.metricStrategies",
+        "objective metric or one of additionalMetrics",
+    ),
+    (
+        "strategy-not-min-max-latest",
+        _steps(
+            _set("spec.objective.additionalMetrics", ["loss"]), _set("spec.objective.metricStrategies", {"loss": "avg"})
+        ),
+        "spec.objective.metricStrategies.loss",
+        "Unsupported value",
+    ),
+    (
+        "collector-with-built-in-task",
+        _set("spec.metrics.collector", {"kind": "stdout"}),
+        "spec.metrics.collector",
+        "only for trial.command",
+    ),
+    (
+        "collector-unknown-kind",
+        _steps(COMMAND, _set("spec.metrics.collector", {"kind": "statsd"})),
+        "spec.metrics.collector.kind",
+        "Unsupported value",
+    ),
+    (
+        "file-collector-without-path",
+        _steps(COMMAND, _set("spec.metrics.collector", {"kind": "file"})),
+        "spec.metrics.collector.path",
+        "Required value",
+    ),
+    (
+        "path-for-stdout-collector",
+        _steps(COMMAND, _set("spec.metrics.collector", {"path": "/tmp/metrics.log"})),
+        "spec.metrics.collector.path",
+        "Forbidden",
+    ),
+    (
+        "prometheus-collector-without-port",
+        _steps(COMMAND, _set("spec.metrics.collector", {"kind": "prometheus"})),
+        "spec.metrics.collector.port",
+        "Required value",
+    ),
+    (
+        "port-for-push-collector",
+        _steps(COMMAND, _set("spec.metrics.collector", {"kind": "push", "port": 8000})),
+        "spec.metrics.collector.port",
+        "Forbidden",
+    ),
+    (
+        "filter-for-json-file",
+        _steps(
+            COMMAND,
+            _set(
+                "spec.metrics.collector",
+                {"kind": "file", "path": "/tmp/m.jsonl", "format": "json", "filter": "(\\w+)=(\\S+)"},
+            ),
+        ),
+        "spec.metrics.collector.filter",
+        "Forbidden",
+    ),
+    (
+        "collector-port-is-the-metrics-port",
+        _steps(COMMAND, _set("spec.metrics.collector", {"kind": "prometheus", "port": 9090})),
+        "spec.metrics.collector.port",
+        "taken by the trial supervisor",
+    ),
+    (
+        "collector-port-is-the-rendezvous-port",
+        _steps(COMMAND, _set("spec.metrics.collector", {"kind": "prometheus", "port": 29400})),
+        "spec.metrics.collector.port",
+        "taken by the trial supervisor",
+    ),
+    (
+        "limit-below-request",
+        _set("spec.trial.resources", {"requests": {"memory": "1Gi"}, "limits": {"memory": "128Mi"}}),
+        "spec.trial.resources.limits",
+        ">= its request",
+    ),
+    (
+        "gpu-without-limit",
+        _set("spec.trial.resources", {"requests": {"nvidia.com/gpu": "1"}}),
+        "spec.trial.resources.limits",
+        "needs a limit",
+    ),
+    (
+        "gpu-overcommitted",
+        _set("spec.trial.resources", {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "2"}}),
+        "spec.trial.resources.requests",
+        "must equal its limit",
+    ),
     # --- the pod template (every case: tests/unit/test_podtemplate.py)
-    ("pod-template-wrong-type", _set("spec.trial.podTemplate", {"spec": {"nodeSelector": ["gpu=h100"]}}),
-     "spec.trial.podTemplate.spec.nodeSelector", "must be of type object"),
-    ("pod-template-privileged-sidecar", _set("spec.trial.podTemplate", {"spec": {"containers": [
-        {"name": "side", "image": "busybox", "securityContext": {"privileged": True}}]}}),
-     "spec.trial.podTemplate.spec.containers[0].securityContext.privileged", "must not be true"),
-    ("pod-template-worker-command", _set("spec.trial.podTemplate", {"spec": {"containers": [
-        {"name": "worker", "command": ["sh"]}]}}), "spec.trial.podTemplate.spec.containers[0].command", "Forbidden"),
+    (
+        "pod-template-wrong-type",
+        _set("spec.trial.podTemplate", {"spec": {"nodeSelector": ["gpu=h100"]}}),
+        "spec.trial.podTemplate.spec.nodeSelector",
+        "must be of type object",
+    ),
+    (
+        "pod-template-privileged-sidecar",
+        _set(
+            "spec.trial.podTemplate",
+            {"spec": {"containers": [{"name": "side", "image": "busybox", "securityContext": {"privileged": True}}]}},
+        ),
+        "spec.trial.podTemplate.spec.containers[0].securityContext.privileged",
+        "must not be true",
+    ),
+    (
+        "pod-template-worker-command",
+        _set("spec.trial.podTemplate", {"spec": {"containers": [{"name": "worker", "command": ["sh"]}]}}),
+        "spec.trial.podTemplate.spec.containers[0].command",
+        "Forbidden",
+    ),
 ]
 
 #: Cases the CRD rejects and the model accepts: bounds that keep the CEL rules' cost in budget, and
@@ -530,27 +781,52 @@ def _with(step: Callable[[dict], None], path: str, value: Any) -> dict[str, Any]
 def test_valid_variants_are_admitted() -> None:
     variants = [
         digits_job(objective={"metrics": MULTI}, earlyStopping={"pruner": "none"}, algorithm={"sampler": "nsga2"}),
-        digits_job(trial={"command": ["python", "train.py", "--epochs", "3"], "image": "me/trainer:1",
-                          "env": [{"name": "DATA", "value": "/data"}]}),
+        digits_job(
+            trial={
+                "command": ["python", "train.py", "--epochs", "3"],
+                "image": "me/trainer:1",
+                "env": [{"name": "DATA", "value": "/data"}],
+            }
+        ),
         digits_job(storage={"postgres": {"secretRef": {"name": "optuna-db"}}}),
         digits_job(storage={"journal": {"path": "/var/lib/openautoglm/studies/x.log"}}),
         digits_job(metrics={"source": "prometheus", "prometheus": {"url": "http://prometheus:9090"}}),
         digits_job(warmStart=[{"params": {"lr": 0.01, "batch_size": 64, "optimizer": "adam"}}]),
         mutate(digits_job(), "spec.parameters[1]", {"name": "batch_size", "type": "fixed", "value": 64}),
         mutate(digits_job(), "spec.parameters[4].when", {"optimizer": ["adam", "sgd"]}),
-        mutate(digits_job(), "spec.parameters[2]", {"name": "hidden", "type": "int", "low": 16, "high": 256,
-                                                    "log": True, "step": 1}),
+        mutate(
+            digits_job(),
+            "spec.parameters[2]",
+            {"name": "hidden", "type": "int", "low": 16, "high": 256, "log": True, "step": 1},
+        ),
         mutate(digits_job(), "spec.earlyStopping.maxGradNorm", None),
-        digits_job(objective={"metric": "accuracy", "direction": "maximize", "additionalMetrics": ["loss", "train_loss"],
-                              "metricStrategies": {"accuracy": "latest", "loss": "min"}}),
-        mutate(digits_job(), "spec.trial.resources", {"limits": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"}}),
+        digits_job(
+            objective={
+                "metric": "accuracy",
+                "direction": "maximize",
+                "additionalMetrics": ["loss", "train_loss"],
+                "metricStrategies": {"accuracy": "latest", "loss": "min"},
+            }
+        ),
+        mutate(
+            digits_job(), "spec.trial.resources", {"limits": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"}}
+        ),
         mutate(digits_job(), "spec.trial.resources", {"requests": {"cpu": "250m"}}),
-        mutate(digits_job(), "spec.trial.resources", {"requests": {"cpu": "0.5", "nvidia.com/gpu": "2"},
-                                                      "limits": {"cpu": "500m", "nvidia.com/gpu": "2"}}),
-        *(_with(COMMAND, "spec.metrics.collector", collector) for collector in (
-            {"kind": "stdout", "filter": "(\\w+):\\s*(\\S+)"}, {"kind": "file", "path": "/tmp/m.jsonl", "format": "json"},
-            {"kind": "prometheus", "port": 8000, "metricsPath": "/stats"}, {"kind": "push", "stepMetric": "step"},
-            {"kind": "native"})),
+        mutate(
+            digits_job(),
+            "spec.trial.resources",
+            {"requests": {"cpu": "0.5", "nvidia.com/gpu": "2"}, "limits": {"cpu": "500m", "nvidia.com/gpu": "2"}},
+        ),
+        *(
+            _with(COMMAND, "spec.metrics.collector", collector)
+            for collector in (
+                {"kind": "stdout", "filter": "(\\w+):\\s*(\\S+)"},
+                {"kind": "file", "path": "/tmp/m.jsonl", "format": "json"},
+                {"kind": "prometheus", "port": 8000, "metricsPath": "/stats"},
+                {"kind": "push", "stepMetric": "step"},
+                {"kind": "native"},
+            )
+        ),
         _with(COMMAND, "spec.trial.podTemplate", {"spec": {"nodeSelector": {"gpu": "h100"}}}),
     ]
     for doc in variants:
@@ -574,13 +850,17 @@ def test_crd_defaults_equal_the_model_defaults() -> None:
     assert defaulted["spec"] == model["spec"]
 
 
-@pytest.mark.parametrize("spec", [
-    {"storage": {"postgres": {"secretRef": {"name": "db"}}}},
-    {"trial": {"task": "digits", "resources": {"limits": {"cpu": "2"}}}},
-    {"budget": {"maxTrials": 3}, "earlyStopping": {"pruner": "median"}},
-    {"objective": {"metrics": MULTI}},
-    {"metrics": {"source": "prometheus", "prometheus": {"url": "http://prom:9090"}}},
-], ids=["secret-ref-key", "partial-resources", "partial-sections", "several-objectives", "prometheus"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"storage": {"postgres": {"secretRef": {"name": "db"}}}},
+        {"trial": {"task": "digits", "resources": {"limits": {"cpu": "2"}}}},
+        {"budget": {"maxTrials": 3}, "earlyStopping": {"pruner": "median"}},
+        {"objective": {"metrics": MULTI}},
+        {"metrics": {"source": "prometheus", "prometheus": {"url": "http://prom:9090"}}},
+    ],
+    ids=["secret-ref-key", "partial-resources", "partial-sections", "several-objectives", "prometheus"],
+)
 def test_defaulting_keeps_the_model_meaning(spec: dict[str, Any]) -> None:
     doc = digits_job()
     doc["spec"] = {**copy.deepcopy(MINIMAL_SPEC), **spec}
@@ -592,13 +872,17 @@ def test_defaulting_keeps_the_model_meaning(spec: dict[str, Any]) -> None:
 
 def test_null_means_absent_except_where_it_switches_something_off() -> None:
     doc = digits_job()
-    doc["spec"] = {**copy.deepcopy(MINIMAL_SPEC), "budget": {"timeoutSeconds": None},
-                   "earlyStopping": {"maxGradNorm": None}, "metrics": None}
+    doc["spec"] = {
+        **copy.deepcopy(MINIMAL_SPEC),
+        "budget": {"timeoutSeconds": None},
+        "earlyStopping": {"maxGradNorm": None},
+        "metrics": None,
+    }
     stored, problems = admission.admit(doc)
     assert problems == []
-    assert "timeoutSeconds" not in stored["spec"]["budget"]          # pruned, as None means absent
-    assert stored["spec"]["earlyStopping"]["maxGradNorm"] is None    # nullable: null turns the check off
-    assert stored["spec"]["metrics"]["port"] == 9090                 # a null object gets its default
+    assert "timeoutSeconds" not in stored["spec"]["budget"]  # pruned, as None means absent
+    assert stored["spec"]["earlyStopping"]["maxGradNorm"] is None  # nullable: null turns the check off
+    assert stored["spec"]["metrics"]["port"] == 9090  # a null object gets its default
     job = TuningJob.model_validate(stored)
     assert job.spec.early_stopping.max_grad_norm is None and job.spec.budget.timeout_seconds is None
 
@@ -625,14 +909,17 @@ def test_rules_are_skipped_after_a_type_error_as_the_api_server_does() -> None:
 
 def test_messages_have_the_api_server_shape() -> None:
     assert admission.review(mutate(digits_job(), "spec.budget.parallelism", 5)) == [
-        'spec.budget.parallelism: Invalid value: "object": must be <= maxTrials']
+        'spec.budget.parallelism: Invalid value: "object": must be <= maxTrials'
+    ]
     assert admission.review(mutate(digits_job(), "spec.trial.task", DELETE)) == [
         'spec.trial.task: Invalid value: "object": give exactly one of task (a built-in task) or command '
-        "(your own program)"]
+        "(your own program)"
+    ]
     assert admission.review(mutate(digits_job(), "spec.objective.direction", "up")) == [
         'spec.objective.direction: Unsupported value: "up": supported values: "maximize", "minimize"',
         '<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; '
-        "correct the existing errors to complete validation"]
+        "correct the existing errors to complete validation",
+    ]
 
 
 def test_metadata_and_type_are_checked() -> None:
@@ -656,8 +943,16 @@ STATUS = {
     "bestTrial": {"number": 3, "value": 0.97, "params": {"lr": 0.01, "optimizer": "adam"}, "state": "Completed"},
     "recentTrials": [{"number": i, "state": "Completed", "value": 0.9, "params": {"lr": 0.01}} for i in range(10)],
     "paretoFront": [],
-    "conditions": [{"type": "Running", "status": "True", "reason": "TrialsRunning", "message": "2 running",
-                    "lastTransitionTime": "2025-01-01T10:00:00+00:00", "observedGeneration": 1}],
+    "conditions": [
+        {
+            "type": "Running",
+            "status": "True",
+            "reason": "TrialsRunning",
+            "message": "2 running",
+            "lastTransitionTime": "2025-01-01T10:00:00+00:00",
+            "observedGeneration": 1,
+        }
+    ],
     "kopf": {"progress": {}},
 }
 
@@ -670,14 +965,18 @@ def test_status_written_by_the_operator_is_admitted_and_kept() -> None:
     assert stored["status"] == STATUS  # unknown status fields (kopf's, a trial's state) are kept
 
 
-@pytest.mark.parametrize(("path", "value", "fragment"), [
-    ("status.progress", 6, "must be of type string"),
-    ("status.bestTrial.value", "0.97", "must be of type number"),
-    ("status.trials.running", 1.5, "must be of type integer"),
-    ("status.startTime", "yesterday", "date-time"),
-    ("status.conditions[0].status", "Yes", "Unsupported value"),
-    ("status.recentTrials", [{"number": i} for i in range(11)], "Too many"),
-], ids=["progress", "best-value", "counter", "start-time", "condition-status", "recent-trials"])
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        ("status.progress", 6, "must be of type string"),
+        ("status.bestTrial.value", "0.97", "must be of type number"),
+        ("status.trials.running", 1.5, "must be of type integer"),
+        ("status.startTime", "yesterday", "date-time"),
+        ("status.conditions[0].status", "Yes", "Unsupported value"),
+        ("status.recentTrials", [{"number": i} for i in range(11)], "Too many"),
+    ],
+    ids=["progress", "best-value", "counter", "start-time", "condition-status", "recent-trials"],
+)
 def test_malformed_status_is_rejected(path: str, value: Any, fragment: str) -> None:
     doc = digits_job()
     doc["status"] = copy.deepcopy(STATUS)
@@ -713,11 +1012,11 @@ MODEL_ONLY = {
     "unknown-task": "no task enum: a command image may bring its own tasks",
     "parameter-unknown-to-task": "a task's hyperparameters live in the trial runtime's registry",
     "duplicate-choices": "choices hold mixed scalars (no list-type set) and a pairwise CEL check over 1000 "
-                         "choices x 200 parameters exceeds the cost budget",
+    "choices x 200 parameters exceeds the cost budget",
     "when-later-parameter": "CEL has no index in comprehensions (cel-python lacks the two-variable form): "
-                            "the CRD checks that the condition names a categorical/fixed parameter, not its order",
+    "the CRD checks that the condition names a categorical/fixed parameter, not its order",
     "when-value-not-a-choice": "checking each value against the named parameter's choices costs "
-                               "200 x 8 x 200 x 1000: over budget",
+    "200 x 8 x 200 x 1000: over budget",
     # Also model only, with no case in test_spec.py yet: ${trialParameters.NAME} naming no parameter
     # (Kubernetes CEL's findAll() over every command item x 200 parameters is over the per-rule budget
     # unless command items get CRD-only length bounds), ${trialParameters.*} with the native collector
@@ -728,7 +1027,6 @@ MODEL_ONLY = {
 
 #: Jobs both reject, but the CRD for another reason than the model's.
 DIFFERENT_REASON: dict[str, str] = {}
-
 
 
 def test_unit_cases_are_all_classified() -> None:
@@ -763,18 +1061,26 @@ def _related(a: str, b: str) -> bool:
 IMMUTABLE_EDITS: dict[str, tuple[str, Any]] = {
     "range": ("spec.parameters[0].high", 0.2),
     "choices": ("spec.parameters[1].choices", [32, 64, 128]),
-    "parameter-added": ("spec.parameters", [*digits_job()["spec"]["parameters"],
-                                            {"name": "dropout", "type": "float", "low": 0.0, "high": 0.5}]),
+    "parameter-added": (
+        "spec.parameters",
+        [*digits_job()["spec"]["parameters"], {"name": "dropout", "type": "float", "low": 0.0, "high": 0.5}],
+    ),
     "parameter-removed": ("spec.parameters[5]", DELETE),
     "direction": ("spec.objective.direction", "minimize"),
     "metric": ("spec.objective.metric", "loss"),
     "sampler": ("spec.algorithm.sampler", "random"),
     "workers": ("spec.trial.workers", 1),
 }
-FIELD_OF_EDIT = {"range": "spec.parameters[0]", "choices": "spec.parameters[1]", "parameter-added": "spec.parameters",
-                 "parameter-removed": "spec.parameters", "direction": "spec.objective.direction",
-                 "metric": "spec.objective.metric", "sampler": "spec.algorithm.sampler",
-                 "workers": "spec.trial.workers"}
+FIELD_OF_EDIT = {
+    "range": "spec.parameters[0]",
+    "choices": "spec.parameters[1]",
+    "parameter-added": "spec.parameters",
+    "parameter-removed": "spec.parameters",
+    "direction": "spec.objective.direction",
+    "metric": "spec.objective.metric",
+    "sampler": "spec.algorithm.sampler",
+    "workers": "spec.trial.workers",
+}
 #: Edits a live job takes (the driver continues or drains the job, tests/engine/test_spec_edits.py).
 MUTABLE_EDITS: dict[str, tuple[str, Any]] = {
     "max-trials": ("spec.budget.maxTrials", 40),
@@ -832,8 +1138,9 @@ def test_the_transition_rules_mirror_the_driver_fingerprints() -> None:
     from openautoglm.engine.study import fingerprints
 
     root = _schema()
-    transition = {path for path, node in _nodes(root) for r in node.get("x-kubernetes-validations", [])
-                  if "oldSelf" in r["rule"]}
+    transition = {
+        path for path, node in _nodes(root) for r in node.get("x-kubernetes-validations", []) if "oldSelf" in r["rule"]
+    }
     fingerprinted = set(fingerprints(validate_document(digits_job())))
     assert fingerprinted == {"spec.parameters", "spec.objective", "spec.algorithm", "spec.trial.workers"}
     assert {"spec", "spec.parameters[]", "spec.objective", "spec.algorithm", "spec.trial"} <= transition

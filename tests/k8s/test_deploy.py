@@ -3,6 +3,7 @@
 Rendered with ``kubectl kustomize`` (kubectl 1.33 bundles kustomize; it works offline). Built-in
 kinds are validated with kubernetes-validate; TuningJobs with the CRD itself (tests/k8s/harness/admission.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -10,15 +11,15 @@ import re
 import shutil
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import admission
 import kubernetes_validate
 import pytest
 import yaml
 
-import admission
 from openautoglm import crd
 from openautoglm.settings import Settings
 
@@ -28,14 +29,14 @@ NAMESPACE = "openautoglm-system"
 OPERATOR = "openautoglm-operator"
 IMAGE = "openautoglm/operator:0.1"
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
-                                reason="kubectl (with its built-in kustomize) is not on PATH")
+pytestmark = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) is not on PATH"
+)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _render(directory: str) -> tuple[dict[str, Any], ...]:
-    proc = subprocess.run(["kubectl", "kustomize", str(REPO / directory)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(["kubectl", "kustomize", str(REPO / directory)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return tuple(d for d in yaml.safe_load_all(proc.stdout) if d)
 
@@ -62,19 +63,21 @@ def _container() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- what is rendered
 def test_default_renders_the_crd_rbac_and_operator() -> None:
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in _default())
-    assert kinds == sorted([
-        ("CustomResourceDefinition", "tuningjobs.openautoglm.io"),
-        ("Namespace", NAMESPACE),
-        ("ServiceAccount", OPERATOR),
-        ("ClusterRole", OPERATOR),
-        ("ClusterRoleBinding", OPERATOR),
-        ("ClusterRole", "openautoglm-tuningjob-admin"),
-        ("ClusterRole", "openautoglm-tuningjob-editor"),
-        ("ClusterRole", "openautoglm-tuningjob-viewer"),
-        ("PersistentVolumeClaim", "openautoglm-studies"),
-        ("Deployment", OPERATOR),
-        ("Service", "openautoglm-operator-metrics"),
-    ])
+    assert kinds == sorted(
+        [
+            ("CustomResourceDefinition", "tuningjobs.openautoglm.io"),
+            ("Namespace", NAMESPACE),
+            ("ServiceAccount", OPERATOR),
+            ("ClusterRole", OPERATOR),
+            ("ClusterRoleBinding", OPERATOR),
+            ("ClusterRole", "openautoglm-tuningjob-admin"),
+            ("ClusterRole", "openautoglm-tuningjob-editor"),
+            ("ClusterRole", "openautoglm-tuningjob-viewer"),
+            ("PersistentVolumeClaim", "openautoglm-studies"),
+            ("Deployment", OPERATOR),
+            ("Service", "openautoglm-operator-metrics"),
+        ]
+    )
 
 
 def test_namespaced_objects_live_in_the_operator_namespace() -> None:
@@ -111,8 +114,9 @@ def test_every_object_is_valid(directory: str) -> None:
 
 # ----------------------------------------------------------------------------- RBAC
 def _triples(role: dict[str, Any]) -> set[tuple[str, str, str]]:
-    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-            for v in rule["verbs"]}
+    return {
+        (g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+    }
 
 
 def test_operator_role_has_exactly_the_verbs_it_uses() -> None:
@@ -122,10 +126,13 @@ def test_operator_role_has_exactly_the_verbs_it_uses() -> None:
         ("openautoglm.io", "tuningjobs/finalizers", "update"),
         *(("", "pods", v) for v in ("get", "list", "watch", "create", "delete", "deletecollection")),
         *(("", "services", v) for v in ("get", "list", "watch", "create", "delete")),
-        ("", "events", "create"), ("", "events", "patch"),
-        ("events.k8s.io", "events", "create"), ("events.k8s.io", "events", "patch"),
+        ("", "events", "create"),
+        ("", "events", "patch"),
+        ("events.k8s.io", "events", "create"),
+        ("events.k8s.io", "events", "patch"),
         ("", "secrets", "get"),
-        ("", "namespaces", "list"), ("", "namespaces", "watch"),
+        ("", "namespaces", "list"),
+        ("", "namespaces", "watch"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
     }
@@ -141,16 +148,20 @@ def test_operator_role_is_bound_to_its_service_account() -> None:
     assert _deployment()["spec"]["template"]["spec"]["serviceAccountName"] == OPERATOR
 
 
-@pytest.mark.parametrize(("name", "aggregate", "verbs"), [
-    ("openautoglm-tuningjob-admin", "admin", {"*"}),
-    ("openautoglm-tuningjob-editor", "edit", {"create", "delete", "get", "list", "patch", "update", "watch"}),
-    ("openautoglm-tuningjob-viewer", "view", {"get", "list", "watch"}),
-])
+@pytest.mark.parametrize(
+    ("name", "aggregate", "verbs"),
+    [
+        ("openautoglm-tuningjob-admin", "admin", {"*"}),
+        ("openautoglm-tuningjob-editor", "edit", {"create", "delete", "get", "list", "patch", "update", "watch"}),
+        ("openautoglm-tuningjob-viewer", "view", {"get", "list", "watch"}),
+    ],
+)
 def test_user_roles_aggregate_into_the_built_in_ones(name: str, aggregate: str, verbs: set[str]) -> None:
     role = _one(_default(), "ClusterRole", name)
     assert role["metadata"]["labels"][f"rbac.authorization.k8s.io/aggregate-to-{aggregate}"] == "true"
     assert _triples(role) == {("openautoglm.io", "tuningjobs", v) for v in verbs} | {
-        ("openautoglm.io", "tuningjobs/status", "get")}
+        ("openautoglm.io", "tuningjobs/status", "get")
+    }
 
 
 # ----------------------------------------------------------------------------- the operator
@@ -172,8 +183,7 @@ def test_image_args_env_ports_and_resources() -> None:
         "OPENAUTOGLM_OPERATOR_METRICS_PORT": "8000",
     }
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 8000}
-    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"},
-                              "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
 def test_env_agrees_with_the_operator_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -227,8 +237,16 @@ def _restricted_violations(pod: dict[str, Any]) -> list[str]:
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         if pod.get(key):
             out.append(key)
-    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                       "projected", "secret"}
+    allowed_volumes = {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
     for v in pod.get("volumes", []):
         kinds = set(v) - {"name"}
         if not kinds <= allowed_volumes:
@@ -242,7 +260,7 @@ def _restricted_violations(pod: dict[str, Any]) -> list[str]:
             out.append(f"{name}: privileged")
         if sc.get("allowPrivilegeEscalation") is not False:
             out.append(f"{name}: allowPrivilegeEscalation must be false")
-        if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+        if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
             out.append(f"{name}: runAsNonRoot must be true")
         if sc.get("runAsUser", psc.get("runAsUser")) == 0:
             out.append(f"{name}: runAsUser 0")
@@ -270,8 +288,10 @@ def test_operator_pod_meets_the_restricted_pod_security_standard() -> None:
 
 
 def test_the_pod_security_check_catches_a_root_pod() -> None:
-    pod = {"containers": [{"name": "c", "securityContext": {"runAsUser": 0}}], "volumes": [
-        {"name": "h", "hostPath": {"path": "/"}}]}
+    pod = {
+        "containers": [{"name": "c", "securityContext": {"runAsUser": 0}}],
+        "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+    }
     assert len(_restricted_violations(pod)) >= 5
 
 
@@ -284,7 +304,8 @@ def test_operator_namespace_enforces_restricted() -> None:
 def test_prometheus_overlay_adds_a_service_monitor_for_the_metrics_service() -> None:
     objects = _render("deploy/prometheus")
     assert {(o["kind"], o["metadata"]["name"]) for o in objects} - {("ServiceMonitor", OPERATOR)} == {
-        (o["kind"], o["metadata"]["name"]) for o in _default()}
+        (o["kind"], o["metadata"]["name"]) for o in _default()
+    }
     monitor = _one(objects, "ServiceMonitor", OPERATOR)
     svc = _one(objects, "Service", "openautoglm-operator-metrics")
     assert monitor["metadata"]["namespace"] == NAMESPACE
@@ -329,10 +350,12 @@ def test_dockerfile_builds_a_slim_non_root_operator_image() -> None:
 
 
 def test_operator_entry_does_not_import_torch() -> None:
-    code = ("import sys, openautoglm.cli, openautoglm_trial.contract, openautoglm_trial.tasks\n"
-            "try:\n    import openautoglm.k8s.handlers\nexcept ModuleNotFoundError as e:\n"
-            "    if not (e.name or '').startswith('openautoglm.k8s'): raise\n"
-            "print(sorted(m for m in ('torch', 'horovod', 'transformers', 'sklearn') if m in sys.modules))")
+    code = (
+        "import sys, openautoglm.cli, openautoglm_trial.contract, openautoglm_trial.tasks\n"
+        "try:\n    import openautoglm.k8s.handlers\nexcept ModuleNotFoundError as e:\n"
+        "    if not (e.name or '').startswith('openautoglm.k8s'): raise\n"
+        "print(sorted(m for m in ('torch', 'horovod', 'transformers', 'sklearn') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

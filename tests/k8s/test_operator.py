@@ -1,6 +1,6 @@
 """The real operator (kopf + kubernetes client, in its own process) against the emulated
 API server, with trial pods run as real processes by the harness's kubelet."""
-import copy
+
 import glob
 import json
 import os
@@ -15,7 +15,6 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from optuna.trial import TrialState
 
 from openautoglm.engine.storage import open_storage
 
@@ -42,14 +41,22 @@ class Operator:
         self.starts = 0
 
     def start(self):
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig),
-               "OPENAUTOGLM_STUDY_DIR": str(self.study_dir),
-               "OPENAUTOGLM_OPERATOR_HEALTH_PORT": str(free_port()),
-               "OPENAUTOGLM_OPERATOR_METRICS_PORT": str(self.metrics_port),
-               "OPENAUTOGLM_LOG_LEVEL": "INFO"}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "OPENAUTOGLM_STUDY_DIR": str(self.study_dir),
+            "OPENAUTOGLM_OPERATOR_HEALTH_PORT": str(free_port()),
+            "OPENAUTOGLM_OPERATOR_METRICS_PORT": str(self.metrics_port),
+            "OPENAUTOGLM_LOG_LEVEL": "INFO",
+        }
         out = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "openautoglm.cli", "operator"], env=env,
-                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "openautoglm.cli", "operator"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.starts += 1
 
     def kill(self):
@@ -85,14 +92,25 @@ def digits_job(name="digits-e2e", max_trials=6):
     spec["budget"] = {"maxTrials": max_trials, "parallelism": 2, "maxFailedTrials": 1}
     spec["earlyStopping"] = {"pruner": "median", "settings": {"n_startup_trials": 1, "n_warmup_steps": 1}}
     spec["trial"]["epochs"] = 8
-    spec["trial"]["resources"] = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    spec["trial"]["resources"] = {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
     spec["metrics"]["intervalSeconds"] = 0.5
     spec["warmStart"] = [
-        {"params": {"lr": 0.01, "batch_size": 64, "dropout": 0.1, "hidden": 128, "optimizer": "adam",
-                    "beta1": 0.9, "beta2": 0.999}},
+        {
+            "params": {
+                "lr": 0.01,
+                "batch_size": 64,
+                "dropout": 0.1,
+                "hidden": 128,
+                "optimizer": "adam",
+                "beta1": 0.9,
+                "beta2": 0.999,
+            }
+        },
         # hardly learns, in small batches so each epoch is seen: pruned by its curve
-        {"params": {"lr": 0.0001, "batch_size": 32, "dropout": 0.0, "hidden": 32, "optimizer": "sgd",
-                    "momentum": 0.0}},
+        {"params": {"lr": 0.0001, "batch_size": 32, "dropout": 0.0, "hidden": 32, "optimizer": "sgd", "momentum": 0.0}},
     ]
     return doc
 
@@ -130,8 +148,9 @@ def trial_pods(cluster, name):
 def test_digits_job_runs_to_success_with_pruning_and_leaves_nothing(cluster, operator, tmp_path):
     t0 = time.monotonic()
     apply(cluster, digits_job(), tmp_path)
-    cluster.wait_for(lambda: job_status(cluster, "digits-e2e").get("phase") in ("Succeeded", "Failed"), 600,
-                     "the job to finish")
+    cluster.wait_for(
+        lambda: job_status(cluster, "digits-e2e").get("phase") in ("Succeeded", "Failed"), 600, "the job to finish"
+    )
     wall = time.monotonic() - t0
     status = job_status(cluster, "digits-e2e")
     assert status["phase"] == "Succeeded", status
@@ -149,8 +168,11 @@ def test_digits_job_runs_to_success_with_pruning_and_leaves_nothing(cluster, ope
     # nothing left behind: no pods, no services, no processes
     cluster.wait_for(lambda: not trial_pods(cluster, "digits-e2e"), 60, "trial pods to be deleted")
     assert not [s for s in cluster.services(NS) if s["metadata"]["name"].startswith("digits-e2e-t")]
-    cluster.wait_for(lambda: all(p.get("exit_code") is not None for p in cluster.process_log), 30,
-                     "every worker process to have ended")
+    cluster.wait_for(
+        lambda: all(p.get("exit_code") is not None for p in cluster.process_log),
+        30,
+        "every worker process to have ended",
+    )
     # as a cluster user sees it
     table = cluster.kubectl("get", "tj", "-n", NS).stdout
     assert "digits-e2e" in table and "Succeeded" in table and "6/6" in table
@@ -171,14 +193,15 @@ def test_operator_killed_three_times_loses_and_duplicates_nothing(cluster, opera
     apply(cluster, digits_job("digits-restart"), tmp_path)
     for kind, n in moments:
         if kind == "pods":
-            cluster.wait_for(lambda: len(trial_pods(cluster, "digits-restart")) >= n, 120, "trial pods")
+            cluster.wait_for(lambda n=n: len(trial_pods(cluster, "digits-restart")) >= n, 120, "trial pods")
         else:
-            cluster.wait_for(lambda: len(finished(operator, "digits-restart")) >= n, 300, f"{n} finished trials")
+            cluster.wait_for(lambda n=n: len(finished(operator, "digits-restart")) >= n, 300, f"{n} finished trials")
         operator.kill()
         time.sleep(1.0)
         operator.start()
-    cluster.wait_for(lambda: job_status(cluster, "digits-restart").get("phase") in ("Succeeded", "Failed"), 600,
-                     "the job to finish")
+    cluster.wait_for(
+        lambda: job_status(cluster, "digits-restart").get("phase") in ("Succeeded", "Failed"), 600, "the job to finish"
+    )
     status = job_status(cluster, "digits-restart")
     assert status["phase"] == "Succeeded", status
     trials = study_trials(operator, "digits-restart")
@@ -201,8 +224,9 @@ def test_failing_trials_fail_the_job_after_max_failed(cluster, operator, tmp_pat
     doc["spec"]["objective"] = {"metric": "score", "direction": "maximize"}
     doc["spec"].pop("warmStart")
     apply(cluster, doc, tmp_path)
-    cluster.wait_for(lambda: job_status(cluster, "always-fails").get("phase") in ("Succeeded", "Failed"), 180,
-                     "the job to fail")
+    cluster.wait_for(
+        lambda: job_status(cluster, "always-fails").get("phase") in ("Succeeded", "Failed"), 180, "the job to fail"
+    )
     status = job_status(cluster, "always-fails")
     assert status["phase"] == "Failed" and status["reason"] == "MaxFailedTrialsReached"
     assert status["trials"]["failed"] == 3
@@ -218,8 +242,9 @@ def test_deleting_the_job_stops_and_removes_its_trials(cluster, operator, tmp_pa
     cluster.wait_for(lambda: len(trial_pods(cluster, "to-delete")) >= 4, 120, "running trial pods")
     cluster.kubectl("delete", "tj", "to-delete", "-n", NS, "--wait=false")
     cluster.wait_for(lambda: not trial_pods(cluster, "to-delete"), 60, "trial pods to go")
-    cluster.wait_for(lambda: cluster.get("openautoglm.io/v1alpha1/tuningjobs", NS, "to-delete") is None, 60,
-                     "the job to go")
+    cluster.wait_for(
+        lambda: cluster.get("openautoglm.io/v1alpha1/tuningjobs", NS, "to-delete") is None, 60, "the job to go"
+    )
     procs = [p for p in cluster.process_log if p["pod"].startswith("to-delete-t")]
     cluster.wait_for(lambda: all(p.get("exit_code") is not None for p in procs), 30, "worker processes to end")
 
@@ -241,10 +266,20 @@ def apply_unchecked(cluster, doc, tmp_path):
 def test_sdk_kubernetes_backend_submits_and_follows_the_job(cluster, operator, monkeypatch):
     from openautoglm import AutoTrainer
 
-    trainer = AutoTrainer(model_name="mlp", dataset="digits", max_trials=2, epochs=3, workers=2, parallelism=2,
-                          backend="kubernetes", kubeconfig=str(cluster.kubeconfig), poll_seconds=0.5, seed=3,
-                          name="sdk-job",
-                          search_space=[{"name": "lr", "type": "float", "low": 1e-3, "high": 0.05, "log": True}])
+    trainer = AutoTrainer(
+        model_name="mlp",
+        dataset="digits",
+        max_trials=2,
+        epochs=3,
+        workers=2,
+        parallelism=2,
+        backend="kubernetes",
+        kubeconfig=str(cluster.kubeconfig),
+        poll_seconds=0.5,
+        seed=3,
+        name="sdk-job",
+        search_space=[{"name": "lr", "type": "float", "low": 1e-3, "high": 0.05, "log": True}],
+    )
     result = trainer.hyperopt(objective="accuracy", direction="maximize", timeout=600, progress=False)
     assert result.status["phase"] == "Succeeded" and result.status["progress"] == "2/2"
     assert result.best_value > 0.5 and set(result.best_params) == {"lr"}

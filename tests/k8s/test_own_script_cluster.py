@@ -5,6 +5,7 @@ The harness's kubelet plays the image's file system (train.py at /app, nothing e
 claim (a directory holding digits.npz), each bind-mounted in the pod's own mount namespace: the
 trial can only train if the volume the podTemplate asked for is where the program looks.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -13,9 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from test_operator import NS, apply, job_status, trial_pods  # noqa: F401 (fixtures come from conftest)
-from test_operator import operator  # noqa: F401
+from test_operator import (  # noqa: F401 (fixtures come from conftest)
+    NS,
+    apply,
+    job_status,
+    operator,  # noqa: F401
+    trial_pods,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "own-script"
@@ -27,7 +32,7 @@ def test_own_script_reads_its_data_from_a_mounted_volume(cluster, operator, tmp_
     image = doc["spec"]["trial"]["image"]
     image_root = tmp_path / "image-app"
     image_root.mkdir()
-    shutil.copy(EXAMPLE / "train.py", image_root / "train.py")   # the image holds the program only
+    shutil.copy(EXAMPLE / "train.py", image_root / "train.py")  # the image holds the program only
     cluster.kubelet.image_files[image] = {"/app": str(image_root)}
     cluster.kubectl("apply", "-f", str(EXAMPLE / "data-pvc.yaml"))
     cluster.put_in_pvc("digits-data", {"digits.npz": (EXAMPLE / "data" / "digits.npz").read_bytes()})
@@ -35,8 +40,11 @@ def test_own_script_reads_its_data_from_a_mounted_volume(cluster, operator, tmp_
     spec = doc["spec"]
     good = {"lr": 0.05, "momentum": 0.9, "batch-size": 32, "hidden": 64}
     spec["budget"] = {"maxTrials": 3, "parallelism": 1, "maxFailedTrials": 0}
-    spec["warmStart"] = [{"params": good}, {"params": {**good, "lr": 0.1}},
-                         {"params": {"lr": 0.001, "momentum": 0.0, "batch-size": 64, "hidden": 16}}]
+    spec["warmStart"] = [
+        {"params": good},
+        {"params": {**good, "lr": 0.1}},
+        {"params": {"lr": 0.001, "momentum": 0.0, "batch-size": 64, "hidden": 16}},
+    ]
     spec["trial"]["command"] = [a if not a.startswith("--epochs=") else "--epochs=12" for a in spec["trial"]["command"]]
     spec["metrics"]["intervalSeconds"] = 0.5
     t0 = time.monotonic()
@@ -49,13 +57,18 @@ def test_own_script_reads_its_data_from_a_mounted_volume(cluster, operator, tmp_
     assert worker["command"] == ["python", "-m", "openautoglm_trial"] and worker["image"] == image
     assert worker["workingDir"] == "/app"
     assert {"name": "data", "mountPath": "/app/data", "readOnly": True} in worker["volumeMounts"]
-    assert {"name": "data", "persistentVolumeClaim": {"claimName": "digits-data", "readOnly": True}} in pod["spec"]["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "digits-data", "readOnly": True}} in pod["spec"][
+        "volumes"
+    ]
     # limits only in the template: requests equal them, as the API server would default them
-    assert worker["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"},
-                                   "limits": {"cpu": "500m", "memory": "512Mi"}}
+    assert worker["resources"] == {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+    }
 
-    cluster.wait_for(lambda: job_status(cluster, "own-script").get("phase") in ("Succeeded", "Failed"), 400,
-                     "the job to finish")
+    cluster.wait_for(
+        lambda: job_status(cluster, "own-script").get("phase") in ("Succeeded", "Failed"), 400, "the job to finish"
+    )
     status = job_status(cluster, "own-script")
     assert status["phase"] == "Succeeded", status
     states = {t["number"]: t["state"] for t in status["recentTrials"]}

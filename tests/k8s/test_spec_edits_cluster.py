@@ -1,5 +1,6 @@
 """Spec edits of a live TuningJob through `kubectl apply`, as Argo CD or Flux make them, with
 the real operator (the same edits locally: tests/engine/test_spec_edits.py)."""
+
 from __future__ import annotations
 
 import copy
@@ -7,9 +8,17 @@ import sys
 
 import yaml
 from optuna.trial import TrialState
-
-from test_operator import NS, TOY, apply, digits_job, finished, job_status, study_trials, trial_pods  # noqa: F401
-from test_operator import operator  # noqa: F401  (fixtures come from conftest and test_operator)
+from test_operator import (  # noqa: F401
+    NS,
+    TOY,
+    apply,
+    digits_job,
+    finished,
+    job_status,
+    operator,  # noqa: F401  (fixtures come from conftest and test_operator)
+    study_trials,
+    trial_pods,
+)
 
 
 def _generation(cluster, name: str) -> int:
@@ -17,9 +26,14 @@ def _generation(cluster, name: str) -> int:
 
 
 def _wait_terminal(cluster, name: str, generation: int, timeout: float = 400) -> dict:
-    cluster.wait_for(lambda: job_status(cluster, name).get("phase") in ("Succeeded", "Failed")
-                     and job_status(cluster, name).get("observedGeneration") == generation,
-                     timeout, f"{name} to finish generation {generation}")
+    cluster.wait_for(
+        lambda: (
+            job_status(cluster, name).get("phase") in ("Succeeded", "Failed")
+            and job_status(cluster, name).get("observedGeneration") == generation
+        ),
+        timeout,
+        f"{name} to finish generation {generation}",
+    )
     return job_status(cluster, name)
 
 
@@ -37,15 +51,16 @@ def test_digits_max_trials_raised_runs_two_more_and_changed_range_is_refused(clu
     assert _generation(cluster, "digits-edit") == 2
     # What a GitOps pipeline waits on. The status still says Succeeded for generation 1 at this
     # point: kubectl compares the condition's observedGeneration with the new generation.
-    waited = cluster.kubectl("wait", "--for=condition=Succeeded", "tj/digits-edit", "-n", NS, "--timeout=400s",
-                             timeout=420)
+    waited = cluster.kubectl(
+        "wait", "--for=condition=Succeeded", "tj/digits-edit", "-n", NS, "--timeout=400s", timeout=420
+    )
     assert "condition met" in waited.stdout, waited
     status = job_status(cluster, "digits-edit")
     assert status["observedGeneration"] == 2, status
     assert status["phase"] == "Succeeded" and status["reason"] == "MaxTrialsReached", status
     assert status["trials"]["finished"] == 4 and status["progress"] == "4/4"
     trials = study_trials(operator, "digits-edit")
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3]            # exactly 2 more, no duplicate
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # exactly 2 more, no duplicate
     assert {t.number: (t.params, t.value, t.state) for t in trials if t.number < 2} == before
     ready = {c["type"]: c for c in status["conditions"]}
     assert all(c["observedGeneration"] == 2 for c in ready.values())
@@ -58,12 +73,14 @@ def test_digits_max_trials_raised_runs_two_more_and_changed_range_is_refused(clu
     refused = cluster.kubectl("apply", "-f", str(path), check=False)
     assert refused.returncode != 0
     assert "spec.parameters" in refused.stderr and "cannot change on a live job" in refused.stderr, refused.stderr
-    assert _generation(cluster, "digits-edit") == 2                     # nothing was stored
+    assert _generation(cluster, "digits-edit") == 2  # nothing was stored
 
     # The other fields the study depends on are refused the same way, each naming its field.
-    for field, edit in (("spec.objective.direction", lambda s: s["objective"].update(direction="minimize")),
-                        ("spec.algorithm.sampler", lambda s: s["algorithm"].update(sampler="random")),
-                        ("spec.trial.workers", lambda s: s["trial"].update(workers=1))):
+    for field, edit in (
+        ("spec.objective.direction", lambda s: s["objective"].update(direction="minimize")),
+        ("spec.algorithm.sampler", lambda s: s["algorithm"].update(sampler="random")),
+        ("spec.trial.workers", lambda s: s["trial"].update(workers=1)),
+    ):
         changed = copy.deepcopy(doc)
         edit(changed["spec"])
         path.write_text(yaml.safe_dump(changed))
@@ -79,8 +96,10 @@ def test_failed_job_continues_when_max_failed_and_parallelism_are_raised(cluster
     spec["budget"] = {"maxTrials": 6, "parallelism": 1, "maxFailedTrials": 0}
     spec["trial"] = {"command": [sys.executable, TOY], "epochs": 2, "workers": 1}
     spec["metrics"]["collector"] = {"kind": "native"}
-    spec["parameters"] = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0},
-                          {"name": "mode", "type": "categorical", "choices": ["fail"]}]
+    spec["parameters"] = [
+        {"name": "x", "type": "float", "low": 0.0, "high": 1.0},
+        {"name": "mode", "type": "categorical", "choices": ["fail"]},
+    ]
     spec["objective"] = {"metric": "score", "direction": "maximize"}
     spec["algorithm"] = {"sampler": "random", "seed": 1}
     spec["earlyStopping"] = {"pruner": "none"}

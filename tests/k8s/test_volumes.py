@@ -1,4 +1,5 @@
 """The kubelet simulator's volumes: a pod reads a pre-filled PVC and a Secret, through real mounts."""
+
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from test_cluster import NS, create, k8s, phase, pod  # noqa: F401  (k8s: the fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root (as /etc/hosts does)")
@@ -30,31 +30,52 @@ READER = """
 
 
 def secret(name: str, **data: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
 def test_pod_reads_a_prefilled_pvc_and_a_secret_through_mounts(k8s, tmp_path):  # noqa: F811
-    base = f"/kmock-volumes-{uuid.uuid4().hex[:8]}"   # mount points missing on this machine
+    base = f"/kmock-volumes-{uuid.uuid4().hex[:8]}"  # mount points missing on this machine
     create(k8s, secret("hf", token="s3cret"))
-    create(k8s, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "models"},
-                 "data": {"base": "tiny-gpt", "other": "x"}})
+    create(
+        k8s,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "models"},
+            "data": {"base": "tiny-gpt", "other": "x"},
+        },
+    )
     k8s.put_in_pvc("corpus", {"train.txt": "hello from the PVC\n"})
-    mounts = [{"name": "data", "mountPath": f"{base}/data", "readOnly": True},
-              {"name": "results", "mountPath": f"{base}/results"},
-              {"name": "creds", "mountPath": f"{base}/creds"},
-              {"name": "settings", "mountPath": f"{base}/settings"},
-              {"name": "tmp", "mountPath": "/tmp"}]   # hides the pod's directory: it must stay reachable
-    volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "corpus"}},
-               {"name": "results", "persistentVolumeClaim": {"claimName": "results"}},
-               {"name": "creds", "secret": {"secretName": "hf"}},
-               {"name": "settings", "configMap": {"name": "models", "items": [{"key": "base", "path": "model.txt"}]}},
-               {"name": "tmp", "emptyDir": {}}]
-    env = [{"name": "BASE", "value": base},
-           {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
-           {"name": "MODEL", "valueFrom": {"configMapKeyRef": {"name": "models", "key": "base"}}}]
-    create(k8s, pod("reader", READER, env=env, volumes=volumes,
-                    container={"volumeMounts": mounts, "workingDir": f"{base}/data"}))
+    mounts = [
+        {"name": "data", "mountPath": f"{base}/data", "readOnly": True},
+        {"name": "results", "mountPath": f"{base}/results"},
+        {"name": "creds", "mountPath": f"{base}/creds"},
+        {"name": "settings", "mountPath": f"{base}/settings"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]  # hides the pod's directory: it must stay reachable
+    volumes = [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "corpus"}},
+        {"name": "results", "persistentVolumeClaim": {"claimName": "results"}},
+        {"name": "creds", "secret": {"secretName": "hf"}},
+        {"name": "settings", "configMap": {"name": "models", "items": [{"key": "base", "path": "model.txt"}]}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    env = [
+        {"name": "BASE", "value": base},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+        {"name": "MODEL", "valueFrom": {"configMapKeyRef": {"name": "models", "key": "base"}}},
+    ]
+    create(
+        k8s,
+        pod(
+            "reader", READER, env=env, volumes=volumes, container={"volumeMounts": mounts, "workingDir": f"{base}/data"}
+        ),
+    )
     k8s.wait_for(lambda: phase(k8s, "reader") in ("Succeeded", "Failed"), 20, "pod reader to end")
     status = k8s.get("v1/pods", NS, "reader")["status"]
     terminated = status["containerStatuses"][0]["state"]["terminated"]
@@ -72,10 +93,20 @@ def test_pod_reads_a_prefilled_pvc_and_a_secret_through_mounts(k8s, tmp_path):  
 
 
 def test_a_missing_secret_keeps_the_pod_waiting_until_it_exists(k8s):  # noqa: F811
-    create(k8s, pod("waiter", "print('started')", volumes=[{"name": "s", "secret": {"secretName": "late"}}],
-                    container={"volumeMounts": [{"name": "s", "mountPath": "/run/kmock-late"}]}))
-    waiting = lambda: ((k8s.get("v1/pods", NS, "waiter") or {}).get("status", {}).get("containerStatuses")  # noqa: E731
-                       or [{}])[0].get("state", {}).get("waiting", {})
+    create(
+        k8s,
+        pod(
+            "waiter",
+            "print('started')",
+            volumes=[{"name": "s", "secret": {"secretName": "late"}}],
+            container={"volumeMounts": [{"name": "s", "mountPath": "/run/kmock-late"}]},
+        ),
+    )
+
+    def waiting():
+        statuses = (k8s.get("v1/pods", NS, "waiter") or {}).get("status", {}).get("containerStatuses")
+        return (statuses or [{}])[0].get("state", {}).get("waiting", {})
+
     k8s.wait_for(lambda: "late" in waiting().get("message", ""), 10, "a FailedMount-like wait")
     assert waiting()["reason"] == "ContainerCreating"
     create(k8s, secret("late", k="v"))

@@ -4,6 +4,7 @@ Every worker gets exactly the pod environment: its own loopback address (as a po
 own IP), the same metrics port on all of them, and the HOROVOD_* variables horovodrun would
 set, with rank 0 hosting the rendezvous. No shell is involved anywhere.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,9 +17,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,13 +31,14 @@ sys.path.insert(0, str(TRIAL_IMAGE))
 from openautoglm_trial import contract  # noqa: E402  (the package under test, not installed)
 
 HOROVOD_MISSING = importlib.util.find_spec("horovod") is None
-HOROVOD_SKIP_REASON = ("horovod is not installed (scripts/build-horovod-wheel.sh, then "
-                       "pip install /var/cache/openautoglm/wheels/horovod-0.28.1-*.whl)")
+HOROVOD_SKIP_REASON = (
+    "horovod is not installed (scripts/build-horovod-wheel.sh, then "
+    "pip install /var/cache/openautoglm/wheels/horovod-0.28.1-*.whl)"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "horovod: starts real Horovod workers (skipped without "
-                                       "horovod)")
+    config.addinivalue_line("markers", "horovod: starts real Horovod workers (skipped without horovod)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -87,7 +90,7 @@ class Trial:
     workers: list[Worker]
     ready_seen: dict[int, float] = field(default_factory=dict)
 
-    def start(self, rank0_delay: float = 0.0) -> "Trial":
+    def start(self, rank0_delay: float = 0.0) -> Trial:
         """Start every rank, the highest first (pods start in any order).
 
         Args:
@@ -97,8 +100,12 @@ class Trial:
             if worker.rank == 0 and rank0_delay:
                 time.sleep(rank0_delay)
             worker.process = subprocess.Popen(
-                [sys.executable, "-m", "openautoglm_trial"], env=worker.env,
-                stdout=worker.log_path.open("w"), stderr=subprocess.STDOUT, cwd=worker.env["HOME"])
+                [sys.executable, "-m", "openautoglm_trial"],
+                env=worker.env,
+                stdout=worker.log_path.open("w"),
+                stderr=subprocess.STDOUT,
+                cwd=worker.env["HOME"],
+            )
         return self
 
     def poll_ready(self, timeout: float = 60.0) -> None:
@@ -151,11 +158,20 @@ def _free_port(address: str) -> int:
         return s.getsockname()[1]
 
 
-def worker_envs(size: int, workdir: Path, cache_dir: Path, *, task: str = "digits",
-                params: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
-                epochs: int = 2, seed: int = 7, stopping: dict[str, Any] | None = None,
-                objectives: list[dict[str, str]] | None = None,
-                extra: dict[str, str] | None = None) -> list[Worker]:
+def worker_envs(
+    size: int,
+    workdir: Path,
+    cache_dir: Path,
+    *,
+    task: str = "digits",
+    params: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+    epochs: int = 2,
+    seed: int = 7,
+    stopping: dict[str, Any] | None = None,
+    objectives: list[dict[str, str]] | None = None,
+    extra: dict[str, str] | None = None,
+) -> list[Worker]:
     """Build the pod environment of each rank of one trial.
 
     Args:
@@ -212,8 +228,11 @@ def worker_envs(size: int, workdir: Path, cache_dir: Path, *, task: str = "digit
             env[contract.OBJECTIVE_METRICS] = json.dumps(objectives)
         for key, value in (extra or {}).items():
             env[key] = value.replace("{rank}", str(rank))
-        workers.append(Worker(rank, address, metrics_port, env,
-                              workdir / f"termination-{rank}.json", workdir / f"worker-{rank}.log"))
+        workers.append(
+            Worker(
+                rank, address, metrics_port, env, workdir / f"termination-{rank}.json", workdir / f"worker-{rank}.log"
+            )
+        )
     return workers
 
 

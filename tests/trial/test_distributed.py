@@ -1,4 +1,5 @@
 """Real multi-worker trials: Horovod over Gloo on loopback, no horovodrun, no mocks."""
+
 from __future__ import annotations
 
 import math
@@ -7,15 +8,17 @@ import time
 
 import numpy as np
 import pytest
-from openautoglm_trial import contract
 from prometheus_client.parser import text_string_to_metric_families
+
+from openautoglm_trial import contract
 
 pytestmark = pytest.mark.horovod
 
 
 def test_two_workers_train_on_shards_and_average_gradients(launch, tmp_path):
-    trial = launch(2, epochs=20, params={"lr": 0.005},
-                   extra={contract.SAVE_PARAMS_TO: str(tmp_path / "params-{rank}.npz")})
+    trial = launch(
+        2, epochs=20, params={"lr": 0.005}, extra={contract.SAVE_PARAMS_TO: str(tmp_path / "params-{rank}.npz")}
+    )
     trial.poll_ready()
     codes = trial.wait()
     assert codes == [0, 0], trial.logs()
@@ -75,8 +78,7 @@ def test_metrics_during_training_then_sigterm(launch):
     assert {"accuracy", "loss", "train_loss"} <= set(samples)
     assert 0.0 <= samples["accuracy"] <= 1.0
     assert families[contract.EPOCH_GAUGE].samples[0].value >= 1
-    for gauge in (contract.STEP_GAUGE, contract.LR_GAUGE, contract.GRAD_NORM_GAUGE,
-                  contract.LOSS_GAUGE):
+    for gauge in (contract.STEP_GAUGE, contract.LR_GAUGE, contract.GRAD_NORM_GAUGE, contract.LOSS_GAUGE):
         assert math.isfinite(families[gauge].samples[0].value)
     assert trial.workers[0].get("/healthz")[0] == 200
     assert trial.workers[0].get("/readyz")[0] == 200

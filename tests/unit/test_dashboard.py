@@ -1,4 +1,5 @@
 """The Grafana dashboard only queries metrics that the operator or the trials export."""
+
 import json
 import re
 from pathlib import Path
@@ -11,8 +12,13 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "openau
 
 def exported_names():
     names = set()
-    for metric in (telemetry.RECONCILE_SECONDS, telemetry.OPTUNA_SECONDS, telemetry.TRIALS, telemetry.BEST_VALUE,
-                   telemetry.EVENTS):
+    for metric in (
+        telemetry.RECONCILE_SECONDS,
+        telemetry.OPTUNA_SECONDS,
+        telemetry.TRIALS,
+        telemetry.BEST_VALUE,
+        telemetry.EVENTS,
+    ):
         for family in metric.collect():
             names |= {s.name for s in family.samples} | {family.name}
             if family.type == "histogram":
@@ -29,7 +35,7 @@ def test_every_panel_queries_an_exported_metric():
     assert dash["panels"]
     for panel in dash["panels"]:
         for target in panel["targets"]:
-            expr = re.sub(r"\{[^}]*\}", "", target["expr"])            # label matchers
-            expr = re.sub(r"\b(by|without)\s*\([^)]*\)", "", expr)       # grouping labels
+            expr = re.sub(r"\{[^}]*\}", "", target["expr"])  # label matchers
+            expr = re.sub(r"\b(by|without)\s*\([^)]*\)", "", expr)  # grouping labels
             used = set(re.findall(r"\b(openautoglm_[a-z_]+)", expr))
             assert used and used <= exported, (panel["title"], used - exported)

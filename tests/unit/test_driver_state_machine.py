@@ -9,6 +9,7 @@ rely on: no trial launched twice or under the wrong parameters, none lost, none 
 without workers, the budget respected, a finished job launching nothing, and a second pass right
 after changing nothing.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,20 +34,30 @@ WORKERS = 2
 
 
 def job(max_trials: int = 6, parallelism: int = 2, max_failed: int = 3, timeout: float = 900.0):
-    return validate_document({
-        "apiVersion": "openautoglm.io/v1alpha1", "kind": "TuningJob", "metadata": {"name": "sm"},
-        "spec": {
-            "objective": {"metric": "score", "direction": "maximize"},
-            "budget": {"maxTrials": max_trials, "parallelism": parallelism, "maxFailedTrials": max_failed,
-                       "timeoutSeconds": timeout},
-            "algorithm": {"sampler": "random", "seed": 3},
-            "earlyStopping": {"pruner": "median", "settings": {"n_startup_trials": 1, "n_warmup_steps": 0}},
-            "parameters": [{"name": "x", "type": "float", "low": 0.0, "high": 1.0},
-                           {"name": "mode", "type": "categorical", "choices": ["a", "b"]}],
-            "trial": {"command": ["train"], "epochs": 5, "workers": WORKERS},
-            "metrics": {"collector": {"kind": "native"}},
-        },
-    })
+    return validate_document(
+        {
+            "apiVersion": "openautoglm.io/v1alpha1",
+            "kind": "TuningJob",
+            "metadata": {"name": "sm"},
+            "spec": {
+                "objective": {"metric": "score", "direction": "maximize"},
+                "budget": {
+                    "maxTrials": max_trials,
+                    "parallelism": parallelism,
+                    "maxFailedTrials": max_failed,
+                    "timeoutSeconds": timeout,
+                },
+                "algorithm": {"sampler": "random", "seed": 3},
+                "earlyStopping": {"pruner": "median", "settings": {"n_startup_trials": 1, "n_warmup_steps": 0}},
+                "parameters": [
+                    {"name": "x", "type": "float", "low": 0.0, "high": 1.0},
+                    {"name": "mode", "type": "categorical", "choices": ["a", "b"]},
+                ],
+                "trial": {"command": ["train"], "epochs": 5, "workers": WORKERS},
+                "metrics": {"collector": {"kind": "native"}},
+            },
+        }
+    )
 
 
 class Crash(BaseException):
@@ -67,8 +78,16 @@ class Fuse:
                 raise Crash
 
 
-STUDY_WRITES = ("create_new_trial", "set_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
-                "set_trial_user_attr", "set_trial_system_attr", "set_study_user_attr", "set_study_system_attr")
+STUDY_WRITES = (
+    "create_new_trial",
+    "set_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "set_study_user_attr",
+    "set_study_system_attr",
+)
 
 
 def fused_storage(fuse: Fuse) -> InMemoryStorage:
@@ -89,26 +108,32 @@ class Run:
     """The workers of one trial as a cluster holds them (they outlive a crash of the engine)."""
 
     params: dict[str, Any]
-    ranks: dict[int, str]                       # rank -> phase
+    ranks: dict[int, str]  # rank -> phase
     epoch: int = 0
-    message: str | None = None                  # rank 0's termination message
+    message: str | None = None  # rank 0's termination message
 
 
 class FakeBackend:
     def __init__(self, fuse: Fuse, study_state) -> None:
         self.fuse = fuse
-        self.study_state = study_state          # number -> TrialState, to catch launches of finished trials
+        self.study_state = study_state  # number -> TrialState, to catch launches of finished trials
         self.runs: dict[int, Run] = {}
-        self.launched: dict[int, dict[str, Any]] = {}   # every number ever launched -> its params
+        self.launched: dict[int, dict[str, Any]] = {}  # every number ever launched -> its params
         self.released: set[int] = set()
 
     def observe(self) -> dict[int, TrialObservation]:
         out = {}
         for number, run in self.runs.items():
-            workers = [WorkerObservation(rank, phase, endpoint=f"10.0.0.{number}:9090",
-                                         exit_code=None if phase == RUNNING else (0 if phase == SUCCEEDED else 1),
-                                         termination_message=run.message if rank == 0 else None)
-                       for rank, phase in sorted(run.ranks.items())]
+            workers = [
+                WorkerObservation(
+                    rank,
+                    phase,
+                    endpoint=f"10.0.0.{number}:9090",
+                    exit_code=None if phase == RUNNING else (0 if phase == SUCCEEDED else 1),
+                    termination_message=run.message if rank == 0 else None,
+                )
+                for rank, phase in sorted(run.ranks.items())
+            ]
             out[number] = TrialObservation(number, workers, WORKERS)
         return out
 
@@ -122,7 +147,7 @@ class FakeBackend:
         self.launched[number] = dict(params)
         run = self.runs.setdefault(number, Run(dict(params), {}))
         for rank in range(WORKERS):
-            run.ranks.setdefault(rank, RUNNING)       # a worker that exists is kept
+            run.ranks.setdefault(rank, RUNNING)  # a worker that exists is kept
 
     def stop(self, number: int, reason: str) -> None:
         self.fuse.write()
@@ -159,11 +184,23 @@ def score(params: dict[str, Any], epoch: int) -> float:
 def snapshot(study: optuna.Study, backend: FakeBackend) -> Any:
     """Everything a pass may change, but the mark that a launched trial's workers were seen: a
     pass launches, the next one marks (a cluster's pod list may lag behind the create)."""
-    trials = [(t.number, t.state, t.values, t.params,
-               {k: v for k, v in t.user_attrs.items() if k != attrs.TRIAL_LAUNCHED}, t.intermediate_values)
-              for t in study.get_trials(deepcopy=True)]
-    return trials, dict(study.user_attrs), json.dumps({n: dataclasses.asdict(r) for n, r in backend.runs.items()},
-                                                      sort_keys=True), sorted(backend.released)
+    trials = [
+        (
+            t.number,
+            t.state,
+            t.values,
+            t.params,
+            {k: v for k, v in t.user_attrs.items() if k != attrs.TRIAL_LAUNCHED},
+            t.intermediate_values,
+        )
+        for t in study.get_trials(deepcopy=True)
+    ]
+    return (
+        trials,
+        dict(study.user_attrs),
+        json.dumps({n: dataclasses.asdict(r) for n, r in backend.runs.items()}, sort_keys=True),
+        sorted(backend.released),
+    )
 
 
 class DriverMachine(RuleBasedStateMachine):
@@ -184,12 +221,23 @@ class DriverMachine(RuleBasedStateMachine):
     def _load(self, create: bool = False) -> optuna.Study:
         make = optuna.create_study if create else optuna.load_study
         kwargs = {"direction": "maximize"} if create else {}
-        return make(study_name="sm", storage=self.storage, sampler=samplers.build_sampler(self.job.spec),
-                    pruner=pruners.build_pruner(self.job.spec), **kwargs)
+        return make(
+            study_name="sm",
+            storage=self.storage,
+            sampler=samplers.build_sampler(self.job.spec),
+            pruner=pruners.build_pruner(self.job.spec),
+            **kwargs,
+        )
 
     def _driver(self) -> Driver:
-        return Driver(self.job, self.study, self.backend, metrics=FakeMetrics(self.backend), clock=lambda: self.now,
-                      save_every=30.0)
+        return Driver(
+            self.job,
+            self.study,
+            self.backend,
+            metrics=FakeMetrics(self.backend),
+            clock=lambda: self.now,
+            save_every=30.0,
+        )
 
     def _restart(self) -> None:
         """What a restarted engine has: the study and the backend's workers, nothing else."""
@@ -207,14 +255,17 @@ class DriverMachine(RuleBasedStateMachine):
         except Crash:
             self._restart()
         self.fuse.left = None
-        result = self.driver.step()       # the pass after a crash (or simply the next one) completes
+        result = self.driver.step()  # the pass after a crash (or simply the next one) completes
         self._check_after_pass(result, running_before)
         before = snapshot(self.study, self.backend)
         again = self.driver.step()
         assert snapshot(self.study, self.backend) == before, "a second pass right after changed something"
         assert again.done == result.done
-        assert all(t.user_attrs.get(attrs.TRIAL_LAUNCHED) for t in self.study.get_trials(deepcopy=False)
-                   if t.state == TrialState.RUNNING), "running trials whose workers were seen are marked launched"
+        assert all(
+            t.user_attrs.get(attrs.TRIAL_LAUNCHED)
+            for t in self.study.get_trials(deepcopy=False)
+            if t.state == TrialState.RUNNING
+        ), "running trials whose workers were seen are marked launched"
 
     def _check_after_pass(self, result, running_before: set[int]) -> None:
         trials = self.study.get_trials(deepcopy=False)
@@ -241,8 +292,11 @@ class DriverMachine(RuleBasedStateMachine):
         counts = result.status.counts
         by_state = {s: sum(t.state == s for t in trials) for s in TrialState}
         assert (counts["running"], counts["completed"], counts["pruned"], counts["failed"]) == (
-            by_state[TrialState.RUNNING], by_state[TrialState.COMPLETE], by_state[TrialState.PRUNED],
-            by_state[TrialState.FAIL])
+            by_state[TrialState.RUNNING],
+            by_state[TrialState.COMPLETE],
+            by_state[TrialState.PRUNED],
+            by_state[TrialState.FAIL],
+        )
         values = [t.value for t in trials if t.state == TrialState.COMPLETE]
         assert (result.status.best or {}).get("value") == (max(values) if values else None)
         assert [r["number"] for r in result.status.recent] == [t.number for t in trials][-10:]
@@ -278,9 +332,15 @@ class DriverMachine(RuleBasedStateMachine):
             return
         run.ranks = {r: SUCCEEDED for r in run.ranks}
         if how == "completed":
-            run.message = json.dumps({"status": "completed", "metrics": {"score": value}, "best": {"score": value},
-                                      "history": {"score": [score(run.params, e) for e in range(1, epochs + 1)]},
-                                      "epochs": epochs})
+            run.message = json.dumps(
+                {
+                    "status": "completed",
+                    "metrics": {"score": value},
+                    "best": {"score": value},
+                    "history": {"score": [score(run.params, e) for e in range(1, epochs + 1)]},
+                    "epochs": epochs,
+                }
+            )
             self.told[number] = value
         elif how == "stopped":
             run.message = json.dumps({"status": "stopped", "reason": "diverged: loss is nan"})
@@ -294,7 +354,7 @@ class DriverMachine(RuleBasedStateMachine):
         if number is None:
             return
         if all_of_them:
-            del self.backend.runs[number]                     # a node's pods evicted: results gone too
+            del self.backend.runs[number]  # a node's pods evicted: results gone too
             self.told.pop(number, None)
         else:
             self.backend.runs[number].ranks.pop(WORKERS - 1, None)
@@ -306,8 +366,12 @@ class DriverMachine(RuleBasedStateMachine):
     @rule(more=st.integers(1, 3), parallelism=st.integers(1, 3))
     def budget_raised(self, more: int, parallelism: int) -> None:
         b = self.job.spec.budget
-        edited = job(max_trials=b.max_trials + more, parallelism=parallelism, max_failed=b.max_failed_trials + 1,
-                     timeout=b.timeout_seconds + 600)
+        edited = job(
+            max_trials=b.max_trials + more,
+            parallelism=parallelism,
+            max_failed=b.max_failed_trials + 1,
+            timeout=b.timeout_seconds + 600,
+        )
         self.driver.apply(edited)
         self.job = edited
 
@@ -316,6 +380,7 @@ class DriverMachine(RuleBasedStateMachine):
         assert len(self.backend.launched) <= self.job.spec.budget.max_trials
 
 
-DriverMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=25, deadline=None,
-                                           suppress_health_check=[HealthCheck.too_slow])
+DriverMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TestDriverStateMachine = DriverMachine.TestCase

@@ -1,4 +1,6 @@
-"""The house rules (pyproject.toml [tool.ruff]) hold for the shipped code: lint and format."""
+"""The house rules (pyproject.toml [tool.ruff]) hold for the whole repository: lint and format
+(the shipped code, the tests and their harness, the benchmarks, the examples)."""
+
 import shutil
 import subprocess
 import sys
@@ -7,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ["operator", "trial_image"]
+CODE = ["."]
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess:

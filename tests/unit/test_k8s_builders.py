@@ -1,34 +1,55 @@
 """Pure manifest builders: valid Kubernetes objects that meet the restricted Pod Security Standard."""
+
 import datetime as dt
 import json
 
 import kubernetes_validate
 import pytest
-
-from openautoglm.k8s import builders
-from openautoglm.engine.status import JobStatus
-from openautoglm.validation import validate_document
-
 from helpers import digits_job
 
+from openautoglm.engine.status import JobStatus
+from openautoglm.k8s import builders
+from openautoglm.validation import validate_document
+
 K8S_VERSION = "1.33"
-BODY = {"apiVersion": "openautoglm.io/v1alpha1", "kind": "TuningJob",
-        "metadata": {"name": "digits-test", "namespace": "ml", "uid": "0f4c-uid"}}
+BODY = {
+    "apiVersion": "openautoglm.io/v1alpha1",
+    "kind": "TuningJob",
+    "metadata": {"name": "digits-test", "namespace": "ml", "uid": "0f4c-uid"},
+}
 
 
 def job(workers):
     doc = digits_job()
     doc["spec"]["trial"]["workers"] = workers
-    doc["spec"]["parameters"].append({"name": "tag", "type": "categorical", "choices": ["$(touch /tmp/pwned)", "; rm -rf ~"]})
+    doc["spec"]["parameters"].append(
+        {"name": "tag", "type": "categorical", "choices": ["$(touch /tmp/pwned)", "; rm -rf ~"]}
+    )
     return validate_document(doc)
 
 
-ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
-                   "secret"}
-SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-                "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-                "net.ipv4.tcp_keepalive_probes"}
+ALLOWED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
 SELINUX_TYPES = {None, "", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
 
 
@@ -47,7 +68,7 @@ def assert_restricted(pod):
     spec, annotations = pod["spec"], pod["metadata"].get("annotations", {})
     assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
     for v in spec.get("volumes", []):
-        assert set(v) - {"name"} <= ALLOWED_VOLUMES, v   # no hostPath either
+        assert set(v) - {"name"} <= ALLOWED_VOLUMES, v  # no hostPath either
     pod_sc = spec.get("securityContext", {})
     _assert_restricted_context(pod_sc, "pod")
     assert {s["name"] for s in pod_sc.get("sysctls", [])} <= SAFE_SYSCTLS
@@ -94,7 +115,9 @@ def test_worker_pods_are_valid_restricted_and_wired_for_horovod(workers):
         assert env["HOROVOD_RANK"]["value"] == str(rank) and env["HOROVOD_SIZE"]["value"] == str(workers)
         assert env["HOROVOD_GLOO_RENDEZVOUS_ADDR"]["value"] == "digits-test-t7-w0.digits-test-t7.ml.svc"
         assert env["OPENAUTOGLM_BIND_ADDRESS"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
-        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert (
+            c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        )
         assert c["resources"] == j.spec.trial.resources.model_dump() and c["resources"]["limits"]["memory"]
         assert c["terminationMessagePath"] == "/dev/termination-log"
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
@@ -102,22 +125,36 @@ def test_worker_pods_are_valid_restricted_and_wired_for_horovod(workers):
 
 
 def _status(n_trials):
-    recent = [{"number": i, "state": "Completed", "params": {"lr": 0.1, "hidden": 64}, "value": 0.9} for i in range(n_trials)]
-    return JobStatus(phase="Running", reason=None, message=None,
-                     counts={"running": 2, "completed": n_trials, "pruned": 0, "failed": 0, "finished": n_trials, "max": 10_000},
-                     best=recent[0], pareto=[], recent=recent[-10:], elapsed_seconds=3.0, remaining_seconds=None)
+    recent = [
+        {"number": i, "state": "Completed", "params": {"lr": 0.1, "hidden": 64}, "value": 0.9} for i in range(n_trials)
+    ]
+    return JobStatus(
+        phase="Running",
+        reason=None,
+        message=None,
+        counts={"running": 2, "completed": n_trials, "pruned": 0, "failed": 0, "finished": n_trials, "max": 10_000},
+        best=recent[0],
+        pareto=[],
+        recent=recent[-10:],
+        elapsed_seconds=3.0,
+        remaining_seconds=None,
+    )
 
 
 def test_status_size_does_not_grow_with_trials():
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    small = builders.build_resource_status(_status(10), previous=None, generation=1, start_time="x", now=now, storage="s")
-    large = builders.build_resource_status(_status(10_000), previous=None, generation=1, start_time="x", now=now, storage="s")
-    assert len(json.dumps(large)) - len(json.dumps(small)) < 80   # only numbers grow by a few digits
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    small = builders.build_resource_status(
+        _status(10), previous=None, generation=1, start_time="x", now=now, storage="s"
+    )
+    large = builders.build_resource_status(
+        _status(10_000), previous=None, generation=1, start_time="x", now=now, storage="s"
+    )
+    assert len(json.dumps(large)) - len(json.dumps(small)) < 80  # only numbers grow by a few digits
     assert large["progress"] == "10000/10000"
 
 
 def test_conditions_keep_transition_times_until_they_change():
-    t1 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    t1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     t2 = t1 + dt.timedelta(minutes=5)
     first = builders.build_conditions(None, "Running", None, None, 1, t1)
     same = builders.build_conditions(first, "Running", None, None, 1, t2)
@@ -127,25 +164,30 @@ def test_conditions_keep_transition_times_until_they_change():
     assert done["Succeeded"]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
     assert done["Running"]["status"] == "False" and done["Reconciling"]["status"] == "False"
     assert done["Ready"]["status"] == "True" and done["Ready"]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
-    assert done["Stalled"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"   # False all along
+    assert done["Stalled"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"  # False all along
 
 
 def _conditions(phase, reason=None, refused=None):
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    return {c["type"]: (c["status"], c["reason"])
-            for c in builders.build_conditions(None, phase, reason, "m", 3, now, refused=refused)}
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    return {
+        c["type"]: (c["status"], c["reason"])
+        for c in builders.build_conditions(None, phase, reason, "m", 3, now, refused=refused)
+    }
 
 
-@pytest.mark.parametrize(("phase", "reason", "refused", "true"), [
-    ("Pending", None, None, {"Reconciling", "Running"}),
-    ("Running", None, None, {"Reconciling", "Running"}),
-    ("Succeeded", "MaxTrialsReached", None, {"Ready", "Succeeded"}),
-    ("Failed", "MaxFailedTrialsReached", None, {"Stalled", "Failed"}),
-    ("Invalid", "InvalidSpec", None, {"Stalled", "Failed"}),
-    # A refused edit: the job runs on with its old spec, and GitOps sees it stalled.
-    ("Running", None, "spec.parameters changed", {"Stalled", "Running"}),
-    ("Succeeded", "MaxTrialsReached", "spec.parameters changed", {"Stalled", "Succeeded"}),
-])
+@pytest.mark.parametrize(
+    ("phase", "reason", "refused", "true"),
+    [
+        ("Pending", None, None, {"Reconciling", "Running"}),
+        ("Running", None, None, {"Reconciling", "Running"}),
+        ("Succeeded", "MaxTrialsReached", None, {"Ready", "Succeeded"}),
+        ("Failed", "MaxFailedTrialsReached", None, {"Stalled", "Failed"}),
+        ("Invalid", "InvalidSpec", None, {"Stalled", "Failed"}),
+        # A refused edit: the job runs on with its old spec, and GitOps sees it stalled.
+        ("Running", None, "spec.parameters changed", {"Stalled", "Running"}),
+        ("Succeeded", "MaxTrialsReached", "spec.parameters changed", {"Stalled", "Succeeded"}),
+    ],
+)
 def test_kstatus_conditions(phase, reason, refused, true):
     conditions = _conditions(phase, reason, refused)
     assert list(conditions) == list(builders.CONDITION_TYPES)
@@ -158,8 +200,10 @@ def test_kstatus_conditions(phase, reason, refused, true):
 
 # ----------------------------------------------------------------------------- reading a pod back
 def _pod_with(statuses: list[dict], phase: str = "Running") -> dict:
-    return {"metadata": {"name": "j-t0-w1", "labels": {"openautoglm.io/rank": "1"}},
-            "status": {"phase": phase, "podIP": "10.0.0.7", "containerStatuses": statuses}}
+    return {
+        "metadata": {"name": "j-t0-w1", "labels": {"openautoglm.io/rank": "1"}},
+        "status": {"phase": phase, "podIP": "10.0.0.7", "containerStatuses": statuses},
+    }
 
 
 def test_a_rank_is_read_from_the_trial_container_not_a_sidecar() -> None:
@@ -181,11 +225,12 @@ def test_a_rank_is_read_from_the_trial_container_not_a_sidecar() -> None:
 
 
 def test_the_status_is_written_on_a_change_not_on_every_tick_of_the_clock():
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    written = builders.build_resource_status(_status(10), previous=None, generation=1, start_time="x", now=now,
-                                             storage="s")
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    written = builders.build_resource_status(
+        _status(10), previous=None, generation=1, start_time="x", now=now, storage="s"
+    )
     assert builders.status_worth_writing(None, written, 10)
     later = {**written, "elapsedSeconds": written["elapsedSeconds"] + 4.0}
-    assert not builders.status_worth_writing(written, later, 10)            # only the clock moved
+    assert not builders.status_worth_writing(written, later, 10)  # only the clock moved
     assert builders.status_worth_writing(written, {**later, "elapsedSeconds": written["elapsedSeconds"] + 10}, 10)
     assert builders.status_worth_writing(written, {**later, "progress": "11/10000"}, 10)

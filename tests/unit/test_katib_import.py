@@ -3,6 +3,7 @@
 The vendored examples (tests/data/katib, Katib commit 33c8ff4) each have the exact set of paths the
 converter cannot map; every converted job must pass our validation and the CRD's admission.
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,27 +47,48 @@ EXAMPLES: dict[str, tuple[set[str], bool]] = {
     "kubeflow-trainer/trainjob-pytorch.yaml": ({f"{TRIAL_SPEC}.kind"}, False),
     "kubeflow-training-operator/mpijob-horovod.yaml": (set(), True),
     "kubeflow-training-operator/pytorchjob-mnist.yaml": (
-        {f"{TRIAL_SPEC}.spec.pytorchReplicaSpecs.Master.restartPolicy",
-         f"{TRIAL_SPEC}.spec.pytorchReplicaSpecs.Worker.restartPolicy"}, True),
+        {
+            f"{TRIAL_SPEC}.spec.pytorchReplicaSpecs.Master.restartPolicy",
+            f"{TRIAL_SPEC}.spec.pytorchReplicaSpecs.Worker.restartPolicy",
+        },
+        True,
+    ),
     "kubeflow-training-operator/tfjob-mnist-with-summaries.yaml": (
-        {"spec.metricsCollectorSpec.collector.kind", f"{TRIAL_SPEC}.kind"}, False),
+        {"spec.metricsCollectorSpec.collector.kind", f"{TRIAL_SPEC}.kind"},
+        False,
+    ),
     "kubeflow-training-operator/xgboostjob-lightgbm.yaml": (
-        {"spec.objective.objectiveMetricName", "spec.objective.additionalMetricNames[0]",
-         "spec.objective.additionalMetricNames[1]", "spec.objective.additionalMetricNames[2]",
-         f"{TRIAL_SPEC}.kind"}, False),
+        {
+            "spec.objective.objectiveMetricName",
+            "spec.objective.additionalMetricNames[0]",
+            "spec.objective.additionalMetricNames[1]",
+            "spec.objective.additionalMetricNames[2]",
+            f"{TRIAL_SPEC}.kind",
+        },
+        False,
+    ),
     "metrics-collector/custom-metrics-collector.yaml": ({"spec.metricsCollectorSpec.collector.kind"}, True),
     "metrics-collector/file-metrics-collector.yaml": (set(), True),
     "metrics-collector/file-metrics-collector-with-json-format.yaml": (set(), True),
     "metrics-collector/metrics-collection-strategy.yaml": (set(), True),
     "nas/enas-cpu.yaml": (
-        {"spec.nasConfig", "spec.parameters", "spec.algorithm.algorithmName",
-         "spec.trialTemplate.trialParameters[0].reference", "spec.trialTemplate.trialParameters[1].reference"}, False),
+        {
+            "spec.nasConfig",
+            "spec.parameters",
+            "spec.algorithm.algorithmName",
+            "spec.trialTemplate.trialParameters[0].reference",
+            "spec.trialTemplate.trialParameters[1].reference",
+        },
+        False,
+    ),
     "resume-experiment/from-volume-resume.yaml": ({"spec.resumePolicy"}, True),
     "resume-experiment/long-running-resume.yaml": ({"spec.resumePolicy"}, True),
     "trial-template/trial-configmap-source.yaml": ({"spec.trialTemplate.configMap"}, False),
     "trial-template/trial-metadata-substitution.yaml": (
         {f"spec.trialTemplate.trialParameters[{i}].reference" for i in range(2, 8)}
-        | {f"{JOB_POD}.containers[0].env[{i}].value" for i in range(6)}, True),
+        | {f"{JOB_POD}.containers[0].env[{i}].value" for i in range(6)},
+        True,
+    ),
 }
 
 
@@ -108,8 +130,10 @@ def experiment(**spec: Any) -> dict[str, Any]:
             ],
             "trialTemplate": {
                 "primaryContainerName": "training-container",
-                "trialParameters": [{"name": "learningRate", "reference": "lr"},
-                                    {"name": "momentum", "reference": "momentum"}],
+                "trialParameters": [
+                    {"name": "learningRate", "reference": "lr"},
+                    {"name": "momentum", "reference": "momentum"},
+                ],
                 "trialSpec": job_spec(),
             },
         },
@@ -119,12 +143,25 @@ def experiment(**spec: Any) -> dict[str, Any]:
 
 
 def job_spec(container: dict[str, Any] | None = None, **pod: Any) -> dict[str, Any]:
-    c = container if container is not None else {
-        "name": "training-container", "image": "train:1",
-        "command": ["python3", "train.py", "--lr=${trialParameters.learningRate}",
-                    "--momentum=${trialParameters.momentum}"]}
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "spec": {"template": {"spec": {"containers": [c], "restartPolicy": "Never", **pod}}}}
+    c = (
+        container
+        if container is not None
+        else {
+            "name": "training-container",
+            "image": "train:1",
+            "command": [
+                "python3",
+                "train.py",
+                "--lr=${trialParameters.learningRate}",
+                "--momentum=${trialParameters.momentum}",
+            ],
+        }
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {"template": {"spec": {"containers": [c], "restartPolicy": "Never", **pod}}},
+    }
 
 
 def with_container(**fields: Any) -> dict[str, Any]:
@@ -141,8 +178,12 @@ def with_pod(**pod: Any) -> dict[str, Any]:
 
 
 def with_algorithm(name: str, **settings: Any) -> dict[str, Any]:
-    return experiment(algorithm={"algorithmName": name,
-                                 "algorithmSettings": [{"name": k, "value": str(v)} for k, v in settings.items()]})
+    return experiment(
+        algorithm={
+            "algorithmName": name,
+            "algorithmSettings": [{"name": k, "value": str(v)} for k, v in settings.items()],
+        }
+    )
 
 
 def with_parameter(**p: Any) -> dict[str, Any]:
@@ -180,17 +221,26 @@ def test_vendored_example(name: str) -> None:
 def test_random_example_exactly() -> None:
     c = convert(load("hp-tuning/random.yaml"))
     assert c.job == {
-        "apiVersion": "openautoglm.io/v1alpha1", "kind": "TuningJob",
+        "apiVersion": "openautoglm.io/v1alpha1",
+        "kind": "TuningJob",
         "metadata": {"name": "random", "namespace": "kubeflow"},
         "spec": {
             "objective": {"metric": "loss", "direction": "minimize", "target": 0.001},
             "budget": {"maxTrials": 12, "parallelism": 3, "maxFailedTrials": 2},
             "algorithm": {"sampler": "random"},
-            "parameters": [{"name": "lr", "type": "float", "low": 0.01, "high": 0.05},
-                           {"name": "momentum", "type": "float", "low": 0.5, "high": 0.9}],
+            "parameters": [
+                {"name": "lr", "type": "float", "low": 0.01, "high": 0.05},
+                {"name": "momentum", "type": "float", "low": 0.5, "high": 0.9},
+            ],
             "trial": {
-                "command": ["python3", "/opt/pytorch-mnist/mnist.py", "--epochs=1", "--batch-size=16",
-                            "--lr=${trialParameters.lr}", "--momentum=${trialParameters.momentum}"],
+                "command": [
+                    "python3",
+                    "/opt/pytorch-mnist/mnist.py",
+                    "--epochs=1",
+                    "--batch-size=16",
+                    "--lr=${trialParameters.lr}",
+                    "--momentum=${trialParameters.momentum}",
+                ],
                 "image": "ghcr.io/kubeflow/katib/pytorch-mnist-cpu:latest",
                 "workers": 1,
                 "resources": {"limits": {"memory": "1Gi", "cpu": "0.5"}},
@@ -206,8 +256,10 @@ def test_vendored_examples_keep_their_algorithm() -> None:
         return convert(load(name)).job["spec"]["algorithm"]
 
     assert alg("hp-tuning/tpe.yaml") == {"sampler": "tpe", "settings": {"multivariate": False, "constant_liar": True}}
-    assert alg("hp-tuning/multivariate-tpe.yaml") == {"sampler": "tpe",
-                                                      "settings": {"multivariate": True, "constant_liar": True}}
+    assert alg("hp-tuning/multivariate-tpe.yaml") == {
+        "sampler": "tpe",
+        "settings": {"multivariate": True, "constant_liar": True},
+    }
     assert alg("hp-tuning/bayesian-optimization.yaml") == {"sampler": "gp", "seed": 10}
     assert alg("hp-tuning/cma-es.yaml") == {"sampler": "cmaes"}
     assert alg("hp-tuning/sobol.yaml") == {"sampler": "qmc", "settings": {"qmc_type": "sobol"}}
@@ -216,15 +268,21 @@ def test_vendored_examples_keep_their_algorithm() -> None:
 
 def test_file_and_json_collectors_of_the_examples() -> None:
     mc = convert(load("metrics-collector/file-metrics-collector.yaml")).job["spec"]["metrics"]["collector"]
-    assert mc == {"kind": "file", "path": "/katib/mnist.log", "format": "text",
-                  "filter": r"{metricName: ([\w|-]+), metricValue: ((-?\d+)(\.\d+)?)}"}
+    assert mc == {
+        "kind": "file",
+        "path": "/katib/mnist.log",
+        "format": "text",
+        "filter": r"{metricName: ([\w|-]+), metricValue: ((-?\d+)(\.\d+)?)}",
+    }
     mc = convert(load("early-stopping/median-stop-with-json-format.yaml")).job["spec"]["metrics"]["collector"]
     assert mc == {"kind": "file", "path": "/katib/mnist.json", "format": "json"}
 
 
 def _admission() -> Any:
     pytest.importorskip("celpy")
-    spec = importlib.util.spec_from_file_location("katib_test_admission", REPO / "tests" / "k8s" / "harness" / "admission.py")
+    spec = importlib.util.spec_from_file_location(
+        "katib_test_admission", REPO / "tests" / "k8s" / "harness" / "admission.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -252,14 +310,21 @@ def test_converted_examples_pass_the_crd_admission(name: str) -> None:
 
 # ============================================================================= objective
 def test_objective() -> None:
-    exp = experiment(objective={"type": "maximize", "goal": "0.99", "objectiveMetricName": "Validation-accuracy",
-                                "additionalMetricNames": ["loss", "train.acc"],
-                                "metricStrategies": [{"name": "loss", "value": "latest"},
-                                                     {"name": "Validation-accuracy", "value": "max"}]})
+    exp = experiment(
+        objective={
+            "type": "maximize",
+            "goal": "0.99",
+            "objectiveMetricName": "Validation-accuracy",
+            "additionalMetricNames": ["loss", "train.acc"],
+            "metricStrategies": [{"name": "loss", "value": "latest"}, {"name": "Validation-accuracy", "value": "max"}],
+        }
+    )
     c = convert(exp)
     assert c.complete
     assert c.job["spec"]["objective"] == {
-        "metric": "Validation-accuracy", "direction": "maximize", "target": 0.99,
+        "metric": "Validation-accuracy",
+        "direction": "maximize",
+        "target": 0.99,
         "additionalMetrics": ["loss", "train.acc"],
         # Katib's defaulter gives additional metrics the objective's min/max, not latest.
         "metricStrategies": {"loss": "latest", "Validation-accuracy": "max", "train.acc": "max"},
@@ -271,27 +336,41 @@ def test_objective() -> None:
 def test_objective_without_goal_and_bad_names() -> None:
     c = convert(experiment(objective={"type": "minimize", "objectiveMetricName": "loss"}))
     assert c.job["spec"]["objective"] == {"metric": "loss", "direction": "minimize"}
-    c = convert(experiment(objective={"type": "minimize", "objectiveMetricName": "valid auc",
-                                      "metricStrategies": [{"name": "other", "value": "min"},
-                                                           {"name": "loss2", "value": "median"}]}))
-    assert paths(c) == {"spec.objective.objectiveMetricName", "spec.objective.metricStrategies[0].name",
-                        "spec.objective.metricStrategies[1].value"}
+    c = convert(
+        experiment(
+            objective={
+                "type": "minimize",
+                "objectiveMetricName": "valid auc",
+                "metricStrategies": [{"name": "other", "value": "min"}, {"name": "loss2", "value": "median"}],
+            }
+        )
+    )
+    assert paths(c) == {
+        "spec.objective.objectiveMetricName",
+        "spec.objective.metricStrategies[0].name",
+        "spec.objective.metricStrategies[1].value",
+    }
     c = convert(experiment(objective={"type": "best", "objectiveMetricName": "loss"}))
     assert paths(c) == {"spec.objective.type"}
 
 
 # ============================================================================= parameters
 def test_parameter_types() -> None:
-    exp = experiment(parameters=[
-        {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "0.05", "step": "0.01"}},
-        {"name": "num-layers", "parameterType": "int", "feasibleSpace": {"min": "2", "max": "5"}},
-        {"name": "batch", "parameterType": "int", "feasibleSpace": {"min": 16, "max": 64, "step": "16"}},
-        {"name": "optimizer", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam"]}},
-        {"name": "units", "parameterType": "discrete", "feasibleSpace": {"list": ["32", "64", "0.5"]}},
-    ])
+    exp = experiment(
+        parameters=[
+            {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "0.05", "step": "0.01"}},
+            {"name": "num-layers", "parameterType": "int", "feasibleSpace": {"min": "2", "max": "5"}},
+            {"name": "batch", "parameterType": "int", "feasibleSpace": {"min": 16, "max": 64, "step": "16"}},
+            {"name": "optimizer", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam"]}},
+            {"name": "units", "parameterType": "discrete", "feasibleSpace": {"list": ["32", "64", "0.5"]}},
+        ]
+    )
     exp["spec"]["trialTemplate"]["trialParameters"] = [{"name": "learningRate", "reference": "lr"}]
     exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
-        "python3", "train.py", "--lr=${trialParameters.learningRate}"]
+        "python3",
+        "train.py",
+        "--lr=${trialParameters.learningRate}",
+    ]
     c = convert(exp)
     assert c.complete, c.unmapped
     assert c.job["spec"]["parameters"] == [
@@ -306,32 +385,45 @@ def test_parameter_types() -> None:
 
 
 def test_log_uniform_becomes_log() -> None:
-    c = convert(with_parameter(parameterType="double",
-                               feasibleSpace={"min": "0.0001", "max": "0.1", "distribution": "logUniform"}))
+    c = convert(
+        with_parameter(
+            parameterType="double", feasibleSpace={"min": "0.0001", "max": "0.1", "distribution": "logUniform"}
+        )
+    )
     assert c.job["spec"]["parameters"][0] == {"name": "lr", "type": "float", "low": 0.0001, "high": 0.1, "log": True}
     assert c.complete
     valid(c.job)
 
 
 def test_log_uniform_with_a_step_drops_the_step() -> None:
-    c = convert(with_parameter(parameterType="double",
-                               feasibleSpace={"min": "0.001", "max": "0.1", "step": "0.001", "distribution": "logUniform"}))
+    c = convert(
+        with_parameter(
+            parameterType="double",
+            feasibleSpace={"min": "0.001", "max": "0.1", "step": "0.001", "distribution": "logUniform"},
+        )
+    )
     assert c.job["spec"]["parameters"][0] == {"name": "lr", "type": "float", "low": 0.001, "high": 0.1, "log": True}
     assert any("step 0.001 dropped" in n for n in c.notes)
     valid(c.job)
 
 
 def test_log_uniform_needs_a_positive_min() -> None:
-    c = convert(with_parameter(parameterType="double", feasibleSpace={"min": "0", "max": "1", "distribution": "logUniform"}))
+    c = convert(
+        with_parameter(parameterType="double", feasibleSpace={"min": "0", "max": "1", "distribution": "logUniform"})
+    )
     assert paths(c) == {"spec.parameters[0].feasibleSpace.distribution"}
 
 
 def test_normal_and_log_normal_are_approximated() -> None:
-    c = convert(with_parameter(parameterType="double", feasibleSpace={"min": "0.01", "max": "0.05", "distribution": "normal"}))
+    c = convert(
+        with_parameter(parameterType="double", feasibleSpace={"min": "0.01", "max": "0.05", "distribution": "normal"})
+    )
     assert c.complete
     assert c.job["spec"]["parameters"][0] == {"name": "lr", "type": "float", "low": 0.01, "high": 0.05}
     assert any("normal approximated by uniform" in n for n in c.notes)
-    c = convert(with_parameter(parameterType="int", feasibleSpace={"min": "32", "max": "64", "distribution": "logNormal"}))
+    c = convert(
+        with_parameter(parameterType="int", feasibleSpace={"min": "32", "max": "64", "distribution": "logNormal"})
+    )
     assert c.complete
     assert c.job["spec"]["parameters"][0] == {"name": "lr", "type": "int", "low": 32, "high": 64, "log": True}
     assert any("logNormal approximated by log-uniform" in n for n in c.notes)
@@ -343,16 +435,39 @@ def test_equal_bounds_become_a_fixed_parameter() -> None:
     valid(c.job)
 
 
-@pytest.mark.parametrize("param, path", [
-    ({"name": "2lr", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}, "spec.parameters[0].name"),
-    ({"name": "lr", "parameterType": "float", "feasibleSpace": {"min": "0", "max": "1"}}, "spec.parameters[0].parameterType"),
-    ({"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "x", "max": "1"}}, "spec.parameters[0].feasibleSpace.min"),
-    ({"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "2", "max": "1"}}, "spec.parameters[0].feasibleSpace.max"),
-    ({"name": "lr", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9", "step": "0.5"}},
-     "spec.parameters[0].feasibleSpace.step"),
-    ({"name": "lr", "parameterType": "discrete", "feasibleSpace": {"list": ["1", "a"]}}, "spec.parameters[0].feasibleSpace.list"),
-    ({"name": "lr", "parameterType": "categorical", "feasibleSpace": {"list": []}}, "spec.parameters[0].feasibleSpace.list"),
-])
+@pytest.mark.parametrize(
+    "param, path",
+    [
+        (
+            {"name": "2lr", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+            "spec.parameters[0].name",
+        ),
+        (
+            {"name": "lr", "parameterType": "float", "feasibleSpace": {"min": "0", "max": "1"}},
+            "spec.parameters[0].parameterType",
+        ),
+        (
+            {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "x", "max": "1"}},
+            "spec.parameters[0].feasibleSpace.min",
+        ),
+        (
+            {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "2", "max": "1"}},
+            "spec.parameters[0].feasibleSpace.max",
+        ),
+        (
+            {"name": "lr", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9", "step": "0.5"}},
+            "spec.parameters[0].feasibleSpace.step",
+        ),
+        (
+            {"name": "lr", "parameterType": "discrete", "feasibleSpace": {"list": ["1", "a"]}},
+            "spec.parameters[0].feasibleSpace.list",
+        ),
+        (
+            {"name": "lr", "parameterType": "categorical", "feasibleSpace": {"list": []}},
+            "spec.parameters[0].feasibleSpace.list",
+        ),
+    ],
+)
 def test_unmappable_parameters(param: dict[str, Any], path: str) -> None:
     exp = experiment()
     exp["spec"]["parameters"][0] = param
@@ -376,34 +491,53 @@ def test_grid() -> None:
 def test_tpe_settings() -> None:
     c = convert(with_algorithm("tpe", n_startup_trials=4, n_ei_candidates=12, random_state=3))
     assert c.job["spec"]["algorithm"] == {
-        "sampler": "tpe", "seed": 3,
-        "settings": {"multivariate": False, "constant_liar": True, "n_startup_trials": 4, "n_ei_candidates": 12}}
+        "sampler": "tpe",
+        "seed": 3,
+        "settings": {"multivariate": False, "constant_liar": True, "n_startup_trials": 4, "n_ei_candidates": 12},
+    }
     assert c.complete
     valid(c.job)
     # hyperopt's spelling and prior_weight (Katib's default KatibConfig runs tpe in hyperopt)
     c = convert(with_algorithm("tpe", n_EI_candidates=30, prior_weight=0.5))
-    assert c.job["spec"]["algorithm"]["settings"] == {"multivariate": False, "constant_liar": True,
-                                                      "n_ei_candidates": 30, "prior_weight": 0.5}
+    assert c.job["spec"]["algorithm"]["settings"] == {
+        "multivariate": False,
+        "constant_liar": True,
+        "n_ei_candidates": 30,
+        "prior_weight": 0.5,
+    }
     valid(c.job)
 
 
 def test_multivariate_tpe() -> None:
     c = convert(with_algorithm("multivariate-tpe", n_startup_trials=2))
-    assert c.job["spec"]["algorithm"] == {"sampler": "tpe", "settings": {
-        "multivariate": True, "constant_liar": True, "n_startup_trials": 2}}
+    assert c.job["spec"]["algorithm"] == {
+        "sampler": "tpe",
+        "settings": {"multivariate": True, "constant_liar": True, "n_startup_trials": 2},
+    }
     valid(c.job)
 
 
 def test_tpe_unknown_and_unmappable_settings() -> None:
     c = convert(with_algorithm("tpe", gamma=0.25, n_startup_trials="many", foo=1))
-    assert paths(c) == {"spec.algorithm.algorithmSettings[0]", "spec.algorithm.algorithmSettings[1]",
-                        "spec.algorithm.algorithmSettings[2]"}
+    assert paths(c) == {
+        "spec.algorithm.algorithmSettings[0]",
+        "spec.algorithm.algorithmSettings[1]",
+        "spec.algorithm.algorithmSettings[2]",
+    }
     assert "gamma" in reason(c, "spec.algorithm.algorithmSettings[0]")
 
 
 def test_bayesian_optimization() -> None:
-    c = convert(with_algorithm("bayesianoptimization", base_estimator="GP", n_initial_points=5, acq_func="gp_hedge",
-                               acq_optimizer="lbfgs", random_state=10))
+    c = convert(
+        with_algorithm(
+            "bayesianoptimization",
+            base_estimator="GP",
+            n_initial_points=5,
+            acq_func="gp_hedge",
+            acq_optimizer="lbfgs",
+            random_state=10,
+        )
+    )
     assert c.complete
     assert c.job["spec"]["algorithm"] == {"sampler": "gp", "seed": 10, "settings": {"n_startup_trials": 5}}
     assert any("acq_optimizer 'lbfgs' dropped" in n for n in c.notes)
@@ -419,7 +553,9 @@ def test_cmaes() -> None:
     assert c.job["spec"]["algorithm"] == {"sampler": "cmaes", "seed": 5, "settings": {"sigma0": 0.2}}
     assert any("restart_strategy ipop dropped" in n for n in c.notes)
     valid(c.job)
-    assert paths(convert(with_algorithm("cmaes", restart_strategy="sometimes"))) == {"spec.algorithm.algorithmSettings[0]"}
+    assert paths(convert(with_algorithm("cmaes", restart_strategy="sometimes"))) == {
+        "spec.algorithm.algorithmSettings[0]"
+    }
 
 
 def test_sobol() -> None:
@@ -430,18 +566,23 @@ def test_sobol() -> None:
 
 def test_hyperband() -> None:
     exp = with_algorithm("hyperband", resource_name="epochs", eta=3, r_l=9)
-    exp["spec"]["parameters"].append({"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}})
+    exp["spec"]["parameters"].append(
+        {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}}
+    )
     exp["spec"]["trialTemplate"]["trialParameters"].append({"name": "numEpochs", "reference": "epochs"})
     exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"].append(
-        "--epochs=${trialParameters.numEpochs}")
+        "--epochs=${trialParameters.numEpochs}"
+    )
     exp["spec"]["parallelTrialCount"] = 8
     c = convert(exp)
     assert c.complete, c.unmapped
     spec = c.job["spec"]
     assert spec["algorithm"] == {"sampler": "random"}
     # s_max = floor(log_3 9) = 2: rungs at 1, 3, 9 epochs, as Katib's brackets.
-    assert spec["earlyStopping"] == {"pruner": "hyperband",
-                                     "settings": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}}
+    assert spec["earlyStopping"] == {
+        "pruner": "hyperband",
+        "settings": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3},
+    }
     assert spec["parameters"][2] == {"name": "epochs", "type": "fixed", "value": 9}
     assert spec["trial"]["epochs"] == 9
     assert spec["trial"]["command"][-1] == "--epochs=${trialParameters.epochs}"
@@ -465,21 +606,33 @@ def test_unknown_algorithm(name: str) -> None:
 
 # ============================================================================= early stopping, budget
 def test_medianstop() -> None:
-    exp = experiment(earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [
-        {"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "5"}]})
+    exp = experiment(
+        earlyStopping={
+            "algorithmName": "medianstop",
+            "algorithmSettings": [{"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "5"}],
+        }
+    )
     c = convert(exp)
-    assert c.job["spec"]["earlyStopping"] == {"pruner": "median",
-                                              "settings": {"n_startup_trials": 2, "n_warmup_steps": 5}}
+    assert c.job["spec"]["earlyStopping"] == {
+        "pruner": "median",
+        "settings": {"n_startup_trials": 2, "n_warmup_steps": 5},
+    }
     valid(c.job)
     c = convert(experiment(earlyStopping={"algorithmName": "medianstop"}))
-    assert c.job["spec"]["earlyStopping"]["settings"] == {"n_startup_trials": 3, "n_warmup_steps": 4}  # Katib's defaults
+    assert c.job["spec"]["earlyStopping"]["settings"] == {
+        "n_startup_trials": 3,
+        "n_warmup_steps": 4,
+    }  # Katib's defaults
 
 
 def test_other_early_stopping_is_unmapped() -> None:
     c = convert(experiment(earlyStopping={"algorithmName": "asha"}))
     assert paths(c) == {"spec.earlyStopping.algorithmName"}
-    c = convert(experiment(earlyStopping={"algorithmName": "medianstop",
-                                          "algorithmSettings": [{"name": "window", "value": "3"}]}))
+    c = convert(
+        experiment(
+            earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [{"name": "window", "value": "3"}]}
+        )
+    )
     assert paths(c) == {"spec.earlyStopping.algorithmSettings[0]"}
 
 
@@ -553,11 +706,16 @@ def test_prometheus_collector() -> None:
     c = convert(mc({"kind": "PrometheusMetric"}))
     assert c.job["spec"]["metrics"]["collector"] == {"kind": "prometheus", "port": 8080, "metricsPath": "/metrics"}
     c = convert(mc({"kind": "PrometheusMetric"}, httpGet={"port": 9090}))  # the supervisor's port: ours moves
-    assert c.job["spec"]["metrics"] == {"port": 9091, "collector": {"kind": "prometheus", "port": 9090,
-                                                                    "metricsPath": "/metrics"}}
+    assert c.job["spec"]["metrics"] == {
+        "port": 9091,
+        "collector": {"kind": "prometheus", "port": 9090, "metricsPath": "/metrics"},
+    }
     valid(c.job)
     c = convert(mc({"kind": "PrometheusMetric"}, httpGet={"port": "metrics", "scheme": "HTTPS"}))
-    assert paths(c) == {"spec.metricsCollectorSpec.source.httpGet.port", "spec.metricsCollectorSpec.source.httpGet.scheme"}
+    assert paths(c) == {
+        "spec.metricsCollectorSpec.source.httpGet.port",
+        "spec.metricsCollectorSpec.source.httpGet.scheme",
+    }
 
 
 def test_push_collector() -> None:
@@ -575,8 +733,12 @@ def test_unmappable_collectors(kind: str) -> None:
 # ============================================================================= the trial: command
 def test_trial_parameters_are_rewritten_to_their_reference() -> None:
     c = convert(experiment())
-    assert c.job["spec"]["trial"]["command"] == ["python3", "train.py", "--lr=${trialParameters.lr}",
-                                                 "--momentum=${trialParameters.momentum}"]
+    assert c.job["spec"]["trial"]["command"] == [
+        "python3",
+        "train.py",
+        "--lr=${trialParameters.lr}",
+        "--momentum=${trialParameters.momentum}",
+    ]
 
 
 def test_command_and_args_make_one_argv() -> None:
@@ -602,31 +764,44 @@ def test_kubelet_variable_expansion_is_unmapped() -> None:
 
 
 def test_shell_string_is_split() -> None:
-    script = "python3 /opt/train.py --lr=${trialParameters.learningRate} --name 'my run' \\\n  --momentum \"${trialParameters.momentum}\""
+    script = (
+        "python3 /opt/train.py --lr=${trialParameters.learningRate} --name 'my run' \\\n"
+        '  --momentum "${trialParameters.momentum}"'
+    )
     c = convert(with_container(command=["sh", "-c", script]))
     assert c.complete, c.unmapped
-    assert c.job["spec"]["trial"]["command"] == ["python3", "/opt/train.py", "--lr=${trialParameters.lr}",
-                                                 "--name", "my run", "--momentum", "${trialParameters.momentum}"]
+    assert c.job["spec"]["trial"]["command"] == [
+        "python3",
+        "/opt/train.py",
+        "--lr=${trialParameters.lr}",
+        "--name",
+        "my run",
+        "--momentum",
+        "${trialParameters.momentum}",
+    ]
     assert any("split into the exec-form command" in n for n in c.notes)
     valid(c.job)
     c = convert(with_container(command=["/bin/bash", "-c"], args=["exec python3 train.py"]))
     assert c.job["spec"]["trial"]["command"] == ["python3", "train.py"]
 
 
-@pytest.mark.parametrize("script, what", [
-    ("cd /app && python3 train.py", "'&'"),
-    ("python3 train.py | tee log", "'|'"),
-    ("python3 train.py; echo done", "';'"),
-    ("python3 train.py > /tmp/out", "'>'"),
-    ("python3 train.py --dir=$(pwd)", "expansion"),
-    ("python3 train.py --home=$HOME", "expansion"),
-    ('python3 train.py --home="$HOME"', "expansion"),
-    ("python3 `which train`", "command substitution"),
-    ("python3 train.py\npython3 eval.py", "several command lines"),
-    ("python3 train_*.py", "glob"),
-    ("LR=0.1 python3 train.py", "variable assignment"),
-    ("python3 'train.py", "unterminated"),
-])
+@pytest.mark.parametrize(
+    "script, what",
+    [
+        ("cd /app && python3 train.py", "'&'"),
+        ("python3 train.py | tee log", "'|'"),
+        ("python3 train.py; echo done", "';'"),
+        ("python3 train.py > /tmp/out", "'>'"),
+        ("python3 train.py --dir=$(pwd)", "expansion"),
+        ("python3 train.py --home=$HOME", "expansion"),
+        ('python3 train.py --home="$HOME"', "expansion"),
+        ("python3 `which train`", "command substitution"),
+        ("python3 train.py\npython3 eval.py", "several command lines"),
+        ("python3 train_*.py", "glob"),
+        ("LR=0.1 python3 train.py", "variable assignment"),
+        ("python3 'train.py", "unterminated"),
+    ],
+)
 def test_shell_string_with_operators_is_refused(script: str, what: str) -> None:
     c = convert(with_container(command=["sh", "-c", script]))
     assert paths(c) == {f"{JOB_POD}.containers[0].command"}
@@ -635,7 +810,9 @@ def test_shell_string_with_operators_is_refused(script: str, what: str) -> None:
 
 def test_shell_words() -> None:
     assert shell_words("python a.py --x='a b' --y=\"${trialParameters.y}\"") == (
-        ["python", "a.py", "--x=a b", "--y=${trialParameters.y}"], None)
+        ["python", "a.py", "--x=a b", "--y=${trialParameters.y}"],
+        None,
+    )
     # Katib replaces placeholders as text before any shell: inside single quotes too.
     assert shell_words("python a.py '${trialParameters.y}'")[0] == ["python", "a.py", "${trialParameters.y}"]
     assert shell_words("python a.py 'a|b;c'")[0] == ["python", "a.py", "a|b;c"]
@@ -653,8 +830,10 @@ def test_container_fields() -> None:
     exp = with_container(
         command=["python3", "train.py"],
         resources={"requests": {"cpu": 2, "memory": "4Gi"}, "limits": {"nvidia.com/gpu": 1, "memory": "8Gi"}},
-        env=[{"name": "MODE", "value": "fast"},
-             {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}}],
+        env=[
+            {"name": "MODE", "value": "fast"},
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}},
+        ],
         envFrom=[{"configMapRef": {"name": "common"}}],
         volumeMounts=[{"name": "data", "mountPath": "/data"}],
         workingDir="/app",
@@ -663,23 +842,29 @@ def test_container_fields() -> None:
         livenessProbe={"httpGet": {"port": 8000, "path": "/"}},
     )
     exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["volumes"] = [
-        {"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]
+        {"name": "data", "persistentVolumeClaim": {"claimName": "d"}}
+    ]
     c = convert(exp)
     assert c.complete, c.unmapped
     trial = c.job["spec"]["trial"]
-    assert trial["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"},
-                                  "limits": {"nvidia.com/gpu": "1", "memory": "8Gi"}}
+    assert trial["resources"] == {
+        "requests": {"cpu": "2", "memory": "4Gi"},
+        "limits": {"nvidia.com/gpu": "1", "memory": "8Gi"},
+    }
     assert trial["env"] == [{"name": "MODE", "value": "fast"}]
-    assert trial["podTemplate"]["spec"]["containers"] == [{
-        "name": "worker",
-        "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}}],
-        "envFrom": [{"configMapRef": {"name": "common"}}],
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-        "workingDir": "/app",
-        "imagePullPolicy": "Always",
-    }]
+    assert trial["podTemplate"]["spec"]["containers"] == [
+        {
+            "name": "worker",
+            "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}}],
+            "envFrom": [{"configMapRef": {"name": "common"}}],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            "workingDir": "/app",
+            "imagePullPolicy": "Always",
+        }
+    ]
     assert c.job["spec"]["trial"]["podTemplate"]["spec"]["volumes"] == [
-        {"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]
+        {"name": "data", "persistentVolumeClaim": {"claimName": "d"}}
+    ]
     assert any("container ports dropped" in n for n in c.notes)
     assert any("livenessProbe dropped" in n for n in c.notes)
     valid(c.job)
@@ -692,8 +877,12 @@ def test_no_resources_note() -> None:
 
 
 def test_reserved_env_and_placeholders_in_env() -> None:
-    c = convert(with_container(command=["python3", "t.py"], env=[
-        {"name": "HOROVOD_RANK", "value": "0"}, {"name": "LR", "value": "${trialParameters.learningRate}"}]))
+    c = convert(
+        with_container(
+            command=["python3", "t.py"],
+            env=[{"name": "HOROVOD_RANK", "value": "0"}, {"name": "LR", "value": "${trialParameters.learningRate}"}],
+        )
+    )
     assert paths(c) == {f"{JOB_POD}.containers[0].env[0].name", f"{JOB_POD}.containers[0].env[1].value"}
 
 
@@ -714,7 +903,8 @@ def test_pod_fields_pass_through() -> None:
     exp = with_pod(**pod)
     exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["metadata"] = {"labels": {"team": "ml"}}
     exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"].append(
-        {"name": "logger", "image": "fluent-bit", "securityContext": {"runAsUser": 1000}})
+        {"name": "logger", "image": "fluent-bit", "securityContext": {"runAsUser": 1000}}
+    )
     c = convert(exp)
     assert c.complete, c.unmapped
     trial = c.job["spec"]["trial"]
@@ -724,28 +914,35 @@ def test_pod_fields_pass_through() -> None:
     expected = {k: v for k, v in pod.items() if k != "activeDeadlineSeconds"}
     assert {k: v for k, v in overlay["spec"].items() if k != "containers"} == expected
     assert overlay["spec"]["containers"] == [
-        {"name": "logger", "image": "fluent-bit", "securityContext": {"runAsUser": 1000}}]  # a sidecar
+        {"name": "logger", "image": "fluent-bit", "securityContext": {"runAsUser": 1000}}
+    ]  # a sidecar
     valid(c.job)
 
 
-@pytest.mark.parametrize("pod, path", [
-    ({"restartPolicy": "OnFailure"}, f"{JOB_POD}.restartPolicy"),
-    ({"hostNetwork": True}, f"{JOB_POD}.hostNetwork"),
-    ({"hostPID": True}, f"{JOB_POD}.hostPID"),
-    ({"volumes": [{"name": "h", "hostPath": {"path": "/var"}}]}, f"{JOB_POD}.volumes[0].hostPath"),
-    ({"securityContext": {"runAsUser": 0}}, f"{JOB_POD}.securityContext.runAsUser"),
-    ({"dnsPolicy": "None"}, f"{JOB_POD}.dnsPolicy"),
-])
+@pytest.mark.parametrize(
+    "pod, path",
+    [
+        ({"restartPolicy": "OnFailure"}, f"{JOB_POD}.restartPolicy"),
+        ({"hostNetwork": True}, f"{JOB_POD}.hostNetwork"),
+        ({"hostPID": True}, f"{JOB_POD}.hostPID"),
+        ({"volumes": [{"name": "h", "hostPath": {"path": "/var"}}]}, f"{JOB_POD}.volumes[0].hostPath"),
+        ({"securityContext": {"runAsUser": 0}}, f"{JOB_POD}.securityContext.runAsUser"),
+        ({"dnsPolicy": "None"}, f"{JOB_POD}.dnsPolicy"),
+    ],
+)
 def test_forbidden_pod_fields(pod: dict[str, Any], path: str) -> None:
     assert path in paths(convert(with_pod(**pod)))
 
 
-@pytest.mark.parametrize("security, path", [
-    ({"privileged": True}, "privileged"),
-    ({"allowPrivilegeEscalation": True}, "allowPrivilegeEscalation"),
-    ({"capabilities": {"add": ["NET_ADMIN"]}}, "capabilities.add[0]"),
-    ({"runAsNonRoot": False}, "runAsNonRoot"),
-])
+@pytest.mark.parametrize(
+    "security, path",
+    [
+        ({"privileged": True}, "privileged"),
+        ({"allowPrivilegeEscalation": True}, "allowPrivilegeEscalation"),
+        ({"capabilities": {"add": ["NET_ADMIN"]}}, "capabilities.add[0]"),
+        ({"runAsNonRoot": False}, "runAsNonRoot"),
+    ],
+)
 def test_container_escalations_are_unmapped(security: dict[str, Any], path: str) -> None:
     c = convert(with_container(command=["python3", "t.py"], securityContext=security))
     assert paths(c) == {f"{JOB_POD}.containers[0].securityContext.{path}"}
@@ -755,21 +952,29 @@ def test_restricted_security_context_passes_through() -> None:
     security = {"runAsUser": 1000, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     c = convert(with_container(command=["python3", "t.py"], securityContext=security))
     assert c.complete, c.unmapped
-    assert c.job["spec"]["trial"]["podTemplate"]["spec"]["containers"] == [{"name": "worker", "securityContext": security}]
+    assert c.job["spec"]["trial"]["podTemplate"]["spec"]["containers"] == [
+        {"name": "worker", "securityContext": security}
+    ]
     valid(c.job)
 
 
 def test_lossy_overlay_drops_what_the_operator_refuses() -> None:
-    exp = with_pod(hostNetwork=True, volumes=[{"name": "h", "hostPath": {"path": "/var"}},
-                                              {"name": "tmp", "emptyDir": {}}])
+    exp = with_pod(
+        hostNetwork=True, volumes=[{"name": "h", "hostPath": {"path": "/var"}}, {"name": "tmp", "emptyDir": {}}]
+    )
     exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"].append(
-        {"name": "proxy", "image": "envoy", "securityContext": {"privileged": True, "runAsUser": 1000}})
+        {"name": "proxy", "image": "envoy", "securityContext": {"privileged": True, "runAsUser": 1000}}
+    )
     c = convert(exp)
-    assert paths(c) == {f"{JOB_POD}.hostNetwork", f"{JOB_POD}.volumes[0].hostPath",
-                        f"{JOB_POD}.containers[1].securityContext.privileged"}
+    assert paths(c) == {
+        f"{JOB_POD}.hostNetwork",
+        f"{JOB_POD}.volumes[0].hostPath",
+        f"{JOB_POD}.containers[1].securityContext.privileged",
+    }
     assert c.job["spec"]["trial"]["podTemplate"]["spec"] == {  # what --lossy writes
         "containers": [{"name": "proxy", "image": "envoy", "securityContext": {"runAsUser": 1000}}],
-        "volumes": [{"name": "tmp", "emptyDir": {}}]}
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
     valid(c.job)
 
 
@@ -779,8 +984,9 @@ def test_pod_restart_policy_never_is_the_operators() -> None:
 
 def test_job_fields() -> None:
     exp = experiment()
-    exp["spec"]["trialTemplate"]["trialSpec"]["spec"].update({"backoffLimit": 0, "activeDeadlineSeconds": 600,
-                                                              "ttlSecondsAfterFinished": 60})
+    exp["spec"]["trialTemplate"]["trialSpec"]["spec"].update(
+        {"backoffLimit": 0, "activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 60}
+    )
     c = convert(exp)
     assert c.complete and c.job["spec"]["trial"]["timeoutSeconds"] == 600
     exp["spec"]["trialTemplate"]["trialSpec"]["spec"].update({"backoffLimit": 4, "completions": 3})
@@ -789,8 +995,14 @@ def test_job_fields() -> None:
 
 def test_trial_template_fields() -> None:
     exp = experiment()
-    exp["spec"]["trialTemplate"].update({"retain": True, "successCondition": "status.x", "failureCondition": "status.y",
-                                         "primaryPodLabels": {"role": "master"}})
+    exp["spec"]["trialTemplate"].update(
+        {
+            "retain": True,
+            "successCondition": "status.x",
+            "failureCondition": "status.y",
+            "primaryPodLabels": {"role": "master"},
+        }
+    )
     c = convert(exp)
     assert c.complete
     assert any("retain dropped" in n for n in c.notes)
@@ -801,7 +1013,11 @@ def test_trial_template_fields() -> None:
 def test_config_map_template_is_unmapped() -> None:
     exp = experiment()
     del exp["spec"]["trialTemplate"]["trialSpec"]
-    exp["spec"]["trialTemplate"]["configMap"] = {"configMapName": "t", "configMapNamespace": "k", "templatePath": "a.yaml"}
+    exp["spec"]["trialTemplate"]["configMap"] = {
+        "configMapName": "t",
+        "configMapNamespace": "k",
+        "templatePath": "a.yaml",
+    }
     c = convert(exp)
     assert paths(c) == {"spec.trialTemplate.configMap"}
 
@@ -815,17 +1031,36 @@ def test_primary_container_must_exist() -> None:
 # ============================================================================= PyTorchJob, MPIJob, others
 def pytorch_job(workers: int, worker_command: list[str] | None = None, policy: str = "Never") -> dict[str, Any]:
     def replica(n: int, command: list[str]) -> dict[str, Any]:
-        return {"replicas": n, "restartPolicy": policy, "template": {"spec": {"containers": [{
-            "name": "pytorch", "image": "mnist:1", "command": command,
-            "resources": {"limits": {"cpu": "2", "memory": "4Gi"}}}]}}}
+        return {
+            "replicas": n,
+            "restartPolicy": policy,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "pytorch",
+                            "image": "mnist:1",
+                            "command": command,
+                            "resources": {"limits": {"cpu": "2", "memory": "4Gi"}},
+                        }
+                    ]
+                }
+            },
+        }
 
     command = ["python3", "mnist.py", "--lr=${trialParameters.learningRate}", "--momentum=${trialParameters.momentum}"]
     exp = experiment()
     exp["spec"]["trialTemplate"]["primaryContainerName"] = "pytorch"
     exp["spec"]["trialTemplate"]["trialSpec"] = {
-        "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
-        "spec": {"pytorchReplicaSpecs": {"Master": replica(1, command),
-                                         "Worker": replica(workers, worker_command or command)}}}
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "Master": replica(1, command),
+                "Worker": replica(workers, worker_command or command),
+            }
+        },
+    }
     return exp
 
 
@@ -836,7 +1071,12 @@ def test_pytorchjob_workers_count() -> None:
     assert trial["workers"] == 4  # Master + 3 Workers
     assert trial["image"] == "mnist:1"
     assert trial["resources"] == {"limits": {"cpu": "2", "memory": "4Gi"}}
-    assert trial["command"] == ["python3", "mnist.py", "--lr=${trialParameters.lr}", "--momentum=${trialParameters.momentum}"]
+    assert trial["command"] == [
+        "python3",
+        "mnist.py",
+        "--lr=${trialParameters.lr}",
+        "--momentum=${trialParameters.momentum}",
+    ]
     assert any("not torch.distributed's" in n for n in c.notes)
     valid(c.job)
 
@@ -845,36 +1085,99 @@ def test_pytorchjob_replicas_must_match_and_not_restart() -> None:
     c = convert(pytorch_job(1, worker_command=["python3", "other.py"]))
     assert paths(c) == {f"{TRIAL_SPEC}.spec.pytorchReplicaSpecs.Worker.template"}
     c = convert(pytorch_job(1, policy="OnFailure"))
-    assert paths(c) == {f"{TRIAL_SPEC}.spec.pytorchReplicaSpecs.Master.restartPolicy",
-                        f"{TRIAL_SPEC}.spec.pytorchReplicaSpecs.Worker.restartPolicy"}
+    assert paths(c) == {
+        f"{TRIAL_SPEC}.spec.pytorchReplicaSpecs.Master.restartPolicy",
+        f"{TRIAL_SPEC}.spec.pytorchReplicaSpecs.Worker.restartPolicy",
+    }
 
 
 def mpi_job(launcher_command: list[str], launcher_args: list[str], workers: int = 2, **spec: Any) -> dict[str, Any]:
     exp = experiment()
     exp["spec"]["trialTemplate"]["primaryContainerName"] = "mpi-launcher"
     exp["spec"]["trialTemplate"]["trialSpec"] = {
-        "apiVersion": "kubeflow.org/v1", "kind": "MPIJob",
-        "spec": {"slotsPerWorker": 1, "cleanPodPolicy": "Running", **spec, "mpiReplicaSpecs": {
-            "Launcher": {"replicas": 1, "template": {"spec": {"containers": [{
-                "name": "mpi-launcher", "image": "hvd:1", "command": launcher_command, "args": launcher_args,
-                "env": [{"name": "NCCL_DEBUG", "value": "INFO"}],
-                "resources": {"limits": {"cpu": "500m"}}}]}}},
-            "Worker": {"replicas": workers, "template": {"spec": {"containers": [{
-                "name": "mpi-worker", "image": "hvd:1", "resources": {"limits": {"cpu": "4", "memory": "8Gi"}}}]}}},
-        }}}
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "MPIJob",
+        "spec": {
+            "slotsPerWorker": 1,
+            "cleanPodPolicy": "Running",
+            **spec,
+            "mpiReplicaSpecs": {
+                "Launcher": {
+                    "replicas": 1,
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "mpi-launcher",
+                                    "image": "hvd:1",
+                                    "command": launcher_command,
+                                    "args": launcher_args,
+                                    "env": [{"name": "NCCL_DEBUG", "value": "INFO"}],
+                                    "resources": {"limits": {"cpu": "500m"}},
+                                }
+                            ]
+                        }
+                    },
+                },
+                "Worker": {
+                    "replicas": workers,
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "mpi-worker",
+                                    "image": "hvd:1",
+                                    "resources": {"limits": {"cpu": "4", "memory": "8Gi"}},
+                                }
+                            ]
+                        }
+                    },
+                },
+            },
+        },
+    }
     return exp
 
 
 def test_mpijob_launcher_is_stripped() -> None:
-    exp = mpi_job(["mpirun"], ["-np", "3", "--allow-run-as-root", "-bind-to", "none", "-map-by", "slot",
-                               "-x", "NCCL_DEBUG", "-x", "MODE=fast", "-mca", "pml", "ob1", "--mca", "btl", "^openib",
-                               "python", "/examples/train.py", "--lr", "${trialParameters.learningRate}",
-                               "--momentum=${trialParameters.momentum}"], workers=3)
+    exp = mpi_job(
+        ["mpirun"],
+        [
+            "-np",
+            "3",
+            "--allow-run-as-root",
+            "-bind-to",
+            "none",
+            "-map-by",
+            "slot",
+            "-x",
+            "NCCL_DEBUG",
+            "-x",
+            "MODE=fast",
+            "-mca",
+            "pml",
+            "ob1",
+            "--mca",
+            "btl",
+            "^openib",
+            "python",
+            "/examples/train.py",
+            "--lr",
+            "${trialParameters.learningRate}",
+            "--momentum=${trialParameters.momentum}",
+        ],
+        workers=3,
+    )
     c = convert(exp)
     assert c.complete, c.unmapped
     trial = c.job["spec"]["trial"]
-    assert trial["command"] == ["python", "/examples/train.py", "--lr", "${trialParameters.lr}",
-                                "--momentum=${trialParameters.momentum}"]
+    assert trial["command"] == [
+        "python",
+        "/examples/train.py",
+        "--lr",
+        "${trialParameters.lr}",
+        "--momentum=${trialParameters.momentum}",
+    ]
     assert trial["workers"] == 3
     assert trial["image"] == "hvd:1"
     assert trial["resources"] == {"limits": {"cpu": "4", "memory": "8Gi"}}  # the Worker's, where the program runs
@@ -887,7 +1190,9 @@ def test_mpijob_launcher_is_stripped() -> None:
 def test_mpijob_horovodrun_and_shell_form() -> None:
     c = convert(mpi_job(["horovodrun"], ["-np", "2", "-H", "localhost:2", "--gloo", "python", "train.py"]))
     assert c.job["spec"]["trial"]["command"] == ["python", "train.py"]
-    c = convert(mpi_job(["sh", "-c"], ["mpirun -np 2 --allow-run-as-root python train.py --lr=${trialParameters.learningRate}"]))
+    c = convert(
+        mpi_job(["sh", "-c"], ["mpirun -np 2 --allow-run-as-root python train.py --lr=${trialParameters.learningRate}"])
+    )
     assert c.complete, c.unmapped
     assert c.job["spec"]["trial"]["command"] == ["python", "train.py", "--lr=${trialParameters.lr}"]
 
@@ -911,9 +1216,15 @@ def test_strip_mpi_launcher() -> None:
     assert strip_mpi_launcher(["mpirun", "--allow-run-as-root"])[2] == "no program after the mpirun options"
 
 
-@pytest.mark.parametrize("api, kind", [("kubeflow.org/v1", "TFJob"), ("kubeflow.org/v1", "XGBoostJob"),
-                                       ("trainer.kubeflow.org/v1alpha1", "TrainJob"),
-                                       ("argoproj.io/v1alpha1", "Workflow")])
+@pytest.mark.parametrize(
+    "api, kind",
+    [
+        ("kubeflow.org/v1", "TFJob"),
+        ("kubeflow.org/v1", "XGBoostJob"),
+        ("trainer.kubeflow.org/v1alpha1", "TrainJob"),
+        ("argoproj.io/v1alpha1", "Workflow"),
+    ],
+)
 def test_other_trial_kinds_are_unmapped(api: str, kind: str) -> None:
     exp = experiment()
     exp["spec"]["trialTemplate"]["trialSpec"] = {"apiVersion": api, "kind": kind, "spec": {}}
@@ -1020,9 +1331,16 @@ def test_console_script() -> None:
     """The installed `openautoglm` entry point (or the module when it is not on PATH), reading stdin."""
     exe = shutil.which("openautoglm")
     argv = ([exe] if exe else [sys.executable, "-m", "openautoglm.cli"]) + ["import-katib", "-"]
-    proc = subprocess.run(argv,
-                          input=(DATA / "early-stopping" / "median-stop.yaml").read_text(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        argv,
+        input=(DATA / "early-stopping" / "median-stop.yaml").read_text(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     job = yaml.safe_load(proc.stdout)
-    assert job["spec"]["earlyStopping"] == {"pruner": "median", "settings": {"n_startup_trials": 1, "n_warmup_steps": 2}}
+    assert job["spec"]["earlyStopping"] == {
+        "pruner": "median",
+        "settings": {"n_startup_trials": 1, "n_warmup_steps": 2},
+    }

@@ -4,6 +4,7 @@ Each module of `openautoglm` belongs to a layer; a module imports only its own r
 rooms of lower layers, never a room beside or above it. Every import counts, also the ones
 inside functions: a lazy import that climbs up is still a cycle waiting to happen.
 """
+
 from __future__ import annotations
 
 import ast
@@ -13,13 +14,13 @@ ROOT = Path(__file__).resolve().parents[2] / "operator" / "openautoglm"
 
 #: Bottom to top. Rooms on one line share a layer and must not import each other.
 LAYERS: list[list[str]] = [
-    ["settings", "spec", "podschema"],                   # the TuningJob model, its schema, settings
+    ["settings", "spec", "podschema"],  # the TuningJob model, its schema, settings
     ["podtemplate", "space"],
-    ["samplers", "pruners"],                              # plugin registries
-    ["validation"],                                       # the model + every registry's checks
-    ["engine"],                                           # reconcile, driver, study, status, ...
-    ["local", "k8s"],                                     # the two shells over the engine
-    ["crd", "katib", "report"],                           # tools over the model and the engine
+    ["samplers", "pruners"],  # plugin registries
+    ["validation"],  # the model + every registry's checks
+    ["engine"],  # reconcile, driver, study, status, ...
+    ["local", "k8s"],  # the two shells over the engine
+    ["crd", "katib", "report"],  # tools over the model and the engine
     ["sdk"],
     ["cli", "__init__", "__main__"],
 ]

@@ -7,6 +7,7 @@ packages in a subprocess, which then builds each sampler of the CRD's enum and r
 ask/tell rounds on a conditional, mixed search space. A sampler that needs a package the image
 lacks (the gp sampler needs torch) fails here, not at a cluster job's first trial.
 """
+
 from __future__ import annotations
 
 import importlib.metadata as md
@@ -24,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 DIST = "openautoglm-tune"
 
 #: Runs in the subprocess: only ``ALLOWED`` top-level packages (plus the stdlib) import.
-_PROBE = r'''
+_PROBE = r"""
 import importlib.abc, json, sys
 ALLOWED = set(json.loads(sys.argv[1]))
 SAMPLERS, PRUNERS = json.loads(sys.argv[2]), json.loads(sys.argv[3])
@@ -76,7 +77,7 @@ for pruner in PRUNERS:
     except Exception as exc:
         failures["pruner " + pruner] = f"{type(exc).__name__}: {exc}"
 print(json.dumps(failures))
-'''
+"""
 
 
 def _image_extras() -> list[str]:
@@ -115,14 +116,17 @@ def _importable(dists: set[str]) -> set[str]:
 def _crd_enums() -> tuple[list[str], list[str]]:
     crd = yaml.safe_load((REPO / "crds" / "openautoglm.io_tuningjobs.yaml").read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    return (spec["algorithm"]["properties"]["sampler"]["enum"],
-            spec["earlyStopping"]["properties"]["pruner"]["enum"])
+    return (spec["algorithm"]["properties"]["sampler"]["enum"], spec["earlyStopping"]["properties"]["pruner"]["enum"])
 
 
 def _probe(allowed: set[str], samplers: list[str], pruners: list[str]) -> dict[str, str]:
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(sorted(allowed)), json.dumps(samplers), json.dumps(pruners)],
-        capture_output=True, text=True, timeout=300, cwd=REPO)
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

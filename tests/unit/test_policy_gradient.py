@@ -1,17 +1,19 @@
 """The policy-gradient sampler: it learns, stays in the space, and is a function of the study."""
+
 from __future__ import annotations
 
 import math
 import pickle
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import optuna
 import pytest
+from helpers import digits_job
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from helpers import digits_job
 from openautoglm import samplers, space
 from openautoglm.samplers import PolicyGradientSampler
 from openautoglm.spec import TuningJob, TuningJobSpec
@@ -19,8 +21,14 @@ from openautoglm.spec import TuningJob, TuningJobSpec
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _spec(parameters: list[dict[str, Any]], *, direction: str = "minimize", n_trials: int = 40,
-          seed: int = 1, settings: dict[str, Any] | None = None) -> TuningJobSpec:
+def _spec(
+    parameters: list[dict[str, Any]],
+    *,
+    direction: str = "minimize",
+    n_trials: int = 40,
+    seed: int = 1,
+    settings: dict[str, Any] | None = None,
+) -> TuningJobSpec:
     doc = digits_job(
         objective={"metric": "loss", "direction": direction},
         budget={"maxTrials": n_trials, "parallelism": 1},
@@ -75,8 +83,8 @@ def test_log_scale_float_stays_in_bounds_and_learns_in_log_space() -> None:
 
 def test_stepped_values_are_on_the_grid() -> None:
     parameters = [
-        {"name": "few", "type": "int", "low": 8, "high": 64, "step": 8},            # categorical policy
-        {"name": "many", "type": "int", "low": 0, "high": 10_000, "step": 10},      # Gaussian, rounded
+        {"name": "few", "type": "int", "low": 8, "high": 64, "step": 8},  # categorical policy
+        {"name": "many", "type": "int", "low": 0, "high": 10_000, "step": 10},  # Gaussian, rounded
         {"name": "wide_log", "type": "int", "low": 1, "high": 100_000, "log": True},  # Gaussian in log space
         {"name": "frac", "type": "float", "low": 0.0, "high": 1.0, "step": 0.05},
     ]
@@ -112,8 +120,10 @@ def _history(sampler: optuna.samplers.BaseSampler) -> optuna.Study:
 
 def _next(study: optuna.Study) -> dict[str, Any]:
     trial = study.ask()
-    params = {"opt": trial.suggest_categorical("opt", ["adam", "sgd"]),
-              "lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True)}
+    params = {
+        "opt": trial.suggest_categorical("opt", ["adam", "sgd"]),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
+    }
     if params["opt"] == "adam":
         params["beta1"] = trial.suggest_float("beta1", 0.8, 0.99)
     return params
@@ -154,8 +164,11 @@ def test_failed_trials_are_ignored_and_pruned_ones_count() -> None:
         dist = FloatDistribution(0.0, 1.0)
         for x in [0.1, 0.5, 0.9, 0.7]:
             study.add_trial(optuna.trial.create_trial(params={"x": x}, distributions={"x": dist}, value=x))
-        study.add_trial(optuna.trial.create_trial(params={"x": 0.05}, distributions={"x": dist}, state=state,
-                                                  intermediate_values=intermediate))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": 0.05}, distributions={"x": dist}, state=state, intermediate_values=intermediate
+            )
+        )
         return study
 
     def suggestion(study: optuna.Study) -> float:
@@ -172,17 +185,20 @@ def test_several_objectives_are_refused() -> None:
         study.ask().suggest_float("x", 0.0, 1.0)
 
 
-@pytest.mark.parametrize("settings", [
-    {"learning_rate": -1},
-    {"learning_rate": "fast"},
-    {"baseline_decay": 1.0},
-    {"entropy_bonus": -0.1},
-    {"n_startup_trials": 2.5},
-    {"init_std": 0.0},
-    {"min_std": 0.8},  # above init_std
-    {"pruned_weight": 2},
-    {"momentum": 0.9},  # not a setting
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"learning_rate": -1},
+        {"learning_rate": "fast"},
+        {"baseline_decay": 1.0},
+        {"entropy_bonus": -0.1},
+        {"n_startup_trials": 2.5},
+        {"init_std": 0.0},
+        {"min_std": 0.8},  # above init_std
+        {"pruned_weight": 2},
+        {"momentum": 0.9},  # not a setting
+    ],
+)
 def test_invalid_settings_are_rejected(settings: dict[str, Any]) -> None:
     spec = _spec([{"name": "x", "type": "float", "low": 0.0, "high": 1.0}], settings=settings)
     problems = samplers.check(spec)
@@ -191,8 +207,15 @@ def test_invalid_settings_are_rejected(settings: dict[str, Any]) -> None:
 
 
 def test_valid_settings_pass() -> None:
-    settings = {"learning_rate": 0.2, "baseline_decay": 0.8, "entropy_bonus": 0.0, "n_startup_trials": 0,
-                "init_std": 0.3, "min_std": 0.05, "pruned_weight": 0.0}
+    settings = {
+        "learning_rate": 0.2,
+        "baseline_decay": 0.8,
+        "entropy_bonus": 0.0,
+        "n_startup_trials": 0,
+        "init_std": 0.3,
+        "min_std": 0.05,
+        "pruned_weight": 0.0,
+    }
     assert samplers.check(_spec([{"name": "x", "type": "float", "low": 0.0, "high": 1.0}], settings=settings)) == []
 
 

@@ -1,12 +1,13 @@
 """Every pruner of the registry passes one contract: a clearly bad curve is stopped early."""
+
 from __future__ import annotations
 
 from typing import Any
 
 import optuna
 import pytest
-
 from helpers import digits_job
+
 from openautoglm import pruners
 from openautoglm.spec import TuningJob, TuningJobSpec
 
@@ -45,8 +46,12 @@ def _good_curve(k: int) -> list[float]:
 
 
 def _study(spec: TuningJobSpec) -> optuna.Study:
-    study = optuna.create_study(study_name="pruner-contract", direction="maximize",
-                                pruner=pruners.build_pruner(spec), sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        study_name="pruner-contract",
+        direction="maximize",
+        pruner=pruners.build_pruner(spec),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     for k in range(GOOD_TRIALS):
         trial = study.ask()
         curve = _good_curve(k)
@@ -105,12 +110,15 @@ def test_hyperband_resource_defaults_to_the_epochs() -> None:
     assert pruner._max_resource == EPOCHS
 
 
-@pytest.mark.parametrize(("name", "settings", "fragment"), [
-    ("threshold", {}, "lower and/or upper"),
-    ("hyperband", {"reduction_factor": 1}, "reduction_factor"),
-    ("successive-halving", {"min_resource": 0}, "min_resource"),
-    ("median", {"n_warmup_step": 1}, "unknown setting"),
-])
+@pytest.mark.parametrize(
+    ("name", "settings", "fragment"),
+    [
+        ("threshold", {}, "lower and/or upper"),
+        ("hyperband", {"reduction_factor": 1}, "reduction_factor"),
+        ("successive-halving", {"min_resource": 0}, "min_resource"),
+        ("median", {"n_warmup_step": 1}, "unknown setting"),
+    ],
+)
 def test_unusable_pruner_settings_are_problems(name: str, settings: dict[str, Any], fragment: str) -> None:
     doc = digits_job(earlyStopping={"pruner": name, "settings": settings})
     problems = pruners.check(TuningJob.model_validate(doc).spec)

@@ -1,15 +1,16 @@
 """One Registry class for every plugin family, and each family's names agreeing with the spec's."""
+
 from __future__ import annotations
 
 import typing
 
 import pytest
-from openautoglm_trial import contract
-from openautoglm_trial.collectors import COLLECTORS
-from openautoglm_trial.registry import Registry
 
 from openautoglm import pruners, samplers, spec
 from openautoglm.engine.metrics import METRIC_SOURCES
+from openautoglm_trial import contract
+from openautoglm_trial.collectors import COLLECTORS
+from openautoglm_trial.registry import Registry
 
 
 def test_every_plugin_family_is_a_registry():

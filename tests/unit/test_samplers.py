@@ -1,4 +1,5 @@
 """Every sampler of the registry passes one contract on the same search space."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,8 +9,8 @@ from typing import Any
 
 import optuna
 import pytest
-
 from helpers import digits_job
+
 from openautoglm import samplers, space
 from openautoglm.spec import TuningJob, TuningJobSpec
 
@@ -37,11 +38,19 @@ PARAMETERS: list[dict[str, Any]] = [
 ]
 
 
-def _spec(sampler: str, *, multi: bool = False, parameters: list[dict[str, Any]] | None = None,
-          settings: dict[str, Any] | None = None, seed: int = 7) -> TuningJobSpec:
-    objective: Any = ({"metrics": [{"metric": "accuracy", "direction": "maximize"},
-                                   {"metric": "size", "direction": "minimize"}]}
-                      if multi else {"metric": "accuracy", "direction": "maximize"})
+def _spec(
+    sampler: str,
+    *,
+    multi: bool = False,
+    parameters: list[dict[str, Any]] | None = None,
+    settings: dict[str, Any] | None = None,
+    seed: int = 7,
+) -> TuningJobSpec:
+    objective: Any = (
+        {"metrics": [{"metric": "accuracy", "direction": "maximize"}, {"metric": "size", "direction": "minimize"}]}
+        if multi
+        else {"metric": "accuracy", "direction": "maximize"}
+    )
     doc = digits_job(
         objective=objective,
         budget={"maxTrials": 12, "parallelism": 1},
@@ -53,7 +62,7 @@ def _spec(sampler: str, *, multi: bool = False, parameters: list[dict[str, Any]]
 
 
 def _accuracy(p: dict[str, Any]) -> float:
-    score = -(math.log10(p["lr"]) + 2) ** 2 - (p["dropout"] - 0.2) ** 2 - ((p["hidden"] - 48) / 64) ** 2
+    score = -((math.log10(p["lr"]) + 2) ** 2) - (p["dropout"] - 0.2) ** 2 - ((p["hidden"] - 48) / 64) ** 2
     if p["optimizer"] == "adam":
         score += 0.2 - (p["beta1"] - 0.9) ** 2
     return score

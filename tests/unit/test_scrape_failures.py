@@ -10,12 +10,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from openautoglm_trial.collectors import PrometheusCollector
 
 from openautoglm.engine.metrics import ScrapeSource
 from openautoglm.engine.trials import RUNNING, TrialObservation, WorkerObservation
+from openautoglm_trial.collectors import PrometheusCollector
 
-GOOD = b"openautoglm_trial_epoch 2\nopenautoglm_trial_metric{metric=\"score\"} 0.5\n"
+GOOD = b'openautoglm_trial_epoch 2\nopenautoglm_trial_metric{metric="score"} 0.5\n'
 
 
 def _serve(answer: bytes) -> Iterator[str]:
@@ -45,12 +45,16 @@ def _serve(answer: bytes) -> Iterator[str]:
 
 
 def _http(body: bytes, length: int | None = None) -> bytes:
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
-            + str(len(body) if length is None else length).encode() + b"\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+        + str(len(body) if length is None else length).encode()
+        + b"\r\n\r\n"
+        + body
+    )
 
 
 CASES = {
-    "cut-mid-body": _http(GOOD[:20], length=1030),      # the worker exited while answering
+    "cut-mid-body": _http(GOOD[:20], length=1030),  # the worker exited while answering
     "cut-mid-headers": b"HTTP/1.1 200 OK\r\nContent-Le",
     "not-http": b"\x00\x01garbage\r\n\r\n",
     "hung-up": b"",

@@ -1,16 +1,18 @@
 """TuningJob validation: every example loads; every malformed job is rejected with its field path."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pydantic
 import pytest
 import yaml
-
 from helpers import DELETE, digits_job, mutate
+
 from openautoglm import samplers
 from openautoglm.spec import TuningJob, sampler_name
 from openautoglm.validation import InvalidTuningJob, load_tuning_job, validate_document
@@ -29,6 +31,7 @@ def _steps(*fns: Callable[[dict], None]) -> Callable[[dict], None]:
     def apply(doc: dict) -> None:
         for fn in fns:
             fn(doc)
+
     return apply
 
 
@@ -46,41 +49,108 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("spec-missing", _set("spec", DELETE), "spec", "required"),
     ("objective-no-metric", _set("spec.objective.metric", DELETE), "spec.objective.metric", "required"),
     ("objective-no-direction", _set("spec.objective.direction", DELETE), "spec.objective.direction", "required"),
-    ("objective-bad-direction", _set("spec.objective.direction", "up"), "spec.objective.direction", "'maximize' or 'minimize'"),
-    ("multi-objective-with-target",
-     _steps(_set("spec.objective", {"metrics": MULTI, "target": 0.9}), _set("spec.earlyStopping", {"pruner": "none"})),
-     "spec.objective.target", "single objective"),
-    ("duplicate-objective-metrics",
-     _steps(_set("spec.objective", {"metrics": [MULTI[0], MULTI[0]]}), _set("spec.earlyStopping", {"pruner": "none"})),
-     "spec.objective.metrics", "unique"),
+    (
+        "objective-bad-direction",
+        _set("spec.objective.direction", "up"),
+        "spec.objective.direction",
+        "'maximize' or 'minimize'",
+    ),
+    (
+        "multi-objective-with-target",
+        _steps(
+            _set("spec.objective", {"metrics": MULTI, "target": 0.9}), _set("spec.earlyStopping", {"pruner": "none"})
+        ),
+        "spec.objective.target",
+        "single objective",
+    ),
+    (
+        "duplicate-objective-metrics",
+        _steps(
+            _set("spec.objective", {"metrics": [MULTI[0], MULTI[0]]}), _set("spec.earlyStopping", {"pruner": "none"})
+        ),
+        "spec.objective.metrics",
+        "unique",
+    ),
     ("parallelism-above-max-trials", _set("spec.budget.parallelism", 5), "spec.budget.parallelism", "<= maxTrials (4)"),
-    ("negative-max-failed-trials", _set("spec.budget.maxFailedTrials", -1), "spec.budget.maxFailedTrials", "greater than or equal to 0"),
+    (
+        "negative-max-failed-trials",
+        _set("spec.budget.maxFailedTrials", -1),
+        "spec.budget.maxFailedTrials",
+        "greater than or equal to 0",
+    ),
     ("max-trials-zero", _set("spec.budget.maxTrials", 0), "spec.budget.maxTrials", "greater than or equal to 1"),
     ("unknown-sampler", _set("spec.algorithm.sampler", "bayes"), "spec.algorithm.sampler", "unknown sampler 'bayes'"),
-    ("unknown-sampler-setting", _set("spec.algorithm.settings", {"n_startup_trial": 3}),
-     "spec.algorithm.settings.n_startup_trial", "unknown setting of the tpe sampler"),
-    ("sampler-rejects-value", _set("spec.algorithm", {"sampler": "qmc", "settings": {"qmc_type": "lattice"}}),
-     "spec.algorithm.settings", "rejected by the qmc sampler"),
-    ("nsga2-population-too-small", _set("spec.algorithm", {"sampler": "nsga2", "settings": {"population_size": 1}}),
-     "spec.algorithm.settings", "population_size"),
-    ("grid-points-too-few", _set("spec.algorithm", {"sampler": "grid", "settings": {"points": 1}}),
-     "spec.algorithm.settings", "points must be >= 2"),
-    ("single-objective-sampler-with-several",
-     _steps(_set("spec.objective", {"metrics": MULTI}), _set("spec.earlyStopping", {"pruner": "none"}),
-            _set("spec.algorithm.sampler", "cmaes")),
-     "spec.algorithm.sampler", "single objective"),
+    (
+        "unknown-sampler-setting",
+        _set("spec.algorithm.settings", {"n_startup_trial": 3}),
+        "spec.algorithm.settings.n_startup_trial",
+        "unknown setting of the tpe sampler",
+    ),
+    (
+        "sampler-rejects-value",
+        _set("spec.algorithm", {"sampler": "qmc", "settings": {"qmc_type": "lattice"}}),
+        "spec.algorithm.settings",
+        "rejected by the qmc sampler",
+    ),
+    (
+        "nsga2-population-too-small",
+        _set("spec.algorithm", {"sampler": "nsga2", "settings": {"population_size": 1}}),
+        "spec.algorithm.settings",
+        "population_size",
+    ),
+    (
+        "grid-points-too-few",
+        _set("spec.algorithm", {"sampler": "grid", "settings": {"points": 1}}),
+        "spec.algorithm.settings",
+        "points must be >= 2",
+    ),
+    (
+        "single-objective-sampler-with-several",
+        _steps(
+            _set("spec.objective", {"metrics": MULTI}),
+            _set("spec.earlyStopping", {"pruner": "none"}),
+            _set("spec.algorithm.sampler", "cmaes"),
+        ),
+        "spec.algorithm.sampler",
+        "single objective",
+    ),
     ("unknown-pruner", _set("spec.earlyStopping.pruner", "asha"), "spec.earlyStopping.pruner", "unknown pruner 'asha'"),
-    ("unknown-pruner-setting", _set("spec.earlyStopping.settings", {"n_startup": 2}),
-     "spec.earlyStopping.settings.n_startup", "unknown setting of the median pruner"),
-    ("pruner-with-several-objectives", _set("spec.objective", {"metrics": MULTI}), "spec.earlyStopping.pruner", "single objective"),
-    ("threshold-without-bounds", _set("spec.earlyStopping", {"pruner": "threshold"}),
-     "spec.earlyStopping.settings", "lower and/or upper"),
-    ("percentile-out-of-range", _set("spec.earlyStopping", {"pruner": "percentile", "settings": {"percentile": 150}}),
-     "spec.earlyStopping.settings", "rejected by the percentile pruner"),
-    ("hyperband-reduction-factor-1",
-     _set("spec.earlyStopping", {"pruner": "hyperband", "settings": {"reduction_factor": 1}}),
-     "spec.earlyStopping.settings", "reduction_factor"),
-    ("float-low-not-below-high", _set("spec.parameters[0].high", 1.0e-3), "spec.parameters[0].high", "greater than low"),
+    (
+        "unknown-pruner-setting",
+        _set("spec.earlyStopping.settings", {"n_startup": 2}),
+        "spec.earlyStopping.settings.n_startup",
+        "unknown setting of the median pruner",
+    ),
+    (
+        "pruner-with-several-objectives",
+        _set("spec.objective", {"metrics": MULTI}),
+        "spec.earlyStopping.pruner",
+        "single objective",
+    ),
+    (
+        "threshold-without-bounds",
+        _set("spec.earlyStopping", {"pruner": "threshold"}),
+        "spec.earlyStopping.settings",
+        "lower and/or upper",
+    ),
+    (
+        "percentile-out-of-range",
+        _set("spec.earlyStopping", {"pruner": "percentile", "settings": {"percentile": 150}}),
+        "spec.earlyStopping.settings",
+        "rejected by the percentile pruner",
+    ),
+    (
+        "hyperband-reduction-factor-1",
+        _set("spec.earlyStopping", {"pruner": "hyperband", "settings": {"reduction_factor": 1}}),
+        "spec.earlyStopping.settings",
+        "reduction_factor",
+    ),
+    (
+        "float-low-not-below-high",
+        _set("spec.parameters[0].high", 1.0e-3),
+        "spec.parameters[0].high",
+        "greater than low",
+    ),
     ("float-infinite", _set("spec.parameters[0].high", float("inf")), "spec.parameters[0].high", "finite"),
     ("log-with-zero-low", _set("spec.parameters[0].low", 0.0), "spec.parameters[0].low", "> 0 on a log scale"),
     ("step-with-log", _set("spec.parameters[0].step", 0.01), "spec.parameters[0].step", "log"),
@@ -88,70 +158,184 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("int-non-integer-bound", _set("spec.parameters[2].low", 16.5), "spec.parameters[2].low", "integer"),
     ("int-non-integer-step", _set("spec.parameters[2].step", 1.5), "spec.parameters[2].step", "integer"),
     ("unknown-parameter-type", _set("spec.parameters[0].type", "double"), "spec.parameters[0].type", "'float'"),
-    ("categorical-without-choices", _set("spec.parameters[1].choices", DELETE), "spec.parameters[1].choices", "required"),
+    (
+        "categorical-without-choices",
+        _set("spec.parameters[1].choices", DELETE),
+        "spec.parameters[1].choices",
+        "required",
+    ),
     ("duplicate-choices", _set("spec.parameters[1].choices", [32, 64, 32]), "spec.parameters[1].choices", "unique"),
-    ("fixed-without-value", _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed"}),
-     "spec.parameters[1].value", "required"),
-    ("parameter-name-bad-characters", _set("spec.parameters[0].name", "learning rate"), "spec.parameters[0].name", "only letters"),
-    ("parameter-name-leading-dash", _set("spec.parameters[0].name", "-lr"), "spec.parameters[0].name", "start with a letter"),
-    ("duplicate-parameter-names", _append_param({"name": "lr", "type": "float", "low": 0.1, "high": 0.2}),
-     "spec.parameters[6].name", "duplicate parameter name 'lr'"),
+    (
+        "fixed-without-value",
+        _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed"}),
+        "spec.parameters[1].value",
+        "required",
+    ),
+    (
+        "parameter-name-bad-characters",
+        _set("spec.parameters[0].name", "learning rate"),
+        "spec.parameters[0].name",
+        "only letters",
+    ),
+    (
+        "parameter-name-leading-dash",
+        _set("spec.parameters[0].name", "-lr"),
+        "spec.parameters[0].name",
+        "start with a letter",
+    ),
+    (
+        "duplicate-parameter-names",
+        _append_param({"name": "lr", "type": "float", "low": 0.1, "high": 0.2}),
+        "spec.parameters[6].name",
+        "duplicate parameter name 'lr'",
+    ),
     ("no-parameters", _set("spec.parameters", []), "spec.parameters", "at least 1"),
-    ("when-unknown-parameter", _set("spec.parameters[4].when", {"solver": "adam"}),
-     "spec.parameters[4].when.solver", "defined before"),
-    ("when-later-parameter", _set("spec.parameters[2].when", {"optimizer": "adam"}),
-     "spec.parameters[2].when.optimizer", "defined before 'hidden'"),
-    ("when-non-categorical", _set("spec.parameters[4].when", {"lr": 0.1}),
-     "spec.parameters[4].when.lr", "conditions need a categorical one"),
-    ("when-value-not-a-choice", _set("spec.parameters[4].when", {"optimizer": "rmsprop"}),
-     "spec.parameters[4].when.optimizer", "'rmsprop' is not one of optimizer's choices"),
+    (
+        "when-unknown-parameter",
+        _set("spec.parameters[4].when", {"solver": "adam"}),
+        "spec.parameters[4].when.solver",
+        "defined before",
+    ),
+    (
+        "when-later-parameter",
+        _set("spec.parameters[2].when", {"optimizer": "adam"}),
+        "spec.parameters[2].when.optimizer",
+        "defined before 'hidden'",
+    ),
+    (
+        "when-non-categorical",
+        _set("spec.parameters[4].when", {"lr": 0.1}),
+        "spec.parameters[4].when.lr",
+        "conditions need a categorical one",
+    ),
+    (
+        "when-value-not-a-choice",
+        _set("spec.parameters[4].when", {"optimizer": "rmsprop"}),
+        "spec.parameters[4].when.optimizer",
+        "'rmsprop' is not one of optimizer's choices",
+    ),
     ("task-and-command", _set("spec.trial.command", ["python", "train.py"]), "spec.trial.task", "exactly one"),
     ("neither-task-nor-command", _set("spec.trial.task", DELETE), "spec.trial.task", "exactly one"),
     ("unknown-task", _set("spec.trial.task", "mnist"), "spec.trial.task", "unknown task 'mnist'"),
-    ("parameter-unknown-to-task", _append_param({"name": "lr_decay", "type": "float", "low": 0.1, "high": 0.9}),
-     "spec.parameters[6].name", "not a hyperparameter of the digits task"),
+    (
+        "parameter-unknown-to-task",
+        _append_param({"name": "lr_decay", "type": "float", "low": 0.1, "high": 0.9}),
+        "spec.parameters[6].name",
+        "not a hyperparameter of the digits task",
+    ),
     ("epochs-zero", _set("spec.trial.epochs", 0), "spec.trial.epochs", "greater than or equal to 1"),
     ("workers-zero", _set("spec.trial.workers", 0), "spec.trial.workers", "greater than or equal to 1"),
     ("workers-65", _set("spec.trial.workers", 65), "spec.trial.workers", "less than or equal to 64"),
-    ("bad-resource-quantity", _set("spec.trial.resources.limits.cpu", "1 core"),
-     "spec.trial.resources.limits.cpu", "Kubernetes quantity"),
-    ("reserved-env-var", _set("spec.trial.env", [{"name": "OPENAUTOGLM_X", "value": "1"}]),
-     "spec.trial.env[0].name", "set by the operator"),
+    (
+        "bad-resource-quantity",
+        _set("spec.trial.resources.limits.cpu", "1 core"),
+        "spec.trial.resources.limits.cpu",
+        "Kubernetes quantity",
+    ),
+    (
+        "reserved-env-var",
+        _set("spec.trial.env", [{"name": "OPENAUTOGLM_X", "value": "1"}]),
+        "spec.trial.env[0].name",
+        "set by the operator",
+    ),
     ("unknown-spec-field", _set("spec.budjet", {"maxTrials": 8}), "spec.budjet", "unknown field"),
     ("unknown-nested-field", _set("spec.trial.worker", 2), "spec.trial.worker", "unknown field"),
-    ("prometheus-source-without-query", _set("spec.metrics.source", "prometheus"),
-     "spec.metrics.prometheus", "required when source is prometheus"),
-    ("prometheus-without-url", _steps(_set("spec.metrics.source", "prometheus"), _set("spec.metrics.prometheus", {})),
-     "spec.metrics.prometheus.url", "required"),
+    (
+        "prometheus-source-without-query",
+        _set("spec.metrics.source", "prometheus"),
+        "spec.metrics.prometheus",
+        "required when source is prometheus",
+    ),
+    (
+        "prometheus-without-url",
+        _steps(_set("spec.metrics.source", "prometheus"), _set("spec.metrics.prometheus", {})),
+        "spec.metrics.prometheus.url",
+        "required",
+    ),
     ("metrics-port-zero", _set("spec.metrics.port", 0), "spec.metrics.port", "greater than or equal to 1"),
-    ("postgres-url-and-secret", _set("spec.storage", {"postgres": {"url": "postgresql://u@db/tune", "secretRef": {"name": "db"}}}),
-     "spec.storage.postgres.url", "exactly one of url or secretRef"),
-    ("journal-and-postgres", _set("spec.storage", {"journal": {}, "postgres": {"url": "postgresql://u@db/tune"}}),
-     "spec.storage.postgres", "choose one storage"),
+    (
+        "postgres-url-and-secret",
+        _set("spec.storage", {"postgres": {"url": "postgresql://u@db/tune", "secretRef": {"name": "db"}}}),
+        "spec.storage.postgres.url",
+        "exactly one of url or secretRef",
+    ),
+    (
+        "journal-and-postgres",
+        _set("spec.storage", {"journal": {}, "postgres": {"url": "postgresql://u@db/tune"}}),
+        "spec.storage.postgres",
+        "choose one storage",
+    ),
     # Issue 8: what would only fail when a pod is created or a trial starts.
-    ("limits-below-requests", _set("spec.trial.resources", {"requests": {"memory": "1Gi"}, "limits": {"memory": "128Mi"}}),
-     "spec.trial.resources.limits.memory", "must be >= requests.memory (1Gi)"),
-    ("gpu-request-not-limit", _set("spec.trial.resources", {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "2"}}),
-     "spec.trial.resources.requests.nvidia.com/gpu", "must equal limits"),
+    (
+        "limits-below-requests",
+        _set("spec.trial.resources", {"requests": {"memory": "1Gi"}, "limits": {"memory": "128Mi"}}),
+        "spec.trial.resources.limits.memory",
+        "must be >= requests.memory (1Gi)",
+    ),
+    (
+        "gpu-request-not-limit",
+        _set("spec.trial.resources", {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "2"}}),
+        "spec.trial.resources.requests.nvidia.com/gpu",
+        "must equal limits",
+    ),
     ("parameter-outside-task-bounds", _set("spec.parameters[5].high", 1.5), "spec.parameters[5].high", "must be <= "),
-    ("categorical-outside-task-choices", _set("spec.parameters[3].choices", ["adam", "sgd", "lion"]),
-     "spec.parameters[3].choices[2]", "must be one of"),
-    ("float-range-for-int-hyperparameter", _append_param({"name": "layers", "type": "float", "low": 1, "high": 3}),
-     "spec.parameters[6].type", "is an int hyperparameter of the digits task"),
-    ("int-choice-outside-task-bounds", _append_param({"name": "layers", "type": "int", "low": 1, "high": 4}),
-     "spec.parameters[6].high", "must be <= 3"),
+    (
+        "categorical-outside-task-choices",
+        _set("spec.parameters[3].choices", ["adam", "sgd", "lion"]),
+        "spec.parameters[3].choices[2]",
+        "must be one of",
+    ),
+    (
+        "float-range-for-int-hyperparameter",
+        _append_param({"name": "layers", "type": "float", "low": 1, "high": 3}),
+        "spec.parameters[6].type",
+        "is an int hyperparameter of the digits task",
+    ),
+    (
+        "int-choice-outside-task-bounds",
+        _append_param({"name": "layers", "type": "int", "low": 1, "high": 4}),
+        "spec.parameters[6].high",
+        "must be <= 3",
+    ),
     ("objective-never-reported", _set("spec.objective.metric", "f1"), "spec.objective.metric", "never reports 'f1'"),
-    ("additional-metric-never-reported", _set("spec.objective.additionalMetrics", ["loss", "bleu"]),
-     "spec.objective.additionalMetrics[1]", "never reports 'bleu'"),
-    ("additional-metric-is-objective", _set("spec.objective.additionalMetrics", ["accuracy"]),
-     "spec.objective.additionalMetrics[0]", "already an objective metric"),
-    ("strategy-for-unrecorded-metric", _set("spec.objective.metricStrategies", {"loss": "min"}),
-     "spec.objective.metricStrategies.loss", "neither an objective metric nor one of additionalMetrics"),
-    ("bad-strategy", _steps(_set("spec.objective.additionalMetrics", ["loss"]), _set("spec.objective.metricStrategies", {"loss": "avg"})),
-     "spec.objective.metricStrategies.loss", "'min', 'max' or 'latest'"),
-    ("collector-with-built-in-task", _set("spec.metrics.collector", {"kind": "stdout"}), "spec.metrics.collector", "only for trial.command"),
-    ("warm-start-unknown-parameter", _set("spec.warmStart", [{"params": {"lr": 0.01, "lr_decay": 0.5}}]),
-     "spec.warmStart[0].params.lr_decay", "not a parameter of the search space"),
+    (
+        "additional-metric-never-reported",
+        _set("spec.objective.additionalMetrics", ["loss", "bleu"]),
+        "spec.objective.additionalMetrics[1]",
+        "never reports 'bleu'",
+    ),
+    (
+        "additional-metric-is-objective",
+        _set("spec.objective.additionalMetrics", ["accuracy"]),
+        "spec.objective.additionalMetrics[0]",
+        "already an objective metric",
+    ),
+    (
+        "strategy-for-unrecorded-metric",
+        _set("spec.objective.metricStrategies", {"loss": "min"}),
+        "spec.objective.metricStrategies.loss",
+        "neither an objective metric nor one of additionalMetrics",
+    ),
+    (
+        "bad-strategy",
+        _steps(
+            _set("spec.objective.additionalMetrics", ["loss"]), _set("spec.objective.metricStrategies", {"loss": "avg"})
+        ),
+        "spec.objective.metricStrategies.loss",
+        "'min', 'max' or 'latest'",
+    ),
+    (
+        "collector-with-built-in-task",
+        _set("spec.metrics.collector", {"kind": "stdout"}),
+        "spec.metrics.collector",
+        "only for trial.command",
+    ),
+    (
+        "warm-start-unknown-parameter",
+        _set("spec.warmStart", [{"params": {"lr": 0.01, "lr_decay": 0.5}}]),
+        "spec.warmStart[0].params.lr_decay",
+        "not a parameter of the search space",
+    ),
 ]
 
 
@@ -230,13 +414,23 @@ def test_every_problem_is_reported_at_once() -> None:
     ]:
         mutate(doc, path, value)
     paths = {p for p, _ in _problems(doc)}
-    assert {"apiVersion", "metadata.name", "spec.budget.parallelism", "spec.parameters[0].high",
-            "spec.trial.workers", "spec.trial.resources.requests.memory", "spec.budjet"} <= paths
+    assert {
+        "apiVersion",
+        "metadata.name",
+        "spec.budget.parallelism",
+        "spec.parameters[0].high",
+        "spec.trial.workers",
+        "spec.trial.resources.requests.memory",
+        "spec.budjet",
+    } <= paths
 
 
 def test_several_rule_problems_in_one_parameter_are_all_reported() -> None:
-    doc = mutate(digits_job(), "spec.parameters[2]",
-                 {"name": "hidden", "type": "int", "low": 0.5, "high": 0.25, "log": True, "step": 2})
+    doc = mutate(
+        digits_job(),
+        "spec.parameters[2]",
+        {"name": "hidden", "type": "int", "low": 0.5, "high": 0.25, "log": True, "step": 2},
+    )
     paths = [p for p, _ in _problems(doc)]
     assert {"spec.parameters[2].low", "spec.parameters[2].high", "spec.parameters[2].step"} <= set(paths)
 
@@ -275,7 +469,9 @@ def test_several_objectives_are_an_object_with_metrics() -> None:
     job = validate_document(digits_job(objective={"metrics": MULTI}, earlyStopping={"pruner": "none"}))
     assert job.spec.objective.is_multi
     assert [(o.metric, o.direction) for o in job.spec.objective.objectives] == [
-        ("accuracy", "maximize"), ("loss", "minimize")]
+        ("accuracy", "maximize"),
+        ("loss", "minimize"),
+    ]
 
 
 def test_validated_job_round_trips_through_its_yaml_names() -> None:
@@ -293,8 +489,9 @@ def test_job_is_immutable() -> None:
 
 # ----------------------------------------------------------------------------- the CLI
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "openautoglm.cli", *args], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "openautoglm.cli", *args], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
 
 
 def test_cli_validate_reports_every_problem_and_exits_2(tmp_path: Path) -> None:
@@ -328,14 +525,27 @@ def test_cli_validate_accepts_the_examples() -> None:
     assert "is valid" in proc.stdout
 
 
-@pytest.mark.parametrize("section,settings,path", [
-    ("algorithm", {"sampler": "tpe", "settings": {"n_ei_candidates": "x"}}, "spec.algorithm.settings.n_ei_candidates"),
-    ("algorithm", {"sampler": "tpe", "settings": {"multivariate": 1}}, "spec.algorithm.settings.multivariate"),
-    ("algorithm", {"sampler": "policy-gradient", "settings": {"learning_rate": "fast"}},
-     "spec.algorithm.settings.learning_rate"),
-    ("earlyStopping", {"pruner": "median", "settings": {"n_startup_trials": 2.5}},
-     "spec.earlyStopping.settings.n_startup_trials"),
-])
+@pytest.mark.parametrize(
+    "section,settings,path",
+    [
+        (
+            "algorithm",
+            {"sampler": "tpe", "settings": {"n_ei_candidates": "x"}},
+            "spec.algorithm.settings.n_ei_candidates",
+        ),
+        ("algorithm", {"sampler": "tpe", "settings": {"multivariate": 1}}, "spec.algorithm.settings.multivariate"),
+        (
+            "algorithm",
+            {"sampler": "policy-gradient", "settings": {"learning_rate": "fast"}},
+            "spec.algorithm.settings.learning_rate",
+        ),
+        (
+            "earlyStopping",
+            {"pruner": "median", "settings": {"n_startup_trials": 2.5}},
+            "spec.earlyStopping.settings.n_startup_trials",
+        ),
+    ],
+)
 def test_plugin_settings_of_the_wrong_type_are_refused_before_any_trial(section, settings, path) -> None:
     with pytest.raises(InvalidTuningJob) as err:
         validate_document(digits_job(**{section: settings}))

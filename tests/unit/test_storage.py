@@ -1,4 +1,5 @@
 """Study storage: a journal file or PostgreSQL keeps a job's study across restarts."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,12 @@ from typing import Any
 
 import optuna
 import pytest
-
 from helpers import digits_job
+
 from openautoglm import space
 from openautoglm.engine import storage
-from openautoglm.spec import TuningJob
 from openautoglm.engine.study import StudyMismatch, open_study
+from openautoglm.spec import TuningJob
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -109,8 +110,11 @@ def test_changed_search_space_is_a_mismatch(storage_url: str) -> None:
 def test_raised_budget_or_other_pruner_is_not_a_mismatch_but_other_sampler_is(storage_url: str) -> None:
     job = _job()
     _ask_tell(open_study(job, storage_url), job, 2)
-    bigger = _job(budget={"maxTrials": 40, "parallelism": 4}, earlyStopping={"pruner": "median"},
-                  algorithm={**job.spec.algorithm.model_dump(exclude_none=True), "seed": 3})
+    bigger = _job(
+        budget={"maxTrials": 40, "parallelism": 4},
+        earlyStopping={"pruner": "median"},
+        algorithm={**job.spec.algorithm.model_dump(exclude_none=True), "seed": 3},
+    )
     study = open_study(bigger, storage_url)
     assert len(study.trials) == 2
     # The sampler is part of what the study's trials mean (its settings, its start-up trials).
@@ -120,8 +124,10 @@ def test_raised_budget_or_other_pruner_is_not_a_mismatch_but_other_sampler_is(st
 
 
 def test_warm_start_is_enqueued_exactly_once(storage_url: str) -> None:
-    warm = [{"params": {"lr": 0.01, "optimizer": "sgd", "momentum": 0.9}},
-            {"params": {"lr": 0.05, "optimizer": "adam", "beta1": 0.9}}]
+    warm = [
+        {"params": {"lr": 0.01, "optimizer": "sgd", "momentum": 0.9}},
+        {"params": {"lr": 0.05, "optimizer": "adam", "beta1": 0.9}},
+    ]
     job = _job(warmStart=warm)
     first = open_study(job, storage_url)
     second = open_study(job, storage_url)
@@ -147,7 +153,10 @@ def test_describe_hides_the_password(tmp_path: Path) -> None:
     assert "s3cr3t" not in shown
     assert "tuner" in shown and "db.example:5432/studies" in shown
     # An unescaped '@' in the password must not leak its tail either.
-    assert storage.describe("postgresql+psycopg2://tuner:p@ss@word@db/studies") == "postgresql+psycopg2://tuner:***@db/studies"
+    assert (
+        storage.describe("postgresql+psycopg2://tuner:p@ss@word@db/studies")
+        == "postgresql+psycopg2://tuner:***@db/studies"
+    )
     journal = tmp_path / "j.log"
     assert storage.describe(f"journal://{journal}") == str(journal.resolve())
 
@@ -187,9 +196,16 @@ def test_concurrent_engines_get_distinct_trial_numbers(postgres_url: str) -> Non
     doc = digits_job(name="concurrent", algorithm={"sampler": "random", "seed": 1})
     open_study(TuningJob.model_validate(doc), postgres_url)  # create once: both then load it
     n = 20
-    procs = [subprocess.Popen([sys.executable, "-c", _ASKER, postgres_url, json.dumps(doc), str(n)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ASKER, postgres_url, json.dumps(doc), str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     try:
         for p in procs:
             assert p.stdout is not None and p.stdout.readline().strip() == "ready", p.communicate()[1]

@@ -33,6 +33,7 @@ estimates them), and its CompiledRunner fails on these rules, so rules are inter
 results are remembered per rule and value, which keeps re-reviews of an unchanged spec cheap).
 Not modelled: ratcheting on update (1.33 tolerates unchanged invalid fields).
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,7 +41,7 @@ import json
 import math
 import re
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -57,7 +58,7 @@ _RFC3339: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?(
 
 
 # ----------------------------------------------------------------------------- the CRD on disk
-@lru_cache(maxsize=None)
+@cache
 def _load(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
@@ -219,7 +220,8 @@ def _type_name(value: Any) -> str:
 def _is_type(value: Any, t: str) -> bool:
     if t == "integer":
         return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer())
+            isinstance(value, float) and value.is_integer()
+        )
     if t == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return _type_name(value) == t
@@ -232,7 +234,7 @@ def _same(a: Any, b: Any) -> bool:
 def _validate(value: Any, s: dict[str, Any], path: str, errs: _Errors) -> None:
     if value is None:
         if not s.get("nullable") and "type" in s:
-            errs.invalid(path, "null", f"{path} in body must be of type {s['type']}: \"null\"", "TypeInvalid")
+            errs.invalid(path, "null", f'{path} in body must be of type {s["type"]}: "null"', "TypeInvalid")
         return
     if isinstance(value, float) and not math.isfinite(value):
         errs.invalid(path, value, "must be a finite number (JSON has no NaN or Infinity)", "Finite")
@@ -243,10 +245,11 @@ def _validate(value: Any, s: dict[str, Any], path: str, errs: _Errors) -> None:
     t = s.get("type")
     if t and not _is_type(value, t):
         actual = _type_name(value)
-        errs.invalid(path, actual, f"{path} in body must be of type {t}: \"{actual}\"", "TypeInvalid")
+        errs.invalid(path, actual, f'{path} in body must be of type {t}: "{actual}"', "TypeInvalid")
         return
-    if "enum" in s and not any(_same(value, e) or (_is_type(value, "number") and _is_type(e, "number") and value == e)
-                               for e in s["enum"]):
+    if "enum" in s and not any(
+        _same(value, e) or (_is_type(value, "number") and _is_type(e, "number") and value == e) for e in s["enum"]
+    ):
         supported = ", ".join(_fmt(e) for e in s["enum"])
         errs.add("NotSupported", path, f"Unsupported value: {_fmt(value)}: supported values: {supported}")
     if _is_type(value, "number"):
@@ -329,11 +332,27 @@ _ENV: Final = celpy.Environment()
 
 #: apimachinery's resource.Quantity grammar: <signedNumber><suffix>, suffix binary SI (Ki..Ei),
 #: decimal SI (n u m "" k M G T P E) or a decimal exponent (e3, E-2).
-_QUANTITY: Final = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
-_SUFFIX: Final = {"": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
-                  "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-                  "P": Decimal(10) ** 15, "E": Decimal(10) ** 18, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20,
-                  "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60}
+_QUANTITY: Final = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+)
+_SUFFIX: Final = {
+    "": Decimal(1),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
 
 
 class Quantity:
@@ -381,7 +400,7 @@ _QUANTITY_FUNCTIONS: Final = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _program(rule: str) -> Any:
     return _ENV.program(_ENV.compile(rule), functions=_QUANTITY_FUNCTIONS)
 
@@ -515,8 +534,12 @@ def admit(obj: Any, *, strict: bool = False, old: Any = None, path: Path = CRD_F
 
     unknown: list[str] = []
     spec_and_status = {k: v for k, v in out.items() if k not in ("apiVersion", "kind", "metadata")}
-    _prune(spec_and_status, {**s, "properties": {k: v for k, v in s["properties"].items()
-                                                 if k not in ("apiVersion", "kind", "metadata")}}, "", unknown)
+    _prune(
+        spec_and_status,
+        {**s, "properties": {k: v for k, v in s["properties"].items() if k not in ("apiVersion", "kind", "metadata")}},
+        "",
+        unknown,
+    )
     out = {**{k: out[k] for k in ("apiVersion", "kind", "metadata") if k in out}, **spec_and_status}
     if strict:
         for field in unknown:
@@ -526,8 +549,12 @@ def admit(obj: Any, *, strict: bool = False, old: Any = None, path: Path = CRD_F
     _validate(out, s, "", errs)
     _list_types(out, s, "", errs)
     if errs.blocking:
-        errs.add("Invalid", "", 'Invalid value: "null": some validation rules were not checked because the '
-                 "object was invalid; correct the existing errors to complete validation")
+        errs.add(
+            "Invalid",
+            "",
+            'Invalid value: "null": some validation rules were not checked because the '
+            "object was invalid; correct the existing errors to complete validation",
+        )
     else:
         _rules(out, s, "", errs, old if isinstance(old, dict) else _MISSING)
     return out, errs.messages

@@ -4,6 +4,7 @@ Each mirrors the Kubernetes apimachinery behaviour the harness's clients (kopf, 
 kubernetes client) rely on; none does I/O. Written here rather than taken from PyPI
 (jsonpatch, jsonpath-ng) because the project's dev dependencies do not list those.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,6 +20,7 @@ class PatchError(ValueError):
 
 # ---------------------------------------------------------------------------------------------
 # JSON merge patch (RFC 7386): kopf's and kubectl's (for custom resources) patch type.
+
 
 def merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, Mapping):
@@ -39,10 +41,19 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 #: field name -> merge key of the objects in that list (from the k8s.io/api struct tags).
 STRATEGIC_MERGE_KEYS: Final[dict[str, str]] = {
-    "containers": "name", "initContainers": "name", "ephemeralContainers": "name",
-    "env": "name", "volumes": "name", "volumeMounts": "mountPath", "volumeDevices": "devicePath",
-    "imagePullSecrets": "name", "conditions": "type", "ownerReferences": "uid",
-    "hostAliases": "ip", "resourceClaims": "name", "readinessGates": "conditionType",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "imagePullSecrets": "name",
+    "conditions": "type",
+    "ownerReferences": "uid",
+    "hostAliases": "ip",
+    "resourceClaims": "name",
+    "readinessGates": "conditionType",
 }
 #: lists of primitives whose patch strategy is "merge" (union) rather than "replace".
 STRATEGIC_MERGE_SETS: Final[frozenset[str]] = frozenset({"finalizers"})
@@ -104,6 +115,7 @@ def _strategic_list(field: str, current: Any, patch: list[Any]) -> list[Any]:
 
 # ---------------------------------------------------------------------------------------------
 # JSON patch (RFC 6902): kopf removes finalizers with it, guarded by a `test` of resourceVersion.
+
 
 def _pointer(path: str) -> list[str]:
     if path == "":
@@ -235,7 +247,8 @@ def parse_label_selector(selector: str | None) -> Matcher:
             key, value = (s.strip() for s in req.replace("==", "=").split("=", 1))
             checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
         elif req.startswith("!"):
-            checks.append(lambda labels, k=req[1:].strip(): k not in labels)
+            absent = req[1:].strip()
+            checks.append(lambda labels, k=absent: k not in labels)
         elif re.fullmatch(r"[A-Za-z0-9._/-]+", req):
             checks.append(lambda labels, k=req: k in labels)
         else:
@@ -253,8 +266,16 @@ def match_selector_object(selector: Mapping[str, Any] | None, labels: Mapping[st
         return False
     for expr in selector.get("matchExpressions") or []:
         key, op, values = expr["key"], expr["operator"], set(expr.get("values") or [])
-        ok = {"In": lambda: labels.get(key) in values, "NotIn": lambda: labels.get(key) not in values,
-              "Exists": lambda: key in labels, "DoesNotExist": lambda: key not in labels}[op]()
+        if op == "In":
+            ok = labels.get(key) in values
+        elif op == "NotIn":
+            ok = labels.get(key) not in values
+        elif op == "Exists":
+            ok = key in labels
+        elif op == "DoesNotExist":
+            ok = key not in labels
+        else:
+            raise KeyError(op)
         if not ok:
             return False
     return True
@@ -272,6 +293,7 @@ def parse_field_selector(selector: str | None) -> Callable[[Mapping[str, Any]], 
                 actual = actual.get(part) if isinstance(actual, Mapping) else None
             actual = "" if actual is None else str(actual).lower() if isinstance(actual, bool) else str(actual)
             return (actual != value) if negate else (actual == value)
+
         checks.append(check)
     return lambda obj: all(check(obj) for check in checks)
 
@@ -330,8 +352,9 @@ def jsonpath(obj: Any, path: str) -> list[Any]:
 # ---------------------------------------------------------------------------------------------
 # Time formats.
 
+
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(value: str) -> datetime.datetime:
@@ -374,7 +397,7 @@ def age(timestamp: str | None) -> str:
         then = parse_rfc3339(timestamp)
     except ValueError:
         return "<invalid>"
-    return human_duration((datetime.datetime.now(datetime.timezone.utc) - then).total_seconds())
+    return human_duration((datetime.datetime.now(datetime.UTC) - then).total_seconds())
 
 
 _VERSION_RE: Final = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")

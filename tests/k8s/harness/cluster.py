@@ -10,6 +10,7 @@ The API server (emulator.py, on kmock's KubernetesEmulator), the kubelet (kubele
 a test may block freely; every read here is served by that loop, atomically. Real clients talk
 to it over HTTP at `url`: kopf (in-process or a subprocess), kubectl, the kubernetes client.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,11 +23,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import apimachinery as am
 import kmock
 import kubernetes.client
 import yaml
-
-import apimachinery as am
 from cluster_dns import HostsFile
 from emulator import Admission, ApiServer, Defaulter, Obj, load_crd_documents
 from kubelet import Kubelet
@@ -56,10 +56,17 @@ class Cluster:
         dns: manage the /etc/hosts block (needs write access to /etc/hosts).
     """
 
-    def __init__(self, *, crd_paths: Iterable[Path] = (), admission: Admission | None = None,
-                 defaulter: Defaulter | None = None, workdir: Path,
-                 images: Mapping[str, list[str]] | None = None, dns: bool = True,
-                 image_files: Mapping[str, Mapping[str, str]] | None = None):
+    def __init__(
+        self,
+        *,
+        crd_paths: Iterable[Path] = (),
+        admission: Admission | None = None,
+        defaulter: Defaulter | None = None,
+        workdir: Path,
+        images: Mapping[str, list[str]] | None = None,
+        dns: bool = True,
+        image_files: Mapping[str, Mapping[str, str]] | None = None,
+    ):
         self.crd_paths = [Path(p) for p in crd_paths]
         self.admission = admission
         self.defaulter = defaulter
@@ -91,12 +98,20 @@ class Cluster:
             raise RuntimeError("the emulated cluster did not start")
         if self._error is not None:
             raise RuntimeError("the emulated cluster failed to start") from self._error
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
-            "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
-            "users": [{"name": "kmock", "user": {"token": "kmock"}}],
-            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock", "namespace": "default"}}],
-        }))
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "kmock",
+                    "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
+                    "users": [{"name": "kmock", "user": {"token": "kmock"}}],
+                    "contexts": [
+                        {"name": "kmock", "context": {"cluster": "kmock", "user": "kmock", "namespace": "default"}}
+                    ],
+                }
+            )
+        )
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -125,8 +140,9 @@ class Cluster:
             self.api, self.url = api, str(server.url).rstrip("/")
             if hosts is not None:
                 hosts.start()
-            kubelet = Kubelet(api, self.workdir, self.process_log, hosts=hosts, images=self.images,
-                              image_files=self.image_files)
+            kubelet = Kubelet(
+                api, self.workdir, self.process_log, hosts=hosts, images=self.images, image_files=self.image_files
+            )
             self.kubelet = kubelet
             await kubelet.start()
             try:
@@ -147,6 +163,7 @@ class Cluster:
 
         async def run() -> T:
             return fn(api)
+
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
 
     # ------------------------------------------------------------------------------------------
@@ -160,11 +177,11 @@ class Cluster:
     def env(self, **extra: str) -> dict[str, str]:
         """An environment for a client subprocess (kopf, the operator): KUBECONFIG set, no proxy."""
         no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY", ""), "127.0.0.1", "localhost"]))
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "NO_PROXY": no_proxy, "no_proxy": no_proxy,
-                **extra}
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "NO_PROXY": no_proxy, "no_proxy": no_proxy, **extra}
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against this cluster (its own discovery cache under workdir)."""
         cmd = ["kubectl", f"--kubeconfig={self.kubeconfig}", f"--cache-dir={self.workdir / 'kubectl-cache'}", *args]
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, env=self.env())
@@ -175,14 +192,17 @@ class Cluster:
     # ------------------------------------------------------------------------------------------
     # Reading and writing state directly (no HTTP)
 
-    def list(self, group_version_plural: str, namespace: str | None = None,
-             label_selector: str | None = None) -> list[Obj]:
+    def list(
+        self, group_version_plural: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Obj]:
         match = am.parse_label_selector(label_selector)
 
         def read(api: ApiServer) -> list[Obj]:
-            items = api.list(api.type_of(group_version_plural), namespace,
-                             lambda o: match(o["metadata"].get("labels") or {}))
+            items = api.list(
+                api.type_of(group_version_plural), namespace, lambda o: match(o["metadata"].get("labels") or {})
+            )
             return copy.deepcopy(items)
+
         return self.call(read)
 
     def get(self, group_version_plural: str, namespace: str | None, name: str) -> Obj | None:
@@ -196,14 +216,22 @@ class Cluster:
 
     def create(self, group_version_plural: str, obj: Obj, namespace: str | None = None) -> Obj:
         """Create through the API semantics (admission included); raises emulator.ApiError."""
-        return self.call(lambda api: copy.deepcopy(api.create(api.type_of(group_version_plural),
-                                                              namespace or obj.get("metadata", {}).get("namespace"),
-                                                              obj)))
+        return self.call(
+            lambda api: copy.deepcopy(
+                api.create(
+                    api.type_of(group_version_plural), namespace or obj.get("metadata", {}).get("namespace"), obj
+                )
+            )
+        )
 
-    def delete(self, group_version_plural: str, namespace: str | None, name: str,
-               propagation: str = "Background") -> Obj:
-        return self.call(lambda api: copy.deepcopy(api.delete(api.type_of(group_version_plural), namespace, name,
-                                                              {"propagationPolicy": propagation})))
+    def delete(
+        self, group_version_plural: str, namespace: str | None, name: str, propagation: str = "Background"
+    ) -> Obj:
+        return self.call(
+            lambda api: copy.deepcopy(
+                api.delete(api.type_of(group_version_plural), namespace, name, {"propagationPolicy": propagation})
+            )
+        )
 
     def pvc_path(self, claim: str, namespace: str = "default") -> Path:
         """The directory behind PersistentVolumeClaim `claim`: what a test writes there before a job
@@ -255,9 +283,11 @@ class Cluster:
             for pod in self.pods():
                 status = pod.get("status") or {}
                 states = [next(iter(cs.get("state") or {}), "?") for cs in status.get("containerStatuses") or []]
-                lines.append(f"pod {pod['metadata']['namespace']}/{pod['metadata']['name']}: "
-                             f"{status.get('phase')} ip={status.get('podIP')} containers={states}"
-                             f"{' deleting' if pod['metadata'].get('deletionTimestamp') else ''}")
+                lines.append(
+                    f"pod {pod['metadata']['namespace']}/{pod['metadata']['name']}: "
+                    f"{status.get('phase')} ip={status.get('podIP')} containers={states}"
+                    f"{' deleting' if pod['metadata'].get('deletionTimestamp') else ''}"
+                )
         except RuntimeError:
             pass
         for entry in self.process_log[-20:]:

@@ -12,6 +12,7 @@ Updates are read-modify-write under an exclusive flock of /etc/hosts, written in
 is often a bind mount, which a rename would not replace). A block whose owner pid is dead is a
 leftover of a crashed run and is removed when the next HostsFile starts.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -25,7 +26,8 @@ from typing import Final
 HOSTS: Final = Path("/etc/hosts")
 MARKER: Final = "k8s-harness"
 _BLOCK: Final = re.compile(
-    rf"^# BEGIN {MARKER} (?P<tag>\S+) pid=(?P<pid>\d+)\n.*?^# END {MARKER} (?P=tag)\n", re.S | re.M)
+    rf"^# BEGIN {MARKER} (?P<tag>\S+) pid=(?P<pid>\d+)\n.*?^# END {MARKER} (?P=tag)\n", re.S | re.M
+)
 
 
 def _alive(pid: int) -> bool:
@@ -77,8 +79,11 @@ class HostsFile:
             return
         self._entries = normalized
         lines = [f"{ip} {' '.join(names)}\n" for ip, names in normalized if names]
-        block = (f"# BEGIN {MARKER} {self.tag} pid={os.getpid()}\n" + "".join(lines) +
-                 f"# END {MARKER} {self.tag}\n") if lines else None
+        block = (
+            (f"# BEGIN {MARKER} {self.tag} pid={os.getpid()}\n" + "".join(lines) + f"# END {MARKER} {self.tag}\n")
+            if lines
+            else None
+        )
         self._rewrite(block)
 
     def close(self) -> None:

@@ -47,6 +47,7 @@ serves it from its own store, leaving kmock the bundled resource catalogue (`loa
 - kubectl's create/apply validation needs `/openapi/v3`: a minimal document that advertises
   server-side field validation, so kubectl does not validate against a schema it cannot fetch.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -67,11 +68,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import aiohttp.web
+import apimachinery as am
 import attrs
 import kmock
 import yaml
-
-import apimachinery as am
 
 logger = logging.getLogger("k8s.emulator")
 
@@ -93,6 +93,7 @@ ALL_VERBS: Final = ("create", "delete", "deletecollection", "get", "list", "patc
 @dataclasses.dataclass
 class ResourceType:
     """One served group/version/plural, as discovery describes it."""
+
     group: str
     version: str
     plural: str
@@ -144,8 +145,15 @@ class ApiError(Exception):
         self.code, self.reason, self.message, self.details = code, reason, message, dict(details or {})
 
     def status(self) -> Obj:
-        status: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                       "message": self.message, "reason": self.reason, "code": self.code}
+        status: Obj = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
         if self.details:
             status["details"] = self.details
         return status
@@ -156,8 +164,12 @@ class ApiError(Exception):
     @classmethod
     def not_found(cls, rtype: ResourceType, name: str) -> ApiError:
         resource = f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
-        return cls(404, "NotFound", f'{resource} "{name}" not found',
-                   {"name": name, "group": rtype.group, "kind": rtype.plural})
+        return cls(
+            404,
+            "NotFound",
+            f'{resource} "{name}" not found',
+            {"name": name, "group": rtype.group, "kind": rtype.plural},
+        )
 
     @classmethod
     def invalid(cls, rtype: ResourceType, name: str, messages: list[str]) -> ApiError:
@@ -166,17 +178,26 @@ class ApiError(Exception):
         causes = []
         for message in messages:
             field, _, rest = message.partition(": ")
-            causes.append({"reason": "FieldValueInvalid", "message": rest if rest else message,
-                           "field": field if rest else ""})
-        return cls(422, "Invalid", f'{rtype.qualified_kind} "{name}" is invalid: {text}',
-                   {"name": name, "group": rtype.group, "kind": rtype.kind, "causes": causes})
+            causes.append(
+                {"reason": "FieldValueInvalid", "message": rest if rest else message, "field": field if rest else ""}
+            )
+        return cls(
+            422,
+            "Invalid",
+            f'{rtype.qualified_kind} "{name}" is invalid: {text}',
+            {"name": name, "group": rtype.group, "kind": rtype.kind, "causes": causes},
+        )
 
     @classmethod
     def conflict(cls, rtype: ResourceType, name: str) -> ApiError:
         resource = f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
-        return cls(409, "Conflict", f'Operation cannot be fulfilled on {resource} "{name}": the object has been '
-                   "modified; please apply your changes to the latest version and try again",
-                   {"name": name, "group": rtype.group, "kind": rtype.plural})
+        return cls(
+            409,
+            "Conflict",
+            f'Operation cannot be fulfilled on {resource} "{name}": the object has been '
+            "modified; please apply your changes to the latest version and try again",
+            {"name": name, "group": rtype.group, "kind": rtype.plural},
+        )
 
 
 @dataclasses.dataclass
@@ -229,11 +250,17 @@ class ApiServer(kmock.KubernetesEmulator):
             if res.group is None or res.version is None or res.plural is None:
                 continue
             self.types[(res.group, res.version, res.plural)] = ResourceType(
-                group=res.group, version=res.version, plural=res.plural,
-                kind=info.kind or res.plural.capitalize(), namespaced=bool(info.namespaced),
-                singular=info.singular or "", short_names=tuple(sorted(info.shortnames)),
-                categories=tuple(sorted(info.categories)), verbs=tuple(sorted(info.verbs)) or ALL_VERBS,
-                subresources=tuple(sorted(info.subresources)))
+                group=res.group,
+                version=res.version,
+                plural=res.plural,
+                kind=info.kind or res.plural.capitalize(),
+                namespaced=bool(info.namespaced),
+                singular=info.singular or "",
+                short_names=tuple(sorted(info.shortnames)),
+                categories=tuple(sorted(info.categories)),
+                verbs=tuple(sorted(info.verbs)) or ALL_VERBS,
+                subresources=tuple(sorted(info.subresources)),
+            )
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create(self.types[("", "v1", "namespaces")], None, {"metadata": {"name": ns}})
 
@@ -249,19 +276,30 @@ class ApiServer(kmock.KubernetesEmulator):
             if not version.get("served", True):
                 continue
             rtype = ResourceType(
-                group=spec["group"], version=version["name"], plural=names["plural"], kind=names["kind"],
+                group=spec["group"],
+                version=version["name"],
+                plural=names["plural"],
+                kind=names["kind"],
                 namespaced=spec.get("scope", "Namespaced") == "Namespaced",
                 singular=names.get("singular") or names["kind"].lower(),
-                short_names=tuple(names.get("shortNames") or ()), categories=tuple(names.get("categories") or ()),
+                short_names=tuple(names.get("shortNames") or ()),
+                categories=tuple(names.get("categories") or ()),
                 subresources=tuple(sorted(version.get("subresources") or {})),
-                printer_columns=list(version.get("additionalPrinterColumns") or []), custom=True,
-                schema=(version.get("schema") or {}).get("openAPIV3Schema"))
+                printer_columns=list(version.get("additionalPrinterColumns") or []),
+                custom=True,
+                schema=(version.get("schema") or {}).get("openAPIV3Schema"),
+            )
             self.types[(rtype.group, rtype.version, rtype.plural)] = rtype
             # Keep kmock's own catalogue in step: it renders `/` from it.
             self.resources[f"{rtype.group}/{rtype.version}/{rtype.plural}"] = {
-                "kind": rtype.kind, "namespaced": rtype.namespaced, "singular": rtype.singular,
-                "verbs": list(ALL_VERBS), "shortnames": list(rtype.short_names),
-                "categories": list(rtype.categories), "subresources": list(rtype.subresources)}
+                "kind": rtype.kind,
+                "namespaced": rtype.namespaced,
+                "singular": rtype.singular,
+                "verbs": list(ALL_VERBS),
+                "shortnames": list(rtype.short_names),
+                "categories": list(rtype.categories),
+                "subresources": list(rtype.subresources),
+            }
             declared.append(rtype)
         return declared
 
@@ -299,13 +337,24 @@ class ApiServer(kmock.KubernetesEmulator):
         obj = self.store.get(self.key(rtype, namespace, name))
         return self.present(rtype, obj) if obj is not None else None
 
-    def list(self, rtype: ResourceType, namespace: str | None = None,
-             match: Callable[[Obj], bool] = lambda obj: True) -> list[Obj]:
-        return [self.present(rtype, obj) for (group, plural, ns, _), obj in sorted(self.store.items())
-                if (group, plural) == rtype.storage and (namespace is None or ns == namespace) and match(obj)]
+    def list(
+        self, rtype: ResourceType, namespace: str | None = None, match: Callable[[Obj], bool] = lambda obj: True
+    ) -> list[Obj]:
+        return [
+            self.present(rtype, obj)
+            for (group, plural, ns, _), obj in sorted(self.store.items())
+            if (group, plural) == rtype.storage and (namespace is None or ns == namespace) and match(obj)
+        ]
 
-    def update_as_system(self, rtype: ResourceType, namespace: str | None, name: str,
-                         mutate: Callable[[Obj], None], *, uid: str | None = None) -> Obj | None:
+    def update_as_system(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        mutate: Callable[[Obj], None],
+        *,
+        uid: str | None = None,
+    ) -> Obj | None:
         """A write by a cluster component (the kubelet): `mutate` edits a copy in place.
 
         No admission and no generation bump; None if the object is gone or is another
@@ -388,7 +437,11 @@ class ApiServer(kmock.KubernetesEmulator):
         live = {obj["metadata"].get("uid") for obj in self.store.values()}
         for key, obj in list(self.store.items()):
             refs = obj["metadata"].get("ownerReferences") or []
-            if refs and not any(ref.get("uid") in live for ref in refs) and not obj["metadata"].get("deletionTimestamp"):
+            if (
+                refs
+                and not any(ref.get("uid") in live for ref in refs)
+                and not obj["metadata"].get("deletionTimestamp")
+            ):
                 if key in self.store:
                     logger.debug("garbage-collecting %s", key)
                     self._delete_key(self._storage_type(key[:2]), key, "Background")
@@ -406,25 +459,39 @@ class ApiServer(kmock.KubernetesEmulator):
     # -----------------------------------------------------------------------------------------
     # Verbs
 
-    def create(self, rtype: ResourceType, namespace: str | None, body: Any, *, dry_run: bool = False,
-               field_validation: str | None = None) -> Obj:
+    def create(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        body: Any,
+        *,
+        dry_run: bool = False,
+        field_validation: str | None = None,
+    ) -> Obj:
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of the request was not an object")
         if body.get("kind") and body["kind"] != rtype.kind:
-            raise ApiError(400, "BadRequest", f"the kind of the object ({body['kind']}) does not match the "
-                           f"resource {rtype.plural} ({rtype.kind})")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the kind of the object ({body['kind']}) does not match the resource {rtype.plural} ({rtype.kind})",
+            )
         obj = copy.deepcopy(body)
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
         meta = obj.setdefault("metadata", {})
         if rtype.namespaced:
             namespace = namespace or meta.get("namespace") or "default"
             if meta.get("namespace") not in (None, "", namespace):
-                raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the "
-                               "namespace sent on the request")
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
             meta["namespace"] = namespace
             if ("", "namespaces", "", namespace) not in self.store:
-                raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
-                               {"name": namespace, "kind": "namespaces"})
+                raise ApiError(
+                    404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"}
+                )
         else:
             meta.pop("namespace", None)
         if not meta.get("name"):
@@ -440,8 +507,12 @@ class ApiServer(kmock.KubernetesEmulator):
         key = self.key(rtype, namespace, name)
         if key in self.store:
             resource = f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
-            raise ApiError(409, "AlreadyExists", f'{resource} "{name}" already exists',
-                           {"name": name, "group": rtype.group, "kind": rtype.plural})
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f'{resource} "{name}" already exists',
+                {"name": name, "group": rtype.group, "kind": rtype.plural},
+            )
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
@@ -457,8 +528,17 @@ class ApiServer(kmock.KubernetesEmulator):
             self._accept_crd(key)
         return new
 
-    def replace(self, rtype: ResourceType, namespace: str | None, name: str, body: Any,
-                subresource: str | None = None, *, dry_run: bool = False, field_validation: str | None = None) -> Obj:
+    def replace(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        subresource: str | None = None,
+        *,
+        dry_run: bool = False,
+        field_validation: str | None = None,
+    ) -> Obj:
         key = self.key(rtype, namespace, name)
         old = self.store.get(key)
         if old is None:
@@ -469,12 +549,22 @@ class ApiServer(kmock.KubernetesEmulator):
         if meta.get("resourceVersion") and meta["resourceVersion"] != old["metadata"]["resourceVersion"]:
             raise ApiError.conflict(rtype, name)
         if meta.get("name") not in (None, name):
-            raise ApiError(400, "BadRequest", f"the name of the object ({meta['name']}) does not match the name "
-                           f"on the URL ({name})")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})",
+            )
         new = copy.deepcopy(body)
         new["metadata"] = copy.deepcopy(meta)
-        for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
-                      "deletionGracePeriodSeconds", "generation"):
+        for field in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ):
             if field in old["metadata"]:
                 new["metadata"][field] = old["metadata"][field]
             else:
@@ -496,17 +586,33 @@ class ApiServer(kmock.KubernetesEmulator):
             if old["metadata"].get("deletionTimestamp"):
                 added = set(new["metadata"].get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
                 if added:
-                    raise ApiError.invalid(rtype, name, [f"metadata.finalizers: Forbidden: no new finalizers can be "
-                                                         f"added if the object is being deleted, found new "
-                                                         f"finalizers {sorted(added)}"])
+                    raise ApiError.invalid(
+                        rtype,
+                        name,
+                        [
+                            f"metadata.finalizers: Forbidden: no new finalizers can be "
+                            f"added if the object is being deleted, found new "
+                            f"finalizers {sorted(added)}"
+                        ],
+                    )
         if _strip_status(new) != _strip_status(old):
             new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         if rtype.custom:
             new = self._admit(rtype, new, field_validation, old=old)
         return self._commit(rtype, key, old, new, dry_run=dry_run)
 
-    def patch(self, rtype: ResourceType, namespace: str | None, name: str, body: bytes, content_type: str,
-              subresource: str | None = None, *, dry_run: bool = False, field_validation: str | None = None) -> Obj:
+    def patch(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: bytes,
+        content_type: str,
+        subresource: str | None = None,
+        *,
+        dry_run: bool = False,
+        field_validation: str | None = None,
+    ) -> Obj:
         content_type = content_type.split(";")[0].strip().lower()
         try:
             patch = yaml.safe_load(body) if "yaml" in content_type else json.loads(body or b"null")
@@ -516,9 +622,13 @@ class ApiServer(kmock.KubernetesEmulator):
         old = self.store.get(key)
         if old is None:
             if content_type == "application/apply-patch+yaml" and subresource is None:
-                return self.create(rtype, namespace, {**patch, "metadata": {**(patch.get("metadata") or {}),
-                                                                          "name": name}},
-                                   dry_run=dry_run, field_validation=field_validation)
+                return self.create(
+                    rtype,
+                    namespace,
+                    {**patch, "metadata": {**(patch.get("metadata") or {}), "name": name}},
+                    dry_run=dry_run,
+                    field_validation=field_validation,
+                )
             raise ApiError.not_found(rtype, name)
         current = self.present(rtype, old)
         try:
@@ -526,38 +636,58 @@ class ApiServer(kmock.KubernetesEmulator):
                 patched = am.json_patch(current, patch)
             elif content_type == "application/strategic-merge-patch+json":
                 if rtype.custom:
-                    raise ApiError(415, "UnsupportedMediaType", "strategic merge patch is not supported for "
-                                   "custom resources: use a merge patch")
+                    raise ApiError(
+                        415,
+                        "UnsupportedMediaType",
+                        "strategic merge patch is not supported for custom resources: use a merge patch",
+                    )
                 patched = am.strategic_merge_patch(current, patch)
             elif content_type in ("application/merge-patch+json", "application/apply-patch+yaml"):
                 # Server-side apply approximated as a merge of the applied configuration
                 # (no field ownership: fields dropped from the configuration are not removed).
                 patched = am.merge_patch(current, patch)
             else:
-                raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                               f"accepted media types include: application/json-patch+json, "
-                               f"application/merge-patch+json, application/apply-patch+yaml")
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - "
+                    "accepted media types include: application/json-patch+json, "
+                    "application/merge-patch+json, application/apply-patch+yaml",
+                )
         except am.PatchError as exc:
-            raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {exc}",
-                           {"name": name, "group": rtype.group, "kind": rtype.plural}) from None
+            raise ApiError(
+                422,
+                "Invalid",
+                f"the server rejected our request due to an error in our request: {exc}",
+                {"name": name, "group": rtype.group, "kind": rtype.plural},
+            ) from None
         if not isinstance(patched, dict):
             raise ApiError(422, "Invalid", "the patch did not produce an object")
         rv = (patched.get("metadata") or {}).get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise ApiError.conflict(rtype, name)
-        return self.replace(rtype, namespace, name, patched, subresource, dry_run=dry_run,
-                            field_validation=field_validation)
+        return self.replace(
+            rtype, namespace, name, patched, subresource, dry_run=dry_run, field_validation=field_validation
+        )
 
-    def delete(self, rtype: ResourceType, namespace: str | None, name: str, options: Mapping[str, Any] | None = None,
-               *, dry_run: bool = False) -> Obj:
+    def delete(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> Obj:
         options = options or {}
         key = self.key(rtype, namespace, name)
         old = self.store.get(key)
         if old is None:
             raise ApiError.not_found(rtype, name)
         pre = options.get("preconditions") or {}
-        if (pre.get("uid") and pre["uid"] != old["metadata"].get("uid")) or \
-                (pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"]["resourceVersion"]):
+        if (pre.get("uid") and pre["uid"] != old["metadata"].get("uid")) or (
+            pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"]["resourceVersion"]
+        ):
             raise ApiError.conflict(rtype, name)
         if dry_run:
             return self.present(rtype, old)
@@ -576,8 +706,7 @@ class ApiServer(kmock.KubernetesEmulator):
             return self._commit(rtype, key, old, new)
         return self._remove(rtype, key)
 
-    def _admit(self, rtype: ResourceType, obj: Obj, field_validation: str | None = None,
-               old: Obj | None = None) -> Obj:
+    def _admit(self, rtype: ResourceType, obj: Obj, field_validation: str | None = None, old: Obj | None = None) -> Obj:
         if self.defaulter is not None:
             defaulted = self.defaulter(copy.deepcopy(obj))
             obj = defaulted if isinstance(defaulted, dict) else obj
@@ -616,8 +745,10 @@ class ApiServer(kmock.KubernetesEmulator):
             for container in spec.get("containers") or []:
                 container.setdefault("terminationMessagePath", "/dev/termination-log")
                 container.setdefault("terminationMessagePolicy", "File")
-                container.setdefault("imagePullPolicy",
-                                     "Always" if str(container.get("image", "")).endswith(":latest") else "IfNotPresent")
+                container.setdefault(
+                    "imagePullPolicy",
+                    "Always" if str(container.get("image", "")).endswith(":latest") else "IfNotPresent",
+                )
             obj["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
         elif rtype.storage == ("", "services"):
             assert spec is not None
@@ -650,9 +781,14 @@ class ApiServer(kmock.KubernetesEmulator):
         new["status"] = {
             "acceptedNames": crd["spec"]["names"],
             "storedVersions": [v["name"] for v in crd["spec"].get("versions") or [] if v.get("storage")],
-            "conditions": [{"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": now}
-                           for t, r, m in (("NamesAccepted", "NoConflicts", "no conflicts found"),
-                                           ("Established", "InitialNamesAccepted", "the initial names have been accepted"))]}
+            "conditions": [
+                {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": now}
+                for t, r, m in (
+                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                )
+            ],
+        }
         self._commit(self._storage_type(key[:2]), key, crd, new)
 
     # -----------------------------------------------------------------------------------------
@@ -681,8 +817,13 @@ class ApiServer(kmock.KubernetesEmulator):
         if path in ("/healthz", "/livez", "/readyz"):
             return aiohttp.web.Response(text="ok")
         if path == "/api":
-            return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}]})
+            return _json(
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}],
+                }
+            )
         if path == "/apis":
             return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": self._groups()})
         if path.startswith("/openapi/v3"):
@@ -710,12 +851,20 @@ class ApiServer(kmock.KubernetesEmulator):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return await self._serve_resource(request, rtype, namespace, name, subresource)
 
-    async def _serve_resource(self, request: aiohttp.web.BaseRequest, rtype: ResourceType, namespace: str | None,
-                              name: str | None, subresource: str | None) -> aiohttp.web.StreamResponse:
+    async def _serve_resource(
+        self,
+        request: aiohttp.web.BaseRequest,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str | None,
+        subresource: str | None,
+    ) -> aiohttp.web.StreamResponse:
         method, query = request.method, request.query
         dry_run = query.get("dryRun") == "All"
         validation = query.get("fieldValidation")
-        if subresource not in (None, "status") and not (method == "GET" and f"{rtype.plural}/{subresource}" in self.readers):
+        if subresource not in (None, "status") and not (
+            method == "GET" and f"{rtype.plural}/{subresource}" in self.readers
+        ):
             if method == "POST" and subresource == "eviction" and name:
                 return _json(self.delete(rtype, namespace, name), 201)
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -730,8 +879,14 @@ class ApiServer(kmock.KubernetesEmulator):
             items = self.list(rtype, namespace, self._matcher(query))
             if self._wants_table(request):
                 return _json(self._table(rtype, items, query))
-            return _json({"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version,
-                          "metadata": {"resourceVersion": str(self.revision)}, "items": items})
+            return _json(
+                {
+                    "kind": f"{rtype.kind}List",
+                    "apiVersion": rtype.api_version,
+                    "metadata": {"resourceVersion": str(self.revision)},
+                    "items": items,
+                }
+            )
         if method == "GET":
             assert name is not None
             obj = self.get(rtype, namespace, name)
@@ -740,24 +895,55 @@ class ApiServer(kmock.KubernetesEmulator):
             return _json(self._table(rtype, [obj], query) if self._wants_table(request) else obj)
         body = await request.read()
         if method == "POST" and name is None:
-            return _json(self.create(rtype, namespace, self._parse_body(request, body), dry_run=dry_run,
-                                     field_validation=validation), 201)
+            return _json(
+                self.create(
+                    rtype, namespace, self._parse_body(request, body), dry_run=dry_run, field_validation=validation
+                ),
+                201,
+            )
         if method == "PUT" and name is not None:
-            return _json(self.replace(rtype, namespace, name, self._parse_body(request, body), subresource,
-                                      dry_run=dry_run, field_validation=validation))
+            return _json(
+                self.replace(
+                    rtype,
+                    namespace,
+                    name,
+                    self._parse_body(request, body),
+                    subresource,
+                    dry_run=dry_run,
+                    field_validation=validation,
+                )
+            )
         if method == "PATCH" and name is not None:
-            return _json(self.patch(rtype, namespace, name, body, request.headers.get("Content-Type", ""),
-                                    subresource, dry_run=dry_run, field_validation=validation))
+            return _json(
+                self.patch(
+                    rtype,
+                    namespace,
+                    name,
+                    body,
+                    request.headers.get("Content-Type", ""),
+                    subresource,
+                    dry_run=dry_run,
+                    field_validation=validation,
+                )
+            )
         if method == "DELETE":
             options = json.loads(body) if body.strip() else {}
             if "propagationPolicy" in query:
                 options["propagationPolicy"] = query["propagationPolicy"]
             if name is not None:
                 return _json(self.delete(rtype, namespace, name, options, dry_run=dry_run))
-            deleted = [self.delete(rtype, obj["metadata"].get("namespace"), obj["metadata"]["name"], options,
-                                   dry_run=dry_run) for obj in self.list(rtype, namespace, self._matcher(query))]
-            return _json({"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version,
-                          "metadata": {"resourceVersion": str(self.revision)}, "items": deleted})
+            deleted = [
+                self.delete(rtype, obj["metadata"].get("namespace"), obj["metadata"]["name"], options, dry_run=dry_run)
+                for obj in self.list(rtype, namespace, self._matcher(query))
+            ]
+            return _json(
+                {
+                    "kind": f"{rtype.kind}List",
+                    "apiVersion": rtype.api_version,
+                    "metadata": {"resourceVersion": str(self.revision)},
+                    "items": deleted,
+                }
+            )
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     @staticmethod
@@ -781,15 +967,18 @@ class ApiServer(kmock.KubernetesEmulator):
     # -----------------------------------------------------------------------------------------
     # Watch
 
-    async def _watch(self, request: aiohttp.web.BaseRequest, rtype: ResourceType, namespace: str | None,
-                     name: str | None) -> aiohttp.web.StreamResponse:
+    async def _watch(
+        self, request: aiohttp.web.BaseRequest, rtype: ResourceType, namespace: str | None, name: str | None
+    ) -> aiohttp.web.StreamResponse:
         query = request.query
         match = self._matcher(query)
         if name is not None:
             base, match = match, lambda obj: base(obj) and obj["metadata"]["name"] == name
 
         def visible(obj: Obj | None) -> bool:
-            return obj is not None and (namespace is None or obj["metadata"].get("namespace") == namespace) and match(obj)
+            return (
+                obj is not None and (namespace is None or obj["metadata"].get("namespace") == namespace) and match(obj)
+            )
 
         since = query.get("resourceVersion") or ""
         initial = query.get("sendInitialEvents") == "true" or since in ("", "0")
@@ -800,8 +989,9 @@ class ApiServer(kmock.KubernetesEmulator):
         if not initial and expired:
             backlog: list[Event] | None = None  # too old: the client must relist
         else:
-            backlog = [] if initial else [e for e in self.history
-                                          if e.storage == rtype.storage and e.revision > int(since)]
+            backlog = (
+                [] if initial else [e for e in self.history if e.storage == rtype.storage and e.revision > int(since)]
+            )
         # Snapshot and subscription in one synchronous step: no event falls between them.
         watcher = _Watcher(rtype.storage, asyncio.Queue())
         self._watchers.append(watcher)
@@ -815,14 +1005,27 @@ class ApiServer(kmock.KubernetesEmulator):
                 await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
 
             if backlog is None:
-                await send("ERROR", ApiError(410, "Expired", f"too old resource version: {since} "
-                                             f"({self.history[0].revision})").status())
+                await send(
+                    "ERROR",
+                    ApiError(
+                        410, "Expired", f"too old resource version: {since} ({self.history[0].revision})"
+                    ).status(),
+                )
                 return response
             for obj in snapshot:
                 await send("ADDED", obj)
             if query.get("sendInitialEvents") == "true" and bookmarks:
-                await send("BOOKMARK", {"kind": rtype.kind, "apiVersion": rtype.api_version, "metadata": {
-                    "resourceVersion": str(self.revision), "annotations": {"k8s.io/initial-events-end": "true"}}})
+                await send(
+                    "BOOKMARK",
+                    {
+                        "kind": rtype.kind,
+                        "apiVersion": rtype.api_version,
+                        "metadata": {
+                            "resourceVersion": str(self.revision),
+                            "annotations": {"k8s.io/initial-events-end": "true"},
+                        },
+                    },
+                )
             pending: collections.deque[Event] = collections.deque(backlog)
             while True:
                 if not pending:
@@ -833,10 +1036,16 @@ class ApiServer(kmock.KubernetesEmulator):
                             break
                     try:
                         event = await asyncio.wait_for(watcher.queue.get(), timeout)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         if bookmarks:
-                            await send("BOOKMARK", {"kind": rtype.kind, "apiVersion": rtype.api_version,
-                                                    "metadata": {"resourceVersion": str(self.revision)}})
+                            await send(
+                                "BOOKMARK",
+                                {
+                                    "kind": rtype.kind,
+                                    "apiVersion": rtype.api_version,
+                                    "metadata": {"resourceVersion": str(self.revision)},
+                                },
+                            )
                         continue
                     if event is None:  # the server is shutting down
                         break
@@ -890,17 +1099,44 @@ class ApiServer(kmock.KubernetesEmulator):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         resources = []
         for t in types:
-            resources.append({"name": t.plural, "singularName": t.singular, "namespaced": t.namespaced,
-                              "kind": t.kind, "verbs": list(t.verbs), "shortNames": list(t.short_names),
-                              "categories": list(t.categories)})
+            resources.append(
+                {
+                    "name": t.plural,
+                    "singularName": t.singular,
+                    "namespaced": t.namespaced,
+                    "kind": t.kind,
+                    "verbs": list(t.verbs),
+                    "shortNames": list(t.short_names),
+                    "categories": list(t.categories),
+                }
+            )
             for sub in t.subresources:
                 # No shortNames here: kubectl would warn that `tj` also matches `tuningjobs/status`
                 # (kmock's own discovery copies them onto subresources).
-                verbs = ["get"] if sub == "log" else ["create"] if sub in ("eviction", "binding") else ["get", "patch", "update"]
-                resources.append({"name": f"{t.plural}/{sub}", "singularName": "", "namespaced": t.namespaced,
-                                  "kind": t.kind, "verbs": verbs})
-        return _json({"kind": "APIResourceList", "apiVersion": "v1",
-                      "groupVersion": f"{group}/{version}" if group else version, "resources": resources})
+                verbs = (
+                    ["get"]
+                    if sub == "log"
+                    else ["create"]
+                    if sub in ("eviction", "binding")
+                    else ["get", "patch", "update"]
+                )
+                resources.append(
+                    {
+                        "name": f"{t.plural}/{sub}",
+                        "singularName": "",
+                        "namespaced": t.namespaced,
+                        "kind": t.kind,
+                        "verbs": verbs,
+                    }
+                )
+        return _json(
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": resources,
+            }
+        )
 
     def _openapi_v3(self, path: str) -> aiohttp.web.Response:
         """Just enough OpenAPI v3 for kubectl to see server-side field validation on every kind.
@@ -916,10 +1152,15 @@ class ApiServer(kmock.KubernetesEmulator):
                     gv = f"apis/{group}/{v}" if group else f"api/{v}"
                     paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={self.revision}"}
             return _json({"paths": paths})
-        gv = path[len("/openapi/v3/"):]
+        gv = path[len("/openapi/v3/") :]
         parts = gv.split("/")
-        group, version = ("", parts[1]) if parts[0] == "api" and len(parts) == 2 else \
-            (parts[1], parts[2]) if parts[0] == "apis" and len(parts) == 3 else (None, None)
+        group, version = (
+            ("", parts[1])
+            if parts[0] == "api" and len(parts) == 2
+            else (parts[1], parts[2])
+            if parts[0] == "apis" and len(parts) == 3
+            else (None, None)
+        )
         types = [t for (g, v, _), t in self.types.items() if (g, v) == (group, version)]
         if not types:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -928,19 +1169,42 @@ class ApiServer(kmock.KubernetesEmulator):
         for t in types:
             if t.schema is not None:  # named as the API server names CRD schemas: io.openautoglm.v1alpha1.TuningJob
                 schema_name = ".".join([*reversed(t.group.split(".")), t.version, t.kind])
-                schemas[schema_name] = {**t.schema, "x-kubernetes-group-version-kind": [
-                    {"group": t.group, "version": t.version, "kind": t.kind}]}
+                schemas[schema_name] = {
+                    **t.schema,
+                    "x-kubernetes-group-version-kind": [{"group": t.group, "version": t.version, "kind": t.kind}],
+                }
             prefix = f"/{gv}/namespaces/{{namespace}}/{t.plural}" if t.namespaced else f"/{gv}/{t.plural}"
             gvk = {"group": t.group, "version": t.version, "kind": t.kind}
             paths[f"{prefix}/{{name}}"] = {
-                "patch": {"x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "patch",
-                          "parameters": [field_validation], "responses": {"200": {"description": "OK"}}},
-                "put": {"x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "put",
-                        "parameters": [field_validation], "responses": {"200": {"description": "OK"}}}}
-            paths[prefix] = {"post": {"x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "post",
-                                      "parameters": [field_validation], "responses": {"201": {"description": "Created"}}}}
-        return _json({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
-                      "paths": paths, "components": {"schemas": schemas}})
+                "patch": {
+                    "x-kubernetes-group-version-kind": gvk,
+                    "x-kubernetes-action": "patch",
+                    "parameters": [field_validation],
+                    "responses": {"200": {"description": "OK"}},
+                },
+                "put": {
+                    "x-kubernetes-group-version-kind": gvk,
+                    "x-kubernetes-action": "put",
+                    "parameters": [field_validation],
+                    "responses": {"200": {"description": "OK"}},
+                },
+            }
+            paths[prefix] = {
+                "post": {
+                    "x-kubernetes-group-version-kind": gvk,
+                    "x-kubernetes-action": "post",
+                    "parameters": [field_validation],
+                    "responses": {"201": {"description": "Created"}},
+                }
+            }
+        return _json(
+            {
+                "openapi": "3.0.0",
+                "info": {"title": "Kubernetes", "version": "v1.33.0"},
+                "paths": paths,
+                "components": {"schemas": schemas},
+            }
+        )
 
     # -----------------------------------------------------------------------------------------
     # Server-side printing (meta.k8s.io/v1 Table)
@@ -952,8 +1216,15 @@ class ApiServer(kmock.KubernetesEmulator):
         return "as=Table" in first and "g=meta.k8s.io" in first
 
     def _table(self, rtype: ResourceType, objs: list[Obj], query: Mapping[str, str]) -> Obj:
-        columns = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
-                    "description": "Name must be unique within a namespace."}]
+        columns = [
+            {
+                "name": "Name",
+                "type": "string",
+                "format": "name",
+                "priority": 0,
+                "description": "Name must be unique within a namespace.",
+            }
+        ]
         cells: list[Callable[[Obj], Any]] = [lambda o: o["metadata"]["name"]]
         for name, type_, priority, fn in self._columns(rtype):
             columns.append({"name": name, "type": type_, "format": "", "priority": priority, "description": name})
@@ -965,11 +1236,19 @@ class ApiServer(kmock.KubernetesEmulator):
             if include == "Object":
                 row["object"] = obj
             elif include != "None":
-                row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                 "metadata": obj["metadata"]}
+                row["object"] = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": obj["metadata"],
+                }
             rows.append(row)
-        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
-                "metadata": {"resourceVersion": str(self.revision)}, "columnDefinitions": columns, "rows": rows}
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": str(self.revision)},
+            "columnDefinitions": columns,
+            "rows": rows,
+        }
 
     def _columns(self, rtype: ResourceType) -> Iterable[tuple[str, str, int, Callable[[Obj], Any]]]:
         age = ("Age", "string", 0, lambda o: am.age(o["metadata"].get("creationTimestamp")))
@@ -977,16 +1256,30 @@ class ApiServer(kmock.KubernetesEmulator):
             # apiextensions-apiserver's tableconvertor: the first JSONPath result, typed by the
             # column; dates as ages; nothing found -> null (kubectl prints <none>).
             for col in rtype.printer_columns:
-                yield (col["name"], col.get("type", "string"), int(col.get("priority", 0)),
-                       lambda o, c=col: _printer_cell(c, o))
+                yield (
+                    col["name"],
+                    col.get("type", "string"),
+                    int(col.get("priority", 0)),
+                    lambda o, c=col: _printer_cell(c, o),
+                )
             return
         if rtype.storage == ("", "pods"):
-            yield ("Ready", "string", 0, lambda o: "{}/{}".format(
-                sum(1 for c in (o.get("status") or {}).get("containerStatuses") or [] if c.get("ready")),
-                len((o.get("spec") or {}).get("containers") or [])))
+            yield (
+                "Ready",
+                "string",
+                0,
+                lambda o: "{}/{}".format(
+                    sum(1 for c in (o.get("status") or {}).get("containerStatuses") or [] if c.get("ready")),
+                    len((o.get("spec") or {}).get("containers") or []),
+                ),
+            )
             yield ("Status", "string", 0, _pod_status)
-            yield ("Restarts", "integer", 0, lambda o: sum(
-                c.get("restartCount", 0) for c in (o.get("status") or {}).get("containerStatuses") or []))
+            yield (
+                "Restarts",
+                "integer",
+                0,
+                lambda o: sum(c.get("restartCount", 0) for c in (o.get("status") or {}).get("containerStatuses") or []),
+            )
             yield age
             yield ("IP", "string", 1, lambda o: (o.get("status") or {}).get("podIP") or "<none>")
             yield ("Node", "string", 1, lambda o: (o.get("spec") or {}).get("nodeName") or "<none>")
@@ -995,20 +1288,37 @@ class ApiServer(kmock.KubernetesEmulator):
             yield ("Type", "string", 0, lambda o: o["spec"].get("type", "ClusterIP"))
             yield ("Cluster-IP", "string", 0, lambda o: o["spec"].get("clusterIP") or "<none>")
             yield ("External-IP", "string", 0, lambda o: "<none>")
-            yield ("Port(s)", "string", 0, lambda o: ",".join(
-                f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in o["spec"].get("ports") or []) or "<none>")
+            yield (
+                "Port(s)",
+                "string",
+                0,
+                lambda o: (
+                    ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in o["spec"].get("ports") or [])
+                    or "<none>"
+                ),
+            )
             yield age
-            yield ("Selector", "string", 1, lambda o: ",".join(
-                f"{k}={v}" for k, v in (o["spec"].get("selector") or {}).items()) or "<none>")
+            yield (
+                "Selector",
+                "string",
+                1,
+                lambda o: ",".join(f"{k}={v}" for k, v in (o["spec"].get("selector") or {}).items()) or "<none>",
+            )
             return
         if rtype.storage == ("", "namespaces"):
             yield ("Status", "string", 0, lambda o: (o.get("status") or {}).get("phase", ""))
         if rtype.storage in (("", "events"), ("events.k8s.io", "events")):
             yield ("Type", "string", 0, lambda o: o.get("type", ""))
             yield ("Reason", "string", 0, lambda o: o.get("reason", ""))
-            yield ("Object", "string", 0, lambda o: "{}/{}".format(
-                (o.get("involvedObject") or o.get("regarding") or {}).get("kind", "").lower(),
-                (o.get("involvedObject") or o.get("regarding") or {}).get("name", "")))
+            yield (
+                "Object",
+                "string",
+                0,
+                lambda o: "{}/{}".format(
+                    (o.get("involvedObject") or o.get("regarding") or {}).get("kind", "").lower(),
+                    (o.get("involvedObject") or o.get("regarding") or {}).get("name", ""),
+                ),
+            )
             yield ("Message", "string", 0, lambda o: o.get("message") or o.get("note") or "")
         yield age
 
@@ -1054,8 +1364,12 @@ def _qos_class(spec: Mapping[str, Any]) -> str:
     resources = [c.get("resources") or {} for c in spec.get("containers") or []]
     if not any(r.get("requests") or r.get("limits") for r in resources):
         return "BestEffort"
-    guaranteed = all(r.get("limits") and all(r.get("requests", r["limits"]).get(k) == v for k, v in r["limits"].items())
-                     and set(r["limits"]) >= {"cpu", "memory"} for r in resources)
+    guaranteed = all(
+        r.get("limits")
+        and all(r.get("requests", r["limits"]).get(k) == v for k, v in r["limits"].items())
+        and set(r["limits"]) >= {"cpu", "memory"}
+        for r in resources
+    )
     return "Guaranteed" if guaranteed else "Burstable"
 
 
@@ -1068,4 +1382,3 @@ def load_crd_documents(paths: Iterable[Any]) -> list[Obj]:
                 if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
                     crds.append(doc)
     return crds
-

@@ -27,6 +27,7 @@ the real cluster DNS serves from the Service's endpoints. (A bare `<service>` is
 hosts file has no namespaces.) Pods share this machine's network namespace: a process must bind
 its pod IP, not 0.0.0.0, or two pods on one port collide.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,7 +50,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 import aiohttp
-
 import apimachinery as am
 import volumes
 from cluster_dns import HostsFile
@@ -138,8 +138,8 @@ def expand(text: str, env: Mapping[str, str]) -> str:
             out.append("$")
             i += 2
         elif text.startswith("$(", i) and (end := text.find(")", i + 2)) != -1:
-            name = text[i + 2:end]
-            out.append(env[name] if name in env else text[i:end + 1])
+            name = text[i + 2 : end]
+            out.append(env[name] if name in env else text[i : end + 1])
             i = end + 1
         else:
             out.append(text[i])
@@ -148,8 +148,18 @@ def expand(text: str, env: Mapping[str, str]) -> str:
 
 
 _QUANTITY: Final = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-_SUFFIXES: Final = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2 ** 10, "Mi": 2 ** 20,
-                    "Gi": 2 ** 30, "Ti": 2 ** 40}
+_SUFFIXES: Final = {
+    "": 1,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 def quantity(value: Any) -> float:
@@ -160,9 +170,16 @@ def quantity(value: Any) -> float:
 
 
 class Kubelet:
-    def __init__(self, api: ApiServer, workdir: Path, process_log: list[dict[str, Any]], *,
-                 hosts: HostsFile | None = None, images: Mapping[str, list[str]] | None = None,
-                 image_files: Mapping[str, Mapping[str, str]] | None = None):
+    def __init__(
+        self,
+        api: ApiServer,
+        workdir: Path,
+        process_log: list[dict[str, Any]],
+        *,
+        hosts: HostsFile | None = None,
+        images: Mapping[str, list[str]] | None = None,
+        image_files: Mapping[str, Mapping[str, str]] | None = None,
+    ):
         self.api = api
         #: image -> {path in the container: directory here}: the files an image would hold
         #: (a user's program baked into its trial image), mounted read-only under the volumes.
@@ -223,7 +240,7 @@ class Kubelet:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), SYNC_PERIOD_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
@@ -235,17 +252,34 @@ class Kubelet:
     def _register_node(self) -> None:
         node_type = self.api.type_of("v1/nodes")
         if self.api.get(node_type, None, NODE_NAME) is None:
-            self.api.create(node_type, None, {"metadata": {"name": NODE_NAME, "labels": {
-                "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"}}})
+            self.api.create(
+                node_type,
+                None,
+                {
+                    "metadata": {
+                        "name": NODE_NAME,
+                        "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"},
+                    }
+                },
+            )
         capacity = {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_bytes() // 1024}Ki", "pods": "110"}
 
         def status(node: Obj) -> None:
-            node["status"] = {"capacity": capacity, "allocatable": capacity,
-                              "addresses": [{"type": "InternalIP", "address": HOST_IP},
-                                            {"type": "Hostname", "address": NODE_NAME}],
-                              "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                              "lastHeartbeatTime": am.now_rfc3339(),
-                                              "lastTransitionTime": am.now_rfc3339()}]}
+            node["status"] = {
+                "capacity": capacity,
+                "allocatable": capacity,
+                "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": NODE_NAME}],
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "lastHeartbeatTime": am.now_rfc3339(),
+                        "lastTransitionTime": am.now_rfc3339(),
+                    }
+                ],
+            }
+
         self.api.update_as_system(node_type, None, NODE_NAME, status)
 
     # ------------------------------------------------------------------------------------------
@@ -254,8 +288,11 @@ class Kubelet:
     def _sync(self) -> None:
         pods = {p["metadata"]["uid"]: p for p in self.api.list(self.pods_type)}
         for uid, pod in pods.items():
-            if uid not in self.runtimes and not pod["metadata"].get("deletionTimestamp") \
-                    and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            if (
+                uid not in self.runtimes
+                and not pod["metadata"].get("deletionTimestamp")
+                and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+            ):
                 self._admit_pod(pod)
         # As in a real cluster, a pod's DNS records exist from when it has an IP (if not-ready
         # addresses are published), so a process can resolve its own name as it starts.
@@ -268,8 +305,13 @@ class Kubelet:
                 if rt.running:
                     self._signal(rt, signal.SIGTERM)
                     rt.kill_deadline = now + rt.grace_s
-            if rt.proc is None and not rt.finished and not rt.deleting and pod is not None and \
-                    (rt.restart_at is None or now >= rt.restart_at):
+            if (
+                rt.proc is None
+                and not rt.finished
+                and not rt.deleting
+                and pod is not None
+                and (rt.restart_at is None or now >= rt.restart_at)
+            ):
                 self._start_container(pod, rt)
             if rt.proc is not None and not rt.finished and rt.proc.poll() is not None:
                 self._on_exit(rt, pod)
@@ -297,9 +339,15 @@ class Kubelet:
         ip = self._allocate_ip()
         pod_dir = self.workdir / "pods" / ns / f"{name}-{meta['uid'][:8]}"
         pod_dir.mkdir(parents=True, exist_ok=True)
-        rt = PodRuntime(uid=meta["uid"], namespace=ns, name=name, ip=ip, dir=pod_dir,
-                        grace_s=min(float(spec.get("terminationGracePeriodSeconds", 30)), MAX_GRACE_S),
-                        restart_policy=spec.get("restartPolicy", "Always"))
+        rt = PodRuntime(
+            uid=meta["uid"],
+            namespace=ns,
+            name=name,
+            ip=ip,
+            dir=pod_dir,
+            grace_s=min(float(spec.get("terminationGracePeriodSeconds", 30)), MAX_GRACE_S),
+            restart_policy=spec.get("restartPolicy", "Always"),
+        )
         self.runtimes[rt.uid] = rt
         now = am.now_rfc3339()
         containers = spec.get("containers") or [{}]
@@ -307,16 +355,35 @@ class Kubelet:
         def bind(p: Obj) -> None:
             p.setdefault("spec", {})["nodeName"] = NODE_NAME
             status = p.setdefault("status", {})
-            status.update({
-                "phase": "Pending", "hostIP": HOST_IP, "hostIPs": [{"ip": HOST_IP}], "podIP": ip,
-                "podIPs": [{"ip": ip}], "startTime": now,
-                "conditions": [_condition("PodScheduled", True, now), _condition("Initialized", True, now),
-                               _condition("ContainersReady", False, now, "ContainersNotReady"),
-                               _condition("Ready", False, now, "ContainersNotReady")],
-                "containerStatuses": [{"name": c.get("name", ""), "image": c.get("image", ""), "imageID": "",
-                                       "ready": False, "restartCount": 0, "started": False,
-                                       "state": {"waiting": {"reason": "ContainerCreating"}}}
-                                      for c in containers]})
+            status.update(
+                {
+                    "phase": "Pending",
+                    "hostIP": HOST_IP,
+                    "hostIPs": [{"ip": HOST_IP}],
+                    "podIP": ip,
+                    "podIPs": [{"ip": ip}],
+                    "startTime": now,
+                    "conditions": [
+                        _condition("PodScheduled", True, now),
+                        _condition("Initialized", True, now),
+                        _condition("ContainersReady", False, now, "ContainersNotReady"),
+                        _condition("Ready", False, now, "ContainersNotReady"),
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": c.get("name", ""),
+                            "image": c.get("image", ""),
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 0,
+                            "started": False,
+                            "state": {"waiting": {"reason": "ContainerCreating"}},
+                        }
+                        for c in containers
+                    ],
+                }
+            )
+
         self.api.update_as_system(self.pods_type, ns, name, bind, uid=rt.uid)
 
     def _start_container(self, pod: Obj, rt: PodRuntime) -> None:
@@ -328,10 +395,15 @@ class Kubelet:
         try:
             env = self._environment(pod, container, rt)
             argv = self._argv(container, env)
-            mount_list = volumes.mounts(container, volumes.prepare(pod, rt.dir, self.workdir, self._volume_data,
-                                                                   _field_ref), lambda text: expand(text, env))
-            layers = [volumes.Mount(str(Path(src).resolve()), os.path.normpath(target), True, Path(src).is_file())
-                      for target, src in self.image_files.get(container.get("image", ""), {}).items()]
+            mount_list = volumes.mounts(
+                container,
+                volumes.prepare(pod, rt.dir, self.workdir, self._volume_data, _field_ref),
+                lambda text: expand(text, env),
+            )
+            layers = [
+                volumes.Mount(str(Path(src).resolve()), os.path.normpath(target), True, Path(src).is_file())
+                for target, src in self.image_files.get(container.get("image", ""), {}).items()
+            ]
             for layer in layers:
                 # A container runtime creates mount points in the image's file system; here the
                 # layer is mounted read-only, so they are made in its directory beforehand.
@@ -360,16 +432,35 @@ class Kubelet:
             return
         try:
             with open(rt.log_path, "ab") as log:
-                rt.proc = subprocess.Popen(run, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                           stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                rt.proc = subprocess.Popen(
+                    run,
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
         except OSError as exc:
             self._fail_start(rt, f"failed to start {argv[0]!r}: {exc}")
             return
         rt.started_at = am.now_rfc3339()
-        rt.record = {"pod": rt.name, "namespace": rt.namespace, "uid": rt.uid, "pid": rt.proc.pid, "ip": rt.ip,
-                     "started": time.time(), "exit_code": None, "finished": None, "argv": argv,
-                     "log": str(rt.log_path), "restart": rt.restarts, "liveness_failures": 0,
-                     "mounts": {m.target: m.source for m in mount_list}}
+        rt.record = {
+            "pod": rt.name,
+            "namespace": rt.namespace,
+            "uid": rt.uid,
+            "pid": rt.proc.pid,
+            "ip": rt.ip,
+            "started": time.time(),
+            "exit_code": None,
+            "finished": None,
+            "argv": argv,
+            "log": str(rt.log_path),
+            "restart": rt.restarts,
+            "liveness_failures": 0,
+            "mounts": {m.target: m.source for m in mount_list},
+        }
         self.process_log.append(rt.record)
         probes = {kind: container.get(f"{kind}Probe") for kind in ("readiness", "liveness")}
         now = time.monotonic()
@@ -381,14 +472,23 @@ class Kubelet:
             status = p["status"]
             status["phase"] = "Running"
             cs = status["containerStatuses"][0]
-            cs.update({"state": {"running": {"startedAt": rt.started_at}}, "started": True, "ready": rt.ready,
-                       "restartCount": rt.restarts, "containerID": f"kmock://{rt.proc.pid if rt.proc else 0}"})
+            cs.update(
+                {
+                    "state": {"running": {"startedAt": rt.started_at}},
+                    "started": True,
+                    "ready": rt.ready,
+                    "restartCount": rt.restarts,
+                    "containerID": f"kmock://{rt.proc.pid if rt.proc else 0}",
+                }
+            )
             _set_ready_conditions(status, rt.ready)
+
         self.api.update_as_system(self.pods_type, rt.namespace, rt.name, running, uid=rt.uid)
 
     def _set_waiting(self, rt: PodRuntime, reason: str, message: str) -> None:
         def waiting(p: Obj) -> None:
             p["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": reason, "message": message}}
+
         self.api.update_as_system(self.pods_type, rt.namespace, rt.name, waiting, uid=rt.uid)
 
     def _fail_start(self, rt: PodRuntime, message: str) -> None:
@@ -400,9 +500,23 @@ class Kubelet:
         def failed(p: Obj) -> None:
             status = p["status"]
             status["phase"] = "Failed"
-            status["containerStatuses"][0].update({"ready": False, "started": False, "state": {"terminated": {
-                "exitCode": 128, "reason": "StartError", "message": message, "startedAt": now, "finishedAt": now}}})
+            status["containerStatuses"][0].update(
+                {
+                    "ready": False,
+                    "started": False,
+                    "state": {
+                        "terminated": {
+                            "exitCode": 128,
+                            "reason": "StartError",
+                            "message": message,
+                            "startedAt": now,
+                            "finishedAt": now,
+                        }
+                    },
+                }
+            )
             _set_ready_conditions(status, False, "PodFailed")
+
         self.api.update_as_system(self.pods_type, rt.namespace, rt.name, failed, uid=rt.uid)
 
     def _on_exit(self, rt: PodRuntime, pod: Obj | None) -> None:
@@ -414,26 +528,42 @@ class Kubelet:
             pass
         container = (((pod or {}).get("spec") or {}).get("containers") or [{}])[0]
         message = self._termination_message(rt, container, exit_code)
-        terminated = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
-                      "startedAt": rt.started_at, "finishedAt": am.now_rfc3339(),
-                      "containerID": f"kmock://{rt.proc.pid}"}
+        terminated = {
+            "exitCode": exit_code,
+            "reason": "Completed" if exit_code == 0 else "Error",
+            "startedAt": rt.started_at,
+            "finishedAt": am.now_rfc3339(),
+            "containerID": f"kmock://{rt.proc.pid}",
+        }
         if message:
             terminated["message"] = message
-        restart = not rt.deleting and (rt.restart_policy == "Always" or
-                                       (rt.restart_policy == "OnFailure" and exit_code != 0))
+        restart = not rt.deleting and (
+            rt.restart_policy == "Always" or (rt.restart_policy == "OnFailure" and exit_code != 0)
+        )
         rt.proc = None
         if restart:
-            backoff = min(0.5 * 2 ** rt.restarts, MAX_GRACE_S)
+            backoff = min(0.5 * 2**rt.restarts, MAX_GRACE_S)
             rt.restarts += 1
             rt.restart_at = time.monotonic() + backoff
 
             def crashed(p: Obj) -> None:
                 status = p["status"]
-                status["containerStatuses"][0].update({
-                    "ready": False, "started": False, "restartCount": rt.restarts, "lastState": {"terminated": terminated},
-                    "state": {"waiting": {"reason": "CrashLoopBackOff",
-                                          "message": f"back-off {backoff:.1f}s restarting failed container"}}})
+                status["containerStatuses"][0].update(
+                    {
+                        "ready": False,
+                        "started": False,
+                        "restartCount": rt.restarts,
+                        "lastState": {"terminated": terminated},
+                        "state": {
+                            "waiting": {
+                                "reason": "CrashLoopBackOff",
+                                "message": f"back-off {backoff:.1f}s restarting failed container",
+                            }
+                        },
+                    }
+                )
                 _set_ready_conditions(status, False)
+
             self.api.update_as_system(self.pods_type, rt.namespace, rt.name, crashed, uid=rt.uid)
             return
         rt.finished = True
@@ -443,9 +573,11 @@ class Kubelet:
         def ended(p: Obj) -> None:
             status = p["status"]
             status["phase"] = "Succeeded" if exit_code == 0 else "Failed"
-            status["containerStatuses"][0].update({"ready": False, "started": False,
-                                                   "state": {"terminated": terminated}})
+            status["containerStatuses"][0].update(
+                {"ready": False, "started": False, "state": {"terminated": terminated}}
+            )
             _set_ready_conditions(status, False, "PodCompleted" if exit_code == 0 else "PodFailed")
+
         self.api.update_as_system(self.pods_type, rt.namespace, rt.name, ended, uid=rt.uid)
 
     def _record_exit(self, rt: PodRuntime) -> int:
@@ -458,8 +590,9 @@ class Kubelet:
             rt.record["liveness_failures"] = rt.liveness_failures
         return exit_code
 
-    def _command_line(self, rt: PodRuntime, container: Mapping[str, Any], mount_list: list[volumes.Mount],
-                      argv: list[str]) -> tuple[list[str], str | Path]:
+    def _command_line(
+        self, rt: PodRuntime, container: Mapping[str, Any], mount_list: list[volumes.Mount], argv: list[str]
+    ) -> tuple[list[str], str | Path]:
         """The process's argv and cwd: through the mount launcher when the container mounts volumes."""
         working_dir = container.get("workingDir")
         if not rt.mount_points:  # once per pod: a restarted container finds them in place
@@ -468,12 +601,14 @@ class Kubelet:
                 wanted.append((working_dir, False))
             rt.mount_points = self.mount_points.acquire(wanted)
         if mount_list and os.geteuid() == 0:  # the launcher mounts, then changes to workingDir itself
-            argv = volumes.launcher_argv(sys.executable, rt.dir, str(working_dir or rt.dir), mount_list, argv,
-                                         keep=_image_code())
+            argv = volumes.launcher_argv(
+                sys.executable, rt.dir, str(working_dir or rt.dir), mount_list, argv, keep=_image_code()
+            )
             return argv, rt.dir
         if mount_list:
-            logger.warning("pod %s/%s: volumeMounts need root (a mount namespace); running without them",
-                           rt.namespace, rt.name)
+            logger.warning(
+                "pod %s/%s: volumeMounts need root (a mount namespace); running without them", rt.namespace, rt.name
+            )
         return argv, working_dir or rt.dir
 
     def _release_mount_points(self, rt: PodRuntime) -> None:
@@ -497,8 +632,7 @@ class Kubelet:
             data = rt.termination_path.read_bytes()[:TERMINATION_MESSAGE_LIMIT]
         except OSError:
             data = b""
-        if not data.strip() and exit_code != 0 and \
-                container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        if not data.strip() and exit_code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
             try:
                 lines = rt.log_path.read_bytes().splitlines(keepends=True)[-FALLBACK_LOG_LINES:]
             except OSError:
@@ -519,8 +653,7 @@ class Kubelet:
     # Container environment and command line
 
     def _environment(self, pod: Obj, container: Mapping[str, Any], rt: PodRuntime) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(STRIPPED_ENV_PREFIXES) and k not in STRIPPED_ENV}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(STRIPPED_ENV_PREFIXES) and k not in STRIPPED_ENV}
         spec = pod.get("spec") or {}
         env["HOSTNAME"] = spec.get("hostname") or pod["metadata"]["name"]
         defined: dict[str, str] = {}
@@ -544,8 +677,9 @@ class Kubelet:
         env[TERMINATION_LOG_ENV] = str(rt.termination_path)
         return env
 
-    def _value_from(self, pod: Obj, container: Mapping[str, Any], rt: PodRuntime,
-                    source: Mapping[str, Any]) -> str | None:
+    def _value_from(
+        self, pod: Obj, container: Mapping[str, Any], rt: PodRuntime, source: Mapping[str, Any]
+    ) -> str | None:
         if "fieldRef" in source:
             return _field_ref(pod, source["fieldRef"]["fieldPath"])
         if "resourceFieldRef" in source:
@@ -563,8 +697,9 @@ class Kubelet:
                     return data[ref["key"]]
                 if ref.get("optional"):
                     return None
-                raise ContainerConfigError(f"couldn't find key {ref['key']} in {plural[:-1]} "
-                                           f"{rt.namespace}/{ref.get('name')}")
+                raise ContainerConfigError(
+                    f"couldn't find key {ref['key']} in {plural[:-1]} {rt.namespace}/{ref.get('name')}"
+                )
         return None
 
     def _config_data(self, plural: str, namespace: str, ref: Mapping[str, Any]) -> dict[str, str] | None:
@@ -584,8 +719,10 @@ class Kubelet:
         if not command:
             entrypoint = self.images.get(container.get("image", ""))
             if entrypoint is None:
-                raise StartError(f"container has no command and image {container.get('image')!r} has no known "
-                                 "entrypoint (pass Cluster(images={image: argv}))")
+                raise StartError(
+                    f"container has no command and image {container.get('image')!r} has no known "
+                    "entrypoint (pass Cluster(images={image: argv}))"
+                )
             command, args = entrypoint, args if args is not None else []
         argv = [expand(str(a), env) for a in list(command) + list(args or [])]
         if argv[0] in ("python", "python3"):
@@ -623,8 +760,12 @@ class Kubelet:
             if rt.record is not None:
                 rt.record["liveness_failures"] = rt.liveness_failures
             if rt.liveness_failures >= threshold:
-                logger.info("pod %s/%s failed its liveness probe %d times: killing it", rt.namespace, rt.name,
-                            rt.liveness_failures)
+                logger.info(
+                    "pod %s/%s failed its liveness probe %d times: killing it",
+                    rt.namespace,
+                    rt.name,
+                    rt.liveness_failures,
+                )
                 self._signal(rt, signal.SIGTERM)
                 rt.kill_deadline = time.monotonic() + rt.grace_s
             return
@@ -638,6 +779,7 @@ class Kubelet:
                 if status.get("containerStatuses") and "running" in status["containerStatuses"][0].get("state", {}):
                     status["containerStatuses"][0]["ready"] = ready
                     _set_ready_conditions(status, ready)
+
             self.api.update_as_system(self.pods_type, rt.namespace, rt.name, mark, uid=rt.uid)
 
     async def _check(self, rt: PodRuntime, probe: Mapping[str, Any], container: Mapping[str, Any]) -> bool:
@@ -648,21 +790,24 @@ class Kubelet:
             url = f"{get.get('scheme', 'HTTP').lower()}://{get.get('host') or rt.ip}:{port}{get.get('path', '/')}"
             headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
             assert self._session is not None
-            async with self._session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout),
-                                         allow_redirects=False) as response:
+            async with self._session.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+            ) as response:
                 return 200 <= response.status < 400
         if "tcpSocket" in probe:
             sock = probe["tcpSocket"]
-            _, writer = await asyncio.wait_for(asyncio.open_connection(
-                sock.get("host") or rt.ip, _port(sock.get("port"), container)), timeout)
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(sock.get("host") or rt.ip, _port(sock.get("port"), container)), timeout
+            )
             writer.close()
             return True
         if "exec" in probe:
-            proc = await asyncio.create_subprocess_exec(*probe["exec"]["command"], cwd=rt.dir,
-                                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = await asyncio.create_subprocess_exec(
+                *probe["exec"]["command"], cwd=rt.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             try:
                 return await asyncio.wait_for(proc.wait(), timeout) == 0
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 return False
         return True  # grpc probes are not simulated
@@ -673,8 +818,11 @@ class Kubelet:
     def _sync_dns(self, pods: Mapping[str, Obj]) -> None:
         if self.hosts is None:
             return
-        services = [s for s in self.api.list(self.api.type_of("v1/services"))
-                    if (s.get("spec") or {}).get("clusterIP") == "None"]
+        services = [
+            s
+            for s in self.api.list(self.api.type_of("v1/services"))
+            if (s.get("spec") or {}).get("clusterIP") == "None"
+        ]
         names: dict[str, list[str]] = {}
         for uid, rt in self.runtimes.items():
             pod = pods.get(uid)
@@ -683,8 +831,11 @@ class Kubelet:
             spec, labels = pod.get("spec") or {}, pod["metadata"].get("labels") or {}
             for svc in services:
                 sspec, smeta = svc["spec"], svc["metadata"]
-                if smeta.get("namespace") != rt.namespace or not sspec.get("selector") or \
-                        not am.match_selector_object(sspec["selector"], labels):
+                if (
+                    smeta.get("namespace") != rt.namespace
+                    or not sspec.get("selector")
+                    or not am.match_selector_object(sspec["selector"], labels)
+                ):
                     continue
                 if not (rt.ready or sspec.get("publishNotReadyAddresses")):
                     continue
@@ -705,7 +856,7 @@ class Kubelet:
             return ""
         text = rt.log_path.read_text(errors="replace")
         if query.get("tailLines"):
-            text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]):])
+            text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]) :])
         return text
 
 
@@ -734,12 +885,17 @@ def _field_ref(pod: Obj, path: str) -> str:
     meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
     if m := re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path):
         return (meta.get(m.group(1)) or {}).get(m.group(2), "")
-    simple = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace"),
-              "metadata.uid": meta.get("uid"), "spec.nodeName": spec.get("nodeName"),
-              "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
-              "status.podIP": status.get("podIP"), "status.hostIP": status.get("hostIP"),
-              "status.podIPs": ",".join(i["ip"] for i in status.get("podIPs") or []),
-              "status.hostIPs": ",".join(i["ip"] for i in status.get("hostIPs") or [])}
+    simple = {
+        "metadata.name": meta.get("name"),
+        "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"),
+        "spec.nodeName": spec.get("nodeName"),
+        "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
+        "status.podIP": status.get("podIP"),
+        "status.hostIP": status.get("hostIP"),
+        "status.podIPs": ",".join(i["ip"] for i in status.get("podIPs") or []),
+        "status.hostIPs": ",".join(i["ip"] for i in status.get("hostIPs") or []),
+    }
     if path not in simple:
         raise StartError(f"unsupported fieldRef {path!r}")
     return simple[path] or ""
@@ -758,5 +914,4 @@ def _memory_bytes() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
-        return 8 * 2 ** 30
-
+        return 8 * 2**30

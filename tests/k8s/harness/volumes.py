@@ -17,9 +17,9 @@ command. This needs root (CAP_SYS_ADMIN), as the rest of the harness does (/etc/
 missing on this machine are created first and removed, if still empty, when the last pod using
 them ends (:class:`MountPoints`).
 """
+
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import os
@@ -94,8 +94,9 @@ def pvc_dir(root: Path, namespace: str, claim: str) -> Path:
     return root / "pvcs" / namespace / claim
 
 
-def prepare(pod: Mapping[str, Any], pod_dir: Path, root: Path, read_data: ReadData,
-            field_ref: FieldRef) -> dict[str, tuple[Path, bool]]:
+def prepare(
+    pod: Mapping[str, Any], pod_dir: Path, root: Path, read_data: ReadData, field_ref: FieldRef
+) -> dict[str, tuple[Path, bool]]:
     """name -> (host path, read-only) for every volume of the pod, created and filled now."""
     namespace = pod["metadata"].get("namespace", "default")
     out: dict[str, tuple[Path, bool]] = {}
@@ -163,12 +164,14 @@ def _object_files(kind: str, source: Mapping[str, Any], namespace: str, read_dat
 
 
 def _downward_files(items: list[Mapping[str, Any]], pod: Mapping[str, Any], field_ref: FieldRef) -> dict[str, bytes]:
-    return {item["path"]: field_ref(pod, item["fieldRef"]["fieldPath"]).encode()
-            for item in items if "fieldRef" in item}
+    return {
+        item["path"]: field_ref(pod, item["fieldRef"]["fieldPath"]).encode() for item in items if "fieldRef" in item
+    }
 
 
-def mounts(container: Mapping[str, Any], volumes: Mapping[str, tuple[Path, bool]],
-           expand: Callable[[str], str]) -> list[Mount]:
+def mounts(
+    container: Mapping[str, Any], volumes: Mapping[str, tuple[Path, bool]], expand: Callable[[str], str]
+) -> list[Mount]:
     """The container's volumeMounts, parents before children."""
     out = []
     for m in container.get("volumeMounts") or []:
@@ -180,20 +183,25 @@ def mounts(container: Mapping[str, Any], volumes: Mapping[str, tuple[Path, bool]
             source = source / _relative(sub)
             if not source.exists():
                 source.mkdir(parents=True)  # as the kubelet does for a missing subPath
-        out.append(Mount(str(source), os.path.normpath(m["mountPath"]), read_only or bool(m.get("readOnly")),
-                         source.is_file()))
+        out.append(
+            Mount(str(source), os.path.normpath(m["mountPath"]), read_only or bool(m.get("readOnly")), source.is_file())
+        )
     return sorted(out, key=lambda m: len(PurePosixPath(m.target).parts))
 
 
 def host_level(mount_list: list[Mount]) -> list[Mount]:
     """Mounts whose target lies on this machine's file system (not inside another mount of the list)."""
     targets = [PurePosixPath(m.target) for m in mount_list]
-    return [m for m in mount_list
-            if not any(t != PurePosixPath(m.target) and t in PurePosixPath(m.target).parents for t in targets)]
+    return [
+        m
+        for m in mount_list
+        if not any(t != PurePosixPath(m.target) and t in PurePosixPath(m.target).parents for t in targets)
+    ]
 
 
-def launcher_argv(python: str, pod_dir: Path, cwd: str, mount_list: list[Mount], argv: list[str],
-                  keep: list[str] | None = None) -> list[str]:
+def launcher_argv(
+    python: str, pod_dir: Path, cwd: str, mount_list: list[Mount], argv: list[str], keep: list[str] | None = None
+) -> list[str]:
     """``keep``: directories of this machine the container must still see where a volume is
     mounted over them, e.g. the checkout the trial image's code is installed from, when it lies
     under /tmp and the pod mounts an emptyDir at /tmp (the image would carry that code)."""
@@ -234,7 +242,8 @@ class MountPoints:
                 if self._users[p] == 0:
                     del self._users[p]
                     try:
-                        p.rmdir() if p.is_dir() and not p.is_symlink() else \
-                            (p.unlink() if p.stat().st_size == 0 else None)
+                        p.rmdir() if p.is_dir() and not p.is_symlink() else (
+                            p.unlink() if p.stat().st_size == 0 else None
+                        )
                     except OSError:
                         pass  # not empty (the pod wrote there): leave it

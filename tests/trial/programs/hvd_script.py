@@ -5,6 +5,7 @@ supervisor of rank 0 can only report the right numbers if both ranks really join
 ``--diverge``: only rank 0 prints, a NaN loss, then every rank waits in collectives for ever
 (the supervisors must stop both).
 """
+
 import sys
 import time
 

@@ -1,5 +1,6 @@
 """A training program that knows nothing of OpenAutoGLM: it prints (or writes, or serves)
 Katib-style metrics. Options choose what it does; see ``--help``."""
+
 import argparse
 import json
 import math
@@ -10,8 +11,7 @@ import time
 from pathlib import Path
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--mode", choices=["stdout", "file-text", "file-json", "prometheus"],
-                    default="stdout")
+parser.add_argument("--mode", choices=["stdout", "file-text", "file-json", "prometheus"], default="stdout")
 parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--accuracy", type=float, nargs="*", help="accuracy of each epoch")
 parser.add_argument("--loss", type=str, nargs="*", help="loss of each epoch ('nan' allowed)")
@@ -32,9 +32,11 @@ args, unknown = parser.parse_known_args()
 if args.record_argv:
     Path(args.record_argv).write_text(json.dumps(sys.argv[1:]))
 if args.sigterm_marker:
+
     def _on_sigterm(signum, frame):
         Path(args.sigterm_marker).write_text("SIGTERM")
         sys.exit(0)
+
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 gauges = {}
@@ -71,8 +73,9 @@ for epoch in range(1, args.epochs + 1):
             time.sleep(0.05)
     accuracy = args.accuracy[epoch - 1] if args.accuracy else 0.5 + epoch / 10
     loss = float(args.loss[epoch - 1]) if args.loss else 1.5 - epoch / 5
-    values = {"epoch": epoch, "loss": loss} if args.no_objective else {
-        "epoch": epoch, "accuracy": accuracy, "loss": loss}
+    values = (
+        {"epoch": epoch, "loss": loss} if args.no_objective else {"epoch": epoch, "accuracy": accuracy, "loss": loss}
+    )
     emit(values)
     if math.isnan(loss):
         time.sleep(30)  # a diverged run that goes on: the supervisor must stop it
