@@ -26,15 +26,18 @@ def _generation(cluster, name: str) -> int:
 
 
 def _wait_terminal(cluster, name: str, generation: int, timeout: float = 400) -> dict:
-    cluster.wait_for(
-        lambda: (
-            job_status(cluster, name).get("phase") in ("Succeeded", "Failed")
-            and job_status(cluster, name).get("observedGeneration") == generation
-        ),
-        timeout,
-        f"{name} to finish generation {generation}",
-    )
-    return job_status(cluster, name)
+    """The first status that is terminal for ``generation``. One read per check: reading the phase
+    and the generation separately could pair the old generation's Failed with the new one."""
+    seen: dict = {}
+
+    def finished() -> bool:
+        seen.update(status=job_status(cluster, name))
+        return seen["status"].get("phase") in ("Succeeded", "Failed") and (
+            seen["status"].get("observedGeneration") == generation
+        )
+
+    cluster.wait_for(finished, timeout, f"{name} to finish generation {generation}")
+    return seen["status"]
 
 
 def test_digits_max_trials_raised_runs_two_more_and_changed_range_is_refused(cluster, operator, tmp_path):  # noqa: F811
