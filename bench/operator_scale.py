@@ -13,15 +13,19 @@ Cases (issue 10):
   costs when there is nothing to do, against the same pass at 10 trials; and what re-opening the
   study costs.
 
-Not here yet (issue 10 is open): the operator against a bare driver through the same API, and
-100 jobs on one operator.
+* ``one_job``, ``many_jobs``, ``large_study``: the operator in the emulated cluster (see
+  bench/operator_cluster.py): one job against a bare driver; N jobs at once (no starvation, CPU
+  per trial, memory, status size); a job whose study already holds 10,000 trials.
 
 Usage::
 
-    python bench/operator_scale.py [--quick] [--repeats N] [--out DIR] [--before JSON]
+    python bench/operator_scale.py [--quick] [--repeats N] [--out DIR] [--cases a,b]
+                                   [--before JSON ...] [--operator-code CHECKOUT]
 
-``--before``: the JSON of a run of this script against older code (e.g. ``PYTHONPATH`` pointing at
-a ``git worktree`` of an earlier commit), shown beside this run's numbers.
+``--before``: the JSON of a run of this script against older code, shown beside this run's
+numbers (given more than once, later files add the cases earlier ones lack). Older code: the
+engine cases with ``PYTHONPATH`` pointing at a ``git worktree`` of an earlier commit; the
+operator cases with ``--operator-code`` naming that worktree (the harness stays this one's).
 
 Writes ``operator_scale.json`` and ``operator_scale.md`` into ``--out`` (default
 bench/results; ``--quick`` writes to a temporary directory unless ``--out`` is given).
@@ -42,6 +46,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+import operator_cluster
 import optuna
 from optuna.distributions import FloatDistribution
 
@@ -59,6 +64,11 @@ RESULTS_DIR: Final = HERE / "results"
 ZERO_TRIAL: Final = HERE / "zero_trial.py"
 AIM_LOCAL_RATIO: Final = 1.2  # local engine at parallelism 1 vs spawning alone
 AIM_IDLE_RATIO: Final = 2.0  # idle pass at 10,000 finished trials vs at 10
+AIM_OPERATOR_RATIO: Final = 1.1  # operator vs bare driver, one job
+AIM_CPU_RATIO: Final = 1.5  # operator CPU per trial, many jobs vs one job
+AIM_STARVATION: Final = 2.0  # the worst job's longest slot wait vs the median job's
+AIM_RSS_MIB: Final = 150.0  # operator memory after 10,000 trials
+CASES: Final = ("local", "idle_pass", "one_job", "many_jobs", "large_study")
 
 
 def zero_work_job(name: str, trials: int, parallelism: int) -> Any:
@@ -216,47 +226,176 @@ def idle_case(finished: int, passes: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- report
+def _before(doc: dict[str, Any], case: str, key: str) -> dict[Any, dict[str, Any]]:
+    rows = (doc.get("before") or {}).get(case) or []
+    return {r[key]: r for r in (rows if isinstance(rows, list) else [rows])}
+
+
 def render(doc: dict[str, Any]) -> str:
     before = doc.get("before") or {}
-    old_local = {r["parallelism"]: r for r in before.get("local", [])}
-    old_idle = {r["finished"]: r for r in before.get("idle_pass", [])}
     lines = [f"# Operator scale ({'quick' if doc['quick'] else 'full'} run, {doc['machine']})", ""]
     if before:
-        lines += [f"Before: the same script on {before.get('code', 'older code')}.", ""]
-    lines += [
-        "## Local engine: zero-work trials against spawning the same processes",
-        "",
-        "| parallelism | trials | spawn only (s) | engine (s) | engine / spawn | overhead per trial (ms) "
-        "| before: engine / spawn | before: overhead (ms) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in doc["local"]:
-        old = old_local.get(row["parallelism"])
-        was = f"{old['ratio']:.2f} | {old['overhead_ms_per_trial']:.0f}" if old else "– | –"
-        lines.append(
-            f"| {row['parallelism']} | {row['trials']} | {row['spawn_median']:.2f} | "
-            f"{row['engine_median']:.2f} | {row['ratio']:.2f} | {row['overhead_ms_per_trial']:.0f} | {was} |"
-        )
-    lines += [
-        "",
-        "## Idle pass against the number of finished trials",
-        "",
-        "| finished trials | pass median (ms) | pass p90 (ms) | vs 10 trials | re-open (s) "
-        "| before: pass median (ms) | before: vs 10 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in doc["idle_pass"]:
-        old = old_idle.get(row["finished"])
-        was = f"{old['pass_ms_median']:.2f} | {old['vs_10']:.1f}×" if old else "– | –"
-        lines.append(
-            f"| {row['finished']:,} | {row['pass_ms_median']:.2f} | {row['pass_ms_p90']:.2f} | "
-            f"{row['vs_10']:.1f}× | {row['reopen_seconds']:.2f} | {was} |"
-        )
-    lines += ["", "## Aims", "", "| aim | measured | met |", "|---|---|---|"]
+        lines += [f"Before: {before.get('code', 'older code')}.", ""]
+    if "local" in doc:
+        old = _before(doc, "local", "parallelism")
+        lines += [
+            "## Local engine: zero-work trials against spawning the same processes",
+            "",
+            "| parallelism | trials | spawn only (s) | engine (s) | engine / spawn | overhead per trial (ms) "
+            "| before: engine / spawn | before: overhead (ms) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in doc["local"]:
+            o = old.get(row["parallelism"])
+            was = f"{o['ratio']:.2f} | {o['overhead_ms_per_trial']:.0f}" if o else "– | –"
+            lines.append(
+                f"| {row['parallelism']} | {row['trials']} | {row['spawn_median']:.2f} | "
+                f"{row['engine_median']:.2f} | {row['ratio']:.2f} | {row['overhead_ms_per_trial']:.0f} | {was} |"
+            )
+        lines.append("")
+    if "idle_pass" in doc:
+        old = _before(doc, "idle_pass", "finished")
+        lines += [
+            "## Idle pass against the number of finished trials",
+            "",
+            "| finished trials | pass median (ms) | pass p90 (ms) | vs 10 trials | re-open (s) "
+            "| before: pass median (ms) | before: vs 10 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in doc["idle_pass"]:
+            o = old.get(row["finished"])
+            was = f"{o['pass_ms_median']:.2f} | {o['vs_10']:.1f}×" if o else "– | –"
+            lines.append(
+                f"| {row['finished']:,} | {row['pass_ms_median']:.2f} | {row['pass_ms_p90']:.2f} | "
+                f"{row['vs_10']:.1f}× | {row['reopen_seconds']:.2f} | {was} |"
+            )
+        lines.append("")
+    if "one_job" in doc:
+        r = doc["one_job"]
+        o = before.get("one_job") if isinstance(before.get("one_job"), dict) else None
+        was = f"{o['ratio']:.2f}" if o else "–"
+        lines += [
+            "## Operator, one job: zero-work trials against a bare driver through the same API",
+            "",
+            "| trials | parallelism | bare driver (s) | operator (s) | operator / bare | overhead per trial (ms) "
+            "| CPU per trial, operator / bare (ms) | operator peak RSS (MiB) | status (bytes) "
+            "| before: operator / bare |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            f"| {r['trials']} | {r['parallelism']} | {r['bare_median']:.2f} | {r['operator_median']:.2f} | "
+            f"{r['ratio']:.2f} | {r['overhead_ms_per_trial']:.0f} | {r['operator_cpu_ms_per_trial']:.1f} / "
+            f"{r['bare_cpu_ms_per_trial']:.1f} | {r['operator_peak_rss_mib']:.0f} | {r['status_bytes']:,} | "
+            f"{was} |",
+            "",
+        ]
+    if "many_jobs" in doc:
+        r = doc["many_jobs"]
+        o = before.get("many_jobs") if isinstance(before.get("many_jobs"), dict) else None
+        lines += [
+            f"## Many jobs on one operator: {r['jobs']} jobs × parallelism {r['parallelism']} × "
+            f"{r['trials_per_job']} trials of {r['trial_seconds']:g} s",
+            "",
+            "Longest wait: per job, the longest time from a free slot (a trial's process exited, or the job "
+            "applied) to its next trial's process starting.",
+            "",
+            "| code | wall (s) | all succeeded | longest wait, median job (s) | longest wait, worst job (s) "
+            "| first trial started, worst job (s) | operator CPU per trial (ms) | operator peak RSS (MiB) "
+            "| status, largest (bytes) | CPU: operator / harness / trials / machine (s) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for label, row in [("before", o), ("now", r)]:
+            if row:
+                lines.append(
+                    f"| {label} | {row['wall_seconds']:.1f} | {'yes' if row['all_succeeded'] else 'no'} | "
+                    f"{row['max_wait_s_median_job']:.1f} | {row['max_wait_s_worst_job']:.1f} | "
+                    f"{max(j['first_start_s'] for j in row['per_job']):.1f} | "
+                    f"{row['operator_cpu_ms_per_trial']:.1f} | {row['operator_peak_rss_mib']:.0f} | "
+                    f"{row['status_bytes_max']:,} | {row['operator_cpu_seconds']:.0f} / "
+                    f"{row['harness_cpu_seconds']:.0f} / {row['trial_processes_cpu_seconds']:.0f} / "
+                    f"{row['machine_cpu_seconds']:.0f} |"
+                )
+        lines.append("")
+    if "large_study" in doc:
+        r = doc["large_study"]
+        lines += [
+            "## A study of 10,000 trials under the operator",
+            "",
+            "| finished before | trials run | seconds | operator CPU per trial (ms) | RSS before (MiB) "
+            "| peak RSS after (MiB) | status (bytes) |",
+            "|---|---|---|---|---|---|---|",
+            f"| {r['finished_before']:,} | {r['trials_run']} | {r['seconds']:.1f} | "
+            f"{r['operator_cpu_ms_per_trial']:.0f} | {r['operator_rss_mib_before']:.0f} | "
+            f"{r['operator_peak_rss_mib']:.0f} | {r['status_bytes']:,} |",
+            "",
+        ]
+    lines += ["## Aims", "", "| aim | measured | met |", "|---|---|---|"]
     for aim in doc["aims"]:
         lines.append(f"| {aim['aim']} | {aim['measured']} | {'met' if aim['met'] else 'not met'} |")
     lines += ["", f"Reproduce: `python bench/operator_scale.py{' --quick' if doc['quick'] else ''}`", ""]
     return "\n".join(lines)
+
+
+def aims_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    aims = []
+    if "local" in doc:
+        p1 = doc["local"][0]
+        aims.append(
+            {
+                "aim": f"local engine at parallelism 1 <= {AIM_LOCAL_RATIO}x spawning alone",
+                "measured": f"{p1['ratio']:.2f}x ({p1['overhead_ms_per_trial']:.0f} ms per trial)",
+                "met": p1["ratio"] <= AIM_LOCAL_RATIO,
+            }
+        )
+    if "idle_pass" in doc:
+        largest = doc["idle_pass"][-1]
+        at_10 = next(r["pass_ms_median"] for r in doc["idle_pass"] if r["finished"] == 10)
+        aims.append(
+            {
+                "aim": f"idle pass at {largest['finished']:,} finished trials <= {AIM_IDLE_RATIO}x the pass at 10",
+                "measured": f"{largest['vs_10']:.1f}x ({largest['pass_ms_median']:.2f} ms vs {at_10:.2f} ms)",
+                "met": largest["vs_10"] <= AIM_IDLE_RATIO,
+            }
+        )
+    if "one_job" in doc:
+        r = doc["one_job"]
+        aims.append(
+            {
+                "aim": f"operator <= {AIM_OPERATOR_RATIO}x the bare driver, one job",
+                "measured": f"{r['ratio']:.2f}x ({r['overhead_ms_per_trial']:.0f} ms per trial)",
+                "met": r["ratio"] <= AIM_OPERATOR_RATIO,
+            }
+        )
+    if "many_jobs" in doc:
+        r = doc["many_jobs"]
+        starve = r["max_wait_s_worst_job"] / r["max_wait_s_median_job"]
+        aims.append(
+            {
+                "aim": f"{r['jobs']} jobs x {r['parallelism']} complete, no job starves (worst job's longest wait "
+                f"<= {AIM_STARVATION}x the median job's)",
+                "measured": f"{r['trials_completed']} trials, all succeeded: {r['all_succeeded']}; worst / median "
+                f"{starve:.2f}x ({r['max_wait_s_worst_job']:.1f} s vs {r['max_wait_s_median_job']:.1f} s)",
+                "met": r["all_succeeded"] and starve <= AIM_STARVATION,
+            }
+        )
+        if "one_job" in doc:
+            ratio = r["operator_cpu_ms_per_trial"] / doc["one_job"]["operator_cpu_ms_per_trial"]
+            aims.append(
+                {
+                    "aim": f"operator CPU per trial with {r['jobs']} jobs <= {AIM_CPU_RATIO}x one job's",
+                    "measured": f"{ratio:.2f}x ({r['operator_cpu_ms_per_trial']:.1f} ms vs "
+                    f"{doc['one_job']['operator_cpu_ms_per_trial']:.1f} ms)",
+                    "met": ratio <= AIM_CPU_RATIO,
+                }
+            )
+    if "large_study" in doc:
+        r = doc["large_study"]
+        aims.append(
+            {
+                "aim": f"operator RSS < {AIM_RSS_MIB:.0f} MiB after {r['completed']:,} trials",
+                "measured": f"{r['operator_peak_rss_mib']:.0f} MiB peak",
+                "met": r["operator_peak_rss_mib"] < AIM_RSS_MIB,
+            }
+        )
+    return aims
 
 
 def _git_head() -> str:
@@ -272,45 +411,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (the test suite's smoke run)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--before", type=Path, default=None, help="JSON of a run against older code")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
+    parser.add_argument("--before", type=Path, action="append", default=[], help="JSON of a run on older code")
+    parser.add_argument("--operator-code", type=Path, default=None, help="checkout whose operator to run")
     parser.add_argument("--code", default=None, help="what code this run measured (recorded in the JSON)")
     args = parser.parse_args(argv)
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        parser.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.operator_code:
+        operator_cluster.OPERATOR_CODE["path"] = args.operator_code.resolve()
     repeats = args.repeats or (1 if args.quick else 3)
     out = args.out or (Path(tempfile.mkdtemp(prefix="operator-scale-")) if args.quick else RESULTS_DIR)
-    trials = 10 if args.quick else 40
-    local = [local_case(trials, p, repeats) for p in (1, 8)]
-    sizes = [0, 10, 1000] if args.quick else [0, 10, 1000, 10_000]
-    idle = [idle_case(n, 20 if args.quick else 50) for n in sizes]
-    at_10 = next(r["pass_ms_median"] for r in idle if r["finished"] == 10)
-    for row in idle:
-        row["vs_10"] = row["pass_ms_median"] / at_10
-    largest = idle[-1]
-    p1 = local[0]
-    aims = [
-        {
-            "aim": f"local engine at parallelism 1 <= {AIM_LOCAL_RATIO}x spawning alone",
-            "measured": f"{p1['ratio']:.2f}x ({p1['overhead_ms_per_trial']:.0f} ms per trial)",
-            "met": p1["ratio"] <= AIM_LOCAL_RATIO,
-        },
-        {
-            "aim": f"idle pass at {largest['finished']:,} finished trials <= {AIM_IDLE_RATIO}x the pass at 10",
-            "measured": f"{largest['vs_10']:.1f}x ({largest['pass_ms_median']:.2f} ms vs {at_10:.2f} ms)",
-            "met": largest["vs_10"] <= AIM_IDLE_RATIO,
-        },
-    ]
-    doc = {
+    doc: dict[str, Any] = {
         "quick": args.quick,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "local": local,
-        "idle_pass": idle,
-        "aims": aims,
-        "code": args.code or _git_head(),
     }
+    if "local" in cases:
+        trials = 10 if args.quick else 40
+        doc["local"] = [local_case(trials, p, repeats) for p in (1, 8)]
+    if "idle_pass" in cases:
+        sizes = [0, 10, 1000] if args.quick else [0, 10, 1000, 10_000]
+        idle = [idle_case(n, 20 if args.quick else 50) for n in sizes]
+        at_10 = next(r["pass_ms_median"] for r in idle if r["finished"] == 10)
+        for row in idle:
+            row["vs_10"] = row["pass_ms_median"] / at_10
+        doc["idle_pass"] = idle
+    if "one_job" in cases:
+        doc["one_job"] = operator_cluster.one_job_case(20 if args.quick else 100, 4 if args.quick else 8, repeats)
+    if "many_jobs" in cases:
+        sizes = (8, 3, 4, 0.5) if args.quick else (100, 5, 10, 1.0)
+        doc["many_jobs"] = operator_cluster.many_jobs_case(*sizes)
+    if "large_study" in cases:
+        doc["large_study"] = operator_cluster.large_study_case(1000 if args.quick else 10_000, 10 if args.quick else 20)
+    doc["aims"] = aims_of(doc)
+    doc["code"] = args.code or _git_head()
     if args.before:
-        doc["before"] = json.loads(args.before.read_text())
-        doc["before"].pop("before", None)
+        merged: dict[str, Any] = {}
+        for path in args.before:
+            old = json.loads(path.read_text())
+            old.pop("before", None)
+            codes = [merged.get("code"), old.get("code")]
+            merged = {**old, **merged, "code": "; ".join(c for c in codes if c)}
+        doc["before"] = merged
     out.mkdir(parents=True, exist_ok=True)
     (out / "operator_scale.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "operator_scale.md").write_text(render(doc))

@@ -28,8 +28,9 @@ class Settings:
     operator_health_port: int = dataclasses.field(default_factory=lambda: int(_env("OPERATOR_HEALTH_PORT", "8080")))
     #: Operator: port of its own Prometheus /metrics (0 disables).
     operator_metrics_port: int = dataclasses.field(default_factory=lambda: int(_env("OPERATOR_METRICS_PORT", "8000")))
-    #: Operator: most TuningJobs driven at once (each job's loop holds a worker thread).
-    operator_max_jobs: int = dataclasses.field(default_factory=lambda: int(_env("OPERATOR_MAX_JOBS", "64")))
+    #: Operator: threads doing study and API work (reconcile passes) for all TuningJobs together.
+    #: Jobs wait on the event loop, not in a thread: any number of jobs share these.
+    operator_workers: int = dataclasses.field(default_factory=lambda: int(_env("OPERATOR_WORKERS", "4")))
     #: Operator: upper bound of seconds between two passes of a job (spec.metrics.intervalSeconds is used if lower).
     operator_max_interval_seconds: float = dataclasses.field(
         default_factory=lambda: float(_env("OPERATOR_MAX_INTERVAL_SECONDS", "10"))

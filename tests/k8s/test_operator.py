@@ -284,3 +284,34 @@ def test_sdk_kubernetes_backend_submits_and_follows_the_job(cluster, operator, m
     assert result.status["phase"] == "Succeeded" and result.status["progress"] == "2/2"
     assert result.best_value > 0.5 and set(result.best_params) == {"lr"}
     assert cluster.get("openautoglm.io/v1alpha1/tuningjobs", NS, "sdk-job")["spec"]["trial"]["workers"] == 2
+
+
+def test_more_jobs_than_study_threads_all_run_at_once(cluster, tmp_path, monkeypatch):
+    """Jobs wait on the operator's event loop, not in a thread each: with a single thread for
+    study work, four jobs applied together all have their first trial running before any of
+    those trials ends (a thread-per-job operator ran jobs in turn once its threads ran out)."""
+    monkeypatch.setenv("OPENAUTOGLM_OPERATOR_WORKERS", "1")
+    op = Operator(cluster, tmp_path)
+    op.start()
+    names = [f"many-{i}" for i in range(4)]
+    try:
+        for name in names:
+            doc = digits_job(name, max_trials=2)
+            doc["spec"]["budget"] = {"maxTrials": 2, "parallelism": 1, "maxFailedTrials": 0}
+            doc["spec"]["trial"] = {"command": [sys.executable, TOY], "epochs": 2, "workers": 1}
+            doc["spec"]["metrics"]["collector"] = {"kind": "native"}
+            doc["spec"]["parameters"] = [{"name": "epoch_seconds", "type": "categorical", "choices": [2.0]}]
+            doc["spec"]["objective"] = {"metric": "score", "direction": "maximize"}
+            doc["spec"].pop("warmStart")
+            apply(cluster, doc, tmp_path)
+        cluster.wait_for(
+            lambda: all(job_status(cluster, n).get("phase") == "Succeeded" for n in names), 180, "every job to succeed"
+        )
+    finally:
+        op.stop()
+    assert all(job_status(cluster, n)["trials"]["completed"] == 2 for n in names)
+    first = {
+        n: min((r for r in cluster.process_log if r["pod"].startswith(f"{n}-t")), key=lambda r: r["started"])
+        for n in names
+    }
+    assert max(r["started"] for r in first.values()) < min(r["finished"] for r in first.values()), first

@@ -39,6 +39,14 @@ def test_two_workers_train_on_shards_and_average_gradients(launch, tmp_path):
     assert first["info"]["samples_seen"] == second["info"]["samples_seen"] > 0
     assert first["info"]["samples_digest"] != second["info"]["samples_digest"]
 
+    # Each rank says where its start-up went, up to its first training step.
+    for result in (first, second):
+        startup = result["info"]["startup_seconds"]
+        phases = ["interpreter", "imports", "data", "rendezvous", "model", "first_step"]
+        assert list(startup) == [*phases, "total"] and all(startup[p] >= 0 for p in phases)
+        assert startup["total"] == pytest.approx(sum(startup[p] for p in phases), abs=1e-3)
+        assert 0 < startup["total"] < result["seconds"]
+
     # Averaged gradients keep the replicas identical although their data differed.
     params = [np.load(tmp_path / f"params-{rank}.npz") for rank in (0, 1)]
     np.testing.assert_array_equal(params[0]["initial"], params[1]["initial"])

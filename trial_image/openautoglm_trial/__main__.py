@@ -21,6 +21,7 @@ from . import contract
 from .errors import SettingsError, TrialError
 from .result import TerminationLog, TrialResult
 from .settings import ObjectiveMetric, TrialSettings, rank_hint, termination_log_path
+from .startup import Startup
 
 if TYPE_CHECKING:
     from .training import TrainingSummary
@@ -43,6 +44,7 @@ def main() -> int:
     # it is blocked in a Horovod collective waiting for a peer that is gone.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     started = time.monotonic()
+    startup = Startup()
     rank = rank_hint()
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format=f"%(asctime)s rank={rank} %(levelname)s %(name)s: %(message)s"
@@ -50,7 +52,7 @@ def main() -> int:
     termination = TerminationLog(termination_log_path(), rank)
     threading.Thread(target=_exit_on_sigterm, args=(termination, started), name="sigterm-watch", daemon=True).start()
     try:
-        return _run(termination, started)
+        return _run(termination, started, startup)
     except TrialError as exc:
         log.error("trial failed: %s", exc)
         _fail(termination, str(exc), started)
@@ -61,7 +63,7 @@ def main() -> int:
         return EXIT_FAILED
 
 
-def _run(termination: TerminationLog, started: float) -> int:
+def _run(termination: TerminationLog, started: float, startup: Startup) -> int:
     from . import tasks
 
     settings = TrialSettings.from_env()
@@ -81,11 +83,20 @@ def _run(termination: TerminationLog, started: float) -> int:
             cache_dir=settings.cache_dir,
         ),
     )
+    from . import rendezvous
+
+    # The peers meet while every rank imports torch (rank 0 serves, the others check in).
+    early = rendezvous.begin(settings.horovod, settings.bind_address, settings.rendezvous_timeout)
     # Heavy imports only now: a trial with bad inputs fails without paying for them.
     import torch
 
-    from . import rendezvous, training
+    from .eager import keep_dynamo_out
+
+    keep_dynamo_out()  # before any optimizer exists: a built-in task never compiles
+    from . import training
     from .server import Health, TrialMetrics, TrialServer
+
+    startup.mark("imports")
 
     torch.set_num_threads(settings.torch_threads)
     metrics, health = TrialMetrics(), Health(settings.stall_seconds)
@@ -101,6 +112,7 @@ def _run(termination: TerminationLog, started: float) -> int:
 
     progress("worker exited unexpectedly while loading data")
     task.load_data()
+    startup.mark("data")
     placement = settings.horovod
     progress(
         "worker exited unexpectedly while joining Horovod"
@@ -110,7 +122,8 @@ def _run(termination: TerminationLog, started: float) -> int:
             else f" (rendezvous {placement.rendezvous_addr}:{placement.rendezvous_port}, {placement.size} workers)"
         )
     )
-    hvd = rendezvous.join(placement, settings.bind_address, settings.rendezvous_timeout)
+    hvd = rendezvous.join(placement, settings.bind_address, settings.rendezvous_timeout, early)
+    startup.mark("rendezvous")
     health.mark_ready()
     outcome = training.train(
         task,
@@ -120,6 +133,7 @@ def _run(termination: TerminationLog, started: float) -> int:
         metrics,
         health,
         on_epoch=lambda o: progress(f"worker exited unexpectedly after epoch {o.epochs}", o),
+        startup=startup,
     )
     termination.write_final(_result(outcome.status, outcome.reason, outcome, objectives, started))
     return 0

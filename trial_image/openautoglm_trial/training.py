@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from . import contract
 from .server import Health, TrialMetrics
 from .settings import ObjectiveMetric, TrialSettings
+from .startup import Startup
 from .tasks import Task
 from .watch import DivergenceWatch, Patience
 
@@ -66,6 +67,7 @@ def train(
     metrics: TrialMetrics,
     health: Health,
     on_epoch: Callable[[TrainingSummary], None] = lambda outcome: None,
+    startup: Startup | None = None,
 ) -> TrainingSummary:
     """Train a task for up to ``settings.epochs`` epochs on this Horovod worker.
 
@@ -77,6 +79,8 @@ def train(
         metrics: gauges to update.
         health: heartbeat of the loop.
         on_epoch: called with the outcome so far after each epoch.
+        startup: start-up phases so far; "model" and "first_step" are marked here and the
+            whole breakdown lands in ``outcome.info``.
 
     Returns:
         The outcome: completed (all epochs or patience), or stopped (diverged).
@@ -88,6 +92,8 @@ def train(
     optimizer = hvd.DistributedOptimizer(task.build_optimizer(model), named_parameters=model.named_parameters())
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+    startup = startup or Startup()
+    startup.mark("model")
     # Per-rank seed from here on: dropout masks differ between workers, as with separate GPUs.
     torch.manual_seed(settings.seed + 1 + rank)
     initial = _flat_parameters(model) if settings.save_params_to else None
@@ -139,6 +145,7 @@ def train(
                 optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            startup.finish("first_step")
             outcome.steps = step
             losses.append(mean_loss)
             metrics.report_step(step, optimizer.param_groups[0]["lr"], grad_norm, mean_loss)
@@ -161,7 +168,7 @@ def train(
             time.monotonic() - started,
             ", ".join(f"{k}={v:.4g}" for k, v in sorted(epoch_metrics.items())),
         )
-        outcome.info = {**task.info(), **shard.info()}
+        outcome.info = {**task.info(), **shard.info(), **startup.info()}
         on_epoch(outcome)
         reason = patience.update(epoch_metrics.get(objectives[0].metric, math.nan))
         if reason is not None:
@@ -169,7 +176,7 @@ def train(
             log.info("%s", reason)
             break
     health.stop_training()
-    outcome.info = {**task.info(), **shard.info()}
+    outcome.info = {**task.info(), **shard.info(), **startup.info()}
     if settings.save_params_to:
         _save_parameters(settings.save_params_to.replace("{rank}", str(rank)), initial, _flat_parameters(model))
     return outcome

@@ -9,6 +9,7 @@ and the pods, which together are the source of truth.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
@@ -85,8 +86,9 @@ class JobController:
         self.name: str = meta["name"]
         self.generation = generation_of(body)
         self.previous: dict[str, Any] = dict(body.get("status") or {})
-        self.lock = threading.Lock()  # the daemon and pod events may both ask for a pass
-        self.wakeup = threading.Event()
+        self.lock = threading.Lock()  # passes run on a thread pool; one pass of a job at a time
+        #: Set on the operator's event loop (pod and spec events) to end the loop's wait early.
+        self.woken = asyncio.Event()
         self.job: TuningJob | None = None
         self.driver: Driver | None = None
         self.problems: list[str] = []
@@ -104,6 +106,10 @@ class JobController:
         except StudyMismatch as err:  # e.g. a PostgreSQL study of another job with this name
             self.problems = [str(err)]
         self.start_time = self.previous.get("startTime") or builders._timestamp(_now())
+
+    def wake(self) -> None:
+        """End the job loop's wait (called on the operator's event loop, by pod and spec events)."""
+        self.woken.set()
 
     @property
     def valid(self) -> bool:

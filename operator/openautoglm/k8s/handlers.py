@@ -5,9 +5,12 @@ Run with ``openautoglm operator`` (the operator image's entrypoint).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import logging
-import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes import client, config
@@ -19,6 +22,7 @@ from openautoglm.k8s.controller import Controllers
 from openautoglm.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CONTROLLERS = Controllers()
 _API: dict[str, Api] = {}
 
@@ -33,6 +37,25 @@ def api() -> Api:
     return _API["api"]
 
 
+#: The study and API work of every job runs here; jobs themselves wait on the event loop.
+#: Before, each job's loop was a sync daemon holding one of kopf's threads for its whole life
+#: and the pod-event handler needed a free one from the same pool: with more jobs than threads
+#: a job waited for another to finish before it started, and its pod events went unheard.
+_POOL: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+
+
+def pool() -> concurrent.futures.ThreadPoolExecutor:
+    if "pool" not in _POOL:
+        workers = max(1, settings_mod.load().operator_workers)
+        _POOL["pool"] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="study")
+    return _POOL["pool"]
+
+
+async def in_pool(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking study/API work on the bounded pool (FIFO: every job gets its turn)."""
+    return await asyncio.get_running_loop().run_in_executor(pool(), functools.partial(fn, *args))
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     cfg = settings_mod.load()
@@ -42,8 +65,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="openautoglm.io")
     # Events are posted deliberately (trial started/pruned/failed, new best), not per log line.
     settings.posting.level = logging.WARNING
-    # Each TuningJob's loop is a sync daemon holding one worker thread.
-    settings.execution.max_workers = cfg.operator_max_jobs + 8
+    # Every handler is async; the few sync calls kopf itself makes need no more than this.
+    settings.execution.max_workers = 4
     # Without a server-side timeout a silently dropped watch is never noticed (kopf#585-like
     # hangs behind load balancers); re-list every few minutes instead.
     settings.watching.server_timeout = 300
@@ -53,6 +76,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         from prometheus_client import start_http_server
 
         start_http_server(cfg.operator_metrics_port)
+
+
+@kopf.on.cleanup()
+async def shutdown(**_: Any) -> None:
+    if "pool" in _POOL:
+        _POOL.pop("pool").shutdown(wait=False, cancel_futures=True)
 
 
 def needs_driving(body: kopf.Body, **_: Any) -> bool:
@@ -65,66 +94,71 @@ def needs_driving(body: kopf.Body, **_: Any) -> bool:
     ).get("generation")
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, when=needs_driving)
-def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=10.0, cancellation_timeout=10.0, when=needs_driving)
+async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
     """The job's loop: a reconcile pass every interval, or at once when a trial pod changes or
-    the spec is edited. ``body`` is kopf's live view of the object: each pass reads its spec."""
-    ctl = CONTROLLERS.get(dict(body), api())
+    the spec is edited. ``body`` is kopf's live view of the object: each pass reads its spec.
+    The loop waits on the event loop; only the pass itself takes a thread of the pool."""
+    ctl = await in_pool(CONTROLLERS.get, dict(body), api())
     if not ctl.valid:
-        ctl.invalid_status()
+        await in_pool(ctl.invalid_status)
         logger.error("invalid TuningJob: %s", "; ".join(ctl.problems))
-        stopped.wait()  # until kopf stops it: the status is terminal now; an edit starts it again
+        await stopped.wait()  # until kopf stops it: the status is terminal now; an edit starts it again
         return
     reported = False
-    while not stopped:
-        result = ctl.reconcile(dict(body))
-        for e in result.outcome.events if result.outcome else []:
-            # kopf.event, not kopf.info: info/warn obey posting.level, which keeps log lines out.
-            kopf.event(dict(body), type="Warning" if e.warning else "Normal", reason=e.reason, message=e.message)
-        if result.done and not reported:
-            logger.info("TuningJob %s: %s (%s)", ctl.name, result.status["phase"], result.status.get("reason"))
-            ctl.close()
-            reported = True
-        _wait(ctl, stopped, 60.0 if result.done else ctl.interval)
-    ctl.close()
+    try:
+        while not stopped:
+            result = await in_pool(ctl.reconcile, dict(body))
+            for e in result.outcome.events if result.outcome else []:
+                # kopf.event, not kopf.info: info/warn obey posting.level, which keeps log lines out.
+                kopf.event(dict(body), type="Warning" if e.warning else "Normal", reason=e.reason, message=e.message)
+            if result.done and not reported:
+                logger.info("TuningJob %s: %s (%s)", ctl.name, result.status["phase"], result.status.get("reason"))
+                await in_pool(ctl.close)
+                reported = True
+            await _wait(ctl, stopped, 60.0 if result.done else ctl.interval)
+    finally:
+        # Also on cancellation: the pass in the pool (if any) finishes under the job's lock first.
+        await asyncio.shield(in_pool(ctl.close))
 
 
-def _wait(ctl: Any, stopped: kopf.DaemonStopped, seconds: float) -> None:
+async def _wait(ctl: Any, stopped: kopf.DaemonStopped, seconds: float) -> None:
     """Sleep until the interval ends, a pod or spec event wakes the job, or kopf stops the daemon."""
-    deadline = time.monotonic() + seconds
-    while not stopped and not ctl.wakeup.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        ctl.wakeup.wait(min(left, 1.0))
-    ctl.wakeup.clear()
+    waits = [asyncio.ensure_future(ctl.woken.wait()), asyncio.ensure_future(stopped.wait())]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    ctl.woken.clear()
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def tuningjob_update(body: kopf.Body, uid: str, **_: Any) -> None:
+async def tuningjob_update(body: kopf.Body, uid: str, **_: Any) -> None:
     """A spec edit (kubectl apply, Argo CD, Flux): wake the job's loop, which applies the live
     spec at once. A finished job's loop is started again by kopf (see needs_driving)."""
     ctl = CONTROLLERS.find_uid(uid)
     if ctl is not None:
-        ctl.wakeup.set()
+        ctl.wake()
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})
-def trial_pod_event(event: kopf.RawEvent, namespace: str, labels: dict[str, str], **_: Any) -> None:
-    """A worker pod finished or vanished: wake its job's loop instead of waiting an interval."""
+async def trial_pod_event(event: kopf.RawEvent, namespace: str, labels: dict[str, str], **_: Any) -> None:
+    """A worker pod finished or vanished: wake its job's loop instead of waiting an interval.
+    Async, so that it never queues behind study work for a thread."""
     pod = event.get("object") or {}
     phase = (pod.get("status") or {}).get("phase")
     if event.get("type") == "DELETED" or phase in ("Succeeded", "Failed"):
         ctl = CONTROLLERS.find(namespace, labels[LABEL_JOB])
         if ctl is not None:
-            ctl.wakeup.set()
+            ctl.wake()
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def tuningjob_delete(body: kopf.Body, uid: str, **_: Any) -> None:
+async def tuningjob_delete(body: kopf.Body, uid: str, **_: Any) -> None:
     """Stop and remove the job's trials (ownerReferences would too, where GC runs)."""
-    ctl = CONTROLLERS.get(dict(body), api())
-    ctl.delete_all()
+    ctl = await in_pool(CONTROLLERS.get, dict(body), api())
+    await in_pool(ctl.delete_all)
     CONTROLLERS.forget(uid)
 
 
