@@ -234,13 +234,19 @@ def _before(doc: dict[str, Any], case: str, key: str) -> dict[Any, dict[str, Any
 def render(doc: dict[str, Any]) -> str:
     before = doc.get("before") or {}
     lines = [f"# Operator scale ({'quick' if doc['quick'] else 'full'} run, {doc['machine']})", ""]
+    case_code = before.get("case_code") or {}
     if before:
         lines += [f"Before: {before.get('code', 'older code')}.", ""]
+
+    def before_of(case: str) -> list[str]:
+        return [f"Before: {case_code[case]}.", ""] if case in case_code else []
+
     if "local" in doc:
         old = _before(doc, "local", "parallelism")
         lines += [
             "## Local engine: zero-work trials against spawning the same processes",
             "",
+            *before_of("local"),
             "| parallelism | trials | spawn only (s) | engine (s) | engine / spawn | overhead per trial (ms) "
             "| before: engine / spawn | before: overhead (ms) |",
             "|---|---|---|---|---|---|---|---|",
@@ -258,6 +264,7 @@ def render(doc: dict[str, Any]) -> str:
         lines += [
             "## Idle pass against the number of finished trials",
             "",
+            *before_of("idle_pass"),
             "| finished trials | pass median (ms) | pass p90 (ms) | vs 10 trials | re-open (s) "
             "| before: pass median (ms) | before: vs 10 |",
             "|---|---|---|---|---|---|---|",
@@ -277,6 +284,7 @@ def render(doc: dict[str, Any]) -> str:
         lines += [
             "## Operator, one job: zero-work trials against a bare driver through the same API",
             "",
+            *before_of("one_job"),
             "| trials | parallelism | bare driver (s) | operator (s) | operator / bare | overhead per trial (ms) "
             "| CPU per trial, operator / bare (ms) | operator peak RSS (MiB) | status (bytes) "
             "| before: operator / bare |",
@@ -297,6 +305,7 @@ def render(doc: dict[str, Any]) -> str:
             "Longest wait: per job, the longest time from a free slot (a trial's process exited, or the job "
             "applied) to its next trial's process starting.",
             "",
+            *before_of("many_jobs"),
             "| code | wall (s) | all succeeded | longest wait, median job (s) | longest wait, worst job (s) "
             "| first trial started, worst job (s) | operator CPU per trial (ms) | operator peak RSS (MiB) "
             "| status, largest (bytes) | CPU: operator / harness / trials / machine (s) |",
@@ -317,7 +326,7 @@ def render(doc: dict[str, Any]) -> str:
     if "large_study" in doc:
         r = doc["large_study"]
         lines += [
-            "## A study of 10,000 trials under the operator",
+            f"## A study of {r['finished_before']:,} finished trials under the operator",
             "",
             "| finished before | trials run | seconds | operator CPU per trial (ms) | RSS before (MiB) "
             "| peak RSS after (MiB) | status (bytes) |",
@@ -450,12 +459,15 @@ def main(argv: list[str] | None = None) -> int:
     doc["aims"] = aims_of(doc)
     doc["code"] = args.code or _git_head()
     if args.before:
-        merged: dict[str, Any] = {}
+        merged: dict[str, Any] = {"case_code": {}}
         for path in args.before:
             old = json.loads(path.read_text())
             old.pop("before", None)
-            codes = [merged.get("code"), old.get("code")]
-            merged = {**old, **merged, "code": "; ".join(c for c in codes if c)}
+            for case in CASES:
+                if case in old and case not in merged:
+                    merged[case] = old[case]
+                    merged["case_code"][case] = old.get("code", str(path))
+        merged["code"] = "; ".join(dict.fromkeys(merged["case_code"].values()))
         doc["before"] = merged
     out.mkdir(parents=True, exist_ok=True)
     (out / "operator_scale.json").write_text(json.dumps(doc, indent=2) + "\n")

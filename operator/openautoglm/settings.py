@@ -31,6 +31,11 @@ class Settings:
     #: Operator: threads doing study and API work (reconcile passes) for all TuningJobs together.
     #: Jobs wait on the event loop, not in a thread: any number of jobs share these.
     operator_workers: int = dataclasses.field(default_factory=lambda: int(_env("OPERATOR_WORKERS", "4")))
+    #: Operator: least seconds between two status writes of a job that only change counts, best and
+    #: recent trials (phase, conditions and observedGeneration are written at once).
+    status_min_interval_seconds: float = dataclasses.field(
+        default_factory=lambda: float(_env("STATUS_MIN_INTERVAL_SECONDS", "1"))
+    )
     #: Operator: upper bound of seconds between two passes of a job (spec.metrics.intervalSeconds is used if lower).
     operator_max_interval_seconds: float = dataclasses.field(
         default_factory=lambda: float(_env("OPERATOR_MAX_INTERVAL_SECONDS", "10"))

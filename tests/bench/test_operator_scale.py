@@ -34,7 +34,7 @@ def test_quick_run_writes_every_case_and_checks_its_aims(tmp_path: Path) -> None
     assert len(many["per_job"]) == many["jobs"] and all(j["max_wait_s"] >= 0 for j in many["per_job"])
     large = doc["large_study"]
     assert large["completed"] == large["finished_before"] + large["trials_run"]
-    assert "## Many jobs on one operator" in table and "## A study of 10,000 trials" in table
+    assert "## Many jobs on one operator" in table and "## A study of 1,000 finished trials" in table
 
 
 def test_the_committed_results_are_a_full_run_with_a_before() -> None:

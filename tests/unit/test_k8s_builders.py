@@ -234,3 +234,16 @@ def test_the_status_is_written_on_a_change_not_on_every_tick_of_the_clock():
     assert not builders.status_worth_writing(written, later, 10)  # only the clock moved
     assert builders.status_worth_writing(written, {**later, "elapsedSeconds": written["elapsedSeconds"] + 10}, 10)
     assert builders.status_worth_writing(written, {**later, "progress": "11/10000"}, 10)
+
+
+def test_counts_wait_for_the_write_interval_but_phase_and_conditions_do_not():
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    written = builders.build_resource_status(
+        _status(10), previous=None, generation=1, start_time="x", now=now, storage="s"
+    )
+    counts = {**written, "progress": "11/10000"}
+    assert not builders.status_worth_writing(written, counts, 10, since_written=0.3, min_interval=1.0)
+    assert builders.status_worth_writing(written, counts, 10, since_written=1.0, min_interval=1.0)
+    # What kubectl wait and GitOps act on goes out at once, however recent the last write.
+    for prompt in ({"phase": "Succeeded"}, {"observedGeneration": 2}, {"conditions": []}, {"reason": "Target"}):
+        assert builders.status_worth_writing(written, {**counts, **prompt}, 10, since_written=0.0, min_interval=1.0)

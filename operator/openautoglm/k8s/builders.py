@@ -5,6 +5,7 @@ the TuningJob status. They return dicts, touch no server, and are unit-tested al
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any, Final
 
 from openautoglm import podtemplate
@@ -271,16 +272,34 @@ def build_resource_status(
     return out
 
 
-def status_worth_writing(previous: dict[str, Any] | None, status: dict[str, Any], elapsed_step: float) -> bool:
-    """Whether a new status differs enough from the written one to patch it: any change but the
-    elapsed time, or the elapsed time moved by ``elapsed_step`` seconds. (It always moves: patching
-    on every pass wrote the status once per pass per job, for nothing a reader needs.)"""
+#: Status fields written as soon as they change: what `kubectl wait`, Argo CD's health check and
+#: a GitOps controller act on. The rest (counts, best, recent trials) may wait for the next write.
+PROMPT_STATUS_FIELDS = ("phase", "reason", "message", "observedGeneration", "conditions")
+
+
+def status_worth_writing(
+    previous: dict[str, Any] | None,
+    status: dict[str, Any],
+    elapsed_step: float,
+    *,
+    since_written: float = math.inf,
+    min_interval: float = 0.0,
+) -> bool:
+    """Whether a new status differs enough from the written one to patch it now.
+
+    A change of a prompt field is written at once; any other change once ``min_interval``
+    seconds have passed since the last write (a busy job finishing trials every few
+    milliseconds wrote its status after every one, a patch and a watch event per trial for
+    every reader); the elapsed time alone once it moved by ``elapsed_step`` seconds (it always
+    moves: patching it on every pass wrote the status for nothing a reader needs)."""
     if previous is None:
+        return True
+    if any(previous.get(k) != status.get(k) for k in PROMPT_STATUS_FIELDS):
         return True
     before = {k: v for k, v in previous.items() if k != "elapsedSeconds"}
     after = {k: v for k, v in status.items() if k != "elapsedSeconds"}
     if before != after:
-        return True
+        return since_written >= min_interval
     old, new = previous.get("elapsedSeconds"), status.get("elapsedSeconds")
     if old is None or new is None:
         return old != new

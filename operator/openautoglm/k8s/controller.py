@@ -13,7 +13,9 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,8 @@ class PassResult:
     status: dict[str, Any]
     done: bool
     seconds: float
+    #: Seconds until a status change held back by the write interval may be written (None: none held).
+    write_in: float | None = None
 
 
 def generation_of(body: dict[str, Any]) -> int | None:
@@ -106,6 +110,7 @@ class JobController:
         except StudyMismatch as err:  # e.g. a PostgreSQL study of another job with this name
             self.problems = [str(err)]
         self.start_time = self.previous.get("startTime") or builders._timestamp(_now())
+        self.written_at = -math.inf  # time.monotonic() of the last status write
 
     def wake(self) -> None:
         """End the job loop's wait (called on the operator's event loop, by pod and spec events)."""
@@ -166,11 +171,21 @@ class JobController:
                 storage=describe(self.url),
                 refused=self.refused,
             )
-            if builders.status_worth_writing(self.previous, status, self.cfg.elapsed_save_seconds):
+            since = time.monotonic() - self.written_at
+            write_in = None
+            if builders.status_worth_writing(
+                self.previous,
+                status,
+                self.cfg.elapsed_save_seconds,
+                since_written=since,
+                min_interval=self.cfg.status_min_interval_seconds,
+            ):
                 self.api.patch_status(self.namespace, self.name, status)
-                self.previous = status
+                self.previous, self.written_at = status, time.monotonic()
+            elif builders.status_worth_writing(self.previous, status, math.inf):
+                write_in = max(0.0, self.cfg.status_min_interval_seconds - since)  # held back: due soon
             telemetry.record(self.namespace, self.name, step.outcome, step.seconds)
-            return PassResult(step.outcome, status, step.done, step.seconds)
+            return PassResult(step.outcome, status, step.done, step.seconds, write_in)
 
     def close(self) -> None:
         if self.driver is not None:

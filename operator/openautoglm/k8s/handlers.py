@@ -116,7 +116,10 @@ async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger:
                 logger.info("TuningJob %s: %s (%s)", ctl.name, result.status["phase"], result.status.get("reason"))
                 await in_pool(ctl.close)
                 reported = True
-            await _wait(ctl, stopped, 60.0 if result.done else ctl.interval)
+            wait = 60.0 if result.done else ctl.interval
+            if result.write_in is not None:  # a held-back status write is due before that
+                wait = min(wait, result.write_in + 0.01)
+            await _wait(ctl, stopped, wait)
     finally:
         # Also on cancellation: the pass in the pool (if any) finishes under the job's lock first.
         await asyncio.shield(in_pool(ctl.close))
