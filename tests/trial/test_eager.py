@@ -7,9 +7,11 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
-from conftest import TRIAL_IMAGE
+
+TRIAL_IMAGE = Path(__file__).resolve().parents[2] / "trial_image"
 
 # Runs in a fresh interpreter: torch._dynamo, once imported, stays imported.
 PROGRAM = textwrap.dedent(
