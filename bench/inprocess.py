@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from openautoglm import pruners, samplers, space
-from openautoglm.engine.study import study_name
+from openautoglm.engine.study import enqueue_starting_points, study_name
 from openautoglm.engine.worker import build_worker_env
 from openautoglm.spec import TuningJob
 from openautoglm_trial import contract, tasks
@@ -152,6 +152,7 @@ def run_sampler(worker: Worker, job: TuningJob) -> list[TrialRecord]:
         pruner=pruners.build_pruner(spec),
         direction=spec.objective.objectives[0].direction,
     )
+    enqueue_starting_points(study, spec)  # the task's defaults first, as the engine does (startFromDefaults)
     records = []
     for _ in range(spec.budget.max_trials):
         cpu, started = time.process_time(), time.perf_counter()

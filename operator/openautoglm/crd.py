@@ -450,6 +450,14 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
             ".warmStart",
         ),
         _rule(
+            "!has(self.algorithm) || !has(self.algorithm.startFromDefaults) || !self.algorithm.startFromDefaults"
+            " || has(self.trial.task)",
+            "only for a built-in task (trial.task): a program's defaults are not known here; give them as a "
+            "warmStart entry",
+            ".algorithm.startFromDefaults",
+            _FORBIDDEN,
+        ),
+        _rule(
             "!has(self.metrics) || !has(self.metrics.collector) || !has(self.trial.task)",
             "only for trial.command: built-in tasks report their metrics themselves",
             ".metrics.collector",

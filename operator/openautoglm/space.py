@@ -55,6 +55,40 @@ def trial_params(spec: TuningJobSpec, sampled: dict[str, Any]) -> dict[str, Any]
     return values
 
 
+def default_params(spec: TuningJobSpec, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The sampled parameters of ``spec`` set to ``defaults`` (a task's default configuration),
+    as a trial to enqueue: a default outside the parameter's range or choices, or off its step,
+    is left out (the sampler picks that one), as are parameters whose condition does not hold."""
+    values: dict[str, Any] = {}
+    chosen: dict[str, Any] = {}
+    for p in spec.parameters:
+        if not is_active(p, values):
+            continue
+        if p.type == "fixed":
+            values[p.name] = p.value
+            continue
+        if p.name not in defaults or not _admits(p, defaults[p.name]):
+            continue
+        values[p.name] = chosen[p.name] = defaults[p.name]
+    return chosen
+
+
+def _admits(p: Parameter, value: Any) -> bool:
+    if p.type == "categorical":
+        return value in (p.choices or [])
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if p.type == "int" and not float(value).is_integer():
+        return False
+    low, high = float(p.low), float(p.high)  # type: ignore[arg-type]
+    if not low <= value <= high:
+        return False
+    if p.step:
+        steps = (value - low) / p.step
+        return math.isclose(steps, round(steps), abs_tol=1e-9)
+    return True
+
+
 def grid_values(p: Parameter, points: int) -> list[Any] | None:
     """The values a grid search tries for one parameter (``None`` for fixed ones)."""
     if p.type == "categorical":

@@ -176,6 +176,10 @@ class Algorithm(_Model):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     #: Keyword arguments of the sampler, validated against the registry entry.
     settings: dict[str, Any] = Field(default_factory=dict)
+    #: The first trial is the built-in task's default configuration (where the search space
+    #: admits it), as a person tuning by hand starts; then warmStart, then the sampler.
+    #: Unset: on for built-in tasks, except with the grid sampler (a grid has no room for it).
+    start_from_defaults: bool | None = None
 
 
 class EarlyStopping(_Model):
@@ -560,6 +564,14 @@ class TuningJobSpec(_Model):
                     p.append((f"warmStart[{i}].params.{k}", "is not a parameter of the search space"))
         if self.trial.task is not None and self.metrics.collector is not None:
             p.append(("metrics.collector", "only for trial.command: built-in tasks report their metrics themselves"))
+        if self.algorithm.start_from_defaults and self.trial.task is None:
+            p.append(
+                (
+                    "algorithm.startFromDefaults",
+                    "only for a built-in task (trial.task): a program's defaults are not known here; "
+                    "give them as a warmStart entry",
+                )
+            )
         for i, item in enumerate(self.trial.command or []):
             for ref in PLACEHOLDER_RE.findall(item):
                 if ref not in by_name:
@@ -580,6 +592,13 @@ class TuningJobSpec(_Model):
                 )
         _raise(p)
         return self
+
+
+def starts_from_defaults(spec: TuningJobSpec) -> bool:
+    """Whether the study's first trial is the built-in task's default configuration."""
+    if spec.algorithm.start_from_defaults is not None:
+        return spec.algorithm.start_from_defaults and spec.trial.task is not None
+    return spec.trial.task is not None and sampler_name(spec) != "grid"
 
 
 def sampler_name(spec: TuningJobSpec) -> str:

@@ -52,14 +52,39 @@ def record(number: int, state: str, value: float | None, seconds: float = 1.0):
 
 @pytest.mark.parametrize("bench", se.PROFILES["full"] + se.PROFILES["quick"], ids=lambda b: f"{b.task}-{b.epochs}ep")
 def test_every_method_is_a_valid_tuning_job(bench):
-    names = [m.name for m in se.methods()]
-    assert names[0] == "manual" and names[-1] == "tpe+hyperband"
-    assert {"random", "tpe", "gp", "cmaes"} <= set(names)
+    names = [m.name for m in se.methods(bench)]
+    assert names[0] == "manual" and bench.shipped in names
+    assert {"random", "tpe", "gp", "cmaes", "tpe+hyperband"} <= set(names)
     assert ("policy-gradient" in names) == ("policy-gradient" in samplers.SAMPLERS)
-    for method in se.methods():
+    # The headline task runs every sampler also without the defaults trial; the control does not.
+    without = [n for n in names if n.endswith(se.NO_DEFAULTS)]
+    assert len(without) == ((len(names) - 1) // 2 if bench.without_defaults else 0)
+    for method in se.methods(bench):
         spec = job(method, bench).spec
         assert spec.trial.task == bench.task and spec.trial.epochs == bench.epochs
         assert spec.early_stopping.pruner == method.pruner
+        assert spec.algorithm.start_from_defaults == method.defaults
+
+
+def test_the_headline_task_has_headroom_and_a_whole_manual_procedure():
+    text_lm = next(b for b in se.PROFILES["full"] if b.task == "text-lm")
+    space = {p["name"] for p in se.tasks.default_search_space("text-lm")}
+    assert {s.name for s in text_lm.sweeps} == space  # every parameter swept
+    manual = se.Method("manual", None)
+    records = inprocess.run_manual(FakeWorker(lambda p: 5.0), job(manual, text_lm), text_lm.sweeps, text_lm.passes)
+    rounds = len(records)
+    assert rounds >= 12 and text_lm.budget == rounds  # every method gets the manual procedure's rounds
+    assert len(text_lm.engine_seeds) >= 3 and text_lm.without_defaults
+
+
+def test_a_sampler_run_starts_from_the_defaults_only_when_asked():
+    on = FakeWorker(lambda p: p["lr"], epochs=DIGITS.epochs)
+    inprocess.run_sampler(on, job(se.Method("random", "random")))
+    first = on.calls[0][1]
+    assert (first["lr"], first["hidden"], first["optimizer"]) == (1e-3, 128, "adam")  # digits' defaults
+    off = FakeWorker(lambda p: p["lr"], epochs=DIGITS.epochs)
+    inprocess.run_sampler(off, job(se.Method("random", "random", defaults=False)))
+    assert off.calls[0][1] != first
 
 
 def test_manual_sweeps_one_parameter_at_a_time_and_keeps_the_best():
@@ -160,9 +185,10 @@ def test_quick_run_writes_every_method_and_every_table(tmp_path):
     assert result["mode"] == "quick" and result["machine"]["horovod"]
     assert len(result["load_average"]["before"]) == 3 and result["runtime_s"] > 0
     assert set(result["tasks"]) == {"digits", "text-lm"}
+    benches = {b.task: b for b in se.PROFILES["quick"]}
     for task in result["tasks"].values():
         assert isinstance(task["target"], float)
-        assert list(task["methods"]) == [m.name for m in se.methods()]
+        assert list(task["methods"]) == [m.name for m in se.methods(benches[task["task"]])]
         for name, method in task["methods"].items():
             summary = method["summary"]
             assert summary["seeds"] == len(method["per_seed"]) >= 1, name
@@ -171,6 +197,11 @@ def test_quick_run_writes_every_method_and_every_table(tmp_path):
             for seed in method["per_seed"]:
                 assert seed["trials"] and all("params" in t and "run_s" in t for t in seed["trials"])
         assert {"manual", "shipped"} <= set(task["claim"])
+        if benches[task["task"]].engine_seeds:  # the shipped row at real cost, through the engine
+            engine = task["engine"]
+            assert engine["method"] == task["shipped"] and engine["seeds"] == len(benches[task["task"]].engine_seeds)
+            assert all(r["phase"] == "Succeeded" and r["cpu_s"] > 0 for r in engine["runs"])
+            assert task["claim"]["shipped"]["measured"].startswith("through the engine")
         assert 0 <= task["pruning"]["epochs_cut"] <= 1
         assert all(isinstance(a["met"], bool) for a in task["aims"])
 

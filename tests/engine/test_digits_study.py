@@ -28,7 +28,8 @@ def test_six_trial_study_prunes_stops_divergence_and_reports_best(tmp_path, monk
         "spec": {
             "objective": {"metric": "accuracy", "direction": "maximize"},
             "budget": {"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 0},
-            "algorithm": {"sampler": "tpe", "seed": 3},
+            # The warmStart trials below are numbered 0-3 (no defaults trial before them).
+            "algorithm": {"sampler": "tpe", "seed": 3, "startFromDefaults": False},
             "earlyStopping": {"pruner": "median", "settings": {"n_startup_trials": 1, "n_warmup_steps": 1}},
             "parameters": [
                 {"name": "lr", "type": "float", "low": 1e-4, "high": 100.0, "log": True},

@@ -614,6 +614,12 @@ CRD_BAD: list[tuple[str, Callable[[dict], None], str, str]] = [
         "Unsupported value",
     ),
     (
+        "start-from-defaults-with-a-program",
+        _steps(COMMAND, _set("spec.algorithm.startFromDefaults", True)),
+        "spec.algorithm.startFromDefaults",
+        "only for a built-in task",
+    ),
+    (
         "collector-with-built-in-task",
         _set("spec.metrics.collector", {"kind": "stdout"}),
         "spec.metrics.collector",

@@ -550,3 +550,39 @@ def test_plugin_settings_of_the_wrong_type_are_refused_before_any_trial(section,
     with pytest.raises(InvalidTuningJob) as err:
         validate_document(digits_job(**{section: settings}))
     assert any(p.path == path and "must be" in p.message for p in err.value.problems), err.value.problems
+
+
+def test_start_from_defaults_is_on_for_built_in_tasks_and_refused_for_programs():
+    from openautoglm.spec import starts_from_defaults
+
+    task = TuningJob.model_validate(digits_job())
+    assert task.spec.algorithm.start_from_defaults is None and starts_from_defaults(task.spec)
+    grid = TuningJob.model_validate(digits_job(algorithm={"sampler": "grid"}))
+    assert not starts_from_defaults(grid.spec)
+    off = TuningJob.model_validate(digits_job(algorithm={"startFromDefaults": False}))
+    assert not starts_from_defaults(off.spec)
+    doc = digits_job(algorithm={"startFromDefaults": True})
+    doc["spec"]["trial"] = {"command": ["python", "train.py"], "epochs": 2, "workers": 1}
+    with pytest.raises(InvalidTuningJob) as err:
+        validate_document(doc)
+    assert any(p.path == "spec.algorithm.startFromDefaults" and "warmStart" in p.message for p in err.value.problems)
+
+
+def test_defaults_are_projected_onto_the_search_space():
+    from openautoglm import space
+
+    doc = digits_job()
+    doc["spec"]["parameters"] = [
+        {"name": "lr", "type": "float", "low": 0.01, "high": 0.3, "log": True},  # default 0.001: outside
+        {"name": "hidden", "type": "int", "low": 32, "high": 256, "step": 32},  # 128: on the step
+        {"name": "layers", "type": "int", "low": 1, "high": 3, "step": 2},  # 2: off the step (1, 3)
+        {"name": "optimizer", "type": "categorical", "choices": ["adam", "sgd"]},
+        {"name": "beta1", "type": "float", "low": 0.8, "high": 0.99, "when": {"optimizer": "adam"}},
+        {"name": "momentum", "type": "float", "low": 0.0, "high": 0.99, "when": {"optimizer": "sgd"}},
+        {"name": "dropout", "type": "fixed", "value": 0.3},
+    ]
+    spec = TuningJob.model_validate(doc).spec
+    defaults = {"lr": 0.001, "hidden": 128, "layers": 2, "optimizer": "adam", "beta1": 0.9, "momentum": 0.9}
+    assert space.default_params(spec, defaults) == {"hidden": 128, "optimizer": "adam", "beta1": 0.9}
+    # With no default for the condition's parent, its children are left to the sampler too.
+    assert space.default_params(spec, {"beta1": 0.9}) == {}

@@ -90,7 +90,8 @@ def test_namespaced_jobs_get_separate_studies(tmp_path: Path) -> None:
     sb = open_study(TuningJob.model_validate(b), url)
     _ask_tell(sa, TuningJob.model_validate(a), 2)
     assert sa.study_name != sb.study_name
-    assert len(sb.trials) == 0
+    # team-b's study holds only its own defaults trial, still waiting: nothing of team-a's.
+    assert [t.state for t in sb.trials] == [optuna.trial.TrialState.WAITING]
 
 
 def test_changed_search_space_is_a_mismatch(storage_url: str) -> None:
@@ -128,7 +129,7 @@ def test_warm_start_is_enqueued_exactly_once(storage_url: str) -> None:
         {"params": {"lr": 0.01, "optimizer": "sgd", "momentum": 0.9}},
         {"params": {"lr": 0.05, "optimizer": "adam", "beta1": 0.9}},
     ]
-    job = _job(warmStart=warm)
+    job = _job(warmStart=warm, algorithm={"sampler": "random", "seed": 1, "startFromDefaults": False})
     first = open_study(job, storage_url)
     second = open_study(job, storage_url)
     assert [t.state for t in second.trials] == [optuna.trial.TrialState.WAITING] * 2
@@ -146,6 +147,30 @@ def test_warm_start_is_enqueued_exactly_once(storage_url: str) -> None:
     assert space.suggest(trial, job.spec)["lr"] == 0.05
     third.tell(trial, 0.6)
     assert len(open_study(job, storage_url).trials) == 2
+
+
+def test_a_built_in_task_starts_from_its_defaults_then_the_warm_start(storage_url: str) -> None:
+    warm = [{"params": {"lr": 0.05, "optimizer": "sgd", "momentum": 0.5}}]
+    job = _job(warmStart=warm)  # startFromDefaults unset: on for a built-in task
+    study = open_study(job, storage_url)
+    first, second = study.ask(), study.ask()
+    defaults = space.trial_params(job.spec, space.suggest(first, job.spec))
+    # digits' defaults, as this search space admits them: hidden's default 128 is above its
+    # range (16-64), so the sampler picks hidden; beta1 applies (adam), momentum does not.
+    assert defaults["lr"] == 0.001 and defaults["optimizer"] == "adam" and defaults["batch_size"] == 64
+    assert defaults["beta1"] == 0.9 and "momentum" not in defaults and 16 <= defaults["hidden"] <= 64
+    assert set(first.params) == {"lr", "batch_size", "optimizer", "beta1", "hidden"}
+    assert first.user_attrs["origin"] == "defaults"
+    assert space.suggest(second, job.spec)["lr"] == 0.05 and second.user_attrs["origin"] == "warmStart"
+    # Enqueued once, when the study is created: a restart does not add them again.
+    assert len(open_study(job, storage_url).trials) == 2
+
+
+def test_no_defaults_trial_when_switched_off_or_for_a_grid(storage_url: str) -> None:
+    off = _job(name="off", algorithm={"sampler": "random", "seed": 1, "startFromDefaults": False})
+    assert open_study(off, storage_url).trials == []
+    grid = _job(name="grid", algorithm={"sampler": "grid", "seed": 1})
+    assert open_study(grid, storage_url).trials == []
 
 
 def test_describe_hides_the_password(tmp_path: Path) -> None:

@@ -30,3 +30,5 @@ TRIAL_STOP_REASON: Final = "stop_reason"  # why a trial ended early (pruned, div
 TRIAL_FAIL_REASON: Final = "fail_reason"
 TRIAL_METRICS: Final = "metrics"  # final metrics from the termination message
 TRIAL_SECONDS: Final = "seconds"
+#: Why an enqueued trial was asked: "defaults" (startFromDefaults) or "warmStart".
+TRIAL_ORIGIN: Final = "origin"

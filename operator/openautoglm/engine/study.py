@@ -8,10 +8,10 @@ import warnings
 
 import optuna
 
-from openautoglm import pruners, samplers
+from openautoglm import pruners, samplers, space
 from openautoglm.engine import attrs
 from openautoglm.engine.storage import open_storage
-from openautoglm.spec import TuningJob, sampler_name
+from openautoglm.spec import TuningJob, TuningJobSpec, sampler_name, starts_from_defaults
 
 
 class StudyMismatch(RuntimeError):
@@ -76,11 +76,23 @@ def open_study(job: TuningJob, storage_url: str) -> optuna.Study:
             study.set_metric_names([o.metric for o in spec.objective.objectives])  # labels reports and dashboards
     _check_fingerprints(job, study, storage_url)
     if not study.user_attrs.get(attrs.STUDY_WARM_STARTED):
-        # Known-good configurations (e.g. today's manual setting) run first.
-        for ws in spec.warm_start:
-            study.enqueue_trial(dict(ws.params), skip_if_exists=True)
+        enqueue_starting_points(study, spec)
         study.set_user_attr(attrs.STUDY_WARM_STARTED, True)
     return study
+
+
+def enqueue_starting_points(study: optuna.Study, spec: TuningJobSpec) -> None:
+    """Where a person starts, first: the built-in task's defaults (``startFromDefaults``), then
+    the known-good configurations of ``warmStart`` (e.g. today's manual setting). Once, when the
+    study is created; the sampler treats them like any other trial."""
+    if starts_from_defaults(spec):
+        from openautoglm_trial.tasks import get as task_spec
+
+        params = space.default_params(spec, task_spec(spec.trial.task).defaults())
+        if params:
+            study.enqueue_trial(params, user_attrs={attrs.TRIAL_ORIGIN: "defaults"}, skip_if_exists=True)
+    for ws in spec.warm_start:
+        study.enqueue_trial(dict(ws.params), user_attrs={attrs.TRIAL_ORIGIN: "warmStart"}, skip_if_exists=True)
 
 
 def _check_fingerprints(job: TuningJob, study: optuna.Study, storage_url: str) -> None:

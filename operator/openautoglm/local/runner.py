@@ -86,7 +86,8 @@ def run_local(
         _clear_trials(workdir)
     backend = LocalBackend(job, workdir, base_dir=base_dir)
     driver = Driver.open(job, url, backend, save_every=cfg.elapsed_save_seconds)
-    resumed = len(driver.study.get_trials(deepcopy=False)) > 0
+    # Enqueued trials (defaults, warmStart) are the study's start, not a run to resume.
+    resumed = any(t.state != optuna.trial.TrialState.WAITING for t in driver.study.get_trials(deepcopy=False))
     if driver.terminal and not backend.observe():
         return RunResult(driver.job, driver.status(), driver.study, url, workdir, resumed=True)
 

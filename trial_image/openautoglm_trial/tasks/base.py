@@ -140,6 +140,10 @@ class TaskSpec:
         resolved_settings = self.resolve_settings(settings)
         return self.load()(resolved_params, resolved_settings, context)
 
+    def defaults(self) -> dict[str, Any]:
+        """The default configuration: every hyperparameter's default (where it has one)."""
+        return {hp.name: hp.default for hp in self.hyperparameters if hp.default is not None}
+
     def search_space(self) -> list[dict[str, Any]]:
         """The default search space as TuningJob ``parameters`` entries."""
         return [{"name": hp.name, **hp.space} for hp in self.hyperparameters if hp.space is not None]
