@@ -399,19 +399,22 @@ def seed_journal(doc: dict[str, Any], path: Path, finished: int) -> None:
             pass
 
     driver = Driver.open(job, str(path), _Idle(), generation=1)
-    dist = {"x": FloatDistribution(0.0, 1.0)}
-    driver.study.add_trials(
-        [
-            optuna.trial.create_trial(
-                params={"x": (i % 997) / 997},
-                distributions=dist,
-                value=(i % 997) / 997,
-                user_attrs={attrs.TRIAL_PARAMS: {"x": (i % 997) / 997}},
-            )
-            for i in range(finished)
-        ]
-    )
+    driver.study.add_trials(finished_trials(finished))
     driver.close()
+
+
+def finished_trials(n: int) -> list[optuna.trial.FrozenTrial]:
+    """``n`` completed trials of the zero-work jobs' one parameter ``x``, as if they had run."""
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    return [
+        optuna.trial.create_trial(
+            params={"x": (i % 997) / 997},
+            distributions=dist,
+            value=(i % 997) / 997,
+            user_attrs={attrs.TRIAL_PARAMS: {"x": (i % 997) / 997}},
+        )
+        for i in range(n)
+    ]
 
 
 def large_study_case(finished: int, more: int) -> dict[str, Any]:

@@ -48,9 +48,7 @@ from typing import Any, Final
 
 import operator_cluster
 import optuna
-from optuna.distributions import FloatDistribution
 
-from openautoglm.engine import attrs
 from openautoglm.engine.driver import Driver
 from openautoglm.engine.metrics import Reading
 from openautoglm.engine.trials import RUNNING, TrialObservation, WorkerObservation
@@ -186,17 +184,7 @@ def _study_with(finished: int, path: Path) -> tuple[Any, str]:
     job = zero_work_job("idle", finished + 1000, 1)
     url = str(path)
     driver = Driver.open(job, url, _OneRunningTrial(finished), metrics=_NoReading())
-    dist = {"x": FloatDistribution(0.0, 1.0)}
-    batch = [
-        optuna.trial.create_trial(
-            params={"x": (i % 997) / 997},
-            distributions=dist,
-            value=(i % 997) / 997,
-            user_attrs={attrs.TRIAL_PARAMS: {"x": (i % 997) / 997}},
-        )
-        for i in range(finished)
-    ]
-    driver.study.add_trials(batch)
+    driver.study.add_trials(operator_cluster.finished_trials(finished))
     driver.step()  # asks and "launches" the running trial
     driver.step()  # marks it launched
     driver.close()

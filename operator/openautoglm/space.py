@@ -59,18 +59,12 @@ def default_params(spec: TuningJobSpec, defaults: dict[str, Any]) -> dict[str, A
     """The sampled parameters of ``spec`` set to ``defaults`` (a task's default configuration),
     as a trial to enqueue: a default outside the parameter's range or choices, or off its step,
     is left out (the sampler picks that one), as are parameters whose condition does not hold."""
-    values: dict[str, Any] = {}
-    chosen: dict[str, Any] = {}
-    for p in spec.parameters:
-        if not is_active(p, values):
-            continue
-        if p.type == "fixed":
-            values[p.name] = p.value
-            continue
-        if p.name not in defaults or not _admits(p, defaults[p.name]):
-            continue
-        values[p.name] = chosen[p.name] = defaults[p.name]
-    return chosen
+    admitted = {
+        p.name: defaults[p.name]
+        for p in spec.parameters
+        if p.type != "fixed" and p.name in defaults and _admits(p, defaults[p.name])
+    }
+    return {k: v for k, v in trial_params(spec, admitted).items() if k in admitted}
 
 
 def _admits(p: Parameter, value: Any) -> bool:
