@@ -133,7 +133,7 @@ PROFILES: Final[dict[str, tuple[TaskBench, ...]]] = {
             sweeps=TEXT_LM_SWEEPS,
             passes=1,
             hyperband=TEXT_LM_HYPERBAND,
-            shipped="tpe",
+            shipped="auto",  # what a job gets without naming a sampler (tpe before; both are rows)
             without_defaults=True,
             engine_seeds=(1, 2, 3),
         ),
@@ -159,7 +159,7 @@ PROFILES: Final[dict[str, tuple[TaskBench, ...]]] = {
             sweeps=TEXT_LM_SWEEPS[:1],
             passes=1,
             hyperband=TEXT_LM_HYPERBAND,
-            shipped="tpe",
+            shipped="auto",
             without_defaults=True,
             engine_seeds=(1,),
         ),
@@ -173,10 +173,12 @@ NO_DEFAULTS: Final = " (no defaults)"
 def methods(bench: TaskBench | None = None) -> tuple[Method, ...]:
     """Manual, then each sampler the issue names that the registry has, starting from the task's
     defaults (as shipped); on the headline task each also without them."""
-    wanted = ("random", "tpe", "gp", "cmaes", "policy-gradient")
+    wanted = ("random", "tpe", "gp", "auto", "cmaes", "policy-gradient")
     searches = (*(Method(s, s) for s in wanted if s in samplers.SAMPLERS), Method("tpe+hyperband", "tpe", "hyperband"))
+    # auto samples what gp (numeric space) or tpe (conditional) samples until 250 trials
+    # (tests/unit/test_samplers.py): its row without the defaults would repeat theirs.
     variants = (
-        tuple(dataclasses.replace(m, name=m.name + NO_DEFAULTS, defaults=False) for m in searches)
+        tuple(dataclasses.replace(m, name=m.name + NO_DEFAULTS, defaults=False) for m in searches if m.name != "auto")
         if bench is not None and bench.without_defaults
         else ()
     )
@@ -362,7 +364,60 @@ def run_task(worker: InProcessWorker, bench: TaskBench, log: Callable[[str], Non
             runs.append(run_engine(bench, shipped, seed))
             log(f"{bench.task} seed {seed} {shipped.name} through the engine: {runs[-1]['wall_s']:.1f} s")
         result["engine"] = {"method": shipped.name, **engine_summary(runs, direction, target), "runs": runs}
+        # The manual procedure at the same real cost: a person runs the program once per round too.
+        manual = []
+        for seed in bench.engine_seeds:
+            manual.append(run_manual_engine(bench, seed, direction, target))
+            log(f"{bench.task} seed {seed} manual through the engine: {manual[-1]['total_s']:.1f} s")
+        result["engine_manual"] = {**method_summary(manual, direction), "per_seed": manual}
     return result
+
+
+class EngineRounds:
+    """The manual procedure's rounds through the real engine (``run_local``).
+
+    All rounds are trials of one study: before each, the next configuration is enqueued and the
+    job resumed with one more trial in its budget, so round n is trial n with trial n's seed, as
+    in-process. A round's time is the whole ``run_local`` call: what a person waits for.
+    """
+
+    def __init__(self, bench: TaskBench, seed: int, workdir: Path) -> None:
+        self.doc = build_job_document(bench, Method("manual-engine", None, defaults=False), seed)
+        self.workdir, self.storage = workdir, str(workdir / "journal.log")
+        #: CPU seconds of the worker processes (children of this process)
+        self.children_cpu_s = 0.0
+
+    def run(self, job: Any, number: int, params: dict[str, Any], report: Any) -> tuple[str, float | None, int]:
+        from openautoglm.engine.study import open_study
+        from openautoglm.local.runner import run_local
+
+        doc = json.loads(json.dumps(self.doc))
+        doc["spec"]["budget"]["maxTrials"] = number + 1
+        job = validate_document(doc)
+        # Parameters the procedure does not sweep keep the task's defaults, as in-process.
+        from openautoglm import space
+
+        full = {**space.default_params(job.spec, tasks.get(job.spec.trial.task).defaults()), **params}
+        open_study(job, self.storage).enqueue_trial(full)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = run_local(job, workdir=self.workdir, storage=self.storage)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.children_cpu_s += (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        trial = next(t for t in result.study.get_trials(deepcopy=False) if t.number == number)
+        assert trial.params == full, (trial.params, full)
+        state = {"COMPLETE": "complete", "PRUNED": "pruned"}.get(trial.state.name, "failed")
+        return state, trial.value, len(trial.intermediate_values)
+
+
+def run_manual_engine(bench: TaskBench, seed: int, direction: str, target: float) -> dict[str, Any]:
+    """One seed of the manual procedure through the engine: its rounds and what they cost."""
+    with tempfile.TemporaryDirectory(prefix="se-manual-") as tmp:
+        rounds = EngineRounds(bench, seed, Path(tmp))
+        job = validate_document(build_job_document(bench, Method("manual", None), seed))
+        records = run_manual(rounds, job, bench.sweeps, bench.passes)
+    summary = seed_summary(records, direction, target)
+    summary["cpu_s"] += rounds.children_cpu_s
+    return {"seed": seed, "startup_trials": 0, "trials": [dataclasses.asdict(r) for r in records], **summary}
 
 
 def run_engine(bench: TaskBench, method: Method, seed: int) -> dict[str, Any]:
@@ -561,6 +616,16 @@ def claim_rows(task: dict[str, Any]) -> dict[str, Any]:
             "minutes": manual["total_s"]["median"] / 60,
         }
     }
+    if task.get("engine_manual"):
+        # The same procedure at real cost (engine seeds only): what the time aim is measured against.
+        em = task["engine_manual"]
+        rows["manual_engine"] = {
+            "rounds": em["trials_run"]["median"],
+            "best": em["best"]["median"],
+            "minutes": em["total_s"]["median"] / 60,
+            "cpu_minutes": em["cpu_s"]["median"] / 60,
+            "seeds": em["seeds"],
+        }
     for label, name in (("shipped", task["shipped"]), ("fastest", fastest)):
         if name is None:
             continue
@@ -602,11 +667,15 @@ def aims(task: dict[str, Any], rows: dict[str, Any]) -> list[dict[str, Any]]:
             "met": r is not None and r <= manual["rounds"] * AIM_ROUNDS_FRACTION,
         }
     )
+    # Time at the same per-trial cost for both: the shipped row is through the engine when the
+    # manual procedure was also run through it.
+    clock = rows.get("manual_engine", manual) if "measured" in ours else manual
+    where = " (both through the engine)" if clock is not manual else ""
     out.append(
         {
-            "aim": "... and in under half the manual wall time",
-            "measured": "not reached" if m is None else f"{60 * m:.1f} s of {60 * manual['minutes']:.1f} s",
-            "met": m is not None and m < manual["minutes"] * AIM_TIME_FRACTION,
+            "aim": f"... and in under half the manual wall time{where}",
+            "measured": "not reached" if m is None else f"{60 * m:.1f} s of {60 * clock['minutes']:.1f} s",
+            "met": m is not None and m < clock["minutes"] * AIM_TIME_FRACTION,
         }
     )
     b = ours.get("best")
@@ -682,8 +751,14 @@ def task_markdown(task: dict[str, Any]) -> list[str]:
         f"| **ours, manual procedure** | {manual['rounds']:g} | {value(manual['best'])} "
         f"| {_minutes(manual['minutes'])} |"
     )
+    if "manual_engine" in rows:
+        me = rows["manual_engine"]
+        lines.append(
+            f"| **ours, manual procedure** (each round through the engine, over {me['seeds']} seed(s)) "
+            f"| {me['rounds']:g} | {value(me['best'])} | {_minutes(me['minutes'])} |"
+        )
     for label, row in rows.items():
-        if label == "manual":
+        if label in ("manual", "manual_engine"):
             continue
         what = {
             "fastest": "fastest here, picked after the fact",
@@ -725,6 +800,7 @@ def task_markdown(task: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
+        *default_sampler_markdown(task),
         *defaults_markdown(task),
         *engine_markdown(task),
         *pruning_markdown(task),
@@ -868,33 +944,64 @@ def defaults_markdown(task: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def default_sampler_markdown(task: dict[str, Any]) -> list[str]:
+    """What a job that names no sampler gets: tpe before, auto now (same run, same seeds)."""
+    ms = task["methods"]
+    if task["shipped"] != "auto" or not {"tpe", "auto"} <= set(ms):
+        return []
+    value = lambda v: fmt_value(v, task["metric"])  # noqa: E731
+    lines = [
+        "### The default sampler, before (tpe) and after (auto: gp here, no conditional parameters)",
+        "",
+        "| default | trials to target | time to target | reached | best at budget | sampler time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, name in (("before", "tpe"), ("after", "auto")):
+        s = ms[name]["summary"]
+        lines.append(
+            f"| {label}: {name} | {fmt_range(s['trials_to_target'], _count)} "
+            f"| {fmt_range(s['time_to_target_s'], _secs)} | {s['reached']}/{s['seeds']} "
+            f"| {fmt_range(s['best'], value)} | {_secs(s['sampler_s']['median'])} |"
+        )
+    return [*lines, ""]
+
+
 def engine_markdown(task: dict[str, Any]) -> list[str]:
-    """The shipped method through the real engine, per seed."""
+    """The shipped method, and the manual procedure, through the real engine, per seed."""
     engine = task.get("engine")
     if not engine:
         return []
     value = lambda v: fmt_value(v, task["metric"])  # noqa: E731
+    manual = task.get("engine_manual")
     lines = [
-        f"### {engine['method']} through the real engine (`openautoglm tune`: worker processes, start-up, scrapes)",
+        f"### Through the real engine (`openautoglm tune`: worker processes, start-up, scrapes): "
+        f"{engine['method']}{' and the manual procedure' if manual else ''}",
         "",
-        "| seed | trials | best | trials to target | time to target | wall time | CPU time (engine + workers) |",
-        "|---|---|---|---|---|---|---|",
+        "| method | seed | trials | best | trials to target | time to target | wall time "
+        "| CPU time (engine + workers) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in engine["per_seed"]:
-        lines.append(
-            f"| {r['seed']} | {r['trials_run']} | {value(r['best'])} | {_count(r['trials_to_target'])} "
-            f"| {_secs(r['time_to_target_s'])} | {_secs(r['total_s'])} | {_secs(r['cpu_s'])} |"
-        )
+    for name, per_seed in ((engine["method"], engine["per_seed"]), ("manual", (manual or {}).get("per_seed", []))):
+        for r in per_seed:
+            lines.append(
+                f"| {name} | {r['seed']} | {r['trials_run']} | {value(r['best'])} | {_count(r['trials_to_target'])} "
+                f"| {_secs(r['time_to_target_s'])} | {_secs(r['total_s'])} | {_secs(r['cpu_s'])} |"
+            )
     inproc = task["methods"][engine["method"]]["summary"]
     lines += [
         "",
         f"Median wall time {_secs(engine['total_s']['median'])} through the engine against "
         f"{_secs(inproc['total_s']['median'])} for the same method's trials in-process: the engine's real "
-        "per-trial cost (a worker process, its imports, Horovod, scrapes) is in the headline row above; the "
-        "manual procedure's minutes are in-process, which favours it.",
-        "",
+        "per-trial cost (a worker process, its imports, Horovod, scrapes) is in the headline row above.",
     ]
-    return lines
+    if manual:
+        lines.append(
+            f"The manual procedure pays the same cost per round (a person runs the program once per "
+            f"configuration): {_secs(manual['total_s']['median'])} median through the engine against "
+            f"{_secs(task['methods']['manual']['summary']['total_s']['median'])} in-process; the time aim "
+            "compares the two runs through the engine."
+        )
+    return [*lines, ""]
 
 
 def pruning_markdown(task: dict[str, Any]) -> list[str]:

@@ -171,7 +171,7 @@ class Budget(_Model):
 # ----------------------------------------------------------------------------- algorithm
 class Algorithm(_Model):
     #: Name in the sampler registry (see ``openautoglm.samplers``); checked there.
-    #: Unset: tpe for one objective, nsga2 for several (see TuningJobSpec.sampler_name).
+    #: Unset: auto (gp, then tpe) for one objective, nsga2 for several (see spec.sampler_name).
     sampler: Annotated[str, Field(min_length=1)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     #: Keyword arguments of the sampler, validated against the registry entry.
@@ -602,10 +602,11 @@ def starts_from_defaults(spec: TuningJobSpec) -> bool:
 
 
 def sampler_name(spec: TuningJobSpec) -> str:
-    """The sampler a job uses: the one it names, else TPE (one objective) or NSGA-II (several)."""
+    """The sampler a job uses: the one it names, else ``auto`` (GP, then TPE; one objective) or
+    NSGA-II (several)."""
     if spec.algorithm.sampler:
         return spec.algorithm.sampler
-    return "nsga2" if spec.objective.is_multi else "tpe"
+    return "nsga2" if spec.objective.is_multi else "auto"
 
 
 class Metadata(BaseModel):

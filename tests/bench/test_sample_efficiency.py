@@ -202,6 +202,18 @@ def test_quick_run_writes_every_method_and_every_table(tmp_path):
             assert engine["method"] == task["shipped"] and engine["seeds"] == len(benches[task["task"]].engine_seeds)
             assert all(r["phase"] == "Succeeded" and r["cpu_s"] > 0 for r in engine["runs"])
             assert task["claim"]["shipped"]["measured"].startswith("through the engine")
+            # The manual procedure's rounds through the engine reproduce its in-process values
+            # (same trial numbers, same seeds): only the cost differs.
+            manual = task["engine_manual"]
+            assert manual["seeds"] == len(benches[task["task"]].engine_seeds)
+            inprocess = {s["seed"]: s for s in task["methods"]["manual"]["per_seed"]}
+            for run in manual["per_seed"]:
+                mine = inprocess[run["seed"]]["trials"]
+                assert [t["params"] for t in run["trials"]] == [t["params"] for t in mine]
+                assert [t["value"] for t in run["trials"]] == pytest.approx([t["value"] for t in mine], rel=1e-6)
+                assert run["cpu_s"] > sum(t["cpu_s"] for t in run["trials"])  # the workers' CPU counted
+            assert task["claim"]["manual_engine"]["minutes"] > 0
+            assert "(both through the engine)" in task["aims"][1]["aim"]
         assert 0 <= task["pruning"]["epochs_cut"] <= 1
         assert all(isinstance(a["met"], bool) for a in task["aims"])
 

@@ -10,6 +10,7 @@ from typing import Any
 import optuna
 import pytest
 from helpers import digits_job
+from optuna.trial import TrialState
 
 from openautoglm import samplers, space
 from openautoglm.spec import TuningJob, TuningJobSpec
@@ -23,6 +24,7 @@ CONTRACT_TRIALS: dict[str, int] = {
     "grid": 10,
     "tpe": 10,
     "gp": 4,
+    "auto": 10,  # TPE here: PARAMETERS has a conditional parameter (GP's side: the tests below)
     "cmaes": 10,
     "qmc": 10,
     "nsga2": 10,
@@ -199,3 +201,75 @@ def test_sampler_improves_on_its_first_trials(name: str, n_trials: int) -> None:
     startup, guided = values[:4], values[4:]
     assert min(guided) < 0.1 * min(startup), f"no clearly better trial than the start-up ones: {values}"
     assert sum(v < 1.0 for v in guided) >= 3, f"the search does not return to the good region: {values}"
+
+
+# ----------------------------------------------------------------------------- auto
+NUMERIC: list[dict[str, Any]] = [
+    {"name": "lr", "type": "float", "low": 1.0e-4, "high": 0.3, "log": True},
+    {"name": "dropout", "type": "float", "low": 0.0, "high": 0.5},
+    {"name": "hidden", "type": "int", "low": 16, "high": 64, "step": 16},
+    {"name": "optimizer", "type": "categorical", "choices": ["adam", "sgd"]},
+]
+
+
+def _numeric_accuracy(p: dict[str, Any]) -> float:
+    return -((math.log10(p["lr"]) + 2) ** 2) - (p["dropout"] - 0.2) ** 2 + (0.2 if p["optimizer"] == "adam" else 0.0)
+
+
+def _drive(spec: TuningJobSpec, n_trials: int) -> optuna.Study:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(sampler=samplers.build_sampler(spec), direction="maximize")
+        for _ in range(n_trials):
+            trial = study.ask()
+            study.tell(trial, _numeric_accuracy(space.suggest(trial, spec)))
+    return study
+
+
+def test_an_unnamed_sampler_is_auto_for_one_objective() -> None:
+    doc = digits_job(objective={"metric": "accuracy", "direction": "maximize"}, parameters=NUMERIC)
+    doc["spec"]["algorithm"].pop("sampler")
+    spec = TuningJob.model_validate(doc).spec
+    assert samplers.check(spec) == []
+    assert type(samplers.build_sampler(spec)).__name__ == "AutoSampler"
+
+
+def test_auto_is_gp_on_a_numeric_space_then_tpe() -> None:
+    # Until gp_trials complete trials, auto suggests exactly what gp does (same seed, same
+    # start-up count), so gp's benchmark rows are auto's; then TPE takes over, using every trial.
+    settings = {"n_startup_trials": 3}
+    auto = _drive(_spec("auto", parameters=NUMERIC, settings={**settings, "gp_trials": 6}), 9)
+    gp = _drive(_spec("gp", parameters=NUMERIC, settings=settings), 6)
+    assert [t.params for t in auto.trials[:6]] == [t.params for t in gp.trials]
+    assert [t.user_attrs["sampled_by"] for t in auto.trials] == ["gp"] * 6 + ["tpe"] * 3
+    tpe_tail = [t.params for t in auto.trials[6:]]
+    assert all(p not in [t.params for t in gp.trials] for p in tpe_tail)
+
+
+def test_auto_is_tpe_where_parameters_are_conditional() -> None:
+    # A GP would sample beta1 (when optimizer is adam) at random; TPE's group models it.
+    auto = _drive(_spec("auto", parameters=PARAMETERS[:2] + PARAMETERS[3:]), 6)
+    tpe = _drive(_spec("tpe", parameters=PARAMETERS[:2] + PARAMETERS[3:]), 6)
+    assert {t.user_attrs["sampled_by"] for t in auto.trials} == {"tpe"}
+    assert [t.params for t in auto.trials] == [t.params for t in tpe.trials]
+
+
+def test_auto_gp_asks_several_trials_before_any_is_told() -> None:
+    # Parallel trials: GP's qLogEI sees the running ones, so they are not all the same point.
+    spec = _spec("auto", parameters=NUMERIC, settings={"n_startup_trials": 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(sampler=samplers.build_sampler(spec), direction="maximize")
+        for _ in range(3):
+            trial = study.ask()
+            study.tell(trial, _numeric_accuracy(space.suggest(trial, spec)))
+        running = [study.ask() for _ in range(3)]
+        params = [space.suggest(t, spec) for t in running]
+    assert {t.user_attrs["sampled_by"] for t in study.get_trials(states=(TrialState.RUNNING,))} == {"gp"}
+    assert len({tuple(sorted(p.items())) for p in params}) == 3, params
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, "many", True])
+def test_auto_refuses_a_bad_gp_trials(value: Any) -> None:
+    problems = samplers.check(_spec("auto", parameters=NUMERIC, settings={"gp_trials": value}))
+    assert problems and problems[0][0] == "settings" and "gp_trials" in problems[0][1], problems

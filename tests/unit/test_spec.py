@@ -445,7 +445,7 @@ def test_defaults_are_filled() -> None:
     spec = validate_document(doc).spec
     assert spec.budget.parallelism == 1
     assert spec.budget.max_trials >= 1
-    assert spec.algorithm.sampler is None and sampler_name(spec) == "tpe"
+    assert spec.algorithm.sampler is None and sampler_name(spec) == "auto"
     assert spec.early_stopping.pruner == "none"
     assert spec.trial.workers == 1
     assert spec.trial.epochs >= 1

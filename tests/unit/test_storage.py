@@ -124,6 +124,19 @@ def test_raised_budget_or_other_pruner_is_not_a_mismatch_but_other_sampler_is(st
         open_study(other, storage_url)
 
 
+def test_study_made_when_unset_meant_tpe_opens_with_auto(storage_url: str) -> None:
+    # Before "auto", an unset sampler meant tpe: such a study must keep running after an
+    # upgrade (auto reads the same trials), but naming another sampler is still a mismatch.
+    job = _job(algorithm={"sampler": "tpe", "seed": 1})
+    _ask_tell(open_study(job, storage_url), job, 2)
+    unset = _job(algorithm={"seed": 1})
+    assert unset.spec.algorithm.sampler is None
+    assert len(open_study(unset, storage_url).trials) == 2
+    assert len(open_study(unset, storage_url).trials) == 2  # the fingerprint now says auto
+    with pytest.raises(StudyMismatch, match=r"another spec\.algorithm"):
+        open_study(_job(algorithm={"sampler": "random", "seed": 1}), storage_url)
+
+
 def test_warm_start_is_enqueued_exactly_once(storage_url: str) -> None:
     warm = [
         {"params": {"lr": 0.01, "optimizer": "sgd", "momentum": 0.9}},

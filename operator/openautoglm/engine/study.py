@@ -104,6 +104,11 @@ def _check_fingerprints(job: TuningJob, study: optuna.Study, storage_url: str) -
         changed = ["spec.parameters or spec.objective"]  # a study from before per-field fingerprints
     else:
         changed = [f for f, h in (stored or {}).items() if mine.get(f) != h]
+    if "spec.algorithm" in changed and job.spec.algorithm.sampler is None and stored is not None:
+        # Made when an unset sampler meant tpe (before "auto"): auto reads the same trials.
+        former = _digest({"sampler": "tpe", "settings": job.spec.algorithm.settings})
+        if stored["spec.algorithm"] == former and not job.spec.objective.is_multi:
+            changed.remove("spec.algorithm")
     if changed:
         raise StudyMismatch(
             f"study {study.study_name!r} in {storage_url} was created with another {', '.join(changed)}: "

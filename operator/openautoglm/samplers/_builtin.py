@@ -7,6 +7,7 @@ from typing import Any
 
 import optuna
 
+from openautoglm.samplers._auto import GP_TRIALS, AutoSampler, gp_available
 from openautoglm.samplers._registry import register
 from openautoglm.space import grid_size, grid_values
 from openautoglm.spec import TuningJobSpec
@@ -87,6 +88,25 @@ def _gp(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optu
     settings = _startup(spec, settings)
     settings.setdefault("warn_independent_sampling", False)
     return optuna.samplers.GPSampler(seed=seed, **settings)
+
+
+@register(
+    "auto",
+    settings={"n_startup_trials", "gp_trials"},
+    multi_objective=False,
+    description="the default for one objective: gp while the study is small and has no conditional "
+    "parameters, then (or else) tpe",
+)
+def _auto(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
+    gp_trials = settings.pop("gp_trials", GP_TRIALS)
+    if isinstance(gp_trials, bool) or not isinstance(gp_trials, int) or gp_trials < 0:
+        raise ValueError(f"gp_trials must be an integer >= 0, got {gp_trials!r}")
+    startup = {k: v for k, v in settings.items() if k == "n_startup_trials"}
+    # Both delegates from their own registry entries, so "auto" samples exactly what "gp" (or
+    # "tpe") would until it switches: the benchmark's rows for each carry over.
+    conditional = any(p.when for p in spec.parameters)
+    gp = None if conditional or not gp_available() else _gp(dict(startup), seed, spec)
+    return AutoSampler(gp=gp, tpe=_tpe(dict(startup), seed, spec), gp_trials=gp_trials)
 
 
 @register(
