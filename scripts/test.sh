@@ -4,6 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --dev || exit 1
 bash scripts/install-services.sh || exit 1
+bash scripts/install-checkers.sh || exit 1
 # In CI a missing PostgreSQL must fail the suite, not skip it.
 export OPENAUTOGLM_REQUIRE_POSTGRES=1
 python3 -m pytest -q "$@"

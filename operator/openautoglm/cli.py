@@ -141,6 +141,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from openautoglm import dashboard
+    from openautoglm.engine import storage as storage_mod
+
+    location = args.storage or dashboard.default_location()
+    try:
+        shelf = dashboard.StudyShelf(location)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    studies = shelf.get_all_studies()
+    print(
+        f"optuna-dashboard, read-only, on http://{args.host}:{args.port}/ over {storage_mod.describe(location)} "
+        f"({len(studies)} studies now; new ones appear as they are written)",
+        flush=True,
+    )
+    dashboard.serve(shelf, args.host, args.port)
+    return EXIT_OK
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     from openautoglm.k8s import handlers
 
@@ -176,6 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--job", required=True, help="TuningJob name (the study name)")
     r.add_argument("--out", help="output folder (default: report-JOB)")
     r.set_defaults(func=cmd_report)
+
+    d = sub.add_parser(
+        "dashboard",
+        help="optuna-dashboard, read-only, over the studies of a journal file, a folder of them or a database",
+    )
+    d.add_argument(
+        "storage",
+        nargs="?",
+        help="journal file, folder (every *.journal under it: the operator's studies volume) or "
+        "postgresql:// URL (default: OPENAUTOGLM_STORAGE, else OPENAUTOGLM_STUDY_DIR if it exists, "
+        "else ./.openautoglm)",
+    )
+    d.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    d.add_argument("--port", type=int, default=8080)
+    d.set_defaults(func=cmd_dashboard)
 
     o = sub.add_parser("operator", help="run the Kubernetes operator (in-cluster or with your kubeconfig)")
     o.add_argument("--namespace", action="append", help="watch only this namespace (repeatable; default: all)")

@@ -16,8 +16,11 @@ class Settings:
     #: Where local runs keep studies and trial directories, unless --workdir is given
     #: (default: ``.openautoglm/`` next to the TuningJob file).
     workdir: str | None = dataclasses.field(default_factory=lambda: _env("WORKDIR", "") or None)
-    #: Default study storage for local runs (a journal path or a postgresql:// URL).
-    storage: str | None = dataclasses.field(default_factory=lambda: _env("STORAGE", "") or None)
+    #: Default study storage (a journal path or a postgresql:// URL): of local runs, and of the
+    #: operator's jobs that name none in spec.storage. OPENAUTOGLM_STORAGE_FILE names a file
+    #: holding it instead (deploy/postgres mounts a Secret there: a password stays out of the
+    #: process environment).
+    storage: str | None = dataclasses.field(default_factory=lambda: _storage())
     #: Seconds between two reconcile passes of a local run.
     local_tick_seconds: float = dataclasses.field(default_factory=lambda: float(_env("LOCAL_TICK_SECONDS", "0.5")))
     #: Seconds between two writes of the elapsed time to the study.
@@ -52,3 +55,15 @@ class Settings:
 
 def load() -> Settings:
     return Settings()
+
+
+def _storage() -> str | None:
+    if _env("STORAGE", ""):
+        return _env("STORAGE", "")
+    path = _env("STORAGE_FILE", "")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as err:
+        raise ValueError(f"OPENAUTOGLM_STORAGE_FILE={path}: {err.strerror}") from err

@@ -76,6 +76,7 @@ def test_default_renders_the_crd_rbac_and_operator() -> None:
             ("PersistentVolumeClaim", "openautoglm-studies"),
             ("Deployment", OPERATOR),
             ("Service", "openautoglm-operator-metrics"),
+            ("NetworkPolicy", OPERATOR),
         ]
     )
 
@@ -97,7 +98,17 @@ def test_the_crd_is_the_committed_one() -> None:
     assert rendered == expected
 
 
-@pytest.mark.parametrize("directory", ["deploy/default", "deploy/prometheus", "deploy/samples"])
+@pytest.mark.parametrize(
+    "directory",
+    [
+        "deploy/default",
+        "deploy/prometheus",
+        "deploy/postgres",
+        "deploy/dashboard",
+        "deploy/dashboard-postgres",
+        "deploy/samples",
+    ],
+)
 def test_every_object_is_valid(directory: str) -> None:
     checked = 0
     for o in _render(directory):
@@ -151,7 +162,11 @@ def test_operator_role_is_bound_to_its_service_account() -> None:
 @pytest.mark.parametrize(
     ("name", "aggregate", "verbs"),
     [
-        ("openautoglm-tuningjob-admin", "admin", {"*"}),
+        (
+            "openautoglm-tuningjob-admin",
+            "admin",
+            {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"},
+        ),
         ("openautoglm-tuningjob-editor", "edit", {"create", "delete", "get", "list", "patch", "update", "watch"}),
         ("openautoglm-tuningjob-viewer", "view", {"get", "list", "watch"}),
     ],
@@ -178,12 +193,13 @@ def test_image_args_env_ports_and_resources() -> None:
     assert c["image"] == IMAGE
     assert c["args"] == ["operator"] and "command" not in c
     assert {e["name"]: e["value"] for e in c["env"]} == {
+        "OMP_NUM_THREADS": "1",
         "OPENAUTOGLM_STUDY_DIR": "/var/lib/openautoglm/studies",
         "OPENAUTOGLM_OPERATOR_HEALTH_PORT": "8080",
         "OPENAUTOGLM_OPERATOR_METRICS_PORT": "8000",
     }
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 8000}
-    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
 def test_env_agrees_with_the_operator_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -287,6 +303,36 @@ def test_operator_pod_meets_the_restricted_pod_security_standard() -> None:
     assert sc["runAsUser"] == pod["securityContext"]["runAsUser"] == 10001
 
 
+@pytest.mark.parametrize("directory", ["deploy/dashboard", "deploy/dashboard-postgres"])
+def test_dashboard_is_read_only_restricted_and_without_api_access(directory: str) -> None:
+    objects = _render(directory)
+    deployment = _one(objects, "Deployment", "openautoglm-dashboard")
+    pod = deployment["spec"]["template"]["spec"]
+    assert _restricted_violations(pod) == []
+    assert pod["automountServiceAccountToken"] is False
+    [container] = pod["containers"]
+    assert container["image"] == IMAGE and container["args"][0] == "dashboard"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    service = _one(objects, "Service", "openautoglm-dashboard")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    if directory == "deploy/dashboard":
+        # The operator's studies claim, read-only, beside the operator (ReadWriteOnce).
+        study_dir = next(e["value"] for e in _container()["env"] if e["name"] == "OPENAUTOGLM_STUDY_DIR")
+        assert container["args"][1] == mounts["studies"]["mountPath"] == study_dir
+        assert mounts["studies"]["readOnly"] is True and volumes["studies"]["persistentVolumeClaim"]["readOnly"]
+        assert volumes["studies"]["persistentVolumeClaim"]["claimName"] == "openautoglm-studies"
+        [term] = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == OPERATOR
+    else:
+        assert "studies" not in volumes and "affinity" not in pod
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env["OPENAUTOGLM_STORAGE_FILE"].startswith(mounts["postgres"]["mountPath"])
+        assert volumes["postgres"]["secret"]["secretName"] == "openautoglm-postgres"
+        assert len(container["args"]) == 5  # no storage argument: the file's URL is the default
+
+
 def test_the_pod_security_check_catches_a_root_pod() -> None:
     pod = {
         "containers": [{"name": "c", "securityContext": {"runAsUser": 0}}],
@@ -312,6 +358,46 @@ def test_prometheus_overlay_adds_a_service_monitor_for_the_metrics_service() -> 
     assert all(svc["metadata"]["labels"].get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in svc["spec"]["ports"]]
     assert not any(o["kind"] == "ServiceMonitor" for o in _default()), "the monitor is optional"
+    # The operator's namespace/job labels are the TuningJob's: Prometheus must not overwrite them.
+    assert all(e.get("honorLabels") is True for e in monitor["spec"]["endpoints"])
+
+
+def test_postgres_overlay_gives_the_operator_its_storage_from_a_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    objects = _render("deploy/postgres")
+    assert {(o["kind"], o["metadata"]["name"]) for o in objects} == {
+        (o["kind"], o["metadata"]["name"]) for o in _default()
+    }
+    pod = _one(objects, "Deployment", OPERATOR)["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env.keys() - {"OPENAUTOGLM_STORAGE_FILE"} == {e["name"] for e in _container()["env"]}
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "postgres"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "postgres"]
+    assert volume["secret"]["secretName"] == "openautoglm-postgres" and mount["readOnly"] is True
+    [item] = volume["secret"]["items"]
+    assert env["OPENAUTOGLM_STORAGE_FILE"] == f"{mount['mountPath']}/{item['path']}"
+    # What the operator reads from that file (a Secret's file ends with whatever kubectl stored).
+    secret = tmp_path / "url"
+    secret.write_text("postgresql://u:p@db:5432/studies\n")
+    monkeypatch.delenv("OPENAUTOGLM_STORAGE", raising=False)
+    monkeypatch.setenv("OPENAUTOGLM_STORAGE_FILE", str(secret))
+    assert Settings().storage == "postgresql://u:p@db:5432/studies"
+    monkeypatch.setenv("OPENAUTOGLM_STORAGE_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="OPENAUTOGLM_STORAGE_FILE=.*missing"):
+        Settings()
+
+
+def test_only_the_operators_own_ports_are_open() -> None:
+    policy = _one(_default(), "NetworkPolicy", OPERATOR)
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"].items()
+        <= _deployment()["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    assert {p["port"] for p in rule["ports"]} == {p["name"] for p in _container()["ports"]}
 
 
 def test_samples_are_the_examples_and_are_admitted() -> None:
@@ -340,7 +426,7 @@ def test_dockerfile_builds_a_slim_non_root_operator_image() -> None:
     assert json.loads(last["ENTRYPOINT"]) == ["openautoglm"]
     assert json.loads(last["CMD"]) == _container()["args"]
     assert set(last["EXPOSE"].split()) == {str(p["containerPort"]) for p in _container()["ports"]}
-    assert "[operator,postgres]" in _dockerfile()
+    assert "[operator,postgres,dashboard]" in _dockerfile()
     installs = re.findall(r"pip (?:install|wheel)[^\n]*", _dockerfile())
     # No Horovod and no trial extra; torch only as the pinned CPU build (for the gp sampler).
     assert installs and not any(re.search(r"horovod|\[.*trial.*\]", line) for line in installs)

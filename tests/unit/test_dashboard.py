@@ -4,6 +4,8 @@ import json
 import re
 from pathlib import Path
 
+from prometheus_client.metrics import MetricWrapperBase
+
 from openautoglm.k8s import telemetry
 from openautoglm_trial import contract
 
@@ -12,13 +14,9 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "openau
 
 def exported_names():
     names = set()
-    for metric in (
-        telemetry.RECONCILE_SECONDS,
-        telemetry.OPTUNA_SECONDS,
-        telemetry.TRIALS,
-        telemetry.BEST_VALUE,
-        telemetry.EVENTS,
-    ):
+    metrics = [m for m in vars(telemetry).values() if isinstance(m, MetricWrapperBase)]
+    assert len(metrics) >= 10
+    for metric in metrics:
         for family in metric.collect():
             names |= {s.name for s in family.samples} | {family.name}
             if family.type == "histogram":

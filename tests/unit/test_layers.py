@@ -20,7 +20,7 @@ LAYERS: list[list[str]] = [
     ["validation"],  # the model + every registry's checks
     ["engine"],  # reconcile, driver, study, status, ...
     ["local", "k8s"],  # the two shells over the engine
-    ["crd", "katib", "report"],  # tools over the model and the engine
+    ["crd", "katib", "report", "dashboard"],  # tools over the model and the engine
     ["sdk"],
     ["cli", "__init__", "__main__"],
 ]

@@ -57,6 +57,18 @@ class Event:
     message: str
     trial: int | None = None
     warning: bool = False
+    #: A finished trial's wall time and last reported epoch (for the operator's histograms).
+    seconds: float | None = None
+    epochs: int | None = None
+
+
+def _ran(t: FrozenTrial, epochs: int | None = None) -> dict[str, Any]:
+    """How long a trial ran (start to now, when it is told) and its last epoch: ``epochs`` where
+    the caller knows it (the epoch a pruner stopped, the result's count), else the last reported."""
+    seconds = (dt.datetime.now() - t.datetime_start).total_seconds() if t.datetime_start else None
+    if epochs is None and t.intermediate_values:
+        epochs = max(t.intermediate_values)
+    return {"seconds": seconds, "epochs": epochs}
 
 
 @dataclasses.dataclass
@@ -222,7 +234,9 @@ class Reconciler:
             )
             # Stop every rank together: a rank left alone would block in its next allreduce.
             self.backend.stop(t.number, why)
-            self._tell(t, TrialState.PRUNED, reason=why, events=events, event_reason="TrialPruned")
+            self._tell(
+                t, TrialState.PRUNED, reason=why, events=events, event_reason="TrialPruned", epochs=reading.epoch
+            )
             self.backend.release(t.number)
 
     def _finish(self, t: FrozenTrial, obs: TrialObservation, events: list[Event]) -> None:
@@ -241,6 +255,7 @@ class Reconciler:
                 events=events,
                 event_reason="TrialStopped",
                 warning=True,
+                epochs=result.epochs or None,
             )
         else:
             values = _objective_value(self.job, result)
@@ -251,6 +266,7 @@ class Reconciler:
                     TrialState.FAIL,
                     events=events,
                     reason=f"finished without a finite value of {metrics} in its result",
+                    epochs=result.epochs or None,
                 )
             else:
                 if result.reason:
@@ -258,7 +274,14 @@ class Reconciler:
                 self._timed(
                     "tell", self.study.tell, t.number, values if len(values) > 1 else values[0], skip_if_finished=True
                 )
-                events.append(Event("TrialCompleted", f"trial {t.number} completed: {_fmt(values)}", t.number))
+                events.append(
+                    Event(
+                        "TrialCompleted",
+                        f"trial {t.number} completed: {_fmt(values)}",
+                        t.number,
+                        **_ran(t, result.epochs or None),
+                    )
+                )
         self.backend.release(t.number)
 
     def _record_history(self, t: FrozenTrial, result: TrialResult) -> None:
@@ -283,12 +306,21 @@ class Reconciler:
         events: list[Event],
         event_reason: str | None = None,
         warning: bool = False,
+        epochs: int | None = None,
     ) -> None:
         attr = TRIAL_FAIL_REASON if state == TrialState.FAIL else TRIAL_STOP_REASON
         optuna_api.set_trial_attr(self.study, t, attr, reason)
         self._timed("tell", self.study.tell, t.number, state=state, skip_if_finished=True)
         kind = event_reason or {TrialState.FAIL: "TrialFailed", TrialState.PRUNED: "TrialPruned"}[state]
-        events.append(Event(kind, f"trial {t.number}: {reason}", t.number, warning=warning or state == TrialState.FAIL))
+        events.append(
+            Event(
+                kind,
+                f"trial {t.number}: {reason}",
+                t.number,
+                warning=warning or state == TrialState.FAIL,
+                **_ran(t, epochs),
+            )
+        )
 
     # ------------------------------------------------------------------ budget
     def _check_terminal(self, elapsed: float, events: list[Event]) -> str | None:

@@ -49,7 +49,9 @@ def job_document(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def storage_url(job: TuningJob, body: dict[str, Any], api: Api, cfg: settings_mod.Settings) -> str:
-    """Where this job's study lives: PostgreSQL from the spec, else a journal on the volume.
+    """Where this job's study lives: the spec's storage, else the operator's default
+    (``OPENAUTOGLM_STORAGE``, e.g. PostgreSQL from a Secret: deploy/postgres), else a journal
+    on the volume.
 
     The journal's name carries the object's uid, so a TuningJob deleted and created
     again with the same name starts a new study.
@@ -63,6 +65,8 @@ def storage_url(job: TuningJob, body: dict[str, Any], api: Api, cfg: settings_mo
         return api.read_secret_key(ns, pg.secret_ref.name, pg.secret_ref.key)
     if job.spec.storage.journal is not None and job.spec.storage.journal.path:
         return job.spec.storage.journal.path
+    if cfg.storage:
+        return cfg.storage
     uid = body["metadata"]["uid"]
     return str(Path(cfg.study_dir) / ns / f"{job.name}-{uid[:8]}.journal")
 
@@ -88,6 +92,7 @@ class JobController:
         meta = body["metadata"]
         self.namespace: str = meta["namespace"]
         self.name: str = meta["name"]
+        self.uid: str | None = meta.get("uid")
         self.generation = generation_of(body)
         self.previous: dict[str, Any] = dict(body.get("status") or {})
         self.lock = threading.Lock()  # passes run on a thread pool; one pass of a job at a time
@@ -184,7 +189,8 @@ class JobController:
                 self.previous, self.written_at = status, time.monotonic()
             elif builders.status_worth_writing(self.previous, status, math.inf):
                 write_in = max(0.0, self.cfg.status_min_interval_seconds - since)  # held back: due soon
-            telemetry.record(self.namespace, self.name, step.outcome, step.seconds)
+            objectives = [o.metric for o in self.job.spec.objective.objectives] if self.job else []
+            telemetry.record(self.namespace, self.name, step.outcome, step.seconds, objectives, self.uid)
             return PassResult(step.outcome, status, step.done, step.seconds, write_in)
 
     def close(self) -> None:

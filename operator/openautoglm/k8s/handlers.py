@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ import kopf
 from kubernetes import client, config
 
 from openautoglm import settings as settings_mod
+from openautoglm.k8s import telemetry
 from openautoglm.k8s.api import Api
 from openautoglm.k8s.builders import LABEL_JOB
 from openautoglm.k8s.controller import Controllers
@@ -53,7 +54,23 @@ def pool() -> concurrent.futures.ThreadPoolExecutor:
 
 async def in_pool(fn: Callable[..., T], *args: Any) -> T:
     """Run blocking study/API work on the bounded pool (FIFO: every job gets its turn)."""
-    return await asyncio.get_running_loop().run_in_executor(pool(), functools.partial(fn, *args))
+    telemetry.JOBS_WAITING.inc()  # until a thread takes it: the operator's queue, on the dashboard
+    waiting, lock = [True], threading.Lock()
+
+    def leave_queue() -> None:  # exactly once: when a thread takes it, or when it is cancelled first
+        with lock:
+            if waiting[0]:
+                waiting[0] = False
+                telemetry.JOBS_WAITING.dec()
+
+    def run() -> T:
+        leave_queue()
+        return fn(*args)
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool(), run)
+    finally:
+        leave_queue()
 
 
 @kopf.on.startup()
@@ -163,6 +180,7 @@ async def tuningjob_delete(body: kopf.Body, uid: str, **_: Any) -> None:
     ctl = await in_pool(CONTROLLERS.get, dict(body), api())
     await in_pool(ctl.delete_all)
     CONTROLLERS.forget(uid)
+    telemetry.forget(body["metadata"].get("namespace") or "", body["metadata"]["name"], uid)
 
 
 def run(namespaces: list[str] | None = None) -> None:
