@@ -2,7 +2,8 @@
 
 Used by engine tests as a `trial.command` so the reconcile loop (pruning, failures,
 resume) is tested with real processes in seconds. Its curve: ``score`` rises towards
-``1 - (x - 0.3)**2``; ``mode`` = ok | fail | crash | hang changes its behaviour.
+``1 - (x - 0.3)**2``; ``mode`` = ok | fail | crash | hang | mute changes its behaviour
+(mute: trains as ok, but its /metrics accepts connections and never answers, as a hung exporter).
 """
 
 import json
@@ -31,8 +32,22 @@ signal.signal(signal.SIGTERM, lambda *_: finish({"status": "failed", "reason": "
 reg = CollectorRegistry()
 metric = Gauge("openautoglm_trial_metric", "latest metric", ["metric"], registry=reg)
 epoch_g = Gauge("openautoglm_trial_epoch", "epochs done", registry=reg)
-start_http_server(int(env["OPENAUTOGLM_METRICS_PORT"]), addr=env["OPENAUTOGLM_BIND_ADDRESS"], registry=reg)
 mode = params.get("mode", "ok")
+address = (env["OPENAUTOGLM_BIND_ADDRESS"], int(env["OPENAUTOGLM_METRICS_PORT"]))
+if mode == "mute":
+    import socket
+    import threading
+
+    mute = socket.create_server(address, backlog=64, reuse_port=False)
+    held = []  # accepted and never answered (nor closed) until the process ends
+
+    def hold() -> None:
+        while True:
+            held.append(mute.accept())
+
+    threading.Thread(target=hold, daemon=True).start()
+else:
+    start_http_server(address[1], addr=address[0], registry=reg)
 if mode == "fail":
     finish({"status": "failed", "reason": "toy failure on purpose", "rank": rank}, 1)
 if mode == "crash":

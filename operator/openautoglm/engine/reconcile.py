@@ -19,7 +19,9 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import optuna
@@ -39,13 +41,25 @@ from openautoglm.engine.attrs import (
     TRIAL_STOP_REASON,
 )
 from openautoglm.engine.ledger import TrialLedger
-from openautoglm.engine.metrics import MetricSource
+from openautoglm.engine.metrics import MetricSource, Reading
 from openautoglm.engine.status import JobStatus, build_status
 from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, TrialObservation, TrialResult
 from openautoglm.spec import TuningJob
 from openautoglm_trial import contract as c
 
 log = logging.getLogger(__name__)
+#: Metric reads in flight at once, all jobs of the process together (each bounded by its
+#: timeout); one pool, so that 100 jobs do not make 100 pools of threads.
+READERS = 16
+_READERS: dict[str, ThreadPoolExecutor] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def _readers() -> ThreadPoolExecutor:
+    with _READERS_LOCK:
+        if "pool" not in _READERS:
+            _READERS["pool"] = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="scrape")
+        return _READERS["pool"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +140,8 @@ class Reconciler:
         #: 10 or 10,000 trials.
         self.ledger = ledger or TrialLedger(study, [o.direction for o in job.spec.objective.objectives])
         self._latencies: dict[str, list[float]] = {}
+        #: This pass's metric readings, fetched side by side (see _read_running).
+        self._readings: dict[int, Future[Reading | None]] = {}
 
     def _timed(self, op: str, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -145,8 +161,10 @@ class Reconciler:
         best_before = self._best_value()
 
         terminal = self.study.user_attrs.get(STUDY_PHASE)
+        self._readings = self._read_running(ledger.running(), observed)
         for t in ledger.running():
             self._drive_running(t, observed.get(t.number), events, now)
+        self._readings = {}
         ledger.refresh()
         # Workers of trials the study has finished (a crash between tell and release).
         for number in observed:
@@ -220,8 +238,29 @@ class Reconciler:
         if not self.job.spec.objective.is_multi:
             self._report_and_prune(t, obs, events)
 
+    def _read_running(
+        self, running: list[FrozenTrial], observed: dict[int, TrialObservation]
+    ) -> dict[int, Future[Reading | None]]:
+        """Start reading every running trial's metrics at once: a worker whose /metrics hangs
+        costs the pass one scrape timeout, not one per hung trial, and delays no other trial's
+        reading. One trial (the common case) is read in place, without a thread."""
+        if self.job.spec.objective.is_multi:
+            return {}
+        todo = [
+            (t.number, obs)
+            for t in running
+            if (obs := observed.get(t.number)) is not None
+            and obs.leader is not None
+            and obs.phase not in (SUCCEEDED, FAILED)
+        ]
+        if len(todo) < 2:
+            return {}
+        pool = _readers()
+        return {number: pool.submit(self.metrics.read, obs) for number, obs in todo}
+
     def _report_and_prune(self, t: FrozenTrial, obs: TrialObservation, events: list[Event]) -> None:
-        reading = self.metrics.read(obs)
+        pending = self._readings.get(t.number)
+        reading = pending.result() if pending is not None else self.metrics.read(obs)
         metric = self.job.spec.objective.objectives[0].metric
         if reading is None or metric not in reading.values or reading.epoch in t.intermediate_values:
             return

@@ -1,0 +1,119 @@
+"""Faults, in the real operator against the emulated cluster: the operator SIGKILLed at ten
+seeded random moments of a job, and a trial whose metrics endpoint hangs beside a healthy job.
+Each ends with the exact trial count, no trial number or pod twice, nothing orphaned."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+import urllib.request
+
+from test_operator import NS, TOY, Operator, apply, digits_job, job_status, study_trials, trial_pods
+
+
+def _toy_job(name: str, modes: list[str], *, parallelism: int) -> dict:
+    doc = digits_job(name, max_trials=len(modes))
+    spec = doc["spec"]
+    spec["budget"] = {"maxTrials": len(modes), "parallelism": parallelism, "maxFailedTrials": 0}
+    spec["trial"] = {"command": [sys.executable, TOY], "epochs": 4, "workers": 1}
+    spec["metrics"] = {"intervalSeconds": 0.5, "collector": {"kind": "native"}}
+    spec["objective"] = {"metric": "score", "direction": "maximize"}
+    spec["earlyStopping"] = {"pruner": "none"}
+    spec["parameters"] = [
+        {"name": "x", "type": "float", "low": 0.0, "high": 1.0},
+        {"name": "mode", "type": "categorical", "choices": sorted(set(modes))},
+        {"name": "epoch_seconds", "type": "fixed", "value": 1.0},
+    ]
+    spec["warmStart"] = [{"params": {"x": 0.1 + 0.1 * i, "mode": m}} for i, m in enumerate(modes)]
+    return doc
+
+
+def _pass_buckets(metrics: str, job: str) -> dict[str, float]:
+    """The job's reconcile-pass histogram: upper bound -> passes at most that long."""
+    out = {}
+    for line in metrics.splitlines():
+        if line.startswith("openautoglm_reconcile_seconds_bucket{") and f'job="{job}"' in line:
+            le = line.split('le="')[1].split('"')[0]
+            out[le] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def test_a_hung_metrics_endpoint_blocks_neither_its_job_nor_another(cluster, tmp_path):
+    """Trials 1-3 of `mute-metrics` answer no scrape (they accept and hold every connection), all
+    three running at once beside trial 0. Their scrapes time out (2 s) side by side, so a pass
+    costs one timeout, not three; they are judged by their termination messages; the job's other
+    trials and a second job go on."""
+    operator = Operator(cluster, tmp_path)
+    operator.start()
+    try:
+        apply(cluster, _toy_job("mute-metrics", ["ok", "mute", "mute", "mute", "ok"], parallelism=4), tmp_path)
+        apply(cluster, _toy_job("neighbour", ["ok", "ok", "ok"], parallelism=1), tmp_path)
+        cluster.wait_for(
+            lambda: all(
+                job_status(cluster, n).get("phase") in ("Succeeded", "Failed") for n in ("mute-metrics", "neighbour")
+            ),
+            300,
+            "both jobs to finish",
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+    finally:
+        operator.stop()
+    for name, n in (("mute-metrics", 5), ("neighbour", 3)):
+        status = job_status(cluster, name)
+        assert status["phase"] == "Succeeded" and status["trials"]["completed"] == n, status
+        trials = study_trials(operator, name)
+        assert sorted(t.number for t in trials) == list(range(n))  # exact count, no duplicate
+    muted = [t for t in study_trials(operator, "mute-metrics") if t.params["mode"] == "mute"]
+    assert len(muted) == 3
+    for t in muted:  # judged by its termination message: the value and the whole curve came from it
+        assert t.state.name == "COMPLETE" and t.value is not None
+        assert sorted(t.intermediate_values) == [1, 2, 3, 4]
+    # Bounded: no pass of the muted job took much longer than one scrape timeout (read one after
+    # the other, three hung trials made 6 s passes), and none of the neighbour's waited on it.
+    muted_passes, neighbour_passes = _pass_buckets(metrics, "mute-metrics"), _pass_buckets(metrics, "neighbour")
+    assert muted_passes["2.5"] == muted_passes["+Inf"] > 0, muted_passes
+    assert muted_passes["1.0"] < muted_passes["+Inf"], "no pass met a hung endpoint: the test proves nothing"
+    assert neighbour_passes["1.0"] == neighbour_passes["+Inf"] > 0, neighbour_passes
+    print(f"\nmuted job passes by bucket: {muted_passes}\nneighbour passes by bucket: {neighbour_passes}")
+
+
+def test_operator_killed_at_ten_random_moments_loses_and_duplicates_nothing(cluster, tmp_path):
+    """A 12-trial job (parallelism 3); the operator is SIGKILLed 10 times, each after a seeded
+    random 0.3-2.5 s of running, and started again at once. Seed 13: the same moments each run."""
+    rng = random.Random(13)
+    delays = [round(rng.uniform(0.3, 2.5), 2) for _ in range(10)]
+    name = "killed-ten"
+    doc = _toy_job(name, ["ok"] * 12, parallelism=3)  # mode: only "ok" to sample
+    doc["spec"]["parameters"][2]["value"] = 0.4  # epoch_seconds: 4 epochs in ~1.6 s
+    doc["spec"]["warmStart"] = []
+    operator = Operator(cluster, tmp_path)
+    operator.start()
+    apply(cluster, doc, tmp_path)
+    started = time.monotonic()
+    kills = []
+    try:
+        for delay in delays:
+            time.sleep(delay)
+            finished_before = sum(t.state.is_finished() for t in study_trials(operator, name))
+            operator.kill()
+            kills.append({"after_s": round(time.monotonic() - started, 1), "finished_trials": finished_before})
+            operator.start()
+        cluster.wait_for(lambda: job_status(cluster, name).get("phase") in ("Succeeded", "Failed"), 300, "the job")
+        recovered = time.monotonic() - started
+    finally:
+        operator.stop()
+    status = job_status(cluster, name)
+    assert status["phase"] == "Succeeded" and status["trials"]["completed"] == 12, json.dumps(status)[:4000]
+    trials = study_trials(operator, name)
+    assert sorted(t.number for t in trials) == list(range(12)) and all(t.state.name == "COMPLETE" for t in trials)
+    pods = [p["pod"] for p in cluster.process_log if p["pod"].startswith(f"{name}-t")]
+    assert len(pods) == len(set(pods)) == 12, "a trial's pod was started twice (or not at all)"
+    cluster.wait_for(lambda: not trial_pods(cluster, name), 60, "no orphaned pods")
+    assert not [s for s in cluster.services(NS) if s["metadata"]["name"].startswith(f"{name}-t")]
+    assert operator.starts == 11
+    # The kills really landed while trials ran (not all before the first or after the last).
+    assert 0 < sum(0 < k["finished_trials"] < 12 for k in kills)
+    print(f"\nkills: {json.dumps(kills)}; job done {recovered:.1f} s after it was applied")
