@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,19 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_PG_CONTROL: dict[str, Any] = {}
+
+
+@pytest.fixture
+def postgres_server(postgres_url: str) -> Iterator[dict[str, Any]]:
+    """``{"url", "stop", "start"}`` of the session's PostgreSQL; it is running again afterwards."""
+    yield {"url": postgres_url, **_PG_CONTROL}
+    try:
+        _PG_CONTROL["start"]()
+    except BaseException:  # noqa: BLE001 (already running: pg_ctl start fails, which is fine)
+        pass
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +114,11 @@ def postgres_url() -> Iterator[str]:
         opts = f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", opts, "start")
         started = True
+        # For tests that take the server away and bring it back (postgres_server).
+        _PG_CONTROL.update(
+            stop=lambda: run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
+            start=lambda: run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", opts, "start"),
+        )
         run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", PG_DATABASE)
         yield f"postgresql://postgres@127.0.0.1:{port}/{PG_DATABASE}"
     finally:

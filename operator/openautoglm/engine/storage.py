@@ -60,3 +60,15 @@ def study_exists(storage: BaseStorage, name: str) -> bool:
 def delete_study(storage: BaseStorage, name: str) -> None:
     if study_exists(storage, name):
         optuna.delete_study(study_name=name, storage=storage)
+
+
+def outage_errors() -> tuple[type[BaseException], ...]:
+    """What a study storage raises while it cannot be reached (a PostgreSQL restart, a network
+    cut): Optuna's wrapper of a failed commit and SQLAlchemy's database errors. Not OSError: a
+    journal that cannot be written (a full volume) is another fault with its own handling."""
+    errors: list[type[BaseException]] = [optuna.exceptions.StorageInternalError]
+    if importlib.util.find_spec("sqlalchemy") is not None:
+        from sqlalchemy.exc import DBAPIError
+
+        errors.append(DBAPIError)
+    return tuple(errors)

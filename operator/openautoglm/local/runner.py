@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from openautoglm import settings as settings_mod
 from openautoglm.engine.driver import Driver, SpecChangeRefused
 from openautoglm.engine.reconcile import Outcome
 from openautoglm.engine.status import JobStatus
-from openautoglm.engine.storage import delete_study, open_storage
+from openautoglm.engine.storage import delete_study, describe, open_storage, outage_errors
 from openautoglm.engine.study import study_name
 from openautoglm.local.backend import LocalBackend
 from openautoglm.spec import TuningJob
@@ -106,11 +107,21 @@ def run_local(
 
     in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    outage = outage_errors()
     try:
         while not stop_requested.is_set():
             if watch is not None and watch.changed():
                 _apply_edit(driver, watch.path, on_edit)
-            step = driver.step()
+            try:
+                step = driver.step()
+            except outage as err:
+                # The study's database went away mid-pass: the workers go on, the pass is redone
+                # from the study once it is back (a pass is safe to repeat, as after a crash).
+                reopened = _wait_for_storage(driver, url, backend, cfg, err, stop_requested)
+                if reopened is None:
+                    break
+                driver = reopened
+                continue
             if on_outcome:
                 on_outcome(step.outcome)
             if step.done or stop_requested.is_set():
@@ -123,8 +134,46 @@ def run_local(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        driver.save_clock()
+        try:
+            driver.save_clock()
+        except outage as err:
+            log.warning("the job's clock was not saved: study storage unreachable (%s)", type(err).__name__)
     return RunResult(driver.job, driver.status(), driver.study, url, workdir, interrupted=interrupted, resumed=resumed)
+
+
+#: Seconds between attempts to reach the study storage again (doubling up to the last).
+STORAGE_RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _wait_for_storage(
+    driver: Driver,
+    url: str,
+    backend: LocalBackend,
+    cfg: settings_mod.Settings,
+    err: BaseException,
+    stop_requested: threading.Event,
+) -> Driver | None:
+    """Retry until the study storage answers again; then a fresh driver (the study re-read, the
+    running workers adopted). None if Ctrl-C/SIGTERM came first."""
+    began = time.monotonic()
+    where = describe(url)
+    log.warning(
+        "study storage %s unreachable (%s: %s): the running trials go on; retrying",
+        where,
+        type(err).__name__,
+        str(err).splitlines()[0][:200],
+    )
+    attempt = 0
+    while not stop_requested.is_set():
+        backend.wait(STORAGE_RETRY_SECONDS[min(attempt, len(STORAGE_RETRY_SECONDS) - 1)])
+        attempt += 1
+        try:
+            reopened = Driver.open(driver.job, url, backend, save_every=cfg.elapsed_save_seconds)
+        except outage_errors():
+            continue
+        log.warning("study storage %s reachable again after %.1f s: the job goes on", where, time.monotonic() - began)
+        return reopened
+    return None
 
 
 class _FileWatch:
