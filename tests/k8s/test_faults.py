@@ -117,3 +117,50 @@ def test_operator_killed_at_ten_random_moments_loses_and_duplicates_nothing(clus
     # The kills really landed while trials ran (not all before the first or after the last).
     assert 0 < sum(0 < k["finished_trials"] < 12 for k in kills)
     print(f"\nkills: {json.dumps(kills)}; job done {recovered:.1f} s after it was applied")
+
+
+def test_postgres_stopped_for_30_s_stalls_the_job_and_it_resumes(cluster, tmp_path, postgres_server):
+    """Case 6 in the operator: the job's PostgreSQL stops for 30 s mid-job. While it is down the
+    status says Stalled / StorageUnavailable; the trials' pods run on; when it is back the job
+    goes on and ends with every trial exactly once."""
+    name = "pg-outage-op"
+    doc = _toy_job(name, ["ok"] * 6, parallelism=2)
+    doc["spec"]["warmStart"] = []
+    doc["spec"]["storage"] = {"postgres": {"url": postgres_server["url"]}}
+    operator = Operator(cluster, tmp_path)
+    operator.start()
+    try:
+        apply(cluster, doc, tmp_path)
+        cluster.wait_for(lambda: len(trial_pods(cluster, name)) >= 2, 120, "two trials running")
+        postgres_server["stop"]()
+        stopped_at = time.monotonic()
+
+        def stalled() -> dict | None:
+            conds = {c["type"]: c for c in job_status(cluster, name).get("conditions", [])}
+            stall = conds.get("Stalled") or {}
+            return stall if stall.get("status") == "True" and stall.get("reason") == "StorageUnavailable" else None
+
+        stall = cluster.wait_for(stalled, 30, "the Stalled condition")
+        noticed = time.monotonic() - stopped_at
+        assert "unreachable" in stall["message"] and "resumes" in stall["message"], stall
+        time.sleep(max(0.0, 30 - (time.monotonic() - stopped_at)))
+        postgres_server["start"]()
+        back_at = time.monotonic()
+        cluster.wait_for(lambda: job_status(cluster, name).get("phase") in ("Succeeded", "Failed"), 180, "the job")
+        resumed = time.monotonic() - back_at
+    finally:
+        operator.stop()
+    status = job_status(cluster, name)
+    assert status["phase"] == "Succeeded" and status["trials"]["completed"] == 6, json.dumps(status)[:3000]
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Stalled"]["status"] == "False"
+    pods = [p["pod"] for p in cluster.process_log if p["pod"].startswith(f"{name}-t")]
+    assert len(pods) == len(set(pods)) == 6, "a trial's pod was started twice (or not at all)"
+    import optuna
+
+    from openautoglm.engine.storage import open_storage
+
+    study = optuna.load_study(study_name=f"{NS}/{name}", storage=open_storage(postgres_server["url"]))
+    assert sorted(t.number for t in study.trials) == list(range(6))
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    print(f"\nStalled {noticed:.1f} s after PostgreSQL stopped; job done {resumed:.1f} s after it was back")

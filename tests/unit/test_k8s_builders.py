@@ -247,3 +247,26 @@ def test_counts_wait_for_the_write_interval_but_phase_and_conditions_do_not():
     # What kubectl wait and GitOps act on goes out at once, however recent the last write.
     for prompt in ({"phase": "Succeeded"}, {"observedGeneration": 2}, {"conditions": []}, {"reason": "Target"}):
         assert builders.status_worth_writing(written, {**counts, **prompt}, 10, since_written=0.0, min_interval=1.0)
+
+
+def test_a_storage_outage_stalls_the_job_until_a_pass_writes_again():
+    t1, t2, t3 = (dt.datetime(2024, 1, 1, 0, 0, s, tzinfo=dt.UTC) for s in (1, 2, 3))
+    running = {
+        "phase": "Running",
+        "trials": {"running": 2, "completed": 3},
+        "conditions": builders.build_conditions(None, "Running", None, None, 4, t1),
+    }
+    down = builders.build_storage_outage_status(running, generation=4, now=t2, message="study storage x unreachable")
+    conds = {c["type"]: c for c in down["conditions"]}
+    assert conds["Stalled"] == {
+        "type": "Stalled",
+        "status": "True",
+        "reason": "StorageUnavailable",
+        "message": "study storage x unreachable",
+        "lastTransitionTime": "2024-01-01T00:00:02Z",
+        "observedGeneration": 4,
+    }
+    assert conds["Running"]["status"] == "True" and conds["Reconciling"]["status"] == "False"
+    assert down["trials"] == running["trials"] and down["phase"] == "Running"  # the rest as last written
+    back = {c["type"]: c for c in builders.build_conditions(down["conditions"], "Running", None, None, 4, t3)}
+    assert back["Stalled"]["status"] == "False" and back["Stalled"]["lastTransitionTime"] == "2024-01-01T00:00:03Z"

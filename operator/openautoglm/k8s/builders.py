@@ -179,6 +179,8 @@ def _timestamp(t: dt.datetime) -> str:
 #: so a tool can tell a status about the spec it just applied from one about the spec before.
 CONDITION_TYPES: Final = ("Ready", "Reconciling", "Stalled", "Running", "Succeeded", "Failed")
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
+#: Stalled: the job's study storage (PostgreSQL) does not answer; it resumes when it does.
+STORAGE_UNAVAILABLE: Final = "StorageUnavailable"
 
 
 def build_conditions(
@@ -190,17 +192,24 @@ def build_conditions(
     now: dt.datetime,
     *,
     refused: str | None = None,
+    unavailable: str | None = None,
 ) -> list[dict[str, Any]]:
     """Conditions as Kubernetes wants them: lastTransitionTime changes only on a transition.
 
     ``phase`` is Pending, Running, Succeeded, Failed or Invalid (a spec the operator cannot run);
     ``refused`` says why the newest spec edit was not applied (the job goes on with the one before,
-    so GitOps sees Stalled/Degraded rather than a silent no-op)."""
+    so GitOps sees Stalled/Degraded rather than a silent no-op); ``unavailable`` says why the
+    job's study storage cannot be reached (the trials go on; the job resumes when it answers)."""
     old = {cnd.get("type"): cnd for cnd in previous or []}
     active = phase in ("Pending", "Running")
     failed = phase in ("Failed", "Invalid")
-    stalled = failed or refused is not None
-    stalled_why = (SPEC_CHANGE_REFUSED, refused) if refused is not None else (reason or phase, message)
+    stalled = failed or refused is not None or unavailable is not None
+    if unavailable is not None:
+        stalled_why: tuple[str, str | None] = (STORAGE_UNAVAILABLE, unavailable)
+    elif refused is not None:
+        stalled_why = (SPEC_CHANGE_REFUSED, refused)
+    else:
+        stalled_why = (reason or phase, message)
     wanted: dict[str, tuple[bool, str, str | None]] = {
         "Ready": (
             phase == "Succeeded" and not stalled,
@@ -319,3 +328,21 @@ def build_invalid_status(
             (previous or {}).get("conditions"), "Invalid", "InvalidSpec", message, generation, now
         ),
     }
+
+
+def build_storage_outage_status(
+    previous: dict[str, Any] | None, *, generation: int | None, now: dt.datetime, message: str
+) -> dict[str, Any]:
+    """The last status written, with Stalled=True (StorageUnavailable) and why: the study cannot
+    be read, so nothing else in the status can be brought up to date until it answers."""
+    status = dict(previous or {})
+    status["conditions"] = build_conditions(
+        status.get("conditions"),
+        status.get("phase") or "Running",
+        status.get("reason"),
+        status.get("message"),
+        generation,
+        now,
+        unavailable=message,
+    )
+    return status

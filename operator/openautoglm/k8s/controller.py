@@ -130,6 +130,27 @@ class JobController:
         assert self.job is not None
         return min(self.job.spec.metrics.interval_seconds, self.cfg.operator_max_interval_seconds)
 
+    def storage_outage(self, err: BaseException) -> None:
+        """The study storage failed a pass: say so in the status (Stalled, StorageUnavailable)."""
+        message = (
+            f"study storage {describe(self.url)} unreachable ({type(err).__name__}): the running trials go on; "
+            "the job resumes when it answers"
+        )
+        status = builders.build_storage_outage_status(
+            self.previous, generation=self.generation, now=_now(), message=message
+        )
+        if status != self.previous:
+            self.api.patch_status(self.namespace, self.name, status)
+            self.previous, self.written_at = status, time.monotonic()
+
+    def reopen(self) -> None:
+        """Read the study again after a storage outage (raises while it still cannot be reached)."""
+        assert self.job is not None
+        with self.lock:
+            self.driver = Driver.open(
+                self.job, self.url, self.backend, generation=self.generation, save_every=self.cfg.elapsed_save_seconds
+            )
+
     def invalid_status(self) -> dict[str, Any]:
         status = builders.build_invalid_status(
             self.problems, previous=self.previous, generation=self.generation, now=_now()

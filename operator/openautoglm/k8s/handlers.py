@@ -16,6 +16,7 @@ import kopf
 from kubernetes import client, config
 
 from openautoglm import settings as settings_mod
+from openautoglm.engine.storage import outage_errors
 from openautoglm.k8s import telemetry
 from openautoglm.k8s.api import Api
 from openautoglm.k8s.builders import LABEL_JOB
@@ -123,9 +124,14 @@ async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger:
         await stopped.wait()  # until kopf stops it: the status is terminal now; an edit starts it again
         return
     reported = False
+    outage = outage_errors()
     try:
         while not stopped:
-            result = await in_pool(ctl.reconcile, dict(body))
+            try:
+                result = await in_pool(ctl.reconcile, dict(body))
+            except outage as err:
+                await _ride_out_outage(ctl, err, stopped, outage)
+                continue
             for e in result.outcome.events if result.outcome else []:
                 # kopf.event, not kopf.info: info/warn obey posting.level, which keeps log lines out.
                 kopf.event(dict(body), type="Warning" if e.warning else "Normal", reason=e.reason, message=e.message)
@@ -140,6 +146,22 @@ async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger:
     finally:
         # Also on cancellation: the pass in the pool (if any) finishes under the job's lock first.
         await asyncio.shield(in_pool(ctl.close))
+
+
+async def _ride_out_outage(ctl: Any, err: BaseException, stopped: kopf.DaemonStopped, outage: tuple) -> None:
+    """The study storage does not answer: Stalled (StorageUnavailable) in the status, then retry
+    with backoff until the study can be read again. The trials' pods run on meanwhile; the next
+    pass adopts them (a pass is safe to repeat)."""
+    logging.getLogger(__name__).warning("TuningJob %s: study storage unreachable: %s", ctl.name, type(err).__name__)
+    await in_pool(ctl.storage_outage, err)
+    delay = 0.5
+    while not stopped:
+        await _wait(ctl, stopped, delay)
+        try:
+            await in_pool(ctl.reopen)
+            return
+        except outage:
+            delay = min(delay * 2, 15.0)
 
 
 async def _wait(ctl: Any, stopped: kopf.DaemonStopped, seconds: float) -> None:
