@@ -49,7 +49,8 @@ class StudyShelf(BaseStorage):
             raise FileNotFoundError(f"no study storage at {location}: give a journal file, a folder or a database URL")
         self.location = location
         self._sources: dict[str, tuple[int, BaseStorage]] = {}
-        self._by_index: dict[int, BaseStorage] = {}
+        #: index -> (key, storage): the same sources by id (ids carry the index)
+        self._by_index: dict[int, tuple[str, BaseStorage]] = {}
         #: shelf name -> shelf id, and back (names are unique on the shelf)
         self._ids: dict[str, int] = {}
         self._names: dict[int, str] = {}
@@ -80,7 +81,7 @@ class StudyShelf(BaseStorage):
                         continue
                     index = len(self._sources)
                     self._sources[key] = (index, storage)
-                    self._by_index[index] = storage
+                    self._by_index[index] = (key, storage)
             return [self._sources[k] for k in keys if k in self._sources]
 
     def _local(self, shelf_id: int) -> tuple[int, BaseStorage, int]:
@@ -89,7 +90,7 @@ class StudyShelf(BaseStorage):
             self.sources()
         if index not in self._by_index:
             raise KeyError(f"no study or trial with id {shelf_id}")
-        return index, self._by_index[index], local
+        return index, self._by_index[index][1], local
 
     @staticmethod
     def _trial(index: int, trial: FrozenTrial) -> FrozenTrial:
@@ -127,7 +128,7 @@ class StudyShelf(BaseStorage):
         return studies
 
     def _source_name(self, index: int) -> str:
-        key = next(k for k, (i, _) in self._sources.items() if i == index)
+        key = self._by_index[index][0]
         return key if is_rdb_url(key) else Path(key).name
 
     def get_study_id_from_name(self, study_name: str) -> int:

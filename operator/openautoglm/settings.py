@@ -58,8 +58,8 @@ def load() -> Settings:
 
 
 def _storage() -> str | None:
-    if _env("STORAGE", ""):
-        return _env("STORAGE", "")
+    if url := _env("STORAGE", ""):
+        return url
     path = _env("STORAGE_FILE", "")
     if not path:
         return None

@@ -98,17 +98,18 @@ def test_the_crd_is_the_committed_one() -> None:
     assert rendered == expected
 
 
-@pytest.mark.parametrize(
-    "directory",
-    [
-        "deploy/default",
-        "deploy/prometheus",
-        "deploy/postgres",
-        "deploy/dashboard",
-        "deploy/dashboard-postgres",
-        "deploy/samples",
-    ],
-)
+#: Every kustomize directory a user applies (also what tests/k8s/test_deploy_checks.py scans).
+KUSTOMIZE = [
+    "deploy/default",
+    "deploy/prometheus",
+    "deploy/postgres",
+    "deploy/dashboard",
+    "deploy/dashboard-postgres",
+    "deploy/samples",
+]
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZE)
 def test_every_object_is_valid(directory: str) -> None:
     checked = 0
     for o in _render(directory):

@@ -16,20 +16,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_deploy import KUSTOMIZE
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("OPENAUTOGLM_CHECKERS", "/var/cache/openautoglm/checkers")) / "bin"
 CHECKOV = shutil.which("checkov", path=str(TOOLS)) or shutil.which("checkov")
 HADOLINT = shutil.which("hadolint", path=str(TOOLS)) or shutil.which("hadolint")
 DOCKERFILES = ["Dockerfile", "trial_image/Dockerfile", "examples/own-script/Dockerfile"]
-KUSTOMIZE = [
-    "deploy/default",
-    "deploy/prometheus",
-    "deploy/postgres",
-    "deploy/dashboard",
-    "deploy/dashboard-postgres",
-    "deploy/samples",
-]
 #: Accepted findings, each with its reason where it is suppressed.
 SUPPRESSED = {
     "deploy/default": {"CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_38"},

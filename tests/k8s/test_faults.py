@@ -10,7 +10,10 @@ import sys
 import time
 import urllib.request
 
+import optuna
 from test_operator import NS, TOY, Operator, apply, digits_job, job_status, study_trials, trial_pods
+
+from openautoglm.engine.storage import open_storage
 
 
 def _toy_job(name: str, modes: list[str], *, parallelism: int) -> dict:
@@ -28,6 +31,17 @@ def _toy_job(name: str, modes: list[str], *, parallelism: int) -> dict:
     ]
     spec["warmStart"] = [{"params": {"x": 0.1 + 0.1 * i, "mode": m}} for i, m in enumerate(modes)]
     return doc
+
+
+def _assert_every_trial_once(cluster, name: str, n: int, trials: list) -> dict:
+    """The job succeeded with its n trials, each exactly once: numbers 0..n-1 in the study (all
+    complete), one pod per trial started once. Returns the status."""
+    status = job_status(cluster, name)
+    assert status["phase"] == "Succeeded" and status["trials"]["completed"] == n, json.dumps(status)[:4000]
+    assert sorted(t.number for t in trials) == list(range(n)) and all(t.state.name == "COMPLETE" for t in trials)
+    pods = [p["pod"] for p in cluster.process_log if p["pod"].startswith(f"{name}-t")]
+    assert len(pods) == len(set(pods)) == n, "a trial's pod was started twice (or not at all)"
+    return status
 
 
 def _pass_buckets(metrics: str, job: str) -> dict[str, float]:
@@ -62,10 +76,7 @@ def test_a_hung_metrics_endpoint_blocks_neither_its_job_nor_another(cluster, tmp
     finally:
         operator.stop()
     for name, n in (("mute-metrics", 5), ("neighbour", 3)):
-        status = job_status(cluster, name)
-        assert status["phase"] == "Succeeded" and status["trials"]["completed"] == n, status
-        trials = study_trials(operator, name)
-        assert sorted(t.number for t in trials) == list(range(n))  # exact count, no duplicate
+        _assert_every_trial_once(cluster, name, n, study_trials(operator, name))
     muted = [t for t in study_trials(operator, "mute-metrics") if t.params["mode"] == "mute"]
     assert len(muted) == 3
     for t in muted:  # judged by its termination message: the value and the whole curve came from it
@@ -105,12 +116,7 @@ def test_operator_killed_at_ten_random_moments_loses_and_duplicates_nothing(clus
         recovered = time.monotonic() - started
     finally:
         operator.stop()
-    status = job_status(cluster, name)
-    assert status["phase"] == "Succeeded" and status["trials"]["completed"] == 12, json.dumps(status)[:4000]
-    trials = study_trials(operator, name)
-    assert sorted(t.number for t in trials) == list(range(12)) and all(t.state.name == "COMPLETE" for t in trials)
-    pods = [p["pod"] for p in cluster.process_log if p["pod"].startswith(f"{name}-t")]
-    assert len(pods) == len(set(pods)) == 12, "a trial's pod was started twice (or not at all)"
+    _assert_every_trial_once(cluster, name, 12, study_trials(operator, name))
     cluster.wait_for(lambda: not trial_pods(cluster, name), 60, "no orphaned pods")
     assert not [s for s in cluster.services(NS) if s["metadata"]["name"].startswith(f"{name}-t")]
     assert operator.starts == 11
@@ -150,17 +156,8 @@ def test_postgres_stopped_for_30_s_stalls_the_job_and_it_resumes(cluster, tmp_pa
         resumed = time.monotonic() - back_at
     finally:
         operator.stop()
-    status = job_status(cluster, name)
-    assert status["phase"] == "Succeeded" and status["trials"]["completed"] == 6, json.dumps(status)[:3000]
+    study = optuna.load_study(study_name=f"{NS}/{name}", storage=open_storage(postgres_server["url"]))
+    status = _assert_every_trial_once(cluster, name, 6, study.trials)
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Stalled"]["status"] == "False"
-    pods = [p["pod"] for p in cluster.process_log if p["pod"].startswith(f"{name}-t")]
-    assert len(pods) == len(set(pods)) == 6, "a trial's pod was started twice (or not at all)"
-    import optuna
-
-    from openautoglm.engine.storage import open_storage
-
-    study = optuna.load_study(study_name=f"{NS}/{name}", storage=open_storage(postgres_server["url"]))
-    assert sorted(t.number for t in study.trials) == list(range(6))
-    assert all(t.state.name == "COMPLETE" for t in study.trials)
     print(f"\nStalled {noticed:.1f} s after PostgreSQL stopped; job done {resumed:.1f} s after it was back")

@@ -152,7 +152,7 @@ async def _ride_out_outage(ctl: Any, err: BaseException, stopped: kopf.DaemonSto
     """The study storage does not answer: Stalled (StorageUnavailable) in the status, then retry
     with backoff until the study can be read again. The trials' pods run on meanwhile; the next
     pass adopts them (a pass is safe to repeat)."""
-    logging.getLogger(__name__).warning("TuningJob %s: study storage unreachable: %s", ctl.name, type(err).__name__)
+    log.warning("TuningJob %s: study storage unreachable: %s", ctl.name, type(err).__name__)
     await in_pool(ctl.storage_outage, err)
     delay = 0.5
     while not stopped:

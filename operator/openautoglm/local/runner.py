@@ -117,7 +117,7 @@ def run_local(
             except outage as err:
                 # The study's database went away mid-pass: the workers go on, the pass is redone
                 # from the study once it is back (a pass is safe to repeat, as after a crash).
-                reopened = _wait_for_storage(driver, url, backend, cfg, err, stop_requested)
+                reopened = _wait_for_storage(driver, url, backend, cfg, err, outage, stop_requested)
                 if reopened is None:
                     break
                 driver = reopened
@@ -151,6 +151,7 @@ def _wait_for_storage(
     backend: LocalBackend,
     cfg: settings_mod.Settings,
     err: BaseException,
+    outage: tuple[type[BaseException], ...],
     stop_requested: threading.Event,
 ) -> Driver | None:
     """Retry until the study storage answers again; then a fresh driver (the study re-read, the
@@ -169,7 +170,7 @@ def _wait_for_storage(
         attempt += 1
         try:
             reopened = Driver.open(driver.job, url, backend, save_every=cfg.elapsed_save_seconds)
-        except outage_errors():
+        except outage:
             continue
         log.warning("study storage %s reachable again after %.1f s: the job goes on", where, time.monotonic() - began)
         return reopened

@@ -101,12 +101,12 @@ def _auto(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> op
     gp_trials = settings.pop("gp_trials", GP_TRIALS)
     if isinstance(gp_trials, bool) or not isinstance(gp_trials, int) or gp_trials < 0:
         raise ValueError(f"gp_trials must be an integer >= 0, got {gp_trials!r}")
-    startup = {k: v for k, v in settings.items() if k == "n_startup_trials"}
-    # Both delegates from their own registry entries, so "auto" samples exactly what "gp" (or
-    # "tpe") would until it switches: the benchmark's rows for each carry over.
+    # What is left is n_startup_trials, if given (the registry admits nothing else). Both delegates
+    # from their own registry entries, so "auto" samples exactly what "gp" (or "tpe") would until
+    # it switches: the benchmark's rows for each carry over.
     conditional = any(p.when for p in spec.parameters)
-    gp = None if conditional or not gp_available() else _gp(dict(startup), seed, spec)
-    return AutoSampler(gp=gp, tpe=_tpe(dict(startup), seed, spec), gp_trials=gp_trials)
+    gp = None if conditional or not gp_available() else _gp(dict(settings), seed, spec)
+    return AutoSampler(gp=gp, tpe=_tpe(dict(settings), seed, spec), gp_trials=gp_trials)
 
 
 @register(
