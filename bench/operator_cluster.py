@@ -387,10 +387,10 @@ def seed_journal(doc: dict[str, Any], path: Path, finished: int) -> None:
         def observe(self) -> dict:
             return {}
 
-        def launch(self, number: int, params: dict[str, Any]) -> None:
+        def launch(self, number: int, params: dict[str, Any], attempt: int = 0) -> None:
             raise AssertionError("seeding launches nothing")
 
-        stop = release = launch
+        stop = release = retire = launch
 
         def update(self, job: Any) -> None:
             pass

@@ -159,8 +159,11 @@ class _OneRunningTrial:
     def observe(self) -> dict[int, TrialObservation]:
         return {self.number: TrialObservation(self.number, [WorkerObservation(0, RUNNING, None)], 1)}
 
-    def launch(self, number: int, params: dict[str, Any]) -> None:
+    def launch(self, number: int, params: dict[str, Any], attempt: int = 0) -> None:
         assert number == self.number, "an idle pass launched a trial"
+
+    def retire(self, number: int, attempt: int, reason: str) -> None:
+        raise AssertionError("an idle pass retried a trial")
 
     def stop(self, number: int, reason: str) -> None:
         raise AssertionError("an idle pass stopped a trial")

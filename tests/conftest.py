@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import shutil
@@ -195,3 +196,45 @@ def prometheus_server(tmp_path):
     for p in procs:
         p.terminate()
         p.wait(10)
+
+
+class SmallVolume:
+    """A 256 KiB tmpfs: a volume that really fills up (ENOSPC from the kernel, short writes and all)."""
+
+    SIZE = "256k"
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.ballast = path / "ballast"
+
+    def fill(self) -> int:
+        """Write a ballast file until the kernel refuses more; returns the bytes it took. What is
+        left is the slack in the last page of each file already there."""
+        written = 0
+        with open(self.ballast, "ab", buffering=0) as f:
+            while True:
+                try:
+                    n = f.write(b"\0" * 4096)
+                except OSError as err:
+                    assert err.errno == errno.ENOSPC, err
+                    return written
+                written += n or 0
+
+    def free(self) -> None:
+        self.ballast.unlink()
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[SmallVolume]:
+    """A 256 KiB tmpfs mounted for the test (root only), always unmounted after it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "small-volume"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SmallVolume.SIZE}", "tmpfs", str(mnt)], check=True)
+    try:
+        yield SmallVolume(mnt)
+    finally:
+        # A process of the test still holding a file there (it outlived the test): detach anyway.
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], check=True)

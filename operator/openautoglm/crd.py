@@ -914,7 +914,9 @@ def status_schema() -> dict[str, Any]:
             "trials": {
                 "description": "Trial counters.",
                 "type": "object",
-                "properties": {k: integer for k in ("running", "completed", "pruned", "failed", "finished", "max")},
+                "properties": {
+                    k: integer for k in ("running", "completed", "pruned", "failed", "finished", "max", "retried")
+                },
                 "x-kubernetes-preserve-unknown-fields": True,
             },
             "bestTrial": {
@@ -932,6 +934,17 @@ def status_schema() -> dict[str, Any]:
                 "type": "array",
                 "maxItems": PARETO_LIMIT,
                 "items": trial,
+            },
+            "operator": {
+                "description": "With several operator replicas (leader election): the replica driving the job, "
+                "since when, and whom it took over from and how (LeaseExpired or LeaseReleased).",
+                "type": "object",
+                "properties": {
+                    "replica": {"type": "string"},
+                    "leaderSince": timestamp,
+                    "previousReplica": {"type": "string"},
+                    "handover": {"type": "string", "enum": ["LeaseExpired", "LeaseReleased"]},
+                },
             },
             "recentTrials": {
                 "description": "The latest trials.",

@@ -43,6 +43,32 @@ class Settings:
     operator_max_interval_seconds: float = dataclasses.field(
         default_factory=lambda: float(_env("OPERATOR_MAX_INTERVAL_SECONDS", "10"))
     )
+    #: Operator: elect one leader among the operator's replicas on a coordination.k8s.io/v1 Lease
+    #: (on/off); only the leader drives TuningJobs, a standby takes over when it dies. Off for a
+    #: lone ``openautoglm operator``; deploy/ turns it on for its two replicas.
+    leader_election: bool = dataclasses.field(
+        default_factory=lambda: _env("LEADER_ELECTION", "off").lower() in ("on", "true", "1", "yes")
+    )
+    #: Operator: the Lease's name and namespace (deploy/: the operator's own, from the downward API).
+    leader_election_lease: str = dataclasses.field(
+        default_factory=lambda: _env("LEADER_ELECTION_LEASE", "openautoglm-operator")
+    )
+    leader_election_namespace: str = dataclasses.field(
+        default_factory=lambda: _env("LEADER_ELECTION_NAMESPACE", "default")
+    )
+    #: Operator: seconds a standby waits after the Lease last changed before it takes it over
+    #: (client-go's default 15; the hand-over time after a leader dies is at most this + retry).
+    leader_election_lease_seconds: int = dataclasses.field(
+        default_factory=lambda: int(_env("LEADER_ELECTION_LEASE_SECONDS", "15"))
+    )
+    #: Operator: seconds the leader goes on without a successful renewal before it exits (< lease).
+    leader_election_renew_seconds: float = dataclasses.field(
+        default_factory=lambda: float(_env("LEADER_ELECTION_RENEW_SECONDS", "10"))
+    )
+    #: Operator: seconds between two renewals by the leader, or two polls by a standby.
+    leader_election_retry_seconds: float = dataclasses.field(
+        default_factory=lambda: float(_env("LEADER_ELECTION_RETRY_SECONDS", "2"))
+    )
     #: Log level of the engine and operator.
     log_level: str = dataclasses.field(default_factory=lambda: _env("LOG_LEVEL", "WARNING"))
 

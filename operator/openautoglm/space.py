@@ -8,7 +8,7 @@ GP) then see the conditional structure instead of inactive values.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import optuna
@@ -83,31 +83,52 @@ def _admits(p: Parameter, value: Any) -> bool:
     return True
 
 
+#: More grid values than this for one parameter count as this many (any grid that large is refused).
+_MANY: Final = 2**62
+
+
+def _stepped(p: Parameter) -> int:
+    """How many values a stepped range has, counted (a step of 1e-6 over [0, 500] has 500 million)."""
+    low, high = float(p.low), float(p.high)  # type: ignore[arg-type]
+    if p.type == "int":
+        return (int(high) - int(low)) // int(p.step or 1) + 1
+    return int(math.floor(min((high - low) / p.step, _MANY) + 1e-9)) + 1  # type: ignore[operator]
+
+
 def grid_values(p: Parameter, points: int) -> list[Any] | None:
-    """The values a grid search tries for one parameter (``None`` for fixed ones)."""
+    """The values a grid search tries for one parameter (``None`` for fixed ones). Check
+    :func:`grid_size` first: a fine step over a wide range has more values than memory holds."""
     if p.type == "categorical":
         return list(p.choices or [])
     if p.type == "fixed":
         return None
     low, high = float(p.low), float(p.high)  # type: ignore[arg-type]
     if p.type == "int":
-        step = int(p.step or 1)
-        values = list(range(int(low), int(high) + 1, step))
-        if len(values) > points and not p.step:
+        if _stepped(p) > points and not p.step:
             raw = np.geomspace(low, high, points) if p.log else np.linspace(low, high, points)
-            values = sorted({int(round(v)) for v in raw})
-        return values
+            return sorted({int(round(v)) for v in raw})
+        return list(range(int(low), int(high) + 1, int(p.step or 1)))
     if p.step:
-        n = int(math.floor((high - low) / p.step + 1e-9)) + 1
-        return [round(low + i * p.step, 12) for i in range(n)]
+        return [round(low + i * p.step, 12) for i in range(_stepped(p))]
     raw = np.geomspace(low, high, points) if p.log else np.linspace(low, high, points)
     return [float(v) for v in raw]
+
+
+def grid_count(p: Parameter, points: int) -> int | None:
+    """``len(grid_values(p, points))`` without listing them (``None`` for fixed parameters)."""
+    if p.type == "categorical":
+        return len(p.choices or [])
+    if p.type == "fixed":
+        return None
+    if p.step or (p.type == "int" and _stepped(p) <= points):
+        return _stepped(p)
+    return len(grid_values(p, points)) if p.type == "int" else points  # type: ignore[arg-type]
 
 
 def grid_size(spec: TuningJobSpec, points: int) -> int:
     size = 1
     for p in spec.parameters:
-        vals = grid_values(p, points)
-        if vals is not None:
-            size *= len(vals)
+        n = grid_count(p, points)
+        if n is not None:
+            size *= n
     return size

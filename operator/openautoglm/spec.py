@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import re
 from decimal import Decimal
-from typing import Annotated, Any, Final, Literal
+from types import UnionType
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -60,6 +61,42 @@ class SpecProblems(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        # As the API server (PruneNonNullableNullsWithoutDefaults, then defaulting): a null field is
+        # absent and gets its default, as does a null value in a map of typed values (requests,
+        # when ...); only a field whose null switches something off (maxGradNorm) keeps it. So
+        # `budget:` with every line commented out means the same to `openautoglm validate` and to kubectl.
+        if not isinstance(data, dict):
+            return data
+        out = {}
+        for key, value in data.items():
+            field = cls.model_fields.get(key) or next((f for f in cls.model_fields.values() if f.alias == key), None)
+            if field is None:
+                out[key] = value  # an unknown field: extra="forbid" names it
+            elif value is None:
+                if _admits_none(field.annotation) and field.default is not None:
+                    out[key] = None
+            elif isinstance(value, dict) and _typed_map(field.annotation):
+                out[key] = {k: v for k, v in value.items() if v is not None}
+            else:
+                out[key] = value
+        return out
+
+
+def _variants(annotation: Any) -> tuple[Any, ...]:
+    return get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+
+
+def _admits_none(annotation: Any) -> bool:
+    return any(a is None or a is type(None) for a in _variants(annotation))
+
+
+def _typed_map(annotation: Any) -> bool:
+    """dict[str, X] with X not Any: the CRD describes its values (and prunes their nulls)."""
+    return any(get_origin(a) is dict and get_args(a)[1:] != (Any,) for a in _variants(annotation))
 
 
 def _raise(problems: list[tuple[str, str]]) -> None:
@@ -271,6 +308,20 @@ class Parameter(_Model):
         _raise(p)
         return self
 
+    def refuses(self, value: Scalar) -> str | None:
+        """Why a trial of this search space cannot have ``value`` for this parameter (None: it can)."""
+        if self.type == "categorical":
+            return None if value in (self.choices or []) else f"{value!r} is not one of {self.name}'s choices"
+        if self.type == "fixed":
+            return None if value == self.value else f"{self.name} is fixed at {self.value!r}, got {value!r}"
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return f"must be a finite number ({self.name} is a {self.type} parameter), got {value!r}"
+        if self.type == "int" and not float(value).is_integer():
+            return f"must be an integer ({self.name} is an int parameter), got {value!r}"
+        if not self.low <= value <= self.high:  # type: ignore[operator]
+            return f"must be within {self.name}'s range [{self.low}, {self.high}], got {value!r}"
+        return None
+
 
 # ----------------------------------------------------------------------------- trial
 #: What a trial gets when its template names no resources at all.
@@ -382,6 +433,10 @@ class TrialTemplate(_Model):
     env: list[EnvVar] = Field(default_factory=list)
     #: A trial running longer than this is stopped and counted as failed.
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    #: How many times a failed trial is run again, with the same number, parameters and seed,
+    #: before it counts as failed: a worker pod killed or evicted, a node lost, a rank crashing.
+    #: Every rank of the failed attempt is stopped first (a lone Horovod rank cannot rejoin).
+    retries: Annotated[int, Field(ge=0, le=10)] = 0
     #: A PodTemplateSpec overlay ``{metadata: {labels, annotations}, spec: {...}}`` merged under
     #: the fields the operator owns: volumes, the ``worker`` container's volumeMounts/env/envFrom,
     #: node placement, sidecars ... (checked by :mod:`openautoglm.podtemplate`).
@@ -559,9 +614,12 @@ class TuningJobSpec(_Model):
                 ("earlyStopping.pruner", "pruning supports a single objective only; use none with several objectives")
             )
         for i, ws in enumerate(self.warm_start):
-            for k in ws.params:
+            for k, v in ws.params.items():
                 if k not in by_name:
                     p.append((f"warmStart[{i}].params.{k}", "is not a parameter of the search space"))
+                elif why := by_name[k][1].refuses(v):
+                    # Optuna fails the first ask on such a value (a categorical) or runs it outside the space.
+                    p.append((f"warmStart[{i}].params.{k}", why))
         if self.trial.task is not None and self.metrics.collector is not None:
             p.append(("metrics.collector", "only for trial.command: built-in tasks report their metrics themselves"))
         if self.algorithm.start_from_defaults and self.trial.task is None:

@@ -1,7 +1,12 @@
 """The reconcile loop with real processes that follow the trial contract (no training)."""
 
 import json
+import os
+import signal
+import threading
+import time
 
+import pytest
 from optuna.trial import TrialState
 
 from openautoglm.local.runner import run_local
@@ -122,3 +127,47 @@ def test_several_objectives_report_a_pareto_front(tmp_path, toy):
         s, cost = p["value"]
         assert not any(t.values[0] >= s and t.values[1] <= cost and tuple(t.values) != (s, cost) for t in done)
     assert {p["number"] for p in front} == {t.number for t in result.study.best_trials}
+
+
+def _kill_rank_1_of_trial_0(workdir, after: float = 0.6) -> threading.Thread:
+    """SIGKILL rank 1 of trial 0 (its first run) once it has run ``after`` seconds."""
+
+    def kill() -> None:
+        pid_file = workdir / "trials" / "t0" / "w1" / "pid"
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(after)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_a_killed_rank_stops_its_peer_and_retries_or_fails_the_trial(tmp_path, toy, retries):
+    """Local run of trial.retries: rank 1 of trial 0 SIGKILLed mid-run. Rank 0 is stopped with it;
+    with a retry left, trial 0 runs again with its number and parameters and completes, else it
+    fails with the lost rank's reason; either way the job runs its other trial."""
+    doc = toy(max_trials=2, parallelism=1, workers=2, epochs=6, max_failed=1)
+    doc["spec"]["parameters"][1] = {"name": "epoch_seconds", "type": "fixed", "value": 0.3}
+    doc["spec"]["trial"]["retries"] = retries
+    killer = _kill_rank_1_of_trial_0(tmp_path / "toy")
+    result, events = run(doc, tmp_path)
+    killer.join(5)
+    t0, t1 = result.study.get_trials()
+    assert t1.state == TrialState.COMPLETE and result.status.phase == "Succeeded"
+    assert result.status.counts["retried"] == retries
+    retried = [e for e in events if e.reason == "TrialRetried"]
+    if retries:
+        assert t0.state == TrialState.COMPLETE and len(retried) == 1 and retried[0].trial == 0
+        assert t0.user_attrs["retried_because"] == ["worker 1: exit code -9"]
+        launch = json.loads((result.workdir / "trials" / "t0" / "launch.json").read_text())
+        assert launch["attempt"] == 1 and launch["params"] == t0.user_attrs["params"]
+    else:
+        assert t0.state == TrialState.FAIL and not retried
+        assert t0.user_attrs["fail_reason"] == "worker 1: exit code -9"
+        # Rank 0 was stopped (SIGTERM, which the toy records), not left running to its end.
+        rank0 = json.loads((result.workdir / "trials" / "t0" / "w0" / "termination-log").read_text())
+        assert rank0["reason"] == "terminated", rank0

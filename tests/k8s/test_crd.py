@@ -389,6 +389,8 @@ CRD_BAD: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("empty-when", _set("spec.parameters[4].when", {}), "spec.parameters[4].when", "at least 1 properties"),
     ("epochs-zero", _set("spec.trial.epochs", 0), "spec.trial.epochs", "greater than or equal to 1"),
     ("workers-65", _set("spec.trial.workers", 65), "spec.trial.workers", "less than or equal to 64"),
+    ("retries-negative", _set("spec.trial.retries", -1), "spec.trial.retries", "greater than or equal to 0"),
+    ("retries-11", _set("spec.trial.retries", 11), "spec.trial.retries", "less than or equal to 10"),
     ("empty-image", _set("spec.trial.image", ""), "spec.trial.image", "at least 1 chars long"),
     (
         "empty-command",
@@ -1023,6 +1025,11 @@ MODEL_ONLY = {
     "the CRD checks that the condition names a categorical/fixed parameter, not its order",
     "when-value-not-a-choice": "checking each value against the named parameter's choices costs "
     "200 x 8 x 200 x 1000: over budget",
+    "warm-start-not-a-choice": "checking each warm-start value against its parameter's choices costs "
+    "10 x 200 x 200 x 1000: over budget",
+    "warm-start-out-of-range": "warm-start values are mixed scalars: CEL cannot order them against a range",
+    "warm-start-not-a-number": "warm-start values are mixed scalars (as above)",
+    "warm-start-int-fraction": "warm-start values are mixed scalars (as above)",
     # Also model only, with no case in test_spec.py yet: ${trialParameters.NAME} naming no parameter
     # (Kubernetes CEL's findAll() over every command item x 200 parameters is over the per-rule budget
     # unless command items get CRD-only length bounds), ${trialParameters.*} with the native collector
@@ -1093,6 +1100,7 @@ MUTABLE_EDITS: dict[str, tuple[str, Any]] = {
     "parallelism": ("spec.budget.parallelism", 4),
     "max-failed": ("spec.budget.maxFailedTrials", 5),
     "timeout": ("spec.budget.timeoutSeconds", 7200),
+    "retries": ("spec.trial.retries", 2),
     "pruner": ("spec.earlyStopping.pruner", "hyperband"),
     "epochs": ("spec.trial.epochs", 12),
     "seed": ("spec.algorithm.seed", 7),

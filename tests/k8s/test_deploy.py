@@ -28,6 +28,7 @@ KUBERNETES_VERSION = "1.33.0"
 NAMESPACE = "openautoglm-system"
 OPERATOR = "openautoglm-operator"
 IMAGE = "openautoglm/operator:0.1"
+LEADER_ELECTION = "openautoglm-leader-election"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) is not on PATH"
@@ -70,6 +71,8 @@ def test_default_renders_the_crd_rbac_and_operator() -> None:
             ("ServiceAccount", OPERATOR),
             ("ClusterRole", OPERATOR),
             ("ClusterRoleBinding", OPERATOR),
+            ("Role", LEADER_ELECTION),
+            ("RoleBinding", LEADER_ELECTION),
             ("ClusterRole", "openautoglm-tuningjob-admin"),
             ("ClusterRole", "openautoglm-tuningjob-editor"),
             ("ClusterRole", "openautoglm-tuningjob-viewer"),
@@ -153,6 +156,19 @@ def test_operator_role_has_exactly_the_verbs_it_uses() -> None:
     assert all("resourceNames" not in rule and "nonResourceURLs" not in rule for rule in role["rules"])
 
 
+def test_leader_election_role_reads_and_renews_only_the_operators_lease() -> None:
+    role = _one(_default(), "Role", LEADER_ELECTION)
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert _triples(role) == {("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")}
+    named = [rule for rule in role["rules"] if "resourceNames" in rule]
+    assert [(r["resourceNames"], sorted(r["verbs"])) for r in named] == [
+        ([Settings().leader_election_lease], ["get", "update"])
+    ]
+    binding = _one(_default(), "RoleBinding", LEADER_ELECTION)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEADER_ELECTION}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}]
+
+
 def test_operator_role_is_bound_to_its_service_account() -> None:
     binding = _one(_default(), "ClusterRoleBinding", OPERATOR)
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": OPERATOR}
@@ -181,23 +197,32 @@ def test_user_roles_aggregate_into_the_built_in_ones(name: str, aggregate: str, 
 
 
 # ----------------------------------------------------------------------------- the operator
-def test_deployment_runs_one_operator_with_recreate() -> None:
+def test_deployment_runs_two_replicas_on_the_node_of_their_studies_volume() -> None:
     spec = _deployment()["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}  # one writer of the study journals
+    assert spec["replicas"] == 2  # one leads, one stands by (leader election: env below)
+    # A rollout never leaves no replica: a new one starts as a standby before an old one stops.
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     labels = spec["template"]["metadata"]["labels"]
     assert all(labels[k] == v for k, v in spec["selector"]["matchLabels"].items())
+    # The journals' claim is ReadWriteOnce: the replicas must share its node.
+    [term] = spec["template"]["spec"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= labels.items()
+    # No PodDisruptionBudget: with both replicas on one node, it would block that node's drain.
+    assert not [o for o in _default() if o["kind"] == "PodDisruptionBudget"]
 
 
 def test_image_args_env_ports_and_resources() -> None:
     c = _container()
     assert c["image"] == IMAGE
     assert c["args"] == ["operator"] and "command" not in c
-    assert {e["name"]: e["value"] for e in c["env"]} == {
+    assert {e["name"]: e.get("value") or e["valueFrom"] for e in c["env"]} == {
         "OMP_NUM_THREADS": "1",
         "OPENAUTOGLM_STUDY_DIR": "/var/lib/openautoglm/studies",
         "OPENAUTOGLM_OPERATOR_HEALTH_PORT": "8080",
         "OPENAUTOGLM_OPERATOR_METRICS_PORT": "8000",
+        "OPENAUTOGLM_LEADER_ELECTION": "on",
+        "OPENAUTOGLM_LEADER_ELECTION_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
     }
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 8000}
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
@@ -205,10 +230,19 @@ def test_image_args_env_ports_and_resources() -> None:
 
 def test_env_agrees_with_the_operator_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for e in _container()["env"]:
-        monkeypatch.setenv(e["name"], e["value"])
+        monkeypatch.setenv(e["name"], e.get("value") or NAMESPACE)  # the downward API's namespace
     settings = Settings()
     assert settings.study_dir == "/var/lib/openautoglm/studies"
     assert (settings.operator_health_port, settings.operator_metrics_port) == (8080, 8000)
+    # The Lease is where the Role lets the operator renew it; client-go's timings.
+    assert settings.leader_election and settings.leader_election_namespace == NAMESPACE
+    assert _one(_default(), "Role", LEADER_ELECTION)["metadata"]["namespace"] == NAMESPACE
+    lease = (
+        settings.leader_election_lease_seconds,
+        settings.leader_election_renew_seconds,
+        settings.leader_election_retry_seconds,
+    )
+    assert lease == (15, 10.0, 2.0)
 
 
 def _port(container: dict[str, Any], port: int | str) -> int:

@@ -4,6 +4,7 @@ Each ends with the exact trial count, no trial number or pod twice, nothing orph
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import sys
@@ -103,6 +104,9 @@ def test_operator_killed_at_ten_random_moments_loses_and_duplicates_nothing(clus
     operator = Operator(cluster, tmp_path)
     operator.start()
     apply(cluster, doc, tmp_path)
+    # The moments count from the job's first pod: on a loaded machine the first kills would
+    # otherwise all land while the operator is still starting, before any trial runs.
+    cluster.wait_for(lambda: trial_pods(cluster, name), 60, "the first trial pod")
     started = time.monotonic()
     kills = []
     try:
@@ -121,7 +125,7 @@ def test_operator_killed_at_ten_random_moments_loses_and_duplicates_nothing(clus
     assert not [s for s in cluster.services(NS) if s["metadata"]["name"].startswith(f"{name}-t")]
     assert operator.starts == 11
     # The kills really landed while trials ran (not all before the first or after the last).
-    assert 0 < sum(0 < k["finished_trials"] < 12 for k in kills)
+    assert 0 < sum(0 < k["finished_trials"] < 12 for k in kills), kills
     print(f"\nkills: {json.dumps(kills)}; job done {recovered:.1f} s after it was applied")
 
 
@@ -161,3 +165,46 @@ def test_postgres_stopped_for_30_s_stalls_the_job_and_it_resumes(cluster, tmp_pa
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Stalled"]["status"] == "False"
     print(f"\nStalled {noticed:.1f} s after PostgreSQL stopped; job done {resumed:.1f} s after it was back")
+
+
+def test_a_job_whose_storage_is_not_there_yet_says_so_and_starts_when_it_is(cluster, tmp_path, postgres_server):
+    """A job names a storage Secret that does not exist yet, and its PostgreSQL is down when the
+    Secret appears: Stalled / StorageSecretMissing naming the Secret, then Stalled /
+    StorageUnavailable, and the job runs to the end once the database is up. No crash of the
+    daemon, no traceback, nothing started before the study could be read."""
+    name = "storage-later"
+    doc = _toy_job(name, ["ok"] * 3, parallelism=2)
+    doc["spec"]["warmStart"] = []
+    doc["spec"]["storage"] = {"postgres": {"secretRef": {"name": "pg-later", "key": "url"}}}
+    postgres_server["stop"]()
+    operator = Operator(cluster, tmp_path)
+    operator.start()
+
+    def stalled(reason: str):
+        def check() -> dict | None:
+            conds = {c["type"]: c for c in job_status(cluster, name).get("conditions", [])}
+            stall = conds.get("Stalled") or {}
+            return stall if stall.get("status") == "True" and stall.get("reason") == reason else None
+
+        return check
+
+    try:
+        apply(cluster, doc, tmp_path)
+        missing = cluster.wait_for(stalled("StorageSecretMissing"), 30, "StorageSecretMissing")
+        assert "default/pg-later" in missing["message"] and "does not exist" in missing["message"], missing
+        secret_data = {"url": base64.b64encode(postgres_server["url"].encode()).decode()}
+        cluster.create("v1/secrets", {"metadata": {"name": "pg-later", "namespace": NS}, "data": secret_data})
+        down = cluster.wait_for(stalled("StorageUnavailable"), 30, "StorageUnavailable")
+        assert "unreachable" in down["message"], down
+        assert not trial_pods(cluster, name), "trials started before the study could be read"
+        postgres_server["start"]()
+        back = time.monotonic()
+        cluster.wait_for(lambda: job_status(cluster, name).get("phase") in ("Succeeded", "Failed"), 120, "the job")
+        started_after = time.monotonic() - back
+    finally:
+        operator.stop()
+    study = optuna.load_study(study_name=f"{NS}/{name}", storage=open_storage(postgres_server["url"]))
+    status = _assert_every_trial_once(cluster, name, 3, study.trials)
+    assert {c["type"]: c for c in status["conditions"]}["Stalled"]["status"] == "False"
+    assert operator.proc is not None and "Traceback" not in operator.log.read_text()
+    print(f"\njob done {started_after:.1f} s after PostgreSQL came up")

@@ -37,6 +37,7 @@ class Operator:
         self.study_dir = workdir / "studies"
         self.log = workdir / "operator.log"
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
@@ -45,7 +46,7 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.cluster.kubeconfig),
             "OPENAUTOGLM_STUDY_DIR": str(self.study_dir),
-            "OPENAUTOGLM_OPERATOR_HEALTH_PORT": str(free_port()),
+            "OPENAUTOGLM_OPERATOR_HEALTH_PORT": str(self.health_port),
             "OPENAUTOGLM_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "OPENAUTOGLM_LOG_LEVEL": "INFO",
         }

@@ -2,10 +2,12 @@
 workers), an in-memory Optuna study, a fake metric source and a fake clock.
 
 Hypothesis picks what happens between passes (trials report epochs, complete, stop themselves,
-fail, lose a worker or all of them, time passes, the budget is raised) and may crash a pass before
+fail, lose a worker or all of them and are run again once (trial.retries: 1), time passes, the
+budget is raised) and may crash a pass before
 any write to the study or the backend, as a SIGKILL of the engine or the operator would: the next
 driver is then built from the study and the backend alone. After every pass it checks what users
-rely on: no trial launched twice or under the wrong parameters, none lost, none left running
+rely on: no trial launched twice (a retry is a new run of the same number and parameters) or
+under the wrong parameters, no trial run more often than its retries allow, none lost, none left running
 without workers, the budget respected, a finished job launching nothing, and a second pass right
 after changing nothing.
 """
@@ -27,10 +29,12 @@ from openautoglm import pruners, samplers
 from openautoglm.engine import attrs
 from openautoglm.engine.driver import Driver
 from openautoglm.engine.metrics import Reading
+from openautoglm.engine.reconcile import _launched, attempt_of
 from openautoglm.engine.trials import FAILED, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
 from openautoglm.validation import validate_document
 
 WORKERS = 2
+RETRIES = 1
 
 
 def job(max_trials: int = 6, parallelism: int = 2, max_failed: int = 3, timeout: float = 900.0):
@@ -53,7 +57,7 @@ def job(max_trials: int = 6, parallelism: int = 2, max_failed: int = 3, timeout:
                     {"name": "x", "type": "float", "low": 0.0, "high": 1.0},
                     {"name": "mode", "type": "categorical", "choices": ["a", "b"]},
                 ],
-                "trial": {"command": ["train"], "epochs": 5, "workers": WORKERS},
+                "trial": {"command": ["train"], "epochs": 5, "workers": WORKERS, "retries": RETRIES},
                 "metrics": {"collector": {"kind": "native"}},
             },
         }
@@ -111,6 +115,7 @@ class Run:
     ranks: dict[int, str]  # rank -> phase
     epoch: int = 0
     message: str | None = None  # rank 0's termination message
+    attempt: int = 0  # which run of the trial (trial.retries)
 
 
 class FakeBackend:
@@ -120,6 +125,7 @@ class FakeBackend:
         self.runs: dict[int, Run] = {}
         self.launched: dict[int, dict[str, Any]] = {}  # every number ever launched -> its params
         self.released: set[int] = set()
+        self.runs_started: dict[int, set[int]] = {}  # number -> the runs (attempts) launched
 
     def observe(self) -> dict[int, TrialObservation]:
         out = {}
@@ -131,23 +137,36 @@ class FakeBackend:
                     endpoint=f"10.0.0.{number}:9090",
                     exit_code=None if phase == RUNNING else (0 if phase == SUCCEEDED else 1),
                     termination_message=run.message if rank == 0 else None,
+                    attempt=run.attempt,
                 )
                 for rank, phase in sorted(run.ranks.items())
             ]
             out[number] = TrialObservation(number, workers, WORKERS)
         return out
 
-    def launch(self, number: int, params: dict[str, Any]) -> None:
+    def launch(self, number: int, params: dict[str, Any], attempt: int = 0) -> None:
         self.fuse.write()
         state = self.study_state(number)
         assert state == TrialState.RUNNING, f"trial {number} launched while {state}"
         assert number not in self.released, f"trial {number} launched again after its workers were released"
+        assert 0 <= attempt <= RETRIES, f"trial {number} run {attempt + 1} times, retries={RETRIES}"
         if number in self.launched:
             assert self.launched[number] == params, f"trial {number} relaunched with other parameters"
         self.launched[number] = dict(params)
-        run = self.runs.setdefault(number, Run(dict(params), {}))
+        self.runs_started.setdefault(number, set()).add(attempt)
+        run = self.runs.get(number)
+        if run is None or run.attempt != attempt:
+            assert run is None or run.attempt < attempt, f"trial {number}: run {attempt} after run {run.attempt}"
+            # A new run: the failed one's workers are gone (a cluster: other pod names).
+            run = self.runs[number] = Run(dict(params), {}, attempt=attempt)
         for rank in range(WORKERS):
             run.ranks.setdefault(rank, RUNNING)  # a worker that exists is kept
+
+    def retire(self, number: int, attempt: int, reason: str) -> None:
+        self.fuse.write()
+        run = self.runs.get(number)
+        if run is not None and run.attempt == attempt:
+            del self.runs[number]
 
     def stop(self, number: int, reason: str) -> None:
         self.fuse.write()
@@ -190,7 +209,7 @@ def snapshot(study: optuna.Study, backend: FakeBackend) -> Any:
             t.state,
             t.values,
             t.params,
-            {k: v for k, v in t.user_attrs.items() if k != attrs.TRIAL_LAUNCHED},
+            {k: v for k, v in t.user_attrs.items() if k not in (attrs.TRIAL_LAUNCHED, attrs.TRIAL_LAUNCHED_ATTEMPT)},
             t.intermediate_values,
         )
         for t in study.get_trials(deepcopy=True)
@@ -262,9 +281,7 @@ class DriverMachine(RuleBasedStateMachine):
         assert snapshot(self.study, self.backend) == before, "a second pass right after changed something"
         assert again.done == result.done
         assert all(
-            t.user_attrs.get(attrs.TRIAL_LAUNCHED)
-            for t in self.study.get_trials(deepcopy=False)
-            if t.state == TrialState.RUNNING
+            _launched(t, attempt_of(t)) for t in self.study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING
         ), "running trials whose workers were seen are marked launched"
 
     def _check_after_pass(self, result, running_before: set[int]) -> None:
@@ -297,6 +314,14 @@ class DriverMachine(RuleBasedStateMachine):
             by_state[TrialState.PRUNED],
             by_state[TrialState.FAIL],
         )
+        # A retried trial keeps its number and parameters, runs at most 1 + retries times, and the
+        # runs it took are counted.
+        for t in trials:
+            runs = attempt_of(t)
+            assert runs <= RETRIES
+            if t.state == TrialState.RUNNING:
+                assert self.backend.runs[t.number].attempt == runs
+        assert counts["retried"] == sum(attempt_of(t) for t in trials)
         values = [t.value for t in trials if t.state == TrialState.COMPLETE]
         assert (result.status.best or {}).get("value") == (max(values) if values else None)
         assert [r["number"] for r in result.status.recent] == [t.number for t in trials][-10:]
@@ -384,3 +409,24 @@ DriverMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestDriverStateMachine = DriverMachine.TestCase
+
+
+def test_a_study_read_again_after_an_outage_keeps_the_time_the_outage_took() -> None:
+    """The shells re-open the study after a storage outage with the old driver's elapsed time:
+    the outage (which no save could record) still counts against timeoutSeconds."""
+    now = [0.0]
+    storage = InMemoryStorage()
+    study = optuna.create_study(study_name="sm", storage=storage, direction="maximize")
+    backend = FakeBackend(Fuse(), lambda n: study.get_trials(deepcopy=False)[n].state)
+    first = Driver(job(), study, backend, metrics=FakeMetrics(backend), clock=lambda: now[0], save_every=30.0)
+    first.step()
+    now[0] = 25.0  # the last save was at 0 s; the storage failed, 25 s passed
+    again = optuna.load_study(study_name="sm", storage=storage)
+    reopened = Driver(
+        job(), again, backend, metrics=FakeMetrics(backend), clock=lambda: now[0], elapsed=first.elapsed()
+    )
+    assert first.elapsed() == reopened.elapsed() == 25.0
+    now[0] = 30.0
+    assert reopened.elapsed() == 30.0
+    plain = Driver(job(), again, backend, metrics=FakeMetrics(backend), clock=lambda: now[0])
+    assert plain.elapsed() == 0.0  # what the shells had before: the outage lost

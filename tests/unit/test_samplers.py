@@ -273,3 +273,27 @@ def test_auto_gp_asks_several_trials_before_any_is_told() -> None:
 def test_auto_refuses_a_bad_gp_trials(value: Any) -> None:
     problems = samplers.check(_spec("auto", parameters=NUMERIC, settings={"gp_trials": value}))
     assert problems and problems[0][0] == "settings" and "gp_trials" in problems[0][1], problems
+
+
+@pytest.mark.parametrize(
+    ("parameter", "settings", "fragment"),
+    [
+        ({"name": "x", "type": "float", "low": 0.0, "high": 500.0, "step": 1e-6}, {}, "the grid has 500000001 points"),
+        ({"name": "n", "type": "int", "low": 0, "high": 1e18, "step": 1}, {}, "the grid has 1000000000000000001"),
+        ({"name": "x", "type": "float", "low": 0.0, "high": 1.0}, {"points": 10**9}, "points must be <= 1000000"),
+        ({"name": "x", "type": "float", "low": 0.0, "high": 1.0}, {"points": math.inf}, "must be an integer"),
+    ],
+    ids=["fine-float-step", "wide-int-range", "points-huge", "points-infinite"],
+)
+def test_a_grid_too_large_is_refused_before_it_is_listed(parameter: dict, settings: dict, fragment: str) -> None:
+    """Found by tests/k8s/test_fuzz.py: listing a grid of 500 million values hung validate and the
+    operator, and points: .inf raised OverflowError out of validate. Both refused at once now."""
+    from openautoglm.validation import InvalidTuningJob, validate_document
+
+    doc = digits_job(parameters=[parameter], algorithm={"sampler": "grid", "settings": settings})
+    doc["spec"]["earlyStopping"] = {"pruner": "none"}
+    doc["spec"]["trial"] = {"command": ["train"]}
+    with pytest.raises(InvalidTuningJob) as err:
+        validate_document(doc)
+    assert [p.path for p in err.value.problems] == ["spec.algorithm.settings"]
+    assert fragment in err.value.problems[0].message

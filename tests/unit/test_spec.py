@@ -226,6 +226,8 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("epochs-zero", _set("spec.trial.epochs", 0), "spec.trial.epochs", "greater than or equal to 1"),
     ("workers-zero", _set("spec.trial.workers", 0), "spec.trial.workers", "greater than or equal to 1"),
     ("workers-65", _set("spec.trial.workers", 65), "spec.trial.workers", "less than or equal to 64"),
+    ("retries-negative", _set("spec.trial.retries", -1), "spec.trial.retries", "greater than or equal to 0"),
+    ("retries-11", _set("spec.trial.retries", 11), "spec.trial.retries", "less than or equal to 10"),
     (
         "bad-resource-quantity",
         _set("spec.trial.resources.limits.cpu", "1 core"),
@@ -335,6 +337,32 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
         _set("spec.warmStart", [{"params": {"lr": 0.01, "lr_decay": 0.5}}]),
         "spec.warmStart[0].params.lr_decay",
         "not a parameter of the search space",
+    ),
+    # Found by tests/k8s/test_fuzz.py: Optuna failed every ask of such a job (categorical) or ran a
+    # trial outside the search space (numbers).
+    (
+        "warm-start-not-a-choice",
+        _set("spec.warmStart", [{"params": {"optimizer": "rmsprop"}}]),
+        "spec.warmStart[0].params.optimizer",
+        "not one of optimizer's choices",
+    ),
+    (
+        "warm-start-out-of-range",
+        _set("spec.warmStart", [{"params": {"lr": 0.5}}]),
+        "spec.warmStart[0].params.lr",
+        "within lr's range",
+    ),
+    (
+        "warm-start-not-a-number",
+        _set("spec.warmStart", [{"params": {"lr": "fast"}}]),
+        "spec.warmStart[0].params.lr",
+        "must be a finite number",
+    ),
+    (
+        "warm-start-int-fraction",
+        _set("spec.warmStart", [{"params": {"hidden": 20.5}}]),
+        "spec.warmStart[0].params.hidden",
+        "must be an integer",
     ),
 ]
 
@@ -586,3 +614,19 @@ def test_defaults_are_projected_onto_the_search_space():
     assert space.default_params(spec, defaults) == {"hidden": 128, "optimizer": "adam", "beta1": 0.9}
     # With no default for the condition's parent, its children are left to the sampler too.
     assert space.default_params(spec, {"beta1": 0.9}) == {}
+
+
+def test_null_is_absent_as_for_the_api_server() -> None:
+    """A null field (YAML `budget:` with every line commented out) gets its default, and a null in a
+    map of requests is dropped, as the API server stores them (found by tests/k8s/test_fuzz.py:
+    kubectl admitted these, validate refused them); maxGradNorm's null still switches the check off."""
+    doc = digits_job(budget=None, metrics=None)
+    doc["spec"]["trial"]["epochs"] = None
+    doc["spec"]["trial"]["resources"] = {"requests": {"cpu": None}, "limits": {"cpu": "2"}}
+    doc["spec"]["earlyStopping"]["maxGradNorm"] = None
+    spec = validate_document(doc).spec
+    assert (spec.budget.max_trials, spec.metrics.port, spec.trial.epochs) == (10, 9090, 10)
+    assert spec.trial.resources.effective() == ({"cpu": "2"}, {"cpu": "2"})
+    assert spec.early_stopping.max_grad_norm is None
+    with pytest.raises(InvalidTuningJob, match="spec.trial: required field is missing"):
+        validate_document(digits_job(trial=None))

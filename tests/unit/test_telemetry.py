@@ -155,7 +155,8 @@ def test_jobs_waiting_counts_passes_queued_for_a_study_thread(monkeypatch: pytes
 def test_failed_api_calls_are_counted_by_call_and_status() -> None:
     config = client.Configuration(host="http://127.0.0.1:9")  # nothing listens: no response
     config.retries = 0
-    api = api_mod.Api(client.ApiClient(config))
+    # Retried (no answer is transient), quickly: the call fails once, whatever its attempts.
+    api = api_mod.Api(client.ApiClient(config), retry=api_mod.RetryPolicy(attempts=2, base_seconds=0.01))
     before = REGISTRY.get_sample_value("openautoglm_api_errors_total", {"operation": "list_pods", "code": "0"}) or 0
     with pytest.raises(Exception):  # noqa: B017 (urllib3's MaxRetryError or a connection error)
         api.list_pods("default", {"a": "b"})

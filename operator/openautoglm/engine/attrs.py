@@ -28,6 +28,12 @@ TRIAL_PARAMS: Final = "params"  # everything the workers received (fixed values 
 TRIAL_LAUNCHED: Final = "launched"  # the backend has seen workers of this trial
 TRIAL_STOP_REASON: Final = "stop_reason"  # why a trial ended early (pruned, diverged, ...)
 TRIAL_FAIL_REASON: Final = "fail_reason"
+#: Why each earlier run of a retried trial failed (trial.retries): its length is the number of
+#: the run now going (0 = the first), so a retry is one write, and a pass cut short after it
+#: launches that run rather than counting the retry twice.
+TRIAL_RETRIED_BECAUSE: Final = "retried_because"
+#: The run (>= 1) whose workers the backend has seen; "launched" is the first run's.
+TRIAL_LAUNCHED_ATTEMPT: Final = "launched_attempt"
 TRIAL_METRICS: Final = "metrics"  # final metrics from the termination message
 TRIAL_SECONDS: Final = "seconds"
 #: Why an enqueued trial was asked: "defaults" (startFromDefaults) or "warmStart".

@@ -30,7 +30,7 @@ import optuna
 
 from openautoglm.engine import attrs, optuna_api
 from openautoglm.engine.metrics import MetricSource, build_metric_source
-from openautoglm.engine.reconcile import Outcome, Reconciler, terminal_reason
+from openautoglm.engine.reconcile import Outcome, Reconciler, attempt_of, terminal_reason
 from openautoglm.engine.status import JobStatus, build_status
 from openautoglm.engine.study import StudyMismatch, immutable_differences, open_study
 from openautoglm.engine.trials import Backend
@@ -79,6 +79,9 @@ class Driver:
             in a cluster); None: counted in the study, one more per edited spec.
         clock: monotonic seconds (tests pass a fake one).
         save_every: seconds between writes of the elapsed time to the study.
+        elapsed: the elapsed time the shell's previous driver of this job had reached (the study
+            read again after a storage outage): the clock keeps the time the outage took, which
+            it could not save, so that timeoutSeconds still holds.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Driver:
         generation: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         save_every: float = 10.0,
+        elapsed: float | None = None,
     ):
         self.job = job
         self.study = study
@@ -99,7 +103,7 @@ class Driver:
         self._clock = clock
         self._save_every = save_every
         self._reconciler = Reconciler(job, study, backend, metrics or build_metric_source(job))
-        self._elapsed_before = float(study.user_attrs.get(attrs.STUDY_ELAPSED, 0.0))
+        self._elapsed_before = max(float(study.user_attrs.get(attrs.STUDY_ELAPSED, 0.0)), elapsed or 0.0)
         self._since = clock()
         self._last_save = self._since
         self._ticking = not study.user_attrs.get(attrs.STUDY_PHASE)
@@ -220,7 +224,10 @@ class Driver:
             self.backend.stop(t.number, "interrupted")
         for t in running:
             self.backend.release(t.number)
-            optuna_api.set_trial_attr(self.study, t, attrs.TRIAL_LAUNCHED, False)
+            if attempt_of(t):  # a retried trial resumes its current run
+                optuna_api.set_trial_attr(self.study, t, attrs.TRIAL_LAUNCHED_ATTEMPT, None)
+            else:
+                optuna_api.set_trial_attr(self.study, t, attrs.TRIAL_LAUNCHED, False)
         self.save_clock()
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from openautoglm.engine import optuna_api
+from openautoglm.engine.attrs import TRIAL_RETRIED_BECAUSE
 
 _LIVE: Final = (TrialState.RUNNING, TrialState.WAITING)
 
@@ -50,6 +51,8 @@ class TrialLedger:
         #: The best completed trial (one objective), or the Pareto front (several).
         self.best: FrozenTrial | None = None
         self.front: list[FrozenTrial] = []
+        #: Runs of finished trials that failed and were run again (trial.retries).
+        self.finished_retries = 0
         self._loaded = False
 
     # ------------------------------------------------------------------ reading the study
@@ -80,6 +83,7 @@ class TrialLedger:
 
     def _tally(self, t: FrozenTrial) -> None:
         self.finished[t.state] += 1
+        self.finished_retries += len(t.user_attrs.get(TRIAL_RETRIED_BECAUSE) or [])
         if t.state != TrialState.COMPLETE or t.values is None:
             return
         if len(self.directions) == 1:
@@ -95,6 +99,12 @@ class TrialLedger:
     @property
     def n_running(self) -> int:
         return sum(self.trials[n].state == TrialState.RUNNING for n in self.live)
+
+    @property
+    def n_retries(self) -> int:
+        """Failed runs that were run again, all trials together (trial.retries)."""
+        live = sum(len(self.trials[n].user_attrs.get(TRIAL_RETRIED_BECAUSE) or []) for n in self.live)
+        return self.finished_retries + live
 
     @property
     def n_finished(self) -> int:

@@ -35,8 +35,10 @@ from openautoglm.engine.attrs import (
     STUDY_REASON,
     TRIAL_FAIL_REASON,
     TRIAL_LAUNCHED,
+    TRIAL_LAUNCHED_ATTEMPT,
     TRIAL_METRICS,
     TRIAL_PARAMS,
+    TRIAL_RETRIED_BECAUSE,
     TRIAL_SECONDS,
     TRIAL_STOP_REASON,
 )
@@ -161,14 +163,17 @@ class Reconciler:
         best_before = self._best_value()
 
         terminal = self.study.user_attrs.get(STUDY_PHASE)
-        self._readings = self._read_running(ledger.running(), observed)
-        for t in ledger.running():
+        running = ledger.running()
+        self._readings = self._read_running(running, observed)
+        for t in running:
             self._drive_running(t, observed.get(t.number), events, now)
         self._readings = {}
         ledger.refresh()
-        # Workers of trials the study has finished (a crash between tell and release).
+        # Workers of trials the study had finished before this pass (a crash between tell and
+        # release); those finished just now were released as they were told.
+        driven = {t.number for t in running}
         for number in observed:
-            if ledger.is_finished(number):
+            if number not in driven and ledger.is_finished(number):
                 self.backend.release(number)
 
         best_after = self._best_value()
@@ -198,30 +203,49 @@ class Reconciler:
         self, t: FrozenTrial, obs: TrialObservation | None, events: list[Event], now: dt.datetime
     ) -> None:
         spec = self.job.spec
+        attempt = attempt_of(t)
+        if obs is not None and any(w.attempt != attempt for w in obs.workers):
+            # Workers of an earlier, failed run (a pass cut short after the retry was recorded,
+            # or pods still terminating): remove them and judge only the current run.
+            for old in sorted({w.attempt for w in obs.workers if w.attempt != attempt}):
+                self.backend.retire(t.number, old, f"superseded by run {attempt + 1}")
+            obs = obs.of_attempt(attempt)
+        launched = _launched(t, attempt)
+        if obs is None:
+            if launched:
+                self._fail_or_retry(t, attempt, None, "its workers disappeared (pods deleted or evicted)", events)
+            else:
+                # Asked but never launched, e.g. the engine died in between: launch now.
+                self.backend.launch(t.number, self._params_of(t), attempt)
+            return
         # A trial whose rank 0 has finished (or a rank has failed) is judged even if another
         # worker is gone: relaunching that worker would only wait for a rendezvous that is over.
-        if obs is None or (len(obs.workers) < obs.size and obs.phase not in (SUCCEEDED, FAILED)):
-            if obs is None and t.user_attrs.get(TRIAL_LAUNCHED):
-                self._tell(t, TrialState.FAIL, reason="its workers disappeared", events=events)
+        if len(obs.workers) < obs.size and obs.phase not in (SUCCEEDED, FAILED):
+            if launched:
+                # A rank vanished mid-run (its pod deleted, its node lost). It cannot rejoin: the
+                # other ranks wait for it in their next allreduce, so the run as a whole has failed.
+                gone = sorted(set(range(obs.size)) - {w.rank for w in obs.workers})
+                why = f"worker {gone[0]} disappeared (its pod was deleted or evicted)"
+                self._fail_or_retry(t, attempt, obs, why, events)
                 return
-            # Asked but never (fully) launched, e.g. the engine died in between, or a worker
-            # is gone: launch now (the workers that exist are kept).
-            self.backend.launch(t.number, self._params_of(t))
-            if obs is None or obs.leader is None:
+            # Never fully launched (the engine died between creating two ranks): launch the
+            # missing ones, keeping those that exist.
+            self.backend.launch(t.number, self._params_of(t), attempt)
+            if obs.leader is None:
                 return
             # Rank 0 runs: its curve is read below as in any pass (one pass does it all, so a
             # second pass right after has nothing left to do).
-        if not t.user_attrs.get(TRIAL_LAUNCHED):
-            optuna_api.set_trial_attr(self.study, t, TRIAL_LAUNCHED, True)
+        if not launched:
+            if attempt:
+                optuna_api.set_trial_attr(self.study, t, TRIAL_LAUNCHED_ATTEMPT, attempt)
+            else:
+                optuna_api.set_trial_attr(self.study, t, TRIAL_LAUNCHED, True)
         phase = obs.phase
         if phase == SUCCEEDED:
             self._finish(t, obs, events)
             return
         if phase == FAILED:
-            result = (obs.leader.result() if obs.leader else None) or TrialResult(status="")
-            self._record_history(t, result)
-            self._tell(t, TrialState.FAIL, reason=obs.failure_reason(), events=events)
-            self.backend.release(t.number)
+            self._fail_or_retry(t, attempt, obs, obs.failure_reason(), events)
             return
         if spec.trial.timeout_seconds and t.datetime_start:
             age = (now - t.datetime_start).total_seconds()
@@ -237,6 +261,34 @@ class Reconciler:
                 return
         if not self.job.spec.objective.is_multi:
             self._report_and_prune(t, obs, events)
+
+    def _fail_or_retry(
+        self, t: FrozenTrial, attempt: int, obs: TrialObservation | None, reason: str, events: list[Event]
+    ) -> None:
+        """A run of the trial failed: run it again while trial.retries allows (same number,
+        parameters and seed; every rank of the failed run stopped first), else fail the trial."""
+        retries = self.job.spec.trial.retries
+        if attempt < retries:
+            self.backend.retire(t.number, attempt, reason)
+            # One write records the retry: the run number is the length of this list.
+            because = [*t.user_attrs.get(TRIAL_RETRIED_BECAUSE, []), reason]
+            optuna_api.set_trial_attr(self.study, t, TRIAL_RETRIED_BECAUSE, because)
+            self.backend.launch(t.number, self._params_of(t), attempt + 1)
+            events.append(
+                Event(
+                    "TrialRetried",
+                    f"trial {t.number} failed ({reason}); running it again, retry {attempt + 1} of {retries}",
+                    t.number,
+                    warning=True,
+                )
+            )
+            return
+        if obs is not None:
+            self._record_history(t, (obs.leader.result() if obs.leader else None) or TrialResult(status=""))
+        if retries:
+            reason = f"{reason} (after {retries} {'retry' if retries == 1 else 'retries'})"
+        self._tell(t, TrialState.FAIL, reason=reason, events=events)
+        self.backend.release(t.number)
 
     def _read_running(
         self, running: list[FrozenTrial], observed: dict[int, TrialObservation]
@@ -424,6 +476,18 @@ class Reconciler:
         if self.job.spec.objective.is_multi or best is None:
             return None
         return best.number, best.values[0]
+
+
+def attempt_of(t: FrozenTrial) -> int:
+    """The run of the trial now going: 0, or how many times trial.retries ran it again."""
+    return len(t.user_attrs.get(TRIAL_RETRIED_BECAUSE) or [])
+
+
+def _launched(t: FrozenTrial, attempt: int) -> bool:
+    """Has the backend seen every worker of this run of the trial (so a missing one vanished)?"""
+    if attempt == 0:
+        return bool(t.user_attrs.get(TRIAL_LAUNCHED))
+    return t.user_attrs.get(TRIAL_LAUNCHED_ATTEMPT) == attempt
 
 
 def _fmt(v: Any) -> str:

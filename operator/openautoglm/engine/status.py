@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from optuna.trial import FrozenTrial, TrialState
 
+from openautoglm.engine.attrs import TRIAL_RETRIED_BECAUSE
 from openautoglm.engine.ledger import TrialLedger
 from openautoglm.spec import TuningJob
 
@@ -74,6 +75,10 @@ def trial_summary(t: FrozenTrial, metrics: list[str] | None = None) -> dict[str,
     reason = t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason")
     if reason:
         out["reason"] = reason
+    retried = t.user_attrs.get(TRIAL_RETRIED_BECAUSE)
+    if retried:
+        out["retries"] = len(retried)
+        out["retriedBecause"] = retried[-1]  # the latest; the study keeps every run's reason
     if t.datetime_start and t.datetime_complete:
         out["seconds"] = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
     return out
@@ -98,6 +103,8 @@ def build_status(
         "pruned": finished[TrialState.PRUNED],
         "failed": finished[TrialState.FAIL],
         "max": job.spec.budget.max_trials,
+        # Failed runs run again (trial.retries): not trials, so not in "finished".
+        "retried": ledger.n_retries,
     }
     counts["finished"] = counts["completed"] + counts["pruned"] + counts["failed"]
     pareto: list[dict[str, Any]] = []

@@ -26,6 +26,8 @@ class WorkerObservation:
     #: Raw termination message (JSON written by the trial runtime), if any.
     termination_message: str | None = None
     reason: str | None = None
+    #: The run of the trial this worker belongs to (see trial.retries); 0 for the first.
+    attempt: int = 0
 
     def result(self) -> TrialResult | None:
         return TrialResult.parse(self.termination_message)
@@ -52,6 +54,12 @@ class TrialObservation:
             return PENDING
         return RUNNING
 
+    def of_attempt(self, attempt: int) -> TrialObservation | None:
+        """The workers of one run of the trial (those of an earlier, failed run may still be
+        shutting down); None if it has none yet."""
+        workers = [w for w in self.workers if w.attempt == attempt]
+        return dataclasses.replace(self, workers=workers) if workers else None
+
     @property
     def leader(self) -> WorkerObservation | None:
         return next((w for w in self.workers if w.rank == 0), None)
@@ -76,8 +84,12 @@ class Backend(Protocol):
     def observe(self) -> dict[int, TrialObservation]:
         """The trials that have workers (running or finished and not yet released)."""
 
-    def launch(self, number: int, params: dict[str, Any]) -> None:
-        """Start the workers of trial ``number``; a worker that exists already is kept."""
+    def launch(self, number: int, params: dict[str, Any], attempt: int = 0) -> None:
+        """Start the workers of run ``attempt`` of trial ``number``; a worker that exists already
+        is kept."""
+
+    def retire(self, number: int, attempt: int, reason: str) -> None:
+        """Stop and remove every worker of one failed run of a trial, which is run again."""
 
     def stop(self, number: int, reason: str) -> None:
         """Stop every worker of the trial together (pruning, timeouts, job end)."""

@@ -20,8 +20,10 @@ def trial_name(job: str, number: int) -> str:
     return f"{job}-t{number}"
 
 
-def worker_name(job: str, number: int, rank: int) -> str:
-    return f"{job}-t{number}-w{rank}"
+def worker_name(job: str, number: int, rank: int, attempt: int = 0) -> str:
+    """A rank's name; a trial run again (trial.retries) gets new names, because the failed
+    run's pods may still be terminating under the old ones."""
+    return f"{job}-t{number}-w{rank}" if not attempt else f"{job}-t{number}-a{attempt}-w{rank}"
 
 
 def build_worker_env(

@@ -5,5 +5,6 @@ builders    pure builders of worker pods, trial Services and the TuningJob statu
 backend     KubernetesBackend: trials as pods (the engine's Backend)
 controller  one TuningJob in the cluster: the engine's driver with this backend
 handlers    the kopf handlers (thin: each calls the controller)
+leader      leader election of the operator's replicas on a Lease (one drives, the others stand by)
 telemetry   the operator's own Prometheus metrics
 """

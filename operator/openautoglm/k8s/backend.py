@@ -2,6 +2,8 @@
 
 Names are deterministic (``<job>-t<N>-w<rank>``, Service ``<job>-t<N>``), so launching
 again after an operator restart finds what exists (409) and creates only what is missing.
+A trial run again (trial.retries) gets pods named ``<job>-t<N>-a<run>-w<rank>``: the failed
+run's pods may still hold their names while they terminate.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from openautoglm.engine.worker import trial_name, worker_name
 from openautoglm.k8s.api import Api
 from openautoglm.k8s.builders import (
     CONTAINER,
+    LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_RANK,
     LABEL_TRIAL,
@@ -47,8 +50,15 @@ def observe_pod(pod: dict[str, Any], port: int) -> WorkerObservation:
     if pod["metadata"].get("deletionTimestamp") and phase in (PENDING, RUNNING):
         phase = FAILED
         reason = "pod deleted"
+    attempt = labels.get(LABEL_ATTEMPT, "0")
     return WorkerObservation(
-        int(labels.get(LABEL_RANK, 0)), phase, f"{ip}:{port}" if ip else None, exit_code, message, reason
+        int(labels.get(LABEL_RANK, 0)),
+        phase,
+        f"{ip}:{port}" if ip else None,
+        exit_code,
+        message,
+        reason,
+        int(attempt) if attempt.isdigit() else 0,
     )
 
 
@@ -58,6 +68,9 @@ class KubernetesBackend:
         self.body = job_body
         self.api = api
         self.namespace = namespace
+        #: The runs of each trial that have pods, from the last listing and this process's
+        #: launches: what stop() deletes, without listing again.
+        self._runs: dict[int, set[int]] = {}
 
     def observe(self) -> dict[int, TrialObservation]:
         pods = self.api.list_pods(self.namespace, {LABEL_JOB: self.job.name})
@@ -67,21 +80,31 @@ class KubernetesBackend:
             if number.isdigit():
                 by_trial.setdefault(int(number), []).append(observe_pod(pod, self.job.spec.metrics.port))
         size = self.job.spec.trial.workers
+        self._runs = {n: {w.attempt for w in ws} | self._runs.get(n, set()) for n, ws in by_trial.items()}
         return {n: TrialObservation(n, sorted(ws, key=lambda w: w.rank), size) for n, ws in by_trial.items()}
 
-    def launch(self, number: int, params: dict[str, Any]) -> None:
+    def launch(self, number: int, params: dict[str, Any], attempt: int = 0) -> None:
+        self._runs.setdefault(number, set()).add(attempt)
         self.api.ensure_service(build_trial_service(self.job, self.body, number, self.namespace))
         for rank in range(self.job.spec.trial.workers):
-            self.api.ensure_pod(build_worker_pod(self.job, self.body, number, rank, params, self.namespace))
+            self.api.ensure_pod(build_worker_pod(self.job, self.body, number, rank, params, self.namespace, attempt))
+
+    def retire(self, number: int, attempt: int, reason: str) -> None:
+        log.info("stopping run %d of trial %s: %s", attempt, trial_name(self.job.name, number), reason)
+        for rank in range(self.job.spec.trial.workers):
+            self.api.delete_pod(self.namespace, worker_name(self.job.name, number, rank, attempt))
+        self._runs.get(number, set()).discard(attempt)
 
     def stop(self, number: int, reason: str) -> None:
         log.info("stopping trial %s: %s", trial_name(self.job.name, number), reason)
-        for rank in range(self.job.spec.trial.workers):
-            self.api.delete_pod(self.namespace, worker_name(self.job.name, number, rank))
+        for attempt in sorted(self._runs.get(number) or {0}):
+            for rank in range(self.job.spec.trial.workers):
+                self.api.delete_pod(self.namespace, worker_name(self.job.name, number, rank, attempt))
 
     def release(self, number: int) -> None:
         self.stop(number, "released")
         self.api.delete_service(self.namespace, trial_name(self.job.name, number))
+        self._runs.pop(number, None)
 
     def update(self, job: TuningJob) -> None:
         self.job = job

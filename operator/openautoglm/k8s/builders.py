@@ -17,6 +17,8 @@ from openautoglm_trial import contract as c
 LABEL_JOB: Final = "openautoglm.io/job"
 LABEL_TRIAL: Final = "openautoglm.io/trial"
 LABEL_RANK: Final = "openautoglm.io/rank"
+#: Which run of the trial the pod belongs to (0, or a retry: trial.retries).
+LABEL_ATTEMPT: Final = "openautoglm.io/attempt"
 #: Non-root user of the trial image (trial_image/Dockerfile).
 TRIAL_UID: Final = 10001
 CONTAINER: Final = podtemplate.WORKER_CONTAINER
@@ -47,9 +49,10 @@ def trial_labels(job: str, number: int) -> dict[str, str]:
     }
 
 
-def worker_hosts(job: str, number: int, namespace: str, workers: int) -> list[str]:
+def worker_hosts(job: str, number: int, namespace: str, workers: int, attempt: int = 0) -> list[str]:
     """DNS names of the ranks: pod hostname + the headless Service as subdomain."""
-    return [f"{worker_name(job, number, r)}.{trial_name(job, number)}.{namespace}.svc" for r in range(workers)]
+    service = trial_name(job, number)
+    return [f"{worker_name(job, number, r, attempt)}.{service}.{namespace}.svc" for r in range(workers)]
 
 
 def _restricted_container_security() -> dict[str, Any]:
@@ -64,11 +67,18 @@ def _restricted_container_security() -> dict[str, Any]:
 
 
 def build_worker_pod(
-    job: TuningJob, job_body: dict[str, Any], number: int, rank: int, params: dict[str, Any], namespace: str
+    job: TuningJob,
+    job_body: dict[str, Any],
+    number: int,
+    rank: int,
+    params: dict[str, Any],
+    namespace: str,
+    attempt: int = 0,
 ) -> dict[str, Any]:
-    """The pod of Horovod rank ``rank`` of trial ``number``, with ``spec.trial.podTemplate`` merged under it."""
+    """The pod of Horovod rank ``rank`` of run ``attempt`` of trial ``number``, with
+    ``spec.trial.podTemplate`` merged under it."""
     spec = job.spec
-    hosts = worker_hosts(job.name, number, namespace, spec.trial.workers)
+    hosts = worker_hosts(job.name, number, namespace, spec.trial.workers, attempt)
     env = build_worker_env(job, number, rank, params, hosts, bind_address="")
     # The kubelet mounts /dev/termination-log; the runtime writes there by default.
     env.pop(c.TERMINATION_LOG, None)
@@ -78,19 +88,19 @@ def build_worker_pod(
     # Listen on the pod IP: the kubelet probes it and peers scrape it.
     env_list.append({"name": c.BIND_ADDRESS, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
     port = spec.metrics.port
-    labels = {**trial_labels(job.name, number), LABEL_RANK: str(rank)}
+    labels = {**trial_labels(job.name, number), LABEL_RANK: str(rank), LABEL_ATTEMPT: str(attempt)}
     requests, limits = spec.trial.resources.effective()
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": worker_name(job.name, number, rank),
+            "name": worker_name(job.name, number, rank, attempt),
             "namespace": namespace,
             "labels": labels,
             "ownerReferences": [owner_reference(job_body)],
         },
         "spec": {
-            "hostname": worker_name(job.name, number, rank),
+            "hostname": worker_name(job.name, number, rank, attempt),
             "subdomain": trial_name(job.name, number),
             "restartPolicy": "Never",  # a failed rank fails the trial; Optuna decides what next
             "automountServiceAccountToken": False,  # trials never talk to the API server
@@ -181,6 +191,10 @@ CONDITION_TYPES: Final = ("Ready", "Reconciling", "Stalled", "Running", "Succeed
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
 #: Stalled: the job's study storage (PostgreSQL) does not answer; it resumes when it does.
 STORAGE_UNAVAILABLE: Final = "StorageUnavailable"
+#: Stalled: the volume of the job's study journal is full (or over quota); it resumes when it has room.
+STORAGE_FULL: Final = "StorageFull"
+#: The job names a storage Secret (or key) that is not there (yet).
+STORAGE_SECRET_MISSING: Final = "StorageSecretMissing"
 
 
 def build_conditions(
@@ -193,19 +207,21 @@ def build_conditions(
     *,
     refused: str | None = None,
     unavailable: str | None = None,
+    unavailable_reason: str = STORAGE_UNAVAILABLE,
 ) -> list[dict[str, Any]]:
     """Conditions as Kubernetes wants them: lastTransitionTime changes only on a transition.
 
     ``phase`` is Pending, Running, Succeeded, Failed or Invalid (a spec the operator cannot run);
     ``refused`` says why the newest spec edit was not applied (the job goes on with the one before,
     so GitOps sees Stalled/Degraded rather than a silent no-op); ``unavailable`` says why the
-    job's study storage cannot be reached (the trials go on; the job resumes when it answers)."""
+    job's study storage cannot be reached or written, ``unavailable_reason`` how (StorageUnavailable,
+    StorageFull); the trials go on, and the job resumes when it can be written again."""
     old = {cnd.get("type"): cnd for cnd in previous or []}
     active = phase in ("Pending", "Running")
     failed = phase in ("Failed", "Invalid")
     stalled = failed or refused is not None or unavailable is not None
     if unavailable is not None:
-        stalled_why: tuple[str, str | None] = (STORAGE_UNAVAILABLE, unavailable)
+        stalled_why: tuple[str, str | None] = (unavailable_reason, unavailable)
     elif refused is not None:
         stalled_why = (SPEC_CHANGE_REFUSED, refused)
     else:
@@ -331,10 +347,15 @@ def build_invalid_status(
 
 
 def build_storage_outage_status(
-    previous: dict[str, Any] | None, *, generation: int | None, now: dt.datetime, message: str
+    previous: dict[str, Any] | None,
+    *,
+    generation: int | None,
+    now: dt.datetime,
+    message: str,
+    reason: str = STORAGE_UNAVAILABLE,
 ) -> dict[str, Any]:
-    """The last status written, with Stalled=True (StorageUnavailable) and why: the study cannot
-    be read, so nothing else in the status can be brought up to date until it answers."""
+    """The last status written, with Stalled=True (``reason``: StorageUnavailable, StorageFull) and
+    why: a pass cannot run, so nothing else in the status can be brought up to date until it can."""
     status = dict(previous or {})
     status["conditions"] = build_conditions(
         status.get("conditions"),
@@ -344,5 +365,6 @@ def build_storage_outage_status(
         generation,
         now,
         unavailable=message,
+        unavailable_reason=reason,
     )
     return status

@@ -19,13 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from openautoglm import settings as settings_mod
 from openautoglm.engine.driver import Driver, SpecChangeRefused
 from openautoglm.engine.reconcile import Outcome
-from openautoglm.engine.storage import describe
+from openautoglm.engine.storage import JournalWriteError, check_room, describe, fault_message, outage_errors
 from openautoglm.engine.study import StudyMismatch
-from openautoglm.k8s import builders, telemetry
-from openautoglm.k8s.api import Api
+from openautoglm.k8s import builders, leader, telemetry
+from openautoglm.k8s.api import Api, ApiUnavailable
 from openautoglm.k8s.backend import KubernetesBackend
 from openautoglm.spec import TuningJob
 from openautoglm.validation import InvalidTuningJob, validate_document
@@ -62,13 +64,38 @@ def storage_url(job: TuningJob, body: dict[str, Any], api: Api, cfg: settings_mo
         if pg.url:
             return pg.url
         assert pg.secret_ref is not None
-        return api.read_secret_key(ns, pg.secret_ref.name, pg.secret_ref.key)
+        ref = pg.secret_ref
+        try:
+            return api.read_secret_key(ns, ref.name, ref.key)
+        except KeyError as err:
+            raise StorageSecretMissing(
+                f"the storage Secret {ns}/{ref.name} has no key {ref.key!r} "
+                "(spec.storage.postgres.secretRef): add it; the job starts when it is there"
+            ) from err
+        except ApiException as err:
+            if err.status not in (403, 404):
+                raise
+            what = "does not exist" if err.status == 404 else "cannot be read by the operator (RBAC)"
+            raise StorageSecretMissing(
+                f"the storage Secret {ns}/{ref.name} {what} (spec.storage.postgres.secretRef): "
+                "the job starts when it can be read"
+            ) from err
     if job.spec.storage.journal is not None and job.spec.storage.journal.path:
         return job.spec.storage.journal.path
     if cfg.storage:
         return cfg.storage
     uid = body["metadata"]["uid"]
     return str(Path(cfg.study_dir) / ns / f"{job.name}-{uid[:8]}.journal")
+
+
+def _outage_reason(err: BaseException) -> str:
+    """Stalled's reason for a storage fault: the journal's volume is full, or the storage is unreachable."""
+    full = isinstance(err, JournalWriteError) and err.no_room
+    return builders.STORAGE_FULL if full else builders.STORAGE_UNAVAILABLE
+
+
+class StorageSecretMissing(Exception):
+    """The job's storage Secret (or its key) is not there yet: a condition, not a failure."""
 
 
 @dataclasses.dataclass
@@ -103,6 +130,10 @@ class JobController:
         self.problems: list[str] = []
         #: Why the newest spec edit was not applied (the job goes on with the one before).
         self.refused: str | None = None
+        #: (reason, message) while the job cannot start: its storage Secret is missing or its
+        #: study storage does not answer. The daemon says so (Stalled) and builds it again later.
+        self.waiting: tuple[str, str] | None = None
+        self.url = ""
         try:
             self.job = validate_document(job_document(body), f"TuningJob {self.namespace}/{self.name}")
             self.url = storage_url(self.job, body, api, self.cfg)
@@ -114,6 +145,13 @@ class JobController:
             self.problems = [str(p) for p in err.problems]
         except StudyMismatch as err:  # e.g. a PostgreSQL study of another job with this name
             self.problems = [str(err)]
+        except StorageSecretMissing as err:
+            self.waiting = (builders.STORAGE_SECRET_MISSING, str(err))
+        except outage_errors() as err:  # the database is down, or the journal's volume full
+            self.waiting = (
+                _outage_reason(err),
+                fault_message(err, self.url),
+            )
         self.start_time = self.previous.get("startTime") or builders._timestamp(_now())
         self.written_at = -math.inf  # time.monotonic() of the last status write
 
@@ -131,32 +169,66 @@ class JobController:
         return min(self.job.spec.metrics.interval_seconds, self.cfg.operator_max_interval_seconds)
 
     def storage_outage(self, err: BaseException) -> None:
-        """The study storage failed a pass: say so in the status (Stalled, StorageUnavailable)."""
-        message = (
-            f"study storage {describe(self.url)} unreachable ({type(err).__name__}): the running trials go on; "
-            "the job resumes when it answers"
-        )
+        """The study storage failed a pass: say so in the status (Stalled, StorageUnavailable; or
+        StorageFull: the journal's volume is full). The status goes to the API server, not there."""
+        message = fault_message(err, self.url)
+        log.warning("TuningJob %s/%s: %s", self.namespace, self.name, message)
         status = builders.build_storage_outage_status(
-            self.previous, generation=self.generation, now=_now(), message=message
+            self.previous,
+            generation=self.generation,
+            now=_now(),
+            message=message,
+            reason=_outage_reason(err),
         )
         if status != self.previous:
+            self._write(status)
+
+    def waiting_status(self) -> None:
+        """The job cannot start yet (see ``waiting``): Stalled with the reason, nothing else changed."""
+        assert self.waiting is not None
+        reason, message = self.waiting
+        log.warning("TuningJob %s/%s: waiting: %s", self.namespace, self.name, message)
+        status = builders.build_storage_outage_status(
+            self.previous, generation=self.generation, now=_now(), message=message, reason=reason
+        )
+        if status != self.previous:
+            self._write(status)
+
+    def _write(self, status: dict[str, Any]) -> bool:
+        """Write the status; one the API server refused after its retries is not recorded as
+        written (``previous`` stays what the object holds), so the next attempt writes it."""
+        try:
             self.api.patch_status(self.namespace, self.name, status)
-            self.previous, self.written_at = status, time.monotonic()
+        except ApiUnavailable as err:
+            log.warning("TuningJob %s/%s: status not written: %s", self.namespace, self.name, err)
+            return False
+        self.previous, self.written_at = status, time.monotonic()
+        return True
 
     def reopen(self) -> None:
-        """Read the study again after a storage outage (raises while it still cannot be reached)."""
-        assert self.job is not None
+        """Read the study again after a storage outage (raises while it still cannot be reached, or
+        while a journal's volume has no room: opening only reads, the next pass would fail again)."""
+        check_room(self.url)
         with self.lock:
-            self.driver = Driver.open(
-                self.job, self.url, self.backend, generation=self.generation, save_every=self.cfg.elapsed_save_seconds
-            )
+            self._reopen()
+
+    def _reopen(self) -> None:
+        """The driver built again from the study, as after a crash (call under the job's lock)."""
+        assert self.job is not None
+        self.driver = Driver.open(
+            self.job,
+            self.url,
+            self.backend,
+            generation=self.generation,
+            save_every=self.cfg.elapsed_save_seconds,
+            elapsed=self.driver.elapsed() if self.driver is not None else None,
+        )
 
     def invalid_status(self) -> dict[str, Any]:
         status = builders.build_invalid_status(
             self.problems, previous=self.previous, generation=self.generation, now=_now()
         )
-        self.api.patch_status(self.namespace, self.name, status)
-        self.previous = status
+        self._write(status)
         return status
 
     def apply(self, body: dict[str, Any]) -> None:
@@ -187,7 +259,16 @@ class JobController:
             self.apply(body)
         with self.lock:
             now = _now()
-            step = self.driver.step()
+            try:
+                step = self.driver.step()
+            except ApiUnavailable as err:
+                # The API server failed a call of the pass, retries spent. The study and the pods
+                # are the truth and a pass is safe to cut short at any line (the driver state
+                # machine test), so drop the driver's cache as after a crash and let the next pass
+                # start over, instead of failing the daemon (which kopf restarts a minute later).
+                log.warning("TuningJob %s/%s: pass cut short: %s", self.namespace, self.name, err)
+                self._reopen()
+                return PassResult(None, self.previous, False, 0.0)
             status = builders.build_resource_status(
                 step.status,
                 previous=self.previous,
@@ -197,6 +278,8 @@ class JobController:
                 storage=describe(self.url),
                 refused=self.refused,
             )
+            if (lead := leader.current()) is not None:  # several replicas: which one drives it, since when
+                status["operator"] = lead.status()
             since = time.monotonic() - self.written_at
             write_in = None
             if builders.status_worth_writing(
@@ -206,8 +289,8 @@ class JobController:
                 since_written=since,
                 min_interval=self.cfg.status_min_interval_seconds,
             ):
-                self.api.patch_status(self.namespace, self.name, status)
-                self.previous, self.written_at = status, time.monotonic()
+                if not self._write(status):
+                    write_in = self.interval  # not written: the next pass, due soon, writes it
             elif builders.status_worth_writing(self.previous, status, math.inf):
                 write_in = max(0.0, self.cfg.status_min_interval_seconds - since)  # held back: due soon
             objectives = [o.metric for o in self.job.spec.objective.objectives] if self.job else []
@@ -216,7 +299,12 @@ class JobController:
 
     def close(self) -> None:
         if self.driver is not None:
-            self.driver.save_clock()
+            try:
+                self.driver.save_clock()
+            except outage_errors() as err:  # the clock goes on from its last save
+                log.warning(
+                    "TuningJob %s/%s: clock not saved: %s", self.namespace, self.name, fault_message(err, self.url)
+                )
 
     def delete_all(self) -> None:
         """The TuningJob is being deleted: stop and remove every trial (no GC needed)."""
@@ -235,8 +323,9 @@ class Controllers:
         uid = body["metadata"]["uid"]
         with self._lock:
             ctl = self._by_uid.get(uid)
-            if ctl is None or (not ctl.valid and ctl.generation != generation_of(body)):
-                # New, or invalid before and edited since: (re)build it from the live object.
+            if ctl is None or ctl.waiting or (not ctl.valid and ctl.generation != generation_of(body)):
+                # New, waiting for its storage, or invalid before and edited since: (re)build it
+                # from the live object.
                 ctl = self._by_uid[uid] = JobController(body, api)
             return ctl
 

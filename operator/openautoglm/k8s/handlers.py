@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import kopf
@@ -17,7 +19,7 @@ from kubernetes import client, config
 
 from openautoglm import settings as settings_mod
 from openautoglm.engine.storage import outage_errors
-from openautoglm.k8s import telemetry
+from openautoglm.k8s import leader, telemetry
 from openautoglm.k8s.api import Api
 from openautoglm.k8s.builders import LABEL_JOB
 from openautoglm.k8s.controller import Controllers
@@ -35,7 +37,11 @@ def api() -> Api:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config()
-        _API["api"] = Api(client.ApiClient())
+        conf = client.Configuration.get_default_copy()
+        # api.py retries, with backoff and counted; urllib3's own (3, silent, and for GETs also
+        # 429/503 with Retry-After) would hide attempts from openautoglm_api_retries_total.
+        conf.retries = 0
+        _API["api"] = Api(client.ApiClient(conf))
     return _API["api"]
 
 
@@ -44,6 +50,9 @@ def api() -> Api:
 #: and the pod-event handler needed a free one from the same pool: with more jobs than threads
 #: a job waited for another to finish before it started, and its pod events went unheard.
 _POOL: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+#: Pools shut down by the cleanup handler whose last passes may still run: a leader hands its
+#: Lease back only once they are done.
+_DRAINING: list[concurrent.futures.ThreadPoolExecutor] = []
 
 
 def pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -76,7 +85,6 @@ async def in_pool(fn: Callable[..., T], *args: Any) -> T:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    cfg = settings_mod.load()
     # Our own finalizer and annotations; the status stays ours (no status.kopf).
     settings.persistence.finalizer = "openautoglm.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="openautoglm.io")
@@ -90,16 +98,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
-    if cfg.operator_metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(cfg.operator_metrics_port)
 
 
 @kopf.on.cleanup()
 async def shutdown(**_: Any) -> None:
     if "pool" in _POOL:
-        _POOL.pop("pool").shutdown(wait=False, cancel_futures=True)
+        _POOL["pool"].shutdown(wait=False, cancel_futures=True)
+        _DRAINING.append(_POOL.pop("pool"))
 
 
 def needs_driving(body: kopf.Body, **_: Any) -> bool:
@@ -118,6 +123,17 @@ async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger:
     the spec is edited. ``body`` is kopf's live view of the object: each pass reads its spec.
     The loop waits on the event loop; only the pass itself takes a thread of the pool."""
     ctl = await in_pool(CONTROLLERS.get, dict(body), api())
+    delay = 0.5
+    while ctl.waiting is not None and not stopped:
+        # Its storage Secret is missing or its study storage does not answer: Stalled with the
+        # reason, then build it again (the Secret may have been created, the database be back).
+        await in_pool(ctl.waiting_status)
+        await _wait(ctl, stopped, delay)
+        delay = min(delay * 2, 15.0)
+        ctl = await in_pool(CONTROLLERS.get, dict(body), api())
+    if stopped:
+        return
+    _announce_takeover(body)
     if not ctl.valid:
         await in_pool(ctl.invalid_status)
         logger.error("invalid TuningJob: %s", "; ".join(ctl.problems))
@@ -148,11 +164,32 @@ async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger:
         await asyncio.shield(in_pool(ctl.close))
 
 
+_ANNOUNCED: set[str] = set()
+
+
+def _announce_takeover(body: kopf.Body) -> None:
+    """A replica that took over from another says so once on each job it drives: an Event beside
+    the status's ``operator`` field, for ``kubectl describe``."""
+    lead = leader.current()
+    uid = body["metadata"].get("uid") or ""
+    if lead is None or not lead.previous or uid in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(uid)
+    how = "its lease expired" if lead.handover == "LeaseExpired" else "it handed the lease over on shutdown"
+    kopf.event(
+        dict(body),
+        type="Normal",
+        reason="OperatorTakeover",
+        message=f"operator replica {lead.identity} drives this job now: it took over from {lead.previous} ({how}); "
+        "the running trials are adopted, not restarted",
+    )
+
+
 async def _ride_out_outage(ctl: Any, err: BaseException, stopped: kopf.DaemonStopped, outage: tuple) -> None:
-    """The study storage does not answer: Stalled (StorageUnavailable) in the status, then retry
-    with backoff until the study can be read again. The trials' pods run on meanwhile; the next
-    pass adopts them (a pass is safe to repeat)."""
-    log.warning("TuningJob %s: study storage unreachable: %s", ctl.name, type(err).__name__)
+    """The study storage does not answer, or its journal's volume is full: Stalled
+    (StorageUnavailable, StorageFull) in the status (controller.storage_outage logs why), then
+    retry with backoff until the study can be written again. The trials' pods run on meanwhile;
+    the next pass adopts them (a pass is safe to repeat)."""
     await in_pool(ctl.storage_outage, err)
     delay = 0.5
     while not stopped:
@@ -206,12 +243,78 @@ async def tuningjob_delete(body: kopf.Body, uid: str, **_: Any) -> None:
 
 
 def run(namespaces: list[str] | None = None) -> None:
-    """Run the operator until SIGINT/SIGTERM (what ``openautoglm operator`` calls)."""
+    """Run the operator until SIGINT/SIGTERM (what ``openautoglm operator`` calls). With leader
+    election, first stand by until this replica holds the Lease (k8s/leader.py)."""
     cfg = settings_mod.load()
     kopf.configure(verbose=cfg.log_level.upper() == "DEBUG")
-    kopf.run(
-        standalone=True,  # one replica (the journal has one writer); no peering objects needed
-        clusterwide=not namespaces,
-        namespaces=namespaces or (),
-        liveness_endpoint=f"http://0.0.0.0:{cfg.operator_health_port}/healthz" if cfg.operator_health_port else None,
+    if cfg.operator_metrics_port:  # before the election: a standby's metrics say it stands by
+        from prometheus_client import start_http_server
+
+        start_http_server(cfg.operator_metrics_port)
+    elector = _elect(cfg) if cfg.leader_election else None
+    telemetry.LEADER.set(1)
+    try:
+        kopf.run(
+            # kopf's peering stays off: it pauses peers, it does not elect one (see k8s/leader.py).
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces or (),
+            liveness_endpoint=f"http://0.0.0.0:{cfg.operator_health_port}/healthz"
+            if cfg.operator_health_port
+            else None,
+        )
+    finally:
+        if elector is not None and _drained(timeout=cfg.leader_election_renew_seconds):
+            elector.release()  # SIGTERM: the standby takes over at its next poll, not a lease later
+        # Not drained in time: keep the Lease, which runs out by itself after the process exits.
+
+
+def _elect(cfg: settings_mod.Settings) -> leader.Elector:
+    """Block until this replica leads, answering /healthz meanwhile; then renew in the background."""
+    api()  # loads the kubeconfig or the in-cluster config
+    lease = leader.LeaseConfig(
+        cfg.leader_election_lease,
+        cfg.leader_election_namespace,
+        cfg.leader_election_lease_seconds,
+        cfg.leader_election_renew_seconds,
+        cfg.leader_election_retry_seconds,
     )
+    # Its own client: renewals never queue behind the jobs' API calls.
+    elector = leader.Elector(client.CoordinationV1Api(client.ApiClient()), lease, leader.new_identity(), on_lost=_lost)
+    telemetry.LEADER.set(0)
+    with leader.standby_health(cfg.operator_health_port):
+        lead = elector.acquire()
+    elector.keep()
+    if lead.handover == "LeaseExpired":
+        _break_journal_locks(Path(cfg.study_dir))
+    return elector
+
+
+def _break_journal_locks(study_dir: Path) -> None:
+    """The previous leader died without handing over, maybe in the middle of a journal write: its
+    lock file would hold every job's first write here for Optuna's grace period (10 s, counted
+    from the first try). Nobody else writes now (it gave up before its lease ran out), so the
+    locks are stale: remove them."""
+    for lock in study_dir.rglob("*.journal.lock"):
+        log.warning("leader election: removing %s, left by the previous leader", lock)
+        lock.unlink(missing_ok=True)
+
+
+def _lost(why: str) -> None:
+    """The Lease is lost: exit now, mid-pass if need be (a pass is safe to cut at any line), before
+    a standby can take over, so that no job is ever driven by two replicas (controller-runtime
+    does the same). The kubelet restarts the container, which then stands by."""
+    telemetry.LEADER.set(0)
+    log.error("leader election lost (%s): exiting", why)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(1)
+
+
+def _drained(timeout: float) -> bool:
+    """Whether every pass of this replica has ended (waiting up to ``timeout`` seconds)."""
+    pools = [*_DRAINING, *_POOL.values()]
+    waiter = threading.Thread(target=lambda: [p.shutdown(wait=True) for p in pools], daemon=True)
+    waiter.start()
+    waiter.join(timeout)
+    return not waiter.is_alive()

@@ -70,11 +70,21 @@ PRUNED_EPOCH = Histogram(
 )
 API_ERRORS = Counter(
     "openautoglm_api_errors_total",
-    "Kubernetes API calls of the operator that failed, by call and HTTP status (0: no response)",
+    "Kubernetes API calls of the operator that failed, retries spent, by call and HTTP status (0: no response)",
+    ["operation", "code"],
+)
+API_RETRIES = Counter(
+    "openautoglm_api_retries_total",
+    "Kubernetes API calls of the operator that failed and were tried again, by call and HTTP status (0: no response)",
     ["operation", "code"],
 )
 JOBS_WAITING = Gauge(
     "openautoglm_jobs_waiting", "TuningJob passes waiting for a study thread (OPENAUTOGLM_OPERATOR_WORKERS)"
+)
+LEADER = Gauge(
+    "openautoglm_leader",
+    "1 while this operator replica drives TuningJobs (it holds the leader Lease, or runs without leader "
+    "election); 0 while it stands by",
 )
 
 #: How each finishing event ends a trial (the trial-duration histogram's `state`).
@@ -207,3 +217,7 @@ def _remove(metric: Any, labels: tuple[str, ...]) -> None:
 
 def api_error(operation: str, code: int | None) -> None:
     API_ERRORS.labels(operation, str(code or 0)).inc()
+
+
+def api_retry(operation: str, code: int | None) -> None:
+    API_RETRIES.labels(operation, str(code or 0)).inc()

@@ -2,7 +2,7 @@
 
 Layout of the job's work directory (the local stand-in for the cluster's pod list)::
 
-    <workdir>/trials/t<N>/launch.json         params of the trial
+    <workdir>/trials/t<N>/launch.json         params of the trial, and which run it is (trial.retries)
     <workdir>/trials/t<N>/w<rank>/pid         process id (for adoption after a restart)
     <workdir>/trials/t<N>/w<rank>/starting    being started: no pid recorded yet
     <workdir>/trials/t<N>/w<rank>/termination-log   the trial's result (as /dev/termination-log)
@@ -92,12 +92,17 @@ class LocalBackend:
         return [c.worker_address(self.job.name, number, r) for r in range(size)]
 
     # ------------------------------------------------------------------ Backend
-    def launch(self, number: int, params: dict[str, Any]) -> None:
+    def launch(self, number: int, params: dict[str, Any], attempt: int = 0) -> None:
         tdir = self._trial_dir(number)
         tdir.mkdir(parents=True, exist_ok=True)
         (tdir / "released").unlink(missing_ok=True)
         self._unreleased().add(number)
-        (tdir / "launch.json").write_text(json.dumps({"number": number, "params": params, "started": time.time()}))
+        if self._attempt(number) not in (None, attempt):
+            # A new run of a retried trial: the failed run's ranks must be gone before the same
+            # rank directories are reused (a pass cut short may have left one running).
+            self._stop_and_wait(number)
+        launch = {"number": number, "params": params, "started": time.time(), "attempt": attempt}
+        (tdir / "launch.json").write_text(json.dumps(launch))
         hosts = self.hosts(number)
         for rank in range(len(hosts)):
             if self._worker_alive(number, rank):
@@ -163,7 +168,11 @@ class LocalBackend:
             if not (self._trial_dir(number) / "launch.json").exists():
                 continue  # being launched by a pass cut short: launch() writes it first
             hosts = self.hosts(number)
+            attempt = self._attempt(number) or 0
             workers = [self._observe_worker(number, r, hosts[r]) for r in range(size)]
+            for w in workers:
+                if w is not None:
+                    w.attempt = attempt
             out[number] = TrialObservation(number, [w for w in workers if w is not None], size)
         self._escalate_stops()
         return out
@@ -176,8 +185,20 @@ class LocalBackend:
                 _signal_group(pid, signal.SIGTERM)
         self._stopping.setdefault(number, time.monotonic() + STOP_GRACE_SECONDS)
 
+    def retire(self, number: int, attempt: int, reason: str) -> None:
+        if self._attempt(number) != attempt:
+            return  # that run's ranks were replaced already
+        log.info("stopping run %d of trial %d: %s", attempt, number, reason)
+        self._stop_and_wait(number)
+
     def release(self, number: int) -> None:
         # Ranks other than 0 may still be shutting down: make sure nothing keeps running.
+        self._stop_and_wait(number)
+        self._trial_dir(number).joinpath("released").touch()
+        self._unreleased().discard(number)
+
+    def _stop_and_wait(self, number: int) -> None:
+        """Stop every rank of the trial and wait until none runs (SIGKILL after the grace)."""
         self.stop(number, "released")
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         while any(self._worker_alive(number, r) for r in range(self.job.spec.trial.workers)):
@@ -192,8 +213,6 @@ class LocalBackend:
         for r in range(self.job.spec.trial.workers):
             self._forget(number, r)
             self._procs.pop((number, r), None)  # a finished trial holds nothing: memory stays flat
-        self._trial_dir(number).joinpath("released").touch()
-        self._unreleased().discard(number)
 
     def update(self, job: TuningJob) -> None:
         self.job = job
@@ -242,6 +261,13 @@ class LocalBackend:
             os.close(fd)
 
     # ------------------------------------------------------------------ helpers
+    def _attempt(self, number: int) -> int | None:
+        """The run of the trial its workers belong to (launch.json), None before any launch."""
+        try:
+            return int(json.loads((self._trial_dir(number) / "launch.json").read_text()).get("attempt", 0))
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def _pid(self, number: int, rank: int) -> int | None:
         proc = self._procs.get((number, rank))
         if proc is not None:

@@ -45,7 +45,9 @@ def status_line(status: JobStatus) -> str:
         best = f"pareto front: {len(status.pareto)} trials"
     return (
         f"trials {c['finished']}/{c['max']} done · {c['running']} running · {c['completed']} completed · "
-        f"{c['pruned']} pruned · {c['failed']} failed · {best} · elapsed {_clock(status.elapsed_seconds)}"
+        f"{c['pruned']} pruned · {c['failed']} failed"
+        + (f" · {c['retried']} retried" if c.get("retried") else "")
+        + f" · {best} · elapsed {_clock(status.elapsed_seconds)}"
         f" · remaining {_clock(status.remaining_seconds)}"
     )
 

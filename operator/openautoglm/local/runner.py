@@ -21,7 +21,15 @@ from openautoglm import settings as settings_mod
 from openautoglm.engine.driver import Driver, SpecChangeRefused
 from openautoglm.engine.reconcile import Outcome
 from openautoglm.engine.status import JobStatus
-from openautoglm.engine.storage import delete_study, describe, open_storage, outage_errors
+from openautoglm.engine.storage import (
+    JournalWriteError,
+    check_room,
+    delete_study,
+    describe,
+    fault_message,
+    open_storage,
+    outage_errors,
+)
 from openautoglm.engine.study import study_name
 from openautoglm.local.backend import LocalBackend
 from openautoglm.spec import TuningJob
@@ -115,8 +123,9 @@ def run_local(
             try:
                 step = driver.step()
             except outage as err:
-                # The study's database went away mid-pass: the workers go on, the pass is redone
-                # from the study once it is back (a pass is safe to repeat, as after a crash).
+                # The study's database went away or its journal's volume is full mid-pass: the
+                # workers go on, the pass is redone from the study once it can be written again
+                # (a pass is safe to repeat, as after a crash; a journal record is never half-kept).
                 reopened = _wait_for_storage(driver, url, backend, cfg, err, outage, stop_requested)
                 if reopened is None:
                     break
@@ -137,7 +146,7 @@ def run_local(
         try:
             driver.save_clock()
         except outage as err:
-            log.warning("the job's clock was not saved: study storage unreachable (%s)", type(err).__name__)
+            log.warning("the job's clock was not saved: %s", fault_message(err, url))
     return RunResult(driver.job, driver.status(), driver.study, url, workdir, interrupted=interrupted, resumed=resumed)
 
 
@@ -154,25 +163,33 @@ def _wait_for_storage(
     outage: tuple[type[BaseException], ...],
     stop_requested: threading.Event,
 ) -> Driver | None:
-    """Retry until the study storage answers again; then a fresh driver (the study re-read, the
-    running workers adopted). None if Ctrl-C/SIGTERM came first."""
+    """Retry until the study storage answers again (a journal: until its volume has room); then a
+    fresh driver (the study re-read, the running workers adopted). None if Ctrl-C/SIGTERM came first."""
     began = time.monotonic()
     where = describe(url)
-    log.warning(
-        "study storage %s unreachable (%s: %s): the running trials go on; retrying",
-        where,
-        type(err).__name__,
-        str(err).splitlines()[0][:200],
-    )
+    if isinstance(err, JournalWriteError):
+        log.warning("%s; retrying", fault_message(err, url))
+    else:
+        log.warning(
+            "study storage %s unreachable (%s: %s): the running trials go on; retrying",
+            where,
+            type(err).__name__,
+            str(err).splitlines()[0][:200],
+        )
     attempt = 0
     while not stop_requested.is_set():
         backend.wait(STORAGE_RETRY_SECONDS[min(attempt, len(STORAGE_RETRY_SECONDS) - 1)])
         attempt += 1
         try:
-            reopened = Driver.open(driver.job, url, backend, save_every=cfg.elapsed_save_seconds)
+            # Opening reads only: without room the reopened pass would fail on its first write.
+            check_room(url)
+            reopened = Driver.open(
+                driver.job, url, backend, save_every=cfg.elapsed_save_seconds, elapsed=driver.elapsed()
+            )
         except outage:
             continue
-        log.warning("study storage %s reachable again after %.1f s: the job goes on", where, time.monotonic() - began)
+        again = "writable" if isinstance(err, JournalWriteError) else "reachable"
+        log.warning("study storage %s %s again after %.1f s: the job goes on", where, again, time.monotonic() - began)
         return reopened
     return None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import Any, Final
 
 import optuna
 
@@ -11,6 +11,9 @@ from openautoglm.samplers._auto import GP_TRIALS, AutoSampler, gp_available
 from openautoglm.samplers._registry import register
 from openautoglm.space import grid_size, grid_values
 from openautoglm.spec import TuningJobSpec
+
+#: The most points a grid may have (and so its ``points`` setting).
+GRID_LIMIT: Final = 1_000_000
 
 
 def _require(sampler: str, *modules: str) -> None:
@@ -54,12 +57,19 @@ class _GridSampler(optuna.samplers.GridSampler):
     description="exhaustive grid; continuous ranges without a step get `points` values (default 5)",
 )
 def _grid(settings: dict[str, Any], seed: int | None, spec: TuningJobSpec) -> optuna.samplers.BaseSampler:
-    points = int(settings.get("points", 5))
+    try:
+        points = int(settings.get("points", 5))
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"points must be an integer, got {settings.get('points')!r}") from None
     if points < 2:
         raise ValueError("points must be >= 2")
+    if points > GRID_LIMIT:
+        raise ValueError(f"points must be <= {GRID_LIMIT} (the most points a grid may have), got {points}")
+    # Counted before the values are listed: a step of 1e-6 over a wide range hung validate and the operator.
+    size = grid_size(spec, points)
+    if size > GRID_LIMIT:
+        raise ValueError(f"the grid has {size} points (at most {GRID_LIMIT}); give coarser steps or fewer points")
     space = {p.name: v for p in spec.parameters if (v := grid_values(p, points)) is not None}
-    if grid_size(spec, points) > 1_000_000:
-        raise ValueError(f"the grid has {grid_size(spec, points)} points; give steps or fewer points")
     return _GridSampler(space, seed=seed)
 
 

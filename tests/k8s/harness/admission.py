@@ -4,7 +4,8 @@ The emulator the cluster tests run against validates nothing; the harness calls 
 on every create and update of a TuningJob and answers 422 when it returns problems. Everything
 is read from ``crds/openautoglm.io_tuningjobs.yaml`` on disk, so the file is what gets tested.
 
-The steps follow apiextensions-apiserver, in its order:
+The steps follow apiextensions-apiserver, in its order (numbers read first as its JSON decoding reads
+them: an integer outside int64 is a float64, and no integer for an ``integer`` field):
 
 1. prune unknown fields (silently; ``strict=True`` reports them instead, as the API server does
    for ``fieldValidation=Strict``, the default of ``kubectl apply`` since 1.27);
@@ -29,8 +30,9 @@ adds (``quantity()``, ``isQuantity()``, ``compareTo()``, ``isLessThan()``..., wi
 grammar; not ``url()``, ``isSorted()``, ``lowerAscii()``..., ``cel.bind``, optionals, two-variable
 comprehensions), no static type check
 and no cost estimation (the rule costs are bounded by hand in openautoglm/crd.py; test_crd.py
-estimates them), and its CompiledRunner fails on these rules, so rules are interpreted (~4 ms each;
-results are remembered per rule and value, which keeps re-reviews of an unchanged spec cheap).
+estimates them), and its CompiledRunner fails on these rules, so rules are interpreted (~4 ms each, ``||`` and ``&&``
+short-circuited as cel-go does; results are remembered per rule and value, which keeps re-reviews of an
+unchanged spec cheap).
 Not modelled: ratcheting on update (1.33 tolerates unchanged invalid fields).
 """
 
@@ -54,6 +56,8 @@ CRD_FILE: Final = REPO / "crds" / "openautoglm.io_tuningjobs.yaml"
 
 #: Error types after which the API server does not run the CEL rules (hasBlockingErr).
 _BLOCKING: Final = {"TypeInvalid", "Required", "NotSupported", "TooLong", "TooMany", "Finite"}
+_INT64: Final = (-(2**63), 2**63 - 1)
+_MAX_JSON_FLOAT: Final = 2**53 - 1
 _RFC3339: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
@@ -193,7 +197,7 @@ def _default(value: Any, s: dict[str, Any] | None) -> None:
 
 def apply_defaults(obj: dict[str, Any], path: Path = CRD_FILE) -> dict[str, Any]:
     """A copy of ``obj`` with the CRD's defaults filled in, as the API server stores it."""
-    out = copy.deepcopy(obj)
+    out = _decode(obj)
     s = _schema(path)
     _prune_nulls(out, s)
     _default(out, s)
@@ -217,10 +221,23 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _decode(value: Any) -> Any:
+    """Numbers as the API server's JSON decoding reads them: an integer outside int64 becomes a
+    float64 (apimachinery's json.Number: Int64(), else Float64())."""
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+        return float(value)
+    return value
+
+
 def _is_type(value: Any, t: str) -> bool:
     if t == "integer":
+        # kube-openapi's IsFloat64AJSONInteger: an integral float within +-(2^53 - 1)
         return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer()
+            isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_JSON_FLOAT
         )
     if t == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -328,7 +345,41 @@ def _list_types(value: Any, s: dict[str, Any] | None, path: str, errs: _Errors) 
 
 
 # ----------------------------------------------------------------------------- CEL
-_ENV: Final = celpy.Environment()
+class _ShortCircuit(celpy.evaluation.Evaluator):
+    """cel-python's interpreter with ``||`` and ``&&`` that skip the right side when the left one
+    decides (true || x, false && x), as cel-go does. The results are CEL's in every case (an error
+    on the left is still absorbed by a deciding right side); only the work differs: cel-python
+    evaluates both sides, so each rule ``!has(self.trial.task) || self.trial.task != 'digits' ||
+    self.parameters.all(...)`` walked every parameter of every job (tests/k8s/test_fuzz.py)."""
+
+    def sub_evaluator(self, ast: Any) -> _ShortCircuit:
+        return _ShortCircuit(ast, activation=self.activation)
+
+    def _logical(self, tree: Any, name: str, decides: bool) -> Any:
+        if len(tree.children) != 2:
+            return getattr(super(), name)(tree)
+        left = self.visit(tree.children[0])
+        if isinstance(left, celtypes.BoolType) and bool(left) is decides:
+            return celtypes.BoolType(decides)
+        right = self.visit(tree.children[1])
+        try:
+            return self.activation.resolve_function("_||_" if decides else "_&&_")(left, right)
+        except TypeError as ex:
+            return celpy.CELEvalError(f"found no matching overload for {name} ({type(left)}, {type(right)})", ex)
+
+    def conditionalor(self, tree: Any) -> Any:
+        return self._logical(tree, "conditionalor", True)
+
+    def conditionaland(self, tree: Any) -> Any:
+        return self._logical(tree, "conditionaland", False)
+
+
+class _Runner(celpy.InterpretedRunner):
+    def evaluate(self, context: Any) -> Any:
+        return _ShortCircuit(ast=self.ast, activation=self.new_activation()).evaluate(context)
+
+
+_ENV: Final = celpy.Environment(runner_class=_Runner)
 
 #: apimachinery's resource.Quantity grammar: <signedNumber><suffix>, suffix binary SI (Ki..Ei),
 #: decimal SI (n u m "" k M G T P E) or a decimal exponent (e3, E-2).
@@ -435,15 +486,31 @@ _MISSING: Final = object()
 _OLD_SELF: Final = re.compile(r"\boldSelf\b")
 
 
-def _evaluate(rule: str, value: Any, s: dict[str, Any], old: Any = _MISSING) -> bool | str:
+class _Bound:
+    """A node's value as the rules see it, converted once for all the node's rules (a spec-level
+    rule binds the whole spec, and there are dozens of them)."""
+
+    def __init__(self, value: Any, s: dict[str, Any]):
+        self.value, self.s = value, s
+        self.key = json.dumps(value, sort_keys=True, default=str)
+        self._cel: Any = _MISSING
+
+    @property
+    def cel(self) -> Any:
+        if self._cel is _MISSING:
+            self._cel = _to_cel(self.value, self.s)
+        return self._cel
+
+
+def _evaluate(rule: str, node: _Bound, old: Any = _MISSING) -> bool | str:
     """True/False, or the evaluation error's text."""
     transition = old is not _MISSING
-    key = (rule, id(s), json.dumps([value, old if transition else None], sort_keys=True, default=str))
+    key = (rule, id(node.s), node.key, json.dumps(old, sort_keys=True, default=str) if transition else None)
     if key not in _RESULTS:
         try:
-            bindings = {"self": _to_cel(value, s)}
+            bindings = {"self": node.cel}
             if transition:
-                bindings["oldSelf"] = _to_cel(old, s)
+                bindings["oldSelf"] = _to_cel(old, node.s)
             result = _program(rule).evaluate(bindings)
         except celpy.CELEvalError as err:
             result = err
@@ -467,7 +534,9 @@ def _old_item(item: Any, old: Any, s: dict[str, Any]) -> Any:
 def _rules(value: Any, s: dict[str, Any] | None, path: str, errs: _Errors, old: Any = _MISSING) -> None:
     if s is None or value is None:
         return
+    bound = _Bound(value, s) if s.get("x-kubernetes-validations") else None
     for rule in s.get("x-kubernetes-validations", []):
+        assert bound is not None
         transition = bool(_OLD_SELF.search(rule["rule"]))
         if transition and (old is _MISSING or old is None):
             continue  # a create, or a field that is new: transition rules do not apply
@@ -476,7 +545,7 @@ def _rules(value: Any, s: dict[str, Any] | None, path: str, errs: _Errors, old: 
             where = path + rule["fieldPath"] if path else rule["fieldPath"].lstrip(".")
         message = rule.get("message") or f"failed rule: {rule['rule']}"
         node_type = s.get("type", "")
-        ok = _evaluate(rule["rule"], value, s, old if transition else _MISSING)
+        ok = _evaluate(rule["rule"], bound, old if transition else _MISSING)
         if isinstance(ok, str):
             errs.invalid(where, node_type, f"{ok} evaluating rule: {message}")
         elif not ok:
@@ -521,7 +590,7 @@ def admit(obj: Any, *, strict: bool = False, old: Any = None, path: Path = CRD_F
     if not isinstance(obj, dict):
         errs.add("TypeInvalid", "", f"Invalid value: {_fmt(_type_name(obj))}: the object must be a mapping")
         return obj, errs.messages
-    out = copy.deepcopy(obj)
+    out = _decode(obj)
     s = _schema(path)
     kind = _load(path)["spec"]["names"]["kind"]
     if out.get("apiVersion") != api_version(path):

@@ -28,7 +28,7 @@ import kmock
 import kubernetes.client
 import yaml
 from cluster_dns import HostsFile
-from emulator import Admission, ApiServer, Defaulter, Obj, load_crd_documents
+from emulator import Admission, ApiServer, Defaulter, FaultInjector, Obj, load_crd_documents
 from kubelet import Kubelet
 
 T = TypeVar("T")
@@ -165,6 +165,34 @@ class Cluster:
             return fn(api)
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    # ------------------------------------------------------------------------------------------
+    # API server trouble
+
+    def inject_faults(self, rates: Mapping[str, float], *, seed: int = 0, **options: Any) -> None:
+        """From now on the API server fails the operator's requests (kopf's and the kubernetes
+        client's, by User-Agent; never kubectl's, nor this object's direct reads) at `rates`:
+        {emulator.CONFLICT | THROTTLED | ERROR_BEFORE | ERROR_AFTER | WATCH_DROP: probability per
+        request}. `options`: the rest of emulator.FaultInjector (agents, retry_after_s, drop_after)."""
+        injector = FaultInjector(rates=dict(rates), seed=seed, **options)
+
+        def install(api: ApiServer) -> None:
+            api.faults = injector
+
+        self.call(install)
+
+    def stop_faults(self) -> FaultInjector | None:
+        """No more faults; returns the injector (`injected`: counts by kind, `log`: each fault)."""
+
+        def remove(api: ApiServer) -> FaultInjector | None:
+            injector, api.faults = api.faults, None
+            return copy.deepcopy(injector)
+
+        return self.call(remove)
+
+    def faults_injected(self) -> dict[str, int]:
+        """How many faults of each kind were injected so far."""
+        return self.call(lambda api: dict(api.faults.injected) if api.faults is not None else {})
 
     # ------------------------------------------------------------------------------------------
     # Clients

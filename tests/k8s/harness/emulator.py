@@ -46,6 +46,10 @@ serves it from its own store, leaving kmock the bundled resource catalogue (`loa
   served, from the CRD's additionalPrinterColumns for custom resources.
 - kubectl's create/apply validation needs `/openapi/v3`: a minimal document that advertises
   server-side field validation, so kubectl does not validate against a schema it cannot fetch.
+
+Not a gap but a test's wish: API server trouble on demand (`FaultInjector`, installed with
+`Cluster.inject_faults`): 409, 429 + Retry-After, 500 before or after the write, watch
+connections cut, at seeded fixed rates and for chosen clients only.
 """
 
 from __future__ import annotations
@@ -214,6 +218,100 @@ def _json(data: Any, status: int = 200) -> aiohttp.web.Response:
     return aiohttp.web.Response(text=json.dumps(data), status=status, content_type="application/json")
 
 
+#: The faults a FaultInjector can inject, each at its own rate per eligible request.
+CONFLICT: Final = "409-conflict"  # a write refused, nothing done (the object "changed meanwhile")
+THROTTLED: Final = "429-throttled"  # any verb, with Retry-After (and details.retryAfterSeconds)
+ERROR_BEFORE: Final = "500-before"  # any verb, refused before anything happened
+ERROR_AFTER: Final = "500-after"  # a write carried out, and then answered 500: the ambiguous failure
+WATCH_DROP: Final = "watch-dropped"  # a watch's connection cut (no clean end) after a few events
+FAULT_KINDS: Final = (CONFLICT, THROTTLED, ERROR_BEFORE, ERROR_AFTER, WATCH_DROP)
+_WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclasses.dataclass
+class FaultInjector:
+    """API server trouble at fixed rates, for the requests of chosen clients only.
+
+    Each request to a resource path (`/api/v1/...`, `/apis/g/v/...`; discovery is spared) whose
+    User-Agent starts with one of `agents` (and whose path matches `paths`, if given) draws one
+    number from a generator seeded with `seed`, which picks at most one of the faults by their
+    `rates` (probability per eligible request; 409 and 500-after only for writes). A watch
+    request that got through draws again for WATCH_DROP and is then cut after `drop_after`
+    (min, max) events. The draws are seeded, the order of requests is the clients' own: the rate
+    is fixed, not which request gets the fault.
+    """
+
+    rates: Mapping[str, float]
+    seed: int = 0
+    #: kopf ("kopf/1.x") and the kubernetes client ("OpenAPI-Generator/x/python"): the operator;
+    #: not kubectl, whose reads and applies are the test's own.
+    agents: tuple[str, ...] = ("kopf/", "OpenAPI-Generator/")
+    #: only requests whose path matches this regular expression (None: every resource path)
+    paths: str | None = None
+    retry_after_s: int = 1
+    drop_after: tuple[int, int] = (1, 5)
+    #: faults injected so far, by kind
+    injected: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    #: (kind, User-Agent, "METHOD path") of every fault, for failure messages
+    log: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.rates) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        self._rng = random.Random(self.seed)
+
+    def _eligible(self, request: aiohttp.web.BaseRequest) -> str | None:
+        agent = request.headers.get("User-Agent", "")
+        if self.paths is not None and not re.search(self.paths, request.path):
+            return None
+        return agent if agent.startswith(self.agents) else None
+
+    def record(self, kind: str, agent: str, request: aiohttp.web.BaseRequest) -> None:
+        self.injected[kind] += 1
+        self.log.append((kind, agent, f"{request.method} {request.path_qs}"))
+
+    def draw(self, request: aiohttp.web.BaseRequest, watch: bool) -> str | None:
+        """The fault this request gets (counted), or None."""
+        agent = self._eligible(request)
+        if agent is None:
+            return None
+        write = request.method in _WRITES and not watch
+        kinds = [k for k in (CONFLICT, THROTTLED, ERROR_BEFORE, ERROR_AFTER) if write or k in (THROTTLED, ERROR_BEFORE)]
+        roll, edge = self._rng.random(), 0.0
+        for kind in kinds:
+            edge += self.rates.get(kind, 0.0)
+            if roll < edge:
+                self.record(kind, agent, request)
+                return kind
+        return None
+
+    def error(self, kind: str, request: aiohttp.web.BaseRequest) -> ApiError:
+        """The Status the real API server answers with for this kind of trouble."""
+        if kind == CONFLICT:
+            return ApiError(
+                409,
+                "Conflict",
+                f"Operation cannot be fulfilled on {request.path}: the object has been modified; "
+                "please apply your changes to the latest version and try again",
+            )
+        if kind == THROTTLED:
+            return ApiError(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+                {"retryAfterSeconds": self.retry_after_s},
+            )
+        return ApiError(500, "InternalError", f"Internal error occurred: injected ({kind})")
+
+    def watch_drop(self, request: aiohttp.web.BaseRequest) -> int | None:
+        """After how many events this watch's connection is cut (counted when it is), or None."""
+        agent = self._eligible(request)
+        if agent is None or self._rng.random() >= self.rates.get(WATCH_DROP, 0.0):
+            return None
+        return self._rng.randint(*self.drop_after)
+
+
 @attrs.define(kw_only=True)
 class ApiServer(kmock.KubernetesEmulator):
     """The emulated API server; serve it with `kmock.Server(api_server)`.
@@ -239,6 +337,8 @@ class ApiServer(kmock.KubernetesEmulator):
     _closing: bool = attrs.field(default=False, init=False)
     #: "METHOD path: traceback" of every request that failed inside the emulator (HTTP 500).
     internal_errors: list[str] = attrs.field(factory=list, init=False)
+    #: API server trouble injected into chosen clients' requests (None: none); see FaultInjector.
+    faults: FaultInjector | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -849,7 +949,29 @@ class ApiServer(kmock.KubernetesEmulator):
         rtype = self.types.get((group, version, plural))
         if rtype is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        return await self._serve_resource(request, rtype, namespace, name, subresource)
+        return await self._serve_with_faults(request, rtype, namespace, name, subresource)
+
+    async def _serve_with_faults(
+        self,
+        request: aiohttp.web.BaseRequest,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str | None,
+        subresource: str | None,
+    ) -> aiohttp.web.StreamResponse:
+        """`_serve_resource`, with the fault the injector (if any) draws for this request: an
+        error instead of the action, or (500-after) an error in place of the action's answer."""
+        watch = request.method == "GET" and request.query.get("watch") in ("true", "1")
+        fault = self.faults.draw(request, watch) if self.faults is not None else None
+        if fault is None:
+            return await self._serve_resource(request, rtype, namespace, name, subresource)
+        error = self.faults.error(fault, request)  # type: ignore[union-attr]
+        if fault == ERROR_AFTER:
+            await self._serve_resource(request, rtype, namespace, name, subresource)  # done, answer lost
+        response = error.response()
+        if fault == THROTTLED:
+            response.headers["Retry-After"] = str(error.details["retryAfterSeconds"])
+        return response
 
     async def _serve_resource(
         self,
@@ -997,6 +1119,9 @@ class ApiServer(kmock.KubernetesEmulator):
         self._watchers.append(watcher)
         snapshot = self.list(rtype, namespace, match) if initial else []
         deadline = time.monotonic() + float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
+        #: events left before the injector cuts this watch's connection (None: never), drawn by
+        #: the injector in place when this watch began, or, for one begun before, when it came
+        drop_in, drawn_by = None, None
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
             await response.prepare(request)
@@ -1063,6 +1188,16 @@ class ApiServer(kmock.KubernetesEmulator):
                 else:
                     continue
                 await send(kind, self.present(rtype, event.object))
+                if self.faults is not None and drawn_by is not self.faults:
+                    drawn_by, drop_in = self.faults, self.faults.watch_drop(request)
+                if drop_in is not None:
+                    drop_in -= 1
+                    if drop_in <= 0 and self.faults is not None and request.transport is not None:
+                        # Cut, not ended: no final chunk, as a proxy or a restarting API server
+                        # leaves it; the client sees a broken payload, not a finished stream.
+                        self.faults.record(WATCH_DROP, request.headers.get("User-Agent", ""), request)
+                        request.transport.abort()
+                        break
         except ConnectionResetError:
             pass  # the client went away
         finally:
