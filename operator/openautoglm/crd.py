@@ -450,6 +450,20 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
             ".warmStart",
         ),
         _rule(
+            "!has(self.warmStart) || !has(self.algorithm) || !has(self.algorithm.sampler)"
+            " || self.algorithm.sampler != 'grid'"
+            " || self.warmStart.all(w, self.parameters.all(p, p.type == 'fixed' || p.name in w.params))",
+            "the grid sampler needs every parameter in each warm-start entry",
+            ".warmStart",
+        ),
+        _rule(
+            "!has(self.algorithm) || !has(self.algorithm.startFromDefaults) || !self.algorithm.startFromDefaults"
+            " || !has(self.algorithm.sampler) || self.algorithm.sampler != 'grid'",
+            "not with the grid sampler: it visits every point in its own order",
+            ".algorithm.startFromDefaults",
+            _FORBIDDEN,
+        ),
+        _rule(
             "!has(self.algorithm) || !has(self.algorithm.startFromDefaults) || !self.algorithm.startFromDefaults"
             " || has(self.trial.task)",
             "only for a built-in task (trial.task): a program's defaults are not known here; give them as a "

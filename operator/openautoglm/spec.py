@@ -99,6 +99,10 @@ def _typed_map(annotation: Any) -> bool:
     return any(get_origin(a) is dict and get_args(a)[1:] != (Any,) for a in _variants(annotation))
 
 
+def _non_finite(value: object) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def _raise(problems: list[tuple[str, str]]) -> None:
     if problems:
         raise SpecProblems(problems)
@@ -305,6 +309,15 @@ class Parameter(_Model):
                 p.append(("choices", "only for categorical parameters, not fixed"))
         if self.when is not None and not self.when:
             p.append(("when", "must name at least one parameter"))
+        # YAML reads .nan/.inf, JSON has neither: the API server refuses them, so validate does too.
+        for i, c in enumerate(self.choices or []):
+            if _non_finite(c):
+                p.append((f"choices[{i}]", "must be a finite number (JSON has no NaN or Infinity)"))
+        if _non_finite(self.value):
+            p.append(("value", "must be a finite number (JSON has no NaN or Infinity)"))
+        for ref, v in (self.when or {}).items():
+            if any(_non_finite(x) for x in (v if isinstance(v, list) else [v])):
+                p.append((f"when.{ref}", "must be a finite number (JSON has no NaN or Infinity)"))
         _raise(p)
         return self
 
@@ -620,6 +633,21 @@ class TuningJobSpec(_Model):
                 elif why := by_name[k][1].refuses(v):
                     # Optuna fails the first ask on such a value (a categorical) or runs it outside the space.
                     p.append((f"warmStart[{i}].params.{k}", why))
+        if self.algorithm.sampler == "grid":
+            # Optuna's grid sampler cannot complete a partial point (it fails the trial's every ask).
+            for i, ws in enumerate(self.warm_start):
+                if missing := [q.name for q in self.parameters if q.type != "fixed" and q.name not in ws.params]:
+                    p.append(
+                        (f"warmStart[{i}].params", f"the grid sampler needs every parameter here; missing: {missing}")
+                    )
+            if self.algorithm.start_from_defaults:
+                p.append(
+                    (
+                        "algorithm.startFromDefaults",
+                        "not with the grid sampler: it visits every point in its own order "
+                        "(give the defaults as a complete warmStart entry to run them first)",
+                    )
+                )
         if self.trial.task is not None and self.metrics.collector is not None:
             p.append(("metrics.collector", "only for trial.command: built-in tasks report their metrics themselves"))
         if self.algorithm.start_from_defaults and self.trial.task is None:

@@ -583,6 +583,18 @@ CRD_BAD: list[tuple[str, Callable[[dict], None], str, str]] = [
         "parameters of the search space",
     ),
     (
+        "grid-warm-start-partial",
+        _steps(_set("spec.algorithm.sampler", "grid"), _set("spec.warmStart", [{"params": {"lr": 0.01}}])),
+        "spec.warmStart",
+        "every parameter",
+    ),
+    (
+        "grid-start-from-defaults",
+        _steps(_set("spec.algorithm.sampler", "grid"), _set("spec.algorithm.startFromDefaults", True)),
+        "spec.algorithm.startFromDefaults",
+        "grid sampler",
+    ),
+    (
         "warm-start-value-is-a-list",
         _set("spec.warmStart", [{"params": {"lr": [0.01]}}]),
         "spec.warmStart[0].params[lr]",

@@ -157,7 +157,7 @@ def test_a_full_journal_volume_stalls_the_job_with_its_own_reason():
 
     err = JournalWriteError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/studies/default/j.journal")
     previous = {"phase": "Running", "conditions": []}
-    status = builders.build_storage_outage_status(
+    status = builders.build_stalled_status(
         previous,
         generation=3,
         now=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),

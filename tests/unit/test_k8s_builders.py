@@ -256,7 +256,7 @@ def test_a_storage_outage_stalls_the_job_until_a_pass_writes_again():
         "trials": {"running": 2, "completed": 3},
         "conditions": builders.build_conditions(None, "Running", None, None, 4, t1),
     }
-    down = builders.build_storage_outage_status(running, generation=4, now=t2, message="study storage x unreachable")
+    down = builders.build_stalled_status(running, generation=4, now=t2, message="study storage x unreachable")
     conds = {c["type"]: c for c in down["conditions"]}
     assert conds["Stalled"] == {
         "type": "Stalled",

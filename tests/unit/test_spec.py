@@ -164,6 +164,19 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
         "spec.parameters[1].choices",
         "required",
     ),
+    # Found by tests/k8s/test_fuzz.py: YAML's .nan passed validate, the API server refused it.
+    (
+        "choice-not-a-number",
+        _set("spec.parameters[1].choices", [32, float("nan")]),
+        "spec.parameters[1].choices[1]",
+        "finite",
+    ),
+    (
+        "fixed-value-infinite",
+        _set("spec.parameters[1]", {"name": "batch_size", "type": "fixed", "value": float("inf")}),
+        "spec.parameters[1].value",
+        "finite",
+    ),
     ("duplicate-choices", _set("spec.parameters[1].choices", [32, 64, 32]), "spec.parameters[1].choices", "unique"),
     (
         "fixed-without-value",
@@ -351,6 +364,19 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
         _set("spec.warmStart", [{"params": {"lr": 0.5}}]),
         "spec.warmStart[0].params.lr",
         "within lr's range",
+    ),
+    # Found by tests/k8s/test_fuzz.py: Optuna's grid sampler failed every ask of such a job.
+    (
+        "grid-warm-start-partial",
+        _steps(_set("spec.algorithm.sampler", "grid"), _set("spec.warmStart", [{"params": {"lr": 0.01}}])),
+        "spec.warmStart[0].params",
+        "every parameter",
+    ),
+    (
+        "grid-start-from-defaults",
+        _steps(_set("spec.algorithm.sampler", "grid"), _set("spec.algorithm.startFromDefaults", True)),
+        "spec.algorithm.startFromDefaults",
+        "grid sampler",
     ),
     (
         "warm-start-not-a-number",

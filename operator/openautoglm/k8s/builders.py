@@ -195,6 +195,9 @@ STORAGE_UNAVAILABLE: Final = "StorageUnavailable"
 STORAGE_FULL: Final = "StorageFull"
 #: The job names a storage Secret (or key) that is not there (yet).
 STORAGE_SECRET_MISSING: Final = "StorageSecretMissing"
+#: Stalled: a reconcile pass raised (a bug, or a study the operator cannot read); the operator logs
+#: the traceback once and retries with backoff, so the status says so instead of nothing.
+PASS_FAILED: Final = "PassFailed"
 
 
 def build_conditions(
@@ -346,7 +349,7 @@ def build_invalid_status(
     }
 
 
-def build_storage_outage_status(
+def build_stalled_status(
     previous: dict[str, Any] | None,
     *,
     generation: int | None,
@@ -354,8 +357,9 @@ def build_storage_outage_status(
     message: str,
     reason: str = STORAGE_UNAVAILABLE,
 ) -> dict[str, Any]:
-    """The last status written, with Stalled=True (``reason``: StorageUnavailable, StorageFull) and
-    why: a pass cannot run, so nothing else in the status can be brought up to date until it can."""
+    """The last status written, with Stalled=True (``reason``: StorageUnavailable, StorageFull,
+    StorageSecretMissing, PassFailed) and why: a pass cannot run, so nothing else in the status can
+    be brought up to date until it can."""
     status = dict(previous or {})
     status["conditions"] = build_conditions(
         status.get("conditions"),

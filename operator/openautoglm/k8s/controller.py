@@ -173,7 +173,7 @@ class JobController:
         StorageFull: the journal's volume is full). The status goes to the API server, not there."""
         message = fault_message(err, self.url)
         log.warning("TuningJob %s/%s: %s", self.namespace, self.name, message)
-        status = builders.build_storage_outage_status(
+        status = builders.build_stalled_status(
             self.previous,
             generation=self.generation,
             now=_now(),
@@ -183,12 +183,23 @@ class JobController:
         if status != self.previous:
             self._write(status)
 
+    def pass_failed(self, err: BaseException) -> None:
+        """A pass raised what is not a storage outage: Stalled (PassFailed) naming the error, so that
+        ``kubectl get``/GitOps show it; the handler logs the traceback and retries with backoff."""
+        text = f"{type(err).__name__}: {err}"
+        message = f"a reconcile pass failed: {text[:800]}; retrying with backoff (the operator's log has the traceback)"
+        status = builders.build_stalled_status(
+            self.previous, generation=self.generation, now=_now(), message=message, reason=builders.PASS_FAILED
+        )
+        if status != self.previous:
+            self._write(status)
+
     def waiting_status(self) -> None:
         """The job cannot start yet (see ``waiting``): Stalled with the reason, nothing else changed."""
         assert self.waiting is not None
         reason, message = self.waiting
         log.warning("TuningJob %s/%s: waiting: %s", self.namespace, self.name, message)
-        status = builders.build_storage_outage_status(
+        status = builders.build_stalled_status(
             self.previous, generation=self.generation, now=_now(), message=message, reason=reason
         )
         if status != self.previous:

@@ -141,6 +141,7 @@ async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger:
         return
     reported = False
     outage = outage_errors()
+    failures = 0
     try:
         while not stopped:
             try:
@@ -148,6 +149,11 @@ async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger:
             except outage as err:
                 await _ride_out_outage(ctl, err, stopped, outage)
                 continue
+            except Exception as err:  # noqa: BLE001 - said in the status, logged, retried
+                failures += 1
+                await _after_failed_pass(ctl, err, failures, stopped, logger)
+                continue
+            failures = 0
             for e in result.outcome.events if result.outcome else []:
                 # kopf.event, not kopf.info: info/warn obey posting.level, which keeps log lines out.
                 kopf.event(dict(body), type="Warning" if e.warning else "Normal", reason=e.reason, message=e.message)
@@ -199,6 +205,26 @@ async def _ride_out_outage(ctl: Any, err: BaseException, stopped: kopf.DaemonSto
             return
         except outage:
             delay = min(delay * 2, 15.0)
+
+
+async def _after_failed_pass(
+    ctl: Any, err: Exception, failures: int, stopped: kopf.DaemonStopped, logger: logging.Logger
+) -> None:
+    """A pass raised (a bug, or a study the operator cannot read). kopf would retry the daemon in
+    60 s and leave the status as it was; instead the status says Stalled/PassFailed with the error,
+    the traceback is logged once, and the pass is retried with backoff (1 s doubling to 60 s) on
+    the study read again, as after a restart (a pass is safe to repeat)."""
+    if failures == 1:
+        logger.error("TuningJob %s: a reconcile pass failed; retrying with backoff", ctl.name, exc_info=err)
+    else:
+        logger.warning("TuningJob %s: a reconcile pass failed again (%d): %s", ctl.name, failures, err)
+    await in_pool(ctl.pass_failed, err)
+    await _wait(ctl, stopped, min(2.0 ** (failures - 1), 60.0))
+    if not stopped:
+        try:
+            await in_pool(ctl.reopen)
+        except Exception as again:  # noqa: BLE001 - the next pass meets it again, and says so
+            logger.warning("TuningJob %s: reading the study again failed: %s", ctl.name, again)
 
 
 async def _wait(ctl: Any, stopped: kopf.DaemonStopped, seconds: float) -> None:
