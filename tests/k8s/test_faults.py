@@ -95,7 +95,9 @@ def test_a_hung_metrics_endpoint_blocks_neither_its_job_nor_another(cluster, tmp
 
 def test_operator_killed_at_ten_random_moments_loses_and_duplicates_nothing(cluster, tmp_path):
     """A 12-trial job (parallelism 3); the operator is SIGKILLed 10 times, each after a seeded
-    random 0.3-2.5 s of running, and started again at once. Seed 13: the same moments each run."""
+    random 0.3-2.5 s of running (counted from when it serves /metrics: on a loaded machine its
+    start-up alone can take longer than that), and started again at once. Seed 13: the same
+    moments each run."""
     rng = random.Random(13)
     delays = [round(rng.uniform(0.3, 2.5), 2) for _ in range(10)]
     name = "killed-ten"
@@ -112,6 +114,7 @@ def test_operator_killed_at_ten_random_moments_loses_and_duplicates_nothing(clus
     kills = []
     try:
         for delay in delays:
+            operator.wait_up()
             time.sleep(delay)
             finished_before = sum(t.state.is_finished() for t in study_trials(operator, name))
             operator.kill()

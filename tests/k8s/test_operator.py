@@ -73,6 +73,18 @@ class Operator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
+    def wait_up(self, timeout: float = 60) -> None:
+        """Until the operator serves its /metrics (imports done, kopf started)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.scrape()
+                return
+            except OSError:
+                if time.monotonic() > deadline or (self.proc is not None and self.proc.poll() is not None):
+                    raise
+                time.sleep(0.05)
+
     def scrape(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
             return r.read().decode()
