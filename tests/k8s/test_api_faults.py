@@ -144,14 +144,23 @@ def test_api_server_trouble_at_fixed_rates_loses_and_duplicates_nothing(cluster,
     )
 
 
+def _errors(operator) -> dict[str, float]:
+    """The operator's calls that failed after their retries, by operation."""
+    return _samples(operator.scrape(), "openautoglm_api_errors_total", "operation")
+
+
+def _shown(cluster, name: str) -> int:
+    return job_status(cluster, name).get("trials", {}).get("finished", 0)
+
+
 def test_api_server_failing_the_operator_for_seconds_holds_the_job_and_it_catches_up(cluster, tmp_path):
     """A 6-trial job (parallelism 2) against three spells of trouble in the operator's kubernetes
     client. First every pod creation is carried out and answered 500 (the ambiguous failure, for
     certain, not by chance): the retry finds the pod (409 AlreadyExists), and no pod is made
     twice. Then two blackouts longer than the retries last (every request refused with 500):
-    the status writes alone for 6 s, while trials finish and are told to the study (the status
-    cannot say so, and must not be recorded as written); then pod reads and writes too for 5 s
-    (the passes are cut short). When the API answers again the job finishes with every trial
+    the status writes alone for at least 6 s and until one gives up, while trials finish and are told to the study (the status
+    cannot say so, and must not be recorded as written); then pod reads and writes too for at least
+    5 s and until a pass is cut short. When the API answers again the job finishes with every trial
     once, and the status, behind the study until then, equals it."""
     name = "blackout"
     ours = ("OpenAPI-Generator/",)  # the operator's kubernetes client, not kopf
@@ -169,15 +178,27 @@ def test_api_server_failing_the_operator_for_seconds_holds_the_job_and_it_catche
         cluster.inject_faults({ERROR_BEFORE: 1.0}, agents=ours, paths=status_path)
         try:
             time.sleep(6)
+            # At least 6 s, and until a status write has run out of its retries (a loaded machine
+            # may still be inside the first write's backoff) while a trial was told.
+            cluster.wait_for(
+                lambda: (
+                    _errors(operator).get("patch_status", 0) >= 1
+                    and sum(t.state.is_finished() for t in study_trials(operator, name)) > _shown(cluster, name)
+                ),
+                30,
+                "a status write given up while a trial was told",
+            )
             told = sum(t.state.is_finished() for t in study_trials(operator, name))
-            shown = job_status(cluster, name).get("trials", {}).get("finished", 0)
-            after_status_blackout = _samples(operator.scrape(), "openautoglm_api_errors_total", "operation")
+            shown = _shown(cluster, name)
+            after_status_blackout = _errors(operator)
         finally:
             spells["status writes refused"] = cluster.stop_faults()
         cluster.inject_faults({ERROR_BEFORE: 1.0}, agents=ours, paths=f"{status_path}|{pod_paths}")
         try:
             time.sleep(5)
-            after_full_blackout = _samples(operator.scrape(), "openautoglm_api_errors_total", "operation")
+            # At least 5 s, and until a pass has been cut short (its pod list gave up).
+            cluster.wait_for(lambda: _errors(operator).get("list_pods", 0) >= 1, 30, "a pass cut short")
+            after_full_blackout = _errors(operator)
         finally:
             spells["pods and status refused"] = cluster.stop_faults()
         lifted = time.monotonic()
