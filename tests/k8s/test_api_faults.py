@@ -158,10 +158,11 @@ def test_api_server_failing_the_operator_for_seconds_holds_the_job_and_it_catche
     client. First every pod creation is carried out and answered 500 (the ambiguous failure, for
     certain, not by chance): the retry finds the pod (409 AlreadyExists), and no pod is made
     twice. Then two blackouts longer than the retries last (every request refused with 500):
-    the status writes alone for at least 6 s and until one gives up, while trials finish and are told to the study (the status
-    cannot say so, and must not be recorded as written); then pod reads and writes too for at least
-    5 s and until a pass is cut short. When the API answers again the job finishes with every trial
-    once, and the status, behind the study until then, equals it."""
+    the status writes alone for at least 6 s and until one gives up, while trials finish and are
+    told to the study (the status cannot say so, and must not be recorded as written); then pod
+    reads and writes too for at least 5 s and until a pass is cut short. When the API answers
+    again the job finishes with every trial once, and the status, behind the study until then,
+    equals it."""
     name = "blackout"
     ours = ("OpenAPI-Generator/",)  # the operator's kubernetes client, not kopf
     status_path, pod_paths = rf"/tuningjobs/{name}/status$", r"/pods$|/pods/"
