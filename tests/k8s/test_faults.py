@@ -46,6 +46,18 @@ def _assert_every_trial_once(cluster, name: str, n: int, trials: list) -> dict:
     return status
 
 
+def _stalled(cluster, name: str, reason: str):
+    """A predicate for ``cluster.wait_for``: the job's Stalled condition once it is True with
+    ``reason`` (returned), else None."""
+
+    def check() -> dict | None:
+        conds = {c["type"]: c for c in job_status(cluster, name).get("conditions", [])}
+        stall = conds.get("Stalled") or {}
+        return stall if stall.get("status") == "True" and stall.get("reason") == reason else None
+
+    return check
+
+
 def _pass_buckets(metrics: str, job: str) -> dict[str, float]:
     """The job's reconcile-pass histogram: upper bound -> passes at most that long."""
     out = {}
@@ -149,12 +161,7 @@ def test_postgres_stopped_for_30_s_stalls_the_job_and_it_resumes(cluster, tmp_pa
         postgres_server["stop"]()
         stopped_at = time.monotonic()
 
-        def stalled() -> dict | None:
-            conds = {c["type"]: c for c in job_status(cluster, name).get("conditions", [])}
-            stall = conds.get("Stalled") or {}
-            return stall if stall.get("status") == "True" and stall.get("reason") == "StorageUnavailable" else None
-
-        stall = cluster.wait_for(stalled, 30, "the Stalled condition")
+        stall = cluster.wait_for(_stalled(cluster, name, "StorageUnavailable"), 30, "the Stalled condition")
         noticed = time.monotonic() - stopped_at
         assert "unreachable" in stall["message"] and "resumes" in stall["message"], stall
         time.sleep(max(0.0, 30 - (time.monotonic() - stopped_at)))
@@ -184,21 +191,13 @@ def test_a_job_whose_storage_is_not_there_yet_says_so_and_starts_when_it_is(clus
     operator = Operator(cluster, tmp_path)
     operator.start()
 
-    def stalled(reason: str):
-        def check() -> dict | None:
-            conds = {c["type"]: c for c in job_status(cluster, name).get("conditions", [])}
-            stall = conds.get("Stalled") or {}
-            return stall if stall.get("status") == "True" and stall.get("reason") == reason else None
-
-        return check
-
     try:
         apply(cluster, doc, tmp_path)
-        missing = cluster.wait_for(stalled("StorageSecretMissing"), 30, "StorageSecretMissing")
+        missing = cluster.wait_for(_stalled(cluster, name, "StorageSecretMissing"), 30, "StorageSecretMissing")
         assert "default/pg-later" in missing["message"] and "does not exist" in missing["message"], missing
         secret_data = {"url": base64.b64encode(postgres_server["url"].encode()).decode()}
         cluster.create("v1/secrets", {"metadata": {"name": "pg-later", "namespace": NS}, "data": secret_data})
-        down = cluster.wait_for(stalled("StorageUnavailable"), 30, "StorageUnavailable")
+        down = cluster.wait_for(_stalled(cluster, name, "StorageUnavailable"), 30, "StorageUnavailable")
         assert "unreachable" in down["message"], down
         assert not trial_pods(cluster, name), "trials started before the study could be read"
         postgres_server["start"]()
@@ -234,12 +233,7 @@ def test_a_pass_that_raises_says_so_in_the_status_and_the_job_resumes_once_it_ca
             f.write(garbage)
         broken_at = time.monotonic()
 
-        def stalled() -> dict | None:
-            conds = {c["type"]: c for c in job_status(cluster, name).get("conditions", [])}
-            stall = conds.get("Stalled") or {}
-            return stall if stall.get("status") == "True" and stall.get("reason") == "PassFailed" else None
-
-        stall = cluster.wait_for(stalled, 60, "Stalled/PassFailed")
+        stall = cluster.wait_for(_stalled(cluster, name, "PassFailed"), 60, "Stalled/PassFailed")
         noticed = time.monotonic() - broken_at
         assert "JSONDecodeError" in stall["message"] and "retrying" in stall["message"], stall
         time.sleep(3)  # a few retries with backoff

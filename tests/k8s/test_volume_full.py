@@ -9,7 +9,7 @@ import glob
 import json
 import time
 
-from test_faults import _assert_every_trial_once, _toy_job
+from test_faults import _assert_every_trial_once, _stalled, _toy_job
 from test_operator import NS, Operator, apply, job_status, study_trials, trial_pods
 
 #: Seconds the volume stays full once the job is Stalled: the running trials (4 s) end meanwhile.
@@ -33,11 +33,7 @@ def test_a_full_journal_volume_stalls_the_job_and_it_resumes_when_space_is_freed
         small_volume.fill()
         filled = time.monotonic()
 
-        def stalled() -> dict | None:
-            stall = _condition(cluster, name, "Stalled")
-            return stall if stall.get("status") == "True" and stall.get("reason") == "StorageFull" else None
-
-        stall = cluster.wait_for(stalled, 30, "the Stalled condition")
+        stall = cluster.wait_for(_stalled(cluster, name, "StorageFull"), 30, "the Stalled condition")
         noticed = time.monotonic() - filled
         (journal,) = glob.glob(str(operator.study_dir / NS / f"{name}-*.journal"))
         assert f"study journal {journal} cannot be written: no space left on device (ENOSPC)" in stall["message"]
