@@ -37,14 +37,16 @@ assert 'torch' not in sys.modules, 'the operator must not import torch'"
 # uid 10001 as in the Deployment's securityContext; the studies volume is mounted at
 # /var/lib/openautoglm (fsGroup 10001 makes it writable), /tmp is an emptyDir there.
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin openautoglm \
- && mkdir -p /var/lib/openautoglm/studies \
+ && mkdir -p /var/lib/openautoglm/studies /opt/openautoglm \
  && chown -R 10001:10001 /var/lib/openautoglm
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     OPENAUTOGLM_STUDY_DIR=/var/lib/openautoglm/studies \
     OPENAUTOGLM_OPERATOR_HEALTH_PORT=8080 \
     OPENAUTOGLM_OPERATOR_METRICS_PORT=8000
-WORKDIR /var/lib/openautoglm
+# Not the studies volume: nothing a tenant names may land among every team's journals by a
+# relative path. Root-owned and empty: the operator writes only where its settings say.
+WORKDIR /opt/openautoglm
 USER 10001:10001
 # 8080: /healthz (liveness, readiness); 8000: the operator's /metrics.
 EXPOSE 8080 8000

@@ -423,8 +423,9 @@ def large_study_case(finished: int, more: int) -> dict[str, Any]:
         emulated_cluster(Path(tmp) / "large") as cluster,
         OperatorProcess(cluster, Path(tmp)) as op,
     ):
-        journal = Path(tmp) / "large.journal"
-        doc = job_document("large", finished + more, 4, journal=str(journal))
+        # A journal name is a file in the operator's directory of the job's namespace (issue 21).
+        journal = Path(tmp) / "studies" / NS / "large.journal"
+        doc = job_document("large", finished + more, 4, journal=journal.name)
         seed_journal(doc, journal, finished)
         before = op.memory()
         cpu0 = op.cpu()

@@ -79,3 +79,50 @@ def mutate(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     else:
         node[last] = value
     return doc
+
+
+def _prometheus(query: str) -> dict[str, Any]:
+    return {"source": "prometheus", "port": 9090, "prometheus": {"url": "http://prometheus:9090", "query": query}}
+
+
+#: Fields a tenant sets that the shared operator acts on, each set the way an attacker would
+#: (issue 21): (id, spec section, value, field path, what the refusal says). `openautoglm validate`
+#: and the CRD (schema + CEL) must both refuse each with its path.
+HOSTILE_FIELDS: list[tuple[str, str, Any, str, str]] = [
+    # str.format on a tenant's template: 286 MiB before any network call, or an AttributeError.
+    ("query-format-width", "metrics", _prometheus("x{trial:300000000}"), "metrics.prometheus.query", "placeholder"),
+    ("query-attribute", "metrics", _prometheus('x{job="{job.nope}"}'), "metrics.prometheus.query", "placeholder"),
+    ("query-index", "metrics", _prometheus("x{trial[0]}"), "metrics.prometheus.query", "placeholder"),
+    ("query-unknown-name", "metrics", _prometheus("x{namespaces}"), "metrics.prometheus.query", "placeholder"),
+    ("query-format-escape", "metrics", _prometheus('x{{job="{job}"}}'), "metrics.prometheus.query", "PromQL"),
+    ("query-too-long", "metrics", _prometheus("x" * 2049), "metrics.prometheus.query", "2048"),
+    # Another namespace's journal, the volume's root, the operator's /tmp.
+    ("journal-other-namespace", "storage", {"journal": {"path": "../team-b/x.journal"}}, "storage.journal.path", ""),
+    ("journal-absolute", "storage", {"journal": {"path": "/tmp/fill.journal"}}, "storage.journal.path", ""),
+    ("journal-not-a-journal", "storage", {"journal": {"path": "x.journal.lock"}}, "storage.journal.path", ""),
+    ("journal-hidden", "storage", {"journal": {"path": ".x.journal"}}, "storage.journal.path", ""),
+    # A password in the spec is readable by everyone who may `get tuningjobs`.
+    (
+        "postgres-url-password",
+        "storage",
+        {"postgres": {"url": "postgresql://u:S3cret@db/optuna"}},
+        "storage.postgres.url",
+        "password",
+    ),
+    (
+        "postgres-url-password-query",
+        "storage",
+        {"postgres": {"url": "postgresql://db:5432/optuna?user=u&password=S3cret"}},
+        "storage.postgres.url",
+        "password",
+    ),
+    (
+        "secret-ref-name-path",
+        "storage",
+        {"postgres": {"secretRef": {"name": "../kube-system/x"}}},
+        "storage.postgres.secretRef.name",
+        "",
+    ),
+    # A pass per nanosecond, each listing the job's pods.
+    ("interval-nanosecond", "metrics", {"intervalSeconds": 1e-9}, "metrics.intervalSeconds", "0.5"),
+]

@@ -48,6 +48,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except InvalidTuningJob as err:
         print(err, file=sys.stderr)
         return EXIT_INVALID
+    prometheus = job.spec.metrics.prometheus
+    if job.spec.metrics.source == "prometheus" and not (prometheus and prometheus.url) and not cfg.prometheus_url:
+        print(
+            "error: spec.metrics.source is prometheus: give spec.metrics.prometheus.url "
+            "or set OPENAUTOGLM_PROMETHEUS_URL",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     workdir = Path(args.workdir) / job.name if args.workdir else cfg.default_workdir(path, job.name)
     # No terminal (CI, a log file): long lines stay whole instead of wrapping at 80 columns.
     console = Console(file=sys.stderr, soft_wrap=True)

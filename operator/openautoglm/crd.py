@@ -46,7 +46,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
-from openautoglm import podschema
+from openautoglm import podschema, promql
 from openautoglm import podtemplate as pt
 from openautoglm import spec as spec_module
 from openautoglm.spec import (
@@ -59,6 +59,7 @@ from openautoglm.spec import (
     PARAM_NAME_RE,
     PLURAL,
     QUANTITY_RE,
+    URL_PASSWORD_RE,
     VERSION,
     TuningJobSpec,
 )
@@ -151,6 +152,11 @@ def _multi_objective_samplers() -> list[str]:
 
 def _none_starts_with(var: str, prefixes: tuple[str, ...]) -> str:
     return " && ".join(f"!{var}.startsWith('{p}')" for p in prefixes)
+
+
+def _cel_string(text: str) -> str:
+    """``text`` as a single-quoted CEL string literal (a regex's backslashes kept)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _cel_list(values: tuple[str, ...] | list[str]) -> str:
@@ -629,12 +635,6 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
     ],
     "spec.metrics": [
         _rule(
-            "!has(self.source) || self.source != 'prometheus' || has(self.prometheus)",
-            "required when source is prometheus: {url, query}",
-            ".prometheus",
-            _REQUIRED,
-        ),
-        _rule(
             f"!has(self.collector) || !has(self.collector.port) || (self.collector.port != {DEFAULT_RENDEZVOUS_PORT}"
             " && (!has(self.port) || self.collector.port != self.port))",
             f"taken by the trial supervisor (the metrics port or the rendezvous port {DEFAULT_RENDEZVOUS_PORT})",
@@ -684,6 +684,25 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
     ],
     "spec.storage.postgres": [
         _rule("has(self.url) != has(self.secretRef)", "give exactly one of url or secretRef", ".url"),
+        _rule(
+            f"!has(self.url) || !self.url.matches({_cel_string(URL_PASSWORD_RE.pattern)})",
+            "holds a password, which everyone who may read this TuningJob would see: put the URL in a Secret "
+            "and name it in secretRef",
+            ".url",
+        ),
+    ],
+    # The template language of engine/metrics.py (openautoglm.promql): four placeholders, no str.format.
+    "spec.metrics.prometheus": [
+        _rule(
+            f"!has(self.query) || !self.query.matches({_cel_string(promql.UNKNOWN_PLACEHOLDER_RE)})",
+            "unknown placeholder: a template may use only " + ", ".join("{" + p + "}" for p in promql.PLACEHOLDERS),
+            ".query",
+        ),
+        _rule(
+            "!has(self.query) || (!self.query.contains('{{') && !self.query.contains('}}'))",
+            "'{{' and '}}' are not PromQL; write single braces (placeholders are not str.format)",
+            ".query",
+        ),
     ],
     **pod_template_rules(),
 }
@@ -909,7 +928,17 @@ def status_schema() -> dict[str, Any]:
     """The status the operator writes. Unknown fields are kept (kopf stores its own state there)."""
     from openautoglm.engine.status import PARETO_LIMIT, RECENT_TRIALS
 
-    trial = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    trial = {
+        "type": "object",
+        "properties": {
+            "metricsProblem": {
+                "description": "Why the trial's /metrics (or result) could not be read, if it could not: too large, "
+                "too slow, malformed. The trial is judged by its termination message.",
+                "type": "string",
+            },
+        },
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
     integer = {"type": "integer"}
     timestamp = {"type": "string", "format": "date-time"}
     return {

@@ -69,6 +69,51 @@ class Settings:
     leader_election_retry_seconds: float = dataclasses.field(
         default_factory=lambda: float(_env("LEADER_ELECTION_RETRY_SECONDS", "2"))
     )
+    #: Operator: give every TuningJob NetworkPolicies for its trial pods (on/off): a trial's ranks
+    #: reach each other on every port (Horovod's rendezvous and Gloo), its /metrics is reachable
+    #: only from the operator's pods and the monitoring namespaces, and nothing else gets in.
+    #: Isolation needs a CNI that enforces NetworkPolicy; egress is left to the user's own policies.
+    trial_network_policy: bool = dataclasses.field(
+        default_factory=lambda: _env("TRIAL_NETWORK_POLICY", "on").lower() in ("on", "true", "1", "yes")
+    )
+    #: Operator: its own namespace, from which it scrapes the trials' /metrics (deploy/: the
+    #: downward API's metadata.namespace).
+    operator_namespace: str = dataclasses.field(
+        default_factory=lambda: _env("OPERATOR_NAMESPACE", "openautoglm-system")
+    )
+    #: Operator: a label selector (``k=v,k2=v2``) matching the operator's own pods, the only pods of
+    #: its namespace let in to the trials' /metrics.
+    operator_pod_labels: str = dataclasses.field(
+        default_factory=lambda: _env("OPERATOR_POD_LABELS", "app.kubernetes.io/name=openautoglm-operator")
+    )
+    #: Operator: a label selector of the namespaces whose pods may scrape the trials' /metrics
+    #: (Prometheus); empty: none but the operator.
+    monitoring_namespace_selector: str = dataclasses.field(
+        default_factory=lambda: _env("MONITORING_NAMESPACE_SELECTOR", "kubernetes.io/metadata.name=monitoring")
+    )
+    #: Prometheus server of ``metrics.source: prometheus`` jobs that name no
+    #: ``metrics.prometheus.url`` (the operator's, or a local run's).
+    prometheus_url: str | None = dataclasses.field(default_factory=lambda: _env("PROMETHEUS_URL", "") or None)
+    #: Operator: the Prometheus URLs a job may name (comma-separated; ``*``: any). Default: only
+    #: OPENAUTOGLM_PROMETHEUS_URL. A job naming another is Stalled (ConnectionNotAllowed): the
+    #: operator connects only where its administrator said, never where a tenant says.
+    allowed_prometheus_urls: tuple[str, ...] = dataclasses.field(
+        default_factory=lambda: _list(_env("ALLOWED_PROMETHEUS_URLS", "")) or _list(_env("PROMETHEUS_URL", ""))
+    )
+    #: Operator: the PostgreSQL hosts (``host`` or ``host:port``, comma-separated; ``*``: any) a
+    #: job's ``storage.postgres`` URL (given or from its Secret) may name. Default: the host of the
+    #: operator's own OPENAUTOGLM_STORAGE, if that is a database.
+    allowed_postgres_hosts: tuple[str, ...] = dataclasses.field(
+        default_factory=lambda: _list(_env("ALLOWED_POSTGRES_HOSTS", "")) or _own_postgres_host()
+    )
+    #: The largest answer of a trial's /metrics (or of Prometheus) the engine reads, in bytes; a
+    #: larger one is refused unread and recorded as the trial's metrics problem.
+    scrape_limit_bytes: int = dataclasses.field(default_factory=lambda: int(_env("SCRAPE_LIMIT_BYTES", "1048576")))
+    #: Seconds one read of a trial's /metrics may take in all (connecting, headers, body); a pass
+    #: waits for its readings this long plus a margin, then goes on without those not done.
+    scrape_deadline_seconds: float = dataclasses.field(
+        default_factory=lambda: float(_env("SCRAPE_DEADLINE_SECONDS", "2"))
+    )
     #: Log level of the engine and operator.
     log_level: str = dataclasses.field(default_factory=lambda: _env("LOG_LEVEL", "WARNING"))
 
@@ -81,6 +126,27 @@ class Settings:
 
 def load() -> Settings:
     return Settings()
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _own_postgres_host() -> tuple[str, ...]:
+    """``host:port`` of the operator's own study database (OPENAUTOGLM_STORAGE[_FILE]), if it is one."""
+    try:
+        url = _storage()
+    except ValueError:
+        return ()
+    if not url or not url.startswith("postgresql"):
+        return ()
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return (f"{parts.hostname or 'localhost'}:{parts.port or 5432}",)
+    except ValueError:
+        return ()
 
 
 def _storage() -> str | None:

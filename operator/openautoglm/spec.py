@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 # The trial contract is the other half of this model (no heavy imports: names and constants).
+from openautoglm import promql
 from openautoglm_trial import contract
 
 #: The TuningJob resource: the one place its group, version and names are spelt.
@@ -42,6 +43,15 @@ PLACEHOLDER_RE: Final = re.compile(r"\$\{trialParameters\.([^}]*)\}")
 #: Kubernetes resource quantity (a simplified form of the apimachinery grammar).
 QUANTITY_RE: Final = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$")
 ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: ``storage.journal.path``: a file name (no directory part, not hidden) ending in ``.journal``.
+JOURNAL_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.journal$")
+#: A password in a database URL: ``user:password@`` or a ``password=`` query parameter (libpq).
+URL_PASSWORD_RE: Final = re.compile(r"(?i)^[^/]*//[^/@?#]*:[^/@?#]*@|[?&]password=")
+#: A Secret's name (DNS-1123 subdomain) and a key of its data.
+SECRET_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SECRET_KEY_RE: Final = re.compile(r"^[-._a-zA-Z0-9]+$")
+#: The floor of ``metrics.intervalSeconds``.
+MIN_INTERVAL_SECONDS: Final = 0.5
 
 Direction = Literal["maximize", "minimize"]
 MetricName = Annotated[str, Field(min_length=1, max_length=63, pattern=PARAM_NAME_RE.pattern)]
@@ -81,6 +91,10 @@ class _Model(BaseModel):
                     out[key] = None
             elif isinstance(value, dict) and _typed_map(field.annotation):
                 out[key] = {k: v for k, v in value.items() if v is not None}
+            elif isinstance(value, float) and value.is_integer() and _int_only(field.annotation):
+                # JSON has one number type: the API server takes 12.0 for an integer field. Validation
+                # is strict otherwise (a string is no number), as the API server's.
+                out[key] = int(value)
             else:
                 out[key] = value
         return out
@@ -92,6 +106,12 @@ def _variants(annotation: Any) -> tuple[Any, ...]:
 
 def _admits_none(annotation: Any) -> bool:
     return any(a is None or a is type(None) for a in _variants(annotation))
+
+
+def _int_only(annotation: Any) -> bool:
+    """int (or int | None), not float: a field the CRD types ``integer``."""
+    kinds = {get_args(a)[0] if get_origin(a) is Annotated else a for a in _variants(annotation)}
+    return int in kinds and float not in kinds
 
 
 def _typed_map(annotation: Any) -> bool:
@@ -469,9 +489,20 @@ class TrialTemplate(_Model):
 
 # ----------------------------------------------------------------------------- metrics, storage
 class PrometheusQuery(_Model):
-    url: Annotated[str, Field(pattern=r"^https?://")]
-    #: PromQL; ``{job}``, ``{trial}`` and ``{metric}`` are replaced. Default: the trial gauge.
-    query: str | None = None
+    #: The Prometheus server's base URL. Unset: the operator's (OPENAUTOGLM_PROMETHEUS_URL); in a
+    #: cluster one that is set must be on the operator's allow-list (OPENAUTOGLM_ALLOWED_PROMETHEUS_URLS).
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=512)] | None = None
+    #: PromQL template: exactly the placeholders ``{namespace}``, ``{job}``, ``{trial}`` and ``{metric}``
+    #: are replaced (with ``{metric}`` it runs once per metric); any other brace pair that holds no
+    #: label matcher is refused. Default: the trial gauge of the job's namespace, job and trial.
+    query: Annotated[str, Field(min_length=1, max_length=promql.MAX_QUERY_LENGTH)] | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        if v is not None and (problems := promql.template_problems(v)):
+            raise ValueError("; ".join(problems))
+        return v
 
 
 #: Katib's StdOut/File collector filter, widened to exponents and nan/inf (the trial contract's).
@@ -526,7 +557,9 @@ class Collector(_Model):
 class MetricsSource(_Model):
     source: Literal["scrape", "prometheus"] = "scrape"
     port: Annotated[int, Field(ge=1, le=65535)] = 9090
-    interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    #: Seconds between two passes of the job (each lists its pods and reads its trials' metrics):
+    #: at least 0.5, so that no job can make the shared operator spin.
+    interval_seconds: Annotated[float, Field(ge=MIN_INTERVAL_SECONDS, le=3600)] = 5.0
     prometheus: PrometheusQuery | None = None
     #: How a ``trial.command`` program's metrics are collected; unset: stdout (as Katib).
     collector: Collector | None = None
@@ -534,8 +567,6 @@ class MetricsSource(_Model):
     @model_validator(mode="after")
     def _check(self) -> MetricsSource:
         p: list[tuple[str, str]] = []
-        if self.source == "prometheus" and self.prometheus is None:
-            p.append(("prometheus", "required when source is prometheus: {url, query}"))
         if self.collector is not None and self.collector.port in (self.port, DEFAULT_RENDEZVOUS_PORT):
             p.append(
                 (
@@ -553,22 +584,39 @@ class MetricsSource(_Model):
 
 
 class SecretRef(_Model):
-    name: str
-    key: str = "url"
+    #: A Secret in the TuningJob's namespace; its value must be a postgresql:// URL.
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_NAME_RE.pattern)]
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_KEY_RE.pattern)] = "url"
 
 
 class JournalStorage(_Model):
-    path: str | None = None
+    #: The journal's file name, inside the operator's studies directory for this namespace
+    #: (``<studyDir>/<namespace>/``): a name, not a path, so that no job reaches another
+    #: namespace's journals or a file outside the volume. Default: ``<job>-<uid>.journal``.
+    path: Annotated[str, Field(max_length=128, pattern=JOURNAL_NAME_RE.pattern)] | None = None
 
 
 class PostgresStorage(_Model):
-    url: Annotated[str, Field(pattern=r"^postgresql(\+[a-z0-9]+)?://")] | None = None
+    #: A database URL without a password (anyone who may read the TuningJob reads it): give
+    #: credentials in a Secret (secretRef). In a cluster, its host must be on the operator's
+    #: allow-list (OPENAUTOGLM_ALLOWED_POSTGRES_HOSTS).
+    url: Annotated[str, Field(pattern=r"^postgresql(\+[a-z0-9]+)?://", max_length=1024)] | None = None
     secret_ref: SecretRef | None = None
 
     @model_validator(mode="after")
     def _check(self) -> PostgresStorage:
+        p: list[tuple[str, str]] = []
         if (self.url is None) == (self.secret_ref is None):
-            _raise([("url", "give exactly one of url or secretRef")])
+            p.append(("url", "give exactly one of url or secretRef"))
+        if self.url is not None and URL_PASSWORD_RE.search(self.url):
+            p.append(
+                (
+                    "url",
+                    "holds a password, which everyone who may read this TuningJob would see: "
+                    "put the URL in a Secret and name it in secretRef",
+                )
+            )
+        _raise(p)
         return self
 
 

@@ -7,6 +7,7 @@ Validation is a pure function that returns problems; callers decide how to fail
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,8 @@ def validate_document(doc: Any, source: str = "TuningJob") -> TuningJob:
             [Problem("(document)", f"must be a mapping (a TuningJob), got {type(doc).__name__}")], source
         )
     try:
-        job = TuningJob.model_validate(doc)
+        # Strict, as the API server's schema: `maxTrials: "12"` is a string there, not a number.
+        job = TuningJob.model_validate(doc, strict=True)
     except ValidationError as err:
         raise InvalidTuningJob(_from_pydantic(err), source) from None
     problems = plugin_problems(job)
@@ -178,10 +180,23 @@ def validate_document(doc: Any, source: str = "TuningJob") -> TuningJob:
     return job
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as kubectl does: YAML 1.1 (PyYAML) wants a dot in a
+    float, so ``low: 1e-4`` would be the string "1e-4" here and the number 0.0001 to kubectl
+    (go-yaml); strict validation would then refuse what the API server accepts."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+|[0-9]+\.[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def load_documents(path: str | Path) -> list[Any]:
     text = Path(path).read_text()
     try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
+        return [d for d in yaml.load_all(text, Loader=_YamlLoader) if d is not None]  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise InvalidTuningJob([Problem("(document)", f"not valid YAML: {err}")], str(path)) from None
 

@@ -33,7 +33,7 @@ def toy_job(
         ],
         "trial": {"command": [sys.executable, TOY], "epochs": epochs, "workers": workers},
         # The toy speaks the trial contract itself: no supervisor around it.
-        "metrics": {"intervalSeconds": 0.2, "collector": {"kind": "native"}},
+        "metrics": {"intervalSeconds": 0.5, "collector": {"kind": "native"}},
     }
     if warm_start:
         spec["warmStart"] = [{"params": p} for p in warm_start]

@@ -67,7 +67,7 @@ def test_six_trial_study_prunes_stops_divergence_and_reports_best(tmp_path, monk
                 },
             ],
             "trial": {"task": "digits", "epochs": 8, "workers": 2},
-            "metrics": {"intervalSeconds": 0.2},
+            "metrics": {"intervalSeconds": 0.5},
         },
     }
     job = validate_document(doc)

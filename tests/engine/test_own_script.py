@@ -28,7 +28,7 @@ def _job_dir(tmp_path: Path, budget: dict, warm_start: list[dict], epochs: int) 
     spec["trial"]["command"] = [
         a if not a.startswith("--epochs=") else f"--epochs={epochs}" for a in spec["trial"]["command"]
     ]
-    spec["metrics"]["intervalSeconds"] = 0.2
+    spec["metrics"]["intervalSeconds"] = 0.5
     (tmp_path / "train.py").symlink_to(EXAMPLE / "train.py")
     (tmp_path / "data").symlink_to(EXAMPLE / "data")
     (tmp_path / "tuningjob.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -1,5 +1,6 @@
 """metrics.source: prometheus — intermediate values read by PromQL from a real Prometheus."""
 
+import pytest
 from conftest import toy_job
 from optuna.trial import TrialState
 
@@ -13,14 +14,23 @@ from openautoglm_trial import contract
 FAST = Settings(workdir=None, storage=None, local_tick_seconds=0.2, elapsed_save_seconds=1, log_level="WARNING")
 
 
-def test_pruning_from_prometheus_queries(tmp_path, prometheus_server):
+#: A template as a user writes it: one metric asked by name ({metric}), every label matched.
+METRIC_TEMPLATE = (
+    'max(openautoglm_trial_metric{namespace="{namespace}",openautoglm_job="{job}",'
+    'openautoglm_trial="{trial}",metric="{metric}"})'
+)
+
+
+@pytest.mark.parametrize("query", [None, METRIC_TEMPLATE], ids=["default-query", "metric-template"])
+def test_pruning_from_prometheus_queries(tmp_path, prometheus_server, monkeypatch, query):
     name, port, trials = "promjob", 19191, 4
     # Static targets standing in for the Kubernetes service discovery of deploy/prometheus-scrape:
     # the same labels, on the addresses the local backend gives each trial's rank 0.
     targets = [
         {
             "targets": [f"{contract.worker_address(name, n, 0)}:{port}"],
-            "labels": {"openautoglm_job": name, "openautoglm_trial": str(n)},
+            # A local job has no namespace: Prometheus sees it as "default", as the default query asks.
+            "labels": {"namespace": "default", "openautoglm_job": name, "openautoglm_trial": str(n)},
         }
         for n in range(trials)
     ]
@@ -42,9 +52,11 @@ def test_pruning_from_prometheus_queries(tmp_path, prometheus_server):
         "source": "prometheus",
         "port": port,
         "intervalSeconds": 0.5,
-        "prometheus": {"url": url},
+        "prometheus": {"url": url} if query is None else {"query": query},
         "collector": {"kind": "native"},
     }
+    if query is not None:  # no URL in the job: the engine's own Prometheus (OPENAUTOGLM_PROMETHEUS_URL)
+        monkeypatch.setenv("OPENAUTOGLM_PROMETHEUS_URL", url)
     job = validate_document(doc)
 
     seen = []
@@ -65,4 +77,4 @@ def test_pruning_from_prometheus_queries(tmp_path, prometheus_server):
     ]
     pruned = next(t for t in result.study.get_trials() if t.state == TrialState.PRUNED)
     assert "pruned by median" in pruned.user_attrs["stop_reason"] and max(pruned.intermediate_values) < 8
-    assert seen and all("score" in r.values for r in seen)
+    assert seen and all("score" in r.values and r.problem is None for r in seen)

@@ -17,10 +17,12 @@ from typing import Any
 
 import admission
 import kubernetes_validate
+import netpol
 import pytest
 import yaml
 
 from openautoglm import crd
+from openautoglm.k8s import builders
 from openautoglm.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +31,8 @@ NAMESPACE = "openautoglm-system"
 OPERATOR = "openautoglm-operator"
 IMAGE = "openautoglm/operator:0.1"
 LEADER_ELECTION = "openautoglm-leader-election"
+#: Reading storage Secrets: a ClusterRole bound per namespace only (deploy/storage-secrets).
+SECRETS = "openautoglm-operator-secrets"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) is not on PATH"
@@ -71,6 +75,7 @@ def test_default_renders_the_crd_rbac_and_operator() -> None:
             ("ServiceAccount", OPERATOR),
             ("ClusterRole", OPERATOR),
             ("ClusterRoleBinding", OPERATOR),
+            ("ClusterRole", SECRETS),
             ("Role", LEADER_ELECTION),
             ("RoleBinding", LEADER_ELECTION),
             ("ClusterRole", "openautoglm-tuningjob-admin"),
@@ -109,6 +114,8 @@ KUSTOMIZE = [
     "deploy/dashboard",
     "deploy/dashboard-postgres",
     "deploy/samples",
+    "deploy/namespaced",
+    "deploy/storage-secrets",
 ]
 
 
@@ -134,18 +141,27 @@ def _triples(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     }
 
 
+#: What the operator does in a namespace where it runs jobs: its API calls (k8s/api.py) and kopf's.
+#: No deletecollection (deletes go one by one, each naming its uid), no watch on Services or
+#: NetworkPolicies (only pods wake a job).
+IN_NAMESPACE = {
+    *(("openautoglm.io", "tuningjobs", v) for v in ("get", "list", "watch", "patch", "update")),
+    *(("openautoglm.io", "tuningjobs/status", v) for v in ("get", "patch", "update")),
+    ("openautoglm.io", "tuningjobs/finalizers", "update"),
+    *(("", "pods", v) for v in ("get", "list", "watch", "create", "delete")),
+    *(("", "services", v) for v in ("get", "list", "create", "delete")),
+    *(("networking.k8s.io", "networkpolicies", v) for v in ("get", "list", "create", "delete")),
+    ("", "events", "create"),
+    ("", "events", "patch"),
+    ("events.k8s.io", "events", "create"),
+    ("events.k8s.io", "events", "patch"),
+}
+
+
 def test_operator_role_has_exactly_the_verbs_it_uses() -> None:
     expected = {
-        *(("openautoglm.io", "tuningjobs", v) for v in ("get", "list", "watch", "patch", "update")),
-        *(("openautoglm.io", "tuningjobs/status", v) for v in ("get", "patch", "update")),
-        ("openautoglm.io", "tuningjobs/finalizers", "update"),
-        *(("", "pods", v) for v in ("get", "list", "watch", "create", "delete", "deletecollection")),
-        *(("", "services", v) for v in ("get", "list", "watch", "create", "delete")),
-        ("", "events", "create"),
-        ("", "events", "patch"),
-        ("events.k8s.io", "events", "create"),
-        ("events.k8s.io", "events", "patch"),
-        ("", "secrets", "get"),
+        *IN_NAMESPACE,
+        # kopf's cluster-wide scanning (what it serves), in cluster-wide mode only
         ("", "namespaces", "list"),
         ("", "namespaces", "watch"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
@@ -154,6 +170,62 @@ def test_operator_role_has_exactly_the_verbs_it_uses() -> None:
     role = _one(_default(), "ClusterRole", OPERATOR)
     assert _triples(role) == expected
     assert all("resourceNames" not in rule and "nonResourceURLs" not in rule for rule in role["rules"])
+
+
+def test_secrets_are_readable_only_where_a_namespace_binds_it() -> None:
+    """`get secrets` is its own ClusterRole, bound by no ClusterRoleBinding anywhere in deploy/; the
+    example binds it with a RoleBinding in one (placeholder) namespace."""
+    assert _triples(_one(_default(), "ClusterRole", SECRETS)) == {("", "secrets", "get")}
+    for directory in KUSTOMIZE:
+        for o in _render(directory):
+            if o["kind"] == "ClusterRoleBinding":
+                assert o["roleRef"]["name"] != SECRETS, directory
+            if o["kind"] == "ClusterRole" and o["metadata"]["name"] != SECRETS:
+                assert not any("secrets" in rule.get("resources", []) for rule in o["rules"]), (directory, o)
+    [binding] = _render("deploy/storage-secrets")
+    assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == "team-a"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": SECRETS}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}]
+
+
+def test_namespaced_install_grants_roles_in_its_namespaces_only() -> None:
+    """deploy/namespaced: the operator watches the namespaces its `--namespace` arguments name,
+    holds a Role in each (the in-namespace verbs + get secrets) and nothing cluster-wide."""
+    objects = _render("deploy/namespaced")
+    [container] = _one(objects, "Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[0] == "operator"
+    namespaces = [args[i + 1] for i, a in enumerate(args) if a == "--namespace"]
+    assert namespaces == ["team-a", "team-b"]
+    sa = {"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}
+    cluster_grants = [o for o in objects if o["kind"] == "ClusterRoleBinding" and sa in (o.get("subjects") or [])]
+    assert cluster_grants == []
+    assert not [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].startswith(OPERATOR)]
+    roles = {
+        o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == OPERATOR
+    }
+    assert sorted(roles) == namespaces
+    for ns, role in roles.items():
+        assert _triples(role) == IN_NAMESPACE | {("", "secrets", "get")}, ns
+        [binding] = [o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["namespace"] == ns]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": OPERATOR}
+        assert binding["subjects"] == [sa]
+    # everything else is deploy/default's
+    rest = {
+        (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))
+        for o in objects
+        if o["kind"] not in ("Role", "RoleBinding")
+    }
+    default = {
+        (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))
+        for o in _default()
+        if o["kind"] not in ("Role", "RoleBinding")
+    }
+    assert rest == default - {
+        ("ClusterRole", OPERATOR, None),
+        ("ClusterRoleBinding", OPERATOR, None),
+        ("ClusterRole", SECRETS, None),
+    }
 
 
 def test_leader_election_role_reads_and_renews_only_the_operators_lease() -> None:
@@ -223,6 +295,7 @@ def test_image_args_env_ports_and_resources() -> None:
         "OPENAUTOGLM_OPERATOR_METRICS_PORT": "8000",
         "OPENAUTOGLM_LEADER_ELECTION": "on",
         "OPENAUTOGLM_LEADER_ELECTION_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        "OPENAUTOGLM_OPERATOR_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
     }
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 8000}
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
@@ -236,6 +309,12 @@ def test_env_agrees_with_the_operator_settings(monkeypatch: pytest.MonkeyPatch) 
     assert (settings.operator_health_port, settings.operator_metrics_port) == (8080, 8000)
     # The Lease is where the Role lets the operator renew it; client-go's timings.
     assert settings.leader_election and settings.leader_election_namespace == NAMESPACE
+    # Trial pods let the operator's pods in to /metrics: its namespace and its pods' labels.
+    assert settings.operator_namespace == NAMESPACE
+    assert netpol.selects(
+        builders.parse_label_selector(settings.operator_pod_labels),
+        _deployment()["spec"]["template"]["metadata"]["labels"],
+    )
     assert _one(_default(), "Role", LEADER_ELECTION)["metadata"]["namespace"] == NAMESPACE
     lease = (
         settings.leader_election_lease_seconds,
@@ -424,15 +503,49 @@ def test_postgres_overlay_gives_the_operator_its_storage_from_a_secret(
         Settings()
 
 
-def test_only_the_operators_own_ports_are_open() -> None:
+MONITORING = {"kubernetes.io/metadata.name": "monitoring"}
+
+
+def test_only_the_operators_own_ports_are_open_and_metrics_to_monitoring_only() -> None:
+    """Judged by the tests' NetworkPolicy evaluator: health from anywhere (probes), metrics (the
+    recent trials' parameters) from the monitoring namespace only, nothing else."""
     policy = _one(_default(), "NetworkPolicy", OPERATOR)
-    assert (
-        policy["spec"]["podSelector"]["matchLabels"].items()
-        <= _deployment()["spec"]["template"]["metadata"]["labels"].items()
+    pod = netpol.Pod.of(
+        {
+            "metadata": {**_deployment()["spec"]["template"]["metadata"], "namespace": NAMESPACE},
+            "spec": _deployment()["spec"]["template"]["spec"],
+        }
     )
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    [rule] = policy["spec"]["ingress"]
-    assert {p["port"] for p in rule["ports"]} == {p["name"] for p in _container()["ports"]}
+    ports = {p["name"]: p["containerPort"] for p in _container()["ports"]}
+    namespaces = {"monitoring": {}, "team-a": {}}
+    tenant, prometheus = netpol.Pod("team-a", {"app": "x"}), netpol.Pod("monitoring", {"app": "prometheus"})
+    allowed = {
+        (who, port): netpol.ingress_allowed([policy], namespaces, src, pod, number)
+        for who, src in (("tenant", tenant), ("monitoring", prometheus))
+        for port, number in {**ports, "other": 9999}.items()
+    }
+    assert allowed == {
+        ("tenant", "health"): True,
+        ("tenant", "metrics"): False,
+        ("tenant", "other"): False,
+        ("monitoring", "health"): True,
+        ("monitoring", "metrics"): True,
+        ("monitoring", "other"): False,
+    }
+    # the same monitoring namespace as the operator's default for trial pods' /metrics
+    assert builders.parse_label_selector(Settings().monitoring_namespace_selector) == {"matchLabels": MONITORING}
+
+
+@pytest.mark.parametrize("directory", ["deploy/dashboard", "deploy/dashboard-postgres"])
+def test_the_dashboard_admits_the_monitoring_namespace_only(directory: str) -> None:
+    objects = _render(directory)
+    policy = _one(objects, "NetworkPolicy", "openautoglm-dashboard")
+    template = _one(objects, "Deployment", "openautoglm-dashboard")["spec"]["template"]
+    pod = netpol.Pod.of({"metadata": {**template["metadata"], "namespace": NAMESPACE}, "spec": template["spec"]})
+    namespaces = {"monitoring": {}, "team-a": {}}
+    assert netpol.ingress_allowed([policy], namespaces, netpol.Pod("monitoring", {}), pod, 8080)
+    assert not netpol.ingress_allowed([policy], namespaces, netpol.Pod("team-a", {}), pod, 8080)
+    assert not netpol.ingress_allowed([policy], namespaces, netpol.Pod(NAMESPACE, {}), pod, 8080)
 
 
 def test_samples_are_the_examples_and_are_admitted() -> None:

@@ -31,6 +31,9 @@ SUPPRESSED = {
     "trial_image/Dockerfile": {"CKV_DOCKER_7", "CKV_DOCKER_2"},
     "examples/own-script/Dockerfile": {"CKV_DOCKER_2"},
 }
+#: Directories without a workload: nothing suppressed, and fewer checks apply (a sample TuningJob,
+#: one RoleBinding); checkov must still have looked at this many.
+SMALL = {"deploy/samples": 0, "deploy/storage-secrets": 5}
 
 
 def _checkov(path: Path, framework: str) -> dict:
@@ -67,11 +70,11 @@ def test_checkov_finds_nothing_in_the_rendered_manifests(directory: str, tmp_pat
     assert not result["failed"], _describe(result["failed"])
     expected = (
         set()
-        if directory == "deploy/samples"
+        if directory in SMALL
         else SUPPRESSED["deploy/dashboard" if "dashboard" in directory else "deploy/default"]
     )
     assert {c["check_id"] for c in result["skipped"]} == expected
-    assert directory == "deploy/samples" or result["passed"] > 50  # checkov did look
+    assert result["passed"] >= SMALL.get(directory, 50)  # checkov did look
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)

@@ -32,14 +32,17 @@ def free_port() -> int:
 class Operator:
     """`openautoglm operator` as a separate process that a test can kill and start again."""
 
-    def __init__(self, cluster, workdir: Path):
+    def __init__(self, cluster, workdir: Path, args: tuple[str, ...] = ()):
         self.cluster = cluster
+        self.args = args  # after `openautoglm operator`, e.g. ("--namespace", "team-a")
         self.study_dir = workdir / "studies"
         self.log = workdir / "operator.log"
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        #: More OPENAUTOGLM_* settings of this operator (a test's allow-lists, say).
+        self.env: dict[str, str] = {}
 
     def start(self):
         env = {
@@ -49,10 +52,13 @@ class Operator:
             "OPENAUTOGLM_OPERATOR_HEALTH_PORT": str(self.health_port),
             "OPENAUTOGLM_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "OPENAUTOGLM_LOG_LEVEL": "INFO",
+            # The suite's PostgreSQL (tests/conftest.py) is the one database jobs may name.
+            "OPENAUTOGLM_ALLOWED_POSTGRES_HOSTS": "127.0.0.1",
+            **self.env,
         }
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "openautoglm.cli", "operator"],
+            [sys.executable, "-m", "openautoglm.cli", "operator", *self.args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -161,3 +161,29 @@ def test_no_answer_at_all_is_retried(server):
         api.list_services("default", {"a": "b"})
     assert err.value.code is None and err.value.attempts == FAST.attempts
     assert _count("openautoglm_api_retries_total", "list_services", 0) == before + FAST.attempts - 1
+
+
+def test_a_delete_names_its_uid_and_a_failed_precondition_is_not_retried(server):
+    """Deletes carry the uid of the object meant (DeleteOptions.preconditions): the API server's
+    answer that the name now holds another object (409 "Precondition failed") is success, as a
+    404 is: ours is gone. A plain 409 Conflict on a delete is retried as any other."""
+    precondition = _status(409, "Conflict")
+    precondition["message"] = (
+        'Operation cannot be fulfilled on pods "p": Precondition failed: UID in precondition: a, UID in object meta: b'
+    )
+    server.script = [(409, {}, precondition)]
+    api = _api(server)
+    api.delete_pod("default", "p", "a")
+    assert [m for _, m, _ in server.requests] == ["DELETE"]
+    server.script = [(409, {}, _status(409, "Conflict")), (200, {}, {})]
+    api.delete_service("default", "s", "a")
+    assert [m for _, m, _ in server.requests] == ["DELETE"] * 3
+
+
+def test_a_create_answers_the_object_or_none_where_the_name_is_taken(server):
+    server.script = [(201, {}, {**POD, "metadata": {**POD["metadata"], "uid": "u1"}})]
+    api = _api(server)
+    assert api.ensure_pod(POD)["metadata"]["uid"] == "u1"
+    server.script = [(409, {}, _status(409, "AlreadyExists")), (404, {}, _status(404, "NotFound"))]
+    assert api.ensure_pod(POD) is None
+    assert api.read_pod("default", "p") is None

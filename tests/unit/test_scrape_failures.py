@@ -66,9 +66,19 @@ def broken(request) -> Iterator[str]:
     yield from _serve(CASES[request.param])
 
 
-def test_the_engine_reads_no_value_from_a_broken_answer_and_goes_on(broken: str) -> None:
+#: What the engine records on the trial: a worker exiting mid-answer is normal (no problem); an
+#: answer that is no HTTP at all is the trial's problem.
+PROBLEMS = {"not-http": "/metrics: not an HTTP answer"}
+
+
+def test_the_engine_reads_no_value_from_a_broken_answer_and_goes_on(broken: str, request) -> None:
     trial = TrialObservation(3, [WorkerObservation(0, RUNNING, broken)], 1)
-    assert ScrapeSource(None).read(trial) is None  # type: ignore[arg-type]
+    reading = ScrapeSource(None).read(trial)  # type: ignore[arg-type]
+    problem = PROBLEMS.get(request.node.callspec.params["broken"])
+    if problem is None:
+        assert reading is None
+    else:
+        assert reading is not None and reading.values == {} and reading.problem == problem
 
 
 def test_the_engine_reads_a_whole_answer() -> None:

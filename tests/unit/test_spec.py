@@ -255,18 +255,6 @@ MALFORMED: list[tuple[str, Callable[[dict], None], str, str]] = [
     ),
     ("unknown-spec-field", _set("spec.budjet", {"maxTrials": 8}), "spec.budjet", "unknown field"),
     ("unknown-nested-field", _set("spec.trial.worker", 2), "spec.trial.worker", "unknown field"),
-    (
-        "prometheus-source-without-query",
-        _set("spec.metrics.source", "prometheus"),
-        "spec.metrics.prometheus",
-        "required when source is prometheus",
-    ),
-    (
-        "prometheus-without-url",
-        _steps(_set("spec.metrics.source", "prometheus"), _set("spec.metrics.prometheus", {})),
-        "spec.metrics.prometheus.url",
-        "required",
-    ),
     ("metrics-port-zero", _set("spec.metrics.port", 0), "spec.metrics.port", "greater than or equal to 1"),
     (
         "postgres-url-and-secret",

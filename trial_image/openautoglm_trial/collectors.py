@@ -15,7 +15,6 @@ formats themselves are parsed in :mod:`.parsers`.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import math
 import re
@@ -24,15 +23,14 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from . import contract
+from . import boundedhttp, contract
 from .errors import SettingsError
-from .parsers import json_parser, parse_exposition, parse_text, push_parser, text_parser
+from .parsers import MAX_LINE, json_parser, parse_exposition, parse_text, push_parser, text_parser
 from .recorder import GRAD_NORM_NAMES, Report
 from .registry import Registry
 
@@ -44,6 +42,12 @@ FORMATS: Final = ("text", "json")
 POLL_SECONDS: Final = 0.2
 SCRAPE_INTERVAL_SECONDS: Final = 1.0
 SCRAPE_TIMEOUT_SECONDS: Final = 2.0
+#: the largest /metrics page of the program read (a program exporting more is a bug of its own)
+SCRAPE_LIMIT_BYTES: Final = 4 * 1024 * 1024
+#: bytes of a metrics file read at once (a file that grew by gigabytes is read in steps)
+FILE_READ_BYTES: Final = 1024 * 1024
+#: malformed lines of a file logged (then only counted)
+BAD_LINES_LOGGED: Final = 3
 #: a reader still blocked this long after the program exited is abandoned (a grandchild
 #: holding the pipe open must not keep the trial from ending)
 DRAIN_SECONDS: Final = 5.0
@@ -196,9 +200,15 @@ class StreamCollector(Collector):
     def _run(self) -> None:
         assert self._stream is not None
         out = _stdout_buffer()
-        for raw in iter(self._stream.readline, b""):
+        long_lines = 0
+        for raw, whole in bounded_lines(self._stream):
             _echo(out, raw)
-            self._emit(parse_text(raw.decode("utf-8", "replace"), self.pattern))
+            if whole:
+                self._emit(parse_text(raw.decode("utf-8", "replace"), self.pattern))
+            else:
+                long_lines += 1
+                if long_lines <= BAD_LINES_LOGGED:
+                    log.warning("stdout: not parsing a line longer than %d bytes", MAX_LINE)
 
 
 class FileCollector(Collector):
@@ -220,6 +230,7 @@ class FileCollector(Collector):
         self._file: IO[bytes] | None = None
         self._inode: int | None = None
         self._partial = b""
+        self._overlong = False  # inside a line longer than MAX_LINE: skipped up to its newline
         self._bad_lines = 0
         # A file left from before (a restarted container) is not this run's: read only what
         # is appended from now on, unless it is truncated or replaced.
@@ -247,15 +258,26 @@ class FileCollector(Collector):
         self._reopen_if_replaced()
         if self._file is None:
             return
-        chunk = self._file.read()
-        if chunk:
-            lines = (self._partial + chunk).split(b"\n")
-            self._partial = lines.pop()
-            for line in lines:
-                self._line(line)
-        if final and self._partial:
+        while chunk := self._file.read(FILE_READ_BYTES):
+            self._feed(chunk)
+            if len(chunk) < FILE_READ_BYTES:
+                break
+        if final and self._partial and not self._overlong:
             self._line(self._partial)
-            self._partial = b""
+        if final:
+            self._partial, self._overlong = b"", False
+
+    def _feed(self, chunk: bytes) -> None:
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if self._overlong:  # the end of a line already too long
+                self._overlong = False
+                continue
+            self._line(line)
+        if len(self._partial) > MAX_LINE:
+            self._skip_line(f"longer than {MAX_LINE} bytes", self._partial[:200].decode("utf-8", "replace"))
+            self._partial, self._overlong = b"", True
 
     def _reopen_if_replaced(self) -> None:
         try:
@@ -265,7 +287,7 @@ class FileCollector(Collector):
         if self._file is not None and stat.st_ino == self._inode:
             if stat.st_size < self._file.tell():  # truncated in place: start over
                 self._file.seek(0)
-                self._partial = b""
+                self._partial, self._overlong = b"", False
             return
         if self._file is not None:
             self._file.close()
@@ -275,25 +297,32 @@ class FileCollector(Collector):
             log.warning("cannot open %s: %s", self.path, exc)
             self._file = None
             return
-        self._inode, self._partial = stat.st_ino, b""
+        self._inode, self._partial, self._overlong = stat.st_ino, b"", False
         skip = self._skip
         if skip is not None and skip[0] == stat.st_ino and skip[1] <= stat.st_size:
             self._file.seek(skip[1])
         self._skip = None
 
     def _line(self, raw: bytes) -> None:
+        if len(raw) > MAX_LINE:
+            self._skip_line(f"longer than {MAX_LINE} bytes", raw[:200].decode("utf-8", "replace"))
+            return
         text = raw.decode("utf-8", "replace").strip()
         if not text:
             return
         try:
             report = self.parse(text)
-        except ValueError as exc:
-            self._bad_lines += 1
-            if self._bad_lines <= 3:
-                log.warning("%s: skipping a line that is no JSON object (%s): %r", self.path, exc, text[:200])
+        except ValueError as exc:  # the parsers raise nothing else (parsers.py)
+            self._skip_line(str(exc), text)
             return
         if report is not None and report.values:
             self.sink(report)
+
+    def _skip_line(self, why: str, text: str) -> None:
+        """A malformed line is skipped, never the end of the collector; the first few are logged."""
+        self._bad_lines += 1
+        if self._bad_lines <= BAD_LINES_LOGGED:
+            log.warning("%s: skipping a malformed line (%s): %r", self.path, why, text[:200])
 
 
 class PushCollector(FileCollector):
@@ -355,11 +384,11 @@ class PrometheusCollector(Collector):
     def _scrape(self) -> None:
         for url in [self._answered] if self._answered else self.urls:
             try:
-                with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_SECONDS) as response:
-                    text = response.read().decode("utf-8", "replace")
-            except (OSError, ValueError, http.client.HTTPException) as exc:
-                self._last_error = str(exc)  # IncompleteRead: the program exited mid-response
+                body = boundedhttp.get(url, limit_bytes=SCRAPE_LIMIT_BYTES, deadline_seconds=SCRAPE_TIMEOUT_SECONDS)
+            except boundedhttp.FetchError as exc:
+                self._last_error = str(exc)  # not up yet, exited mid-answer, too large, too slow
                 continue
+            text = body.decode("utf-8", "replace")
             self._answered = url
             try:
                 values, step = parse_exposition(text, self.wanted)
@@ -428,6 +457,17 @@ COLLECTORS.add("prometheus", _prometheus)
 COLLECTORS.add("push", lambda spec, sink, names, bind: PushCollector(sink))
 
 
+def bounded_lines(stream: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """The lines of a pipe, each as (bytes, whole): a line longer than MAX_LINE comes in pieces
+    of at most MAX_LINE bytes with whole=False (to echo, not to parse), so a program printing
+    a gigabyte without a newline costs MAX_LINE of memory, not a gigabyte."""
+    inside_long = False
+    for piece in iter(lambda: stream.readline(MAX_LINE), b""):
+        ends = piece.endswith(b"\n")
+        yield piece, not inside_long and (ends or len(piece) < MAX_LINE)
+        inside_long = not ends
+
+
 def _stdout_buffer() -> IO[bytes]:
     return getattr(sys.stdout, "buffer", sys.stdout)
 
@@ -448,7 +488,7 @@ def echo_lines(stream: IO[bytes], out: IO[bytes], keep: Any) -> None:
         out: our stderr.
         keep: a bounded deque of the last lines (for the reason of a failure).
     """
-    for raw in iter(stream.readline, b""):
+    for raw, _ in bounded_lines(stream):
         _echo(out, raw)
         line = raw.decode("utf-8", "replace").rstrip()
         if line.strip():

@@ -134,6 +134,12 @@ REASON_TERMINATED: Final = "terminated"
 STATUS_FAILED: Final = "failed"
 TERMINATION_MESSAGE_LIMIT: Final = 4096
 
+# --- what the engine stores ---------------------------------------------------------------
+#: The largest step (epoch) a study holds: Optuna keys intermediate values by the step, a
+#: PostgreSQL ``integer`` in an RDB storage. Every step and epoch read from a trial (its
+#: /metrics, its termination message, its push reports) is clamped to 0..MAX_STEP.
+MAX_STEP: Final = 2**31 - 1
+
 
 def worker_address(job: str, trial: int, rank: int) -> str:
     """Deterministic per-worker loopback address used by the local backend and the test kubelet."""

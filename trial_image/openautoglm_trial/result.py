@@ -16,14 +16,23 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from . import contract
+from . import boundedjson, contract
 
 log = logging.getLogger(__name__)
 
 #: strings in "info" and "reason" are cut to this many characters before history is trimmed
 _MAX_TEXT = 512
+#: The longest message read back. Kubernetes keeps at most 4096 bytes; a local worker's file
+#: may hold anything, and is read this far (a longer message is unreadable, not cut).
+READ_LIMIT: Final = 64 * 1024
+#: A status or a metric name longer than this is no status or name of ours: cut.
+_MAX_NAME: Final = 256
+#: Seconds of run time beyond this (about 30 years) are a malformed number.
+_MAX_SECONDS: Final = 1e9
+#: How many of a message's malformed fields its problem names.
+_PROBLEMS_SHOWN: Final = 3
 
 
 @dataclass
@@ -36,8 +45,8 @@ class TrialResult:
     metrics: dict[str, float] = field(default_factory=dict)
     #: best value of each objective metric over the epochs, by its direction
     best: dict[str, float] = field(default_factory=dict)
-    #: per-epoch values of each metric, oldest first
-    history: dict[str, list[float]] = field(default_factory=dict)
+    #: per-epoch values of each metric, oldest first (None: no finite value at that epoch)
+    history: dict[str, list[float | None]] = field(default_factory=dict)
     epochs: int = 0
     rank: int = 0
     seconds: float = 0.0
@@ -46,31 +55,52 @@ class TrialResult:
 
     @classmethod
     def parse(cls, text: str | None) -> TrialResult | None:
-        """Read a termination message back into types (the engine's side of the contract): a
-        malformed field reads as absent (empty, 0), never as a crash of the engine; None when
-        there is no JSON object at all."""
+        """The result of a termination message, or None; see :meth:`read`, which also says why."""
+        return cls.read(text)[0]
+
+    @classmethod
+    def read(cls, text: str | None) -> tuple[TrialResult | None, str | None]:
+        """Read a termination message back into types (the engine's side of the contract).
+
+        Never raises, whatever the trial wrote: a malformed field reads as absent (empty, 0) and
+        a number out of range is clamped, and either is named in the problem.
+
+        Args:
+            text: the message as the worker left it (None or empty: none).
+
+        Returns:
+            (result, None) for a good message; (result, problem) when some fields were
+            malformed (``"epochs 1e+300 is outside 0..2147483647"``); (None, problem) when the
+            message is no JSON object at all (``"nested deeper than 64 levels"``); (None, None)
+            when there is no message.
+        """
         if not text:
-            return None
+            return None, None
+        if len(text) > READ_LIMIT or len(text.encode("utf-8", "replace")) > READ_LIMIT:
+            return None, f"longer than {READ_LIMIT // 1024} KiB"
         try:
-            doc = json.loads(text)
-        except ValueError:
-            return None
+            doc = boundedjson.loads(text, max_chars=READ_LIMIT)
+        except ValueError as err:
+            return None, str(err)
         if not isinstance(doc, dict):
-            return None
-        history, info = doc.get("history"), doc.get("info")
-        return cls(
-            status=doc["status"] if isinstance(doc.get("status"), str) else "",
-            reason=str(doc["reason"]) if doc.get("reason") else None,
-            metrics=_numbers(doc.get("metrics")),
-            best=_numbers(doc.get("best")),
-            history={str(k): list(v) for k, v in history.items() if isinstance(v, list)}
-            if isinstance(history, dict)
-            else {},
-            epochs=int(doc["epochs"]) if _is_number(doc.get("epochs")) else 0,
-            rank=int(doc["rank"]) if _is_number(doc.get("rank")) else 0,
-            seconds=float(doc["seconds"]) if _is_number(doc.get("seconds")) else 0.0,
+            return None, f"not a JSON object but {_kind(doc)}"
+        problems: list[str] = []  # in the order a reader cares: the counts first
+        epochs = int(_bounded(doc, "epochs", contract.MAX_STEP, problems))
+        rank = int(_bounded(doc, "rank", contract.MAX_STEP, problems))
+        seconds = _bounded(doc, "seconds", _MAX_SECONDS, problems)
+        status, reason, info = doc.get("status"), doc.get("reason"), doc.get("info")
+        result = cls(
+            status=status[:_MAX_NAME] if isinstance(status, str) else "",
+            reason=_cut(str(reason)) if reason else None,
+            metrics=_numbers(doc.get("metrics"), "metrics", problems),
+            best=_numbers(doc.get("best"), "best", problems),
+            history=_history(doc.get("history"), problems),
+            epochs=epochs,
+            rank=rank,
+            seconds=seconds,
             info=info if isinstance(info, dict) else {},
         )
+        return result, "; ".join(problems[:_PROBLEMS_SHOWN]) or None
 
     def to_dict(self) -> dict[str, Any]:
         """The message as plain JSON-ready data, with NaN/inf replaced by None."""
@@ -90,14 +120,78 @@ class TrialResult:
         )
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _float(v: Any) -> float | None:
+    """A JSON number as a float (an integer too large for one is infinite); None if no number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        return float(v)
+    except OverflowError:  # a 400-digit integer: math.isfinite() would raise on it too
+        return math.inf if v > 0 else -math.inf
 
 
-def _numbers(doc: Any) -> dict[str, float]:
-    if not isinstance(doc, dict):
+def _numbers(doc: Any, field_name: str, problems: list[str]) -> dict[str, float]:
+    """The finite numbers of a name -> number object; null (a NaN written by us) is absent."""
+    if doc is None:
         return {}
-    return {str(k): float(v) for k, v in doc.items() if _is_number(v)}
+    if not isinstance(doc, dict):
+        problems.append(f"{field_name} is {_kind(doc)}, not an object")
+        return {}
+    out = {}
+    for name, raw in doc.items():
+        value = _float(raw)
+        if value is not None and math.isfinite(value):
+            out[str(name)[:_MAX_NAME]] = value
+        elif raw is not None:
+            problems.append(f"{field_name}.{str(name)[:40]} is {_show(raw, value)}, not a finite number")
+    return out
+
+
+def _history(doc: Any, problems: list[str]) -> dict[str, list[float | None]]:
+    """Per-epoch curves; an entry that is no finite number reads as None (its position is its epoch)."""
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        problems.append(f"history is {_kind(doc)}, not an object")
+        return {}
+    out: dict[str, list[float | None]] = {}
+    for name, curve in doc.items():
+        if not isinstance(curve, list):
+            problems.append(f"history.{str(name)[:40]} is {_kind(curve)}, not a list")
+            continue
+        values = [_float(v) for v in curve]
+        kept: list[float | None] = [v if v is not None and math.isfinite(v) else None for v in values]
+        if any(raw is not None and v is None for raw, v in zip(curve, kept)):
+            problems.append(f"history.{str(name)[:40]} holds values that are not finite numbers")
+        out[str(name)[:_MAX_NAME]] = kept
+    return out
+
+
+def _bounded(doc: dict[str, Any], key: str, high: float, problems: list[str]) -> float:
+    """A count or a duration: a finite number in 0..high (clamped), 0 when absent or malformed."""
+    raw = doc.get(key)
+    if raw is None:
+        return 0.0
+    value = _float(raw)
+    if value is None or math.isnan(value):
+        problems.append(f"{key} is {_show(raw, value)}, not a number")
+        return 0.0
+    if not 0 <= value <= high:
+        problems.append(f"{key} {value:.6g} is outside 0..{high:.10g}")
+        return min(max(value, 0.0), high)
+    return value
+
+
+def _kind(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), "a number"
+    )
+
+
+def _show(raw: Any, value: float | None) -> str:
+    """A malformed value for a reason: never the whole of a long string or a huge integer (whose
+    str() raises past 4,300 digits)."""
+    return f"{value:.6g}" if value is not None else _kind(raw)
 
 
 def encode(result: TrialResult, limit: int = contract.TERMINATION_MESSAGE_LIMIT) -> str:

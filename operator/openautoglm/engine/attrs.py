@@ -35,6 +35,9 @@ TRIAL_RETRIED_BECAUSE: Final = "retried_because"
 #: The run (>= 1) whose workers the backend has seen; "launched" is the first run's.
 TRIAL_LAUNCHED_ATTEMPT: Final = "launched_attempt"
 TRIAL_METRICS: Final = "metrics"  # final metrics from the termination message
+#: Why the trial's metrics could not be read (its /metrics too large, too slow or malformed, or
+#: fields of its termination message malformed); written when it changes.
+TRIAL_METRICS_PROBLEM: Final = "metrics_problem"
 TRIAL_SECONDS: Final = "seconds"
 #: Why an enqueued trial was asked: "defaults" (startFromDefaults) or "warmStart".
 TRIAL_ORIGIN: Final = "origin"

@@ -40,6 +40,11 @@ def reread(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
     return study._storage.get_trial(trial._trial_id)
 
 
+def frozen(study: optuna.Study, trial: optuna.trial.Trial) -> FrozenTrial:
+    """The stored state of a trial this process holds a live handle on (just asked)."""
+    return study._storage.get_trial(trial._trial_id)
+
+
 def trials_from(study: optuna.Study, number: int) -> list[FrozenTrial]:
     """The trials numbered ``number`` and up (those created since a reader last looked), without
     reading the others."""

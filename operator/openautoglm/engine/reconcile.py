@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Final
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -37,15 +37,16 @@ from openautoglm.engine.attrs import (
     TRIAL_LAUNCHED,
     TRIAL_LAUNCHED_ATTEMPT,
     TRIAL_METRICS,
+    TRIAL_METRICS_PROBLEM,
     TRIAL_PARAMS,
     TRIAL_RETRIED_BECAUSE,
     TRIAL_SECONDS,
     TRIAL_STOP_REASON,
 )
 from openautoglm.engine.ledger import TrialLedger
-from openautoglm.engine.metrics import MetricSource, Reading
+from openautoglm.engine.metrics import SCRAPE_DEADLINE_SECONDS, MetricSource, Reading
 from openautoglm.engine.status import JobStatus, build_status
-from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, TrialObservation, TrialResult
+from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, LaunchRefused, TrialObservation, TrialResult
 from openautoglm.spec import TuningJob
 from openautoglm_trial import contract as c
 
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 READERS = 16
 _READERS: dict[str, ThreadPoolExecutor] = {}
 _READERS_LOCK = threading.Lock()
+#: Seconds a pass waits for its readings beyond one read's deadline (counted from when they
+#: were asked for): a reading still queued or running then is no reading this pass.
+READ_MARGIN_SECONDS: Final = 0.5
 
 
 def _readers() -> ThreadPoolExecutor:
@@ -69,6 +73,7 @@ class Event:
     """Something a person watching the job wants to know (printed locally, a Kubernetes Event in a cluster)."""
 
     #: TrialStarted | TrialCompleted | TrialPruned | TrialStopped | TrialFailed | NewBest | JobSucceeded | JobFailed
+    #: | TrialMetricsUnreadable (a Warning: a trial's /metrics or termination message is malformed)
     reason: str
     message: str
     trial: int | None = None
@@ -144,6 +149,12 @@ class Reconciler:
         self._latencies: dict[str, list[float]] = {}
         #: This pass's metric readings, fetched side by side (see _read_running).
         self._readings: dict[int, Future[Reading | None]] = {}
+        #: When this pass stops waiting for them (time.monotonic()).
+        self._readings_due = 0.0
+        #: Reads that outlived their pass (started late on the shared pool, or slow to the end):
+        #: the next pass takes each as its reading instead of starting another, so a trickling
+        #: endpoint holds at most one reader and what it answered in the end is not lost.
+        self._inflight: dict[int, Future[Reading | None]] = {}
 
     def _timed(self, op: str, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -167,7 +178,13 @@ class Reconciler:
         self._readings = self._read_running(running, observed)
         for t in running:
             self._drive_running(t, observed.get(t.number), events, now)
+        for number, pending in self._readings.items():
+            # Not taken this pass: a queued read need not run; a running one is the next pass's.
+            if not pending.done() and not pending.cancel():
+                self._inflight[number] = pending
         self._readings = {}
+        still = {t.number for t in ledger.running()}
+        self._inflight = {n: f for n, f in self._inflight.items() if n in still}
         ledger.refresh()
         # Workers of trials the study had finished before this pass (a crash between tell and
         # release); those finished just now were released as they were told.
@@ -216,7 +233,7 @@ class Reconciler:
                 self._fail_or_retry(t, attempt, None, "its workers disappeared (pods deleted or evicted)", events)
             else:
                 # Asked but never launched, e.g. the engine died in between: launch now.
-                self.backend.launch(t.number, self._params_of(t), attempt)
+                self._launch(t, attempt, None, events)
             return
         # A trial whose rank 0 has finished (or a rank has failed) is judged even if another
         # worker is gone: relaunching that worker would only wait for a rendezvous that is over.
@@ -230,8 +247,7 @@ class Reconciler:
                 return
             # Never fully launched (the engine died between creating two ranks): launch the
             # missing ones, keeping those that exist.
-            self.backend.launch(t.number, self._params_of(t), attempt)
-            if obs.leader is None:
+            if not self._launch(t, attempt, obs, events) or obs.leader is None:
                 return
             # Rank 0 runs: its curve is read below as in any pass (one pass does it all, so a
             # second pass right after has nothing left to do).
@@ -273,7 +289,12 @@ class Reconciler:
             # One write records the retry: the run number is the length of this list.
             because = [*t.user_attrs.get(TRIAL_RETRIED_BECAUSE, []), reason]
             optuna_api.set_trial_attr(self.study, t, TRIAL_RETRIED_BECAUSE, because)
-            self.backend.launch(t.number, self._params_of(t), attempt + 1)
+            try:
+                self.backend.launch(t.number, self._params_of(t), attempt + 1)
+            except LaunchRefused as err:
+                # The retry is recorded: the next pass finds its run never launched, launches it
+                # again and fails (or retries) it with this reason.
+                log.warning("trial %d: run %d not launched: %s", t.number, attempt + 1, err)
             events.append(
                 Event(
                     "TrialRetried",
@@ -290,6 +311,15 @@ class Reconciler:
         self._tell(t, TrialState.FAIL, reason=reason, events=events)
         self.backend.release(t.number)
 
+    def _launch(self, t: FrozenTrial, attempt: int, obs: TrialObservation | None, events: list[Event]) -> bool:
+        """Launch run ``attempt`` of a running trial; a launch the backend refuses fails that run."""
+        try:
+            self.backend.launch(t.number, self._params_of(t), attempt)
+        except LaunchRefused as err:
+            self._fail_or_retry(t, attempt, obs, str(err), events)
+            return False
+        return True
+
     def _read_running(
         self, running: list[FrozenTrial], observed: dict[int, TrialObservation]
     ) -> dict[int, Future[Reading | None]]:
@@ -305,33 +335,84 @@ class Reconciler:
             and obs.leader is not None
             and obs.phase not in (SUCCEEDED, FAILED)
         ]
+        # A read left running by an earlier pass is this pass's reading (no second read of it).
+        readings = {n: f for n, _ in todo if (f := self._inflight.pop(n, None)) is not None}
+        # One deadline for the whole pass: the pool is shared by every job, so a reading may
+        # wait behind other jobs' before it even starts.
+        deadline = getattr(self.metrics, "deadline_seconds", SCRAPE_DEADLINE_SECONDS)
+        self._readings_due = time.monotonic() + deadline + READ_MARGIN_SECONDS
         if len(todo) < 2:
-            return {}
+            return readings  # the one trial is read in place, unless a read of it is under way
         pool = _readers()
-        return {number: pool.submit(self.metrics.read, obs) for number, obs in todo}
+        return {n: readings.get(n) or pool.submit(self.metrics.read, obs) for n, obs in todo}
+
+    def _reading(self, t: FrozenTrial, obs: TrialObservation) -> Reading | None:
+        """This pass's reading of a running trial: None if there is none by the pass's deadline.
+        One trial is read here, bounded by the source's own deadline."""
+        pending = self._readings.get(t.number)
+        try:
+            if pending is None:
+                return self.metrics.read(obs)
+            return pending.result(timeout=max(0.0, self._readings_due - time.monotonic()))
+        except TimeoutError:
+            if pending is not None:
+                pending.cancel()  # still queued behind other reads: it need not run at all
+            log.debug("trial %d: no reading within the pass's deadline", t.number)
+            return None
+        except Exception as err:
+            # A metric source is a plugin: its bug is this trial's problem, not the pass's.
+            log.warning("trial %d: reading its metrics failed", t.number, exc_info=True)
+            return Reading.unreadable(f"reading its metrics failed ({type(err).__name__})")
+
+    def _note_metrics_problem(self, t: FrozenTrial, problem: str, events: list[Event]) -> None:
+        """Record why a trial's metrics cannot be read: on the trial when it changes, and as a
+        Warning event the first time (a hostile /metrics answers the same every pass)."""
+        before = t.user_attrs.get(TRIAL_METRICS_PROBLEM)
+        if before == problem:
+            return
+        optuna_api.set_trial_attr(self.study, t, TRIAL_METRICS_PROBLEM, problem)
+        if before is None:
+            events.append(Event("TrialMetricsUnreadable", f"trial {t.number}: {problem}", t.number, warning=True))
 
     def _report_and_prune(self, t: FrozenTrial, obs: TrialObservation, events: list[Event]) -> None:
-        pending = self._readings.get(t.number)
-        reading = pending.result() if pending is not None else self.metrics.read(obs)
+        reading = self._reading(t, obs)
+        if reading is not None and reading.problem is not None:
+            self._note_metrics_problem(t, reading.problem, events)
+            return
         metric = self.job.spec.objective.objectives[0].metric
-        if reading is None or metric not in reading.values or reading.epoch in t.intermediate_values:
+        if reading is None or metric not in reading.values:
+            return
+        epoch = min(reading.epoch, c.MAX_STEP)  # the study's step column holds no more
+        if epoch in t.intermediate_values:
             return
         trial = optuna_api.live_trial(self.study, t)
-        self._timed("report", trial.report, reading.values[metric], reading.epoch)
+        self._timed("report", trial.report, reading.values[metric], epoch)
         if self._timed("prune", trial.should_prune):
             why = (
-                f"pruned by {self.job.spec.early_stopping.pruner} at epoch {reading.epoch} "
+                f"pruned by {self.job.spec.early_stopping.pruner} at epoch {epoch} "
                 f"({metric}={_fmt(reading.values[metric])})"
             )
             # Stop every rank together: a rank left alone would block in its next allreduce.
             self.backend.stop(t.number, why)
-            self._tell(
-                t, TrialState.PRUNED, reason=why, events=events, event_reason="TrialPruned", epochs=reading.epoch
-            )
+            self._tell(t, TrialState.PRUNED, reason=why, events=events, event_reason="TrialPruned", epochs=epoch)
             self.backend.release(t.number)
 
     def _finish(self, t: FrozenTrial, obs: TrialObservation, events: list[Event]) -> None:
-        result = (obs.leader.result() if obs.leader else None) or TrialResult(status="")
+        late = self._inflight.pop(t.number, None)
+        if late is not None and late.done() and not late.cancelled() and late.exception() is None:
+            reading = late.result()  # the last read of its /metrics ended after its pass
+            if reading is not None and reading.problem is not None:
+                self._note_metrics_problem(t, reading.problem, events)
+        read, problem = obs.leader.read_result() if obs.leader else (None, None)
+        if read is None and problem is not None:
+            # Exited 0 but left no readable result (nested too deeply, not JSON, too long).
+            reason = f"worker 0: termination message unreadable: {problem}"
+            self._tell(t, TrialState.FAIL, reason=reason, events=events)
+            self.backend.release(t.number)
+            return
+        if problem is not None:
+            self._note_metrics_problem(t, f"termination message: {problem}", events)
+        result = read or TrialResult(status="")
         self._record_history(t, result)
         if result.metrics:
             optuna_api.set_trial_attr(self.study, t, TRIAL_METRICS, result.metrics)
@@ -352,11 +433,12 @@ class Reconciler:
             values = _objective_value(self.job, result)
             if values is None:
                 metrics = [o.metric for o in self.job.spec.objective.objectives]
+                malformed = f" (termination message: {problem})" if problem else ""
                 self._tell(
                     t,
                     TrialState.FAIL,
                     events=events,
-                    reason=f"finished without a finite value of {metrics} in its result",
+                    reason=f"finished without a finite value of {metrics} in its result{malformed}",
                     epochs=result.epochs or None,
                 )
             else:
@@ -385,6 +467,8 @@ class Reconciler:
         offset = (result.epochs or len(curve)) - len(curve)  # history may be trimmed at the front
         for i, v in enumerate(curve):
             step = offset + i + 1
+            if not 1 <= step <= c.MAX_STEP:  # a malformed count: no step the study can hold
+                continue
             if isinstance(v, (int, float)) and math.isfinite(v) and step not in t.intermediate_values:
                 optuna_api.set_intermediate(self.study, t, step, float(v))
 
@@ -455,8 +539,14 @@ class Reconciler:
             self._latencies.setdefault("ask", []).append(time.perf_counter() - t0)
             params = space.trial_params(self.job.spec, sampled)
             trial.set_user_attr(TRIAL_PARAMS, params)
-            self.backend.launch(trial.number, params)
-            events.append(Event("TrialStarted", f"trial {trial.number} started: {_fmt_params(params)}", trial.number))
+            try:
+                self.backend.launch(trial.number, params)
+            except LaunchRefused as err:
+                self._fail_or_retry(optuna_api.frozen(self.study, trial), 0, None, str(err), events)
+            else:
+                events.append(
+                    Event("TrialStarted", f"trial {trial.number} started: {_fmt_params(params)}", trial.number)
+                )
             running += 1
             started += 1
 

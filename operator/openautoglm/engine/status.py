@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from optuna.trial import FrozenTrial, TrialState
 
-from openautoglm.engine.attrs import TRIAL_RETRIED_BECAUSE
+from openautoglm.engine.attrs import TRIAL_METRICS_PROBLEM, TRIAL_RETRIED_BECAUSE
 from openautoglm.engine.ledger import TrialLedger
 from openautoglm.spec import TuningJob
 
@@ -79,6 +79,9 @@ def trial_summary(t: FrozenTrial, metrics: list[str] | None = None) -> dict[str,
     if retried:
         out["retries"] = len(retried)
         out["retriedBecause"] = retried[-1]  # the latest; the study keeps every run's reason
+    problem = t.user_attrs.get(TRIAL_METRICS_PROBLEM)
+    if problem:
+        out["metricsProblem"] = problem  # its /metrics or termination message could not be read
     if t.datetime_start and t.datetime_complete:
         out["seconds"] = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
     return out

@@ -13,12 +13,14 @@ import importlib.util
 import json
 import os
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any, Final
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
+from sqlalchemy.engine import URL, make_url
 
 #: Seconds after which a journal lock left by a killed writer is broken.
 LOCK_GRACE_SECONDS = 10
@@ -28,6 +30,8 @@ NO_ROOM: Final = (errno.ENOSPC, errno.EDQUOT)
 #: Free bytes a stalled job's journal volume must take before the job writes again: many passes'
 #: records. Less, and the next pass would fill it at once (Stalled on, off, on again).
 ROOM_NEEDED_BYTES: Final = 64 * 1024
+#: A database URL is short; a Secret value longer than this is something else.
+MAX_DATABASE_URL_LENGTH: Final = 4096
 
 
 class JournalWriteError(OSError):
@@ -174,13 +178,38 @@ def fault_message(err: BaseException, url: str) -> str:
 
 
 def describe(url: str) -> str:
-    """A printable location that hides a password in a database URL."""
-    if is_rdb_url(url) and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user, has_password = creds.split(":", 1)[0], ":" in creds
-        return f"{scheme}://{user}{':***' if has_password else ''}@{host}"
-    return str(Path(url.removeprefix("journal://")).expanduser().resolve())
+    """A printable location: a journal's absolute path, or a database URL with its password hidden
+    and its query parameters dropped (libpq also takes ``?password=...``). This is the only form
+    in which a storage URL is shown: status, events, logs, the CLI."""
+    if not is_rdb_url(url):
+        return str(journal_path(url).resolve())
+    scheme, _, rest = url.partition("://")
+    location, _, query = rest.partition("?")
+    params = urllib.parse.parse_qs(query)
+    # The credentials end at the *last* '@': an unescaped '@' in a password must not leak its tail.
+    creds, at, where = location.rpartition("@")
+    user = creds.split(":", 1)[0] if at else (params.get("user") or [""])[0]
+    hidden = (at and ":" in creds) or "password" in params
+    userinfo = f"{user}{':***' if hidden else ''}"
+    return f"{scheme}://{userinfo + '@' if userinfo else ''}{where}"
+
+
+def parse_database_url(text: str) -> URL:
+    """A PostgreSQL URL read from where its author may have put anything (a Secret's value).
+
+    Raises:
+        ValueError: not a postgresql:// URL; the message never quotes the text (it may be a
+            password that was meant for another key of the Secret).
+    """
+    if len(text) > MAX_DATABASE_URL_LENGTH:
+        raise ValueError(f"longer than {MAX_DATABASE_URL_LENGTH} characters: not a database URL")
+    try:
+        parsed = make_url(text.strip())
+    except Exception:  # noqa: BLE001 - SQLAlchemy's ArgumentError, or anything a bad text causes
+        raise ValueError("not a database URL (postgresql://user@host:port/database)") from None
+    if parsed.drivername.split("+", 1)[0] != "postgresql":
+        raise ValueError("not a postgresql:// URL")
+    return parsed
 
 
 def study_exists(storage: BaseStorage, name: str) -> bool:

@@ -30,7 +30,11 @@ class WorkerObservation:
     attempt: int = 0
 
     def result(self) -> TrialResult | None:
-        return TrialResult.parse(self.termination_message)
+        return self.read_result()[0]
+
+    def read_result(self) -> tuple[TrialResult | None, str | None]:
+        """The result and what was malformed in the message, if anything (``TrialResult.read``)."""
+        return TrialResult.read(self.termination_message)
 
 
 @dataclasses.dataclass
@@ -68,14 +72,23 @@ class TrialObservation:
         for w in sorted(self.workers, key=lambda w: w.rank):
             if w.phase != FAILED:
                 continue
-            res = w.result()
+            res, problem = w.read_result()
             why = (
                 (res.reason if res else None)
                 or w.reason
                 or (f"exit code {w.exit_code}" if w.exit_code is not None else "failed")
             )
+            if res is None and problem is not None:
+                why = f"{why}; termination message unreadable: {problem}"
             return f"worker {w.rank}: {why}"
         return "failed"
+
+
+class LaunchRefused(Exception):
+    """A backend would not start a run of a trial: e.g. in a cluster, an object under the run's
+    name exists that the job does not own (adopting it would let whoever made it forge the
+    trial's result). The reconciler fails that run with this reason (trial.retries may run it
+    again under other names); the message says what was refused and why."""
 
 
 class Backend(Protocol):
@@ -86,7 +99,7 @@ class Backend(Protocol):
 
     def launch(self, number: int, params: dict[str, Any], attempt: int = 0) -> None:
         """Start the workers of run ``attempt`` of trial ``number``; a worker that exists already
-        is kept."""
+        is kept. Raises :class:`LaunchRefused` when the run cannot be started as it is."""
 
     def retire(self, number: int, attempt: int, reason: str) -> None:
         """Stop and remove every worker of one failed run of a trial, which is run again."""

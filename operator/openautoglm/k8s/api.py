@@ -38,6 +38,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 log = logging.getLogger(__name__)
 
+#: Seconds (connect, read) a Secret read may take before it counts as failed (and is retried).
+SECRET_READ_TIMEOUT: Final = (5.0, 10.0)
 #: HTTP statuses worth another attempt: throttled, or the server (or a proxy before it) failed.
 RETRIABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 #: What the kubernetes client raises when a call fails: an answer other than 2xx, or no answer
@@ -159,41 +161,63 @@ class Api:
     def __init__(self, api_client: client.ApiClient, retry: RetryPolicy = DEFAULT_RETRY):
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
         self.retry = retry
         self.rng = random.Random()  # jitter only; one per Api, shared by the pool's threads
 
-    # ------------------------------------------------------------------ pods & services
+    # ------------------------------------------------------------------ pods, services, policies
+    # A create answers the object created, or None where one of that name exists: whose it is
+    # the caller finds out with read_* (a name proves nothing; the owner's uid does). A delete
+    # names the uid it means: a precondition the API server checks, so an object that took the
+    # name meanwhile (someone else's) is never deleted for ours.
     @_resilient
-    def ensure_pod(self, body: dict[str, Any]) -> None:
-        _exists_ok(self.core.create_namespaced_pod, body["metadata"]["namespace"], body)
+    def ensure_pod(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        return _exists_ok(self.core.create_namespaced_pod, body["metadata"]["namespace"], body)
 
     @_resilient
-    def ensure_service(self, body: dict[str, Any]) -> None:
-        _exists_ok(self.core.create_namespaced_service, body["metadata"]["namespace"], body)
+    def ensure_service(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        return _exists_ok(self.core.create_namespaced_service, body["metadata"]["namespace"], body)
 
     @_resilient
-    def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
-        opts = client.V1DeleteOptions(grace_period_seconds=grace_seconds, propagation_policy="Background")
-        _ignore(404, self.core.delete_namespaced_pod, name, namespace, body=opts)
+    def ensure_network_policy(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        return _exists_ok(self.networking.create_namespaced_network_policy, body["metadata"]["namespace"], body)
 
     @_resilient
-    def delete_service(self, namespace: str, name: str) -> None:
-        _ignore(404, self.core.delete_namespaced_service, name, namespace)
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _read(self.core.read_namespaced_pod, name, namespace)
+
+    @_resilient
+    def read_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _read(self.core.read_namespaced_service, name, namespace)
+
+    @_resilient
+    def read_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _read(self.networking.read_namespaced_network_policy, name, namespace)
+
+    @_resilient
+    def delete_pod(self, namespace: str, name: str, uid: str, grace_seconds: int | None = None) -> None:
+        opts = _delete_options(uid, grace_seconds)
+        _gone_ok(self.core.delete_namespaced_pod, name, namespace, body=opts)
+
+    @_resilient
+    def delete_service(self, namespace: str, name: str, uid: str) -> None:
+        _gone_ok(self.core.delete_namespaced_service, name, namespace, body=_delete_options(uid))
+
+    @_resilient
+    def delete_network_policy(self, namespace: str, name: str, uid: str) -> None:
+        _gone_ok(self.networking.delete_namespaced_network_policy, name, namespace, body=_delete_options(uid))
 
     @_resilient
     def list_pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        selector = ",".join(f"{k}={v}" for k, v in labels.items())
-        items = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
-        pods = json.loads(items.data)["items"]
-        # Filter again here: the selector is an optimisation, not something we rely on.
-        return [p for p in pods if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())]
+        return _list(self.core.list_namespaced_pod, namespace, labels)
 
     @_resilient
     def list_services(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        selector = ",".join(f"{k}={v}" for k, v in labels.items())
-        raw = self.core.list_namespaced_service(namespace, label_selector=selector, _preload_content=False)
-        items = json.loads(raw.data)["items"]
-        return [s for s in items if all((s["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())]
+        return _list(self.core.list_namespaced_service, namespace, labels)
+
+    @_resilient
+    def list_network_policies(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        return _list(self.networking.list_namespaced_network_policy, namespace, labels)
 
     # ------------------------------------------------------------------ tuning jobs
     @_resilient
@@ -211,29 +235,70 @@ class Api:
 
     @_resilient
     def read_secret_key(self, namespace: str, name: str, key: str) -> str:
-        secret = self.core.read_namespaced_secret(name, namespace)
+        """One key of a Secret, decoded (UnicodeDecodeError if it is not text). The API server
+        bounds a Secret to 1 MiB; the read has a deadline of its own, as every tenant's read."""
+        secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=SECRET_READ_TIMEOUT)
         data = (secret.data or {}).get(key)
         if data is None:
             raise KeyError(f"secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data).decode()
 
 
-def _exists_ok(fn, *args, **kwargs):
+def _exists_ok(fn, *args, **kwargs) -> dict[str, Any] | None:
     """Create, where what exists already is success: names are deterministic, so an existing
-    object is the one a crashed pass (or an attempt whose answer was lost) created. Only
-    AlreadyExists counts: a 409 Conflict created nothing and is retried."""
+    object may be the one a crashed pass (or an attempt whose answer was lost) created; the
+    caller reads it to see whose it is. Only AlreadyExists counts: a 409 Conflict created
+    nothing and is retried. Returns the object created, None where the name was taken."""
     try:
-        return fn(*args, **kwargs)
+        return json.loads(fn(*args, _preload_content=False, **kwargs).data)
     except ApiException as e:
         if e.status != 409 or _status_reason(e) not in ("AlreadyExists", None):
             raise
         return None
 
 
-def _ignore(status: int, fn, *args, **kwargs):
+def _read(fn, *args, **kwargs) -> dict[str, Any] | None:
     try:
-        return fn(*args, **kwargs)
+        return json.loads(fn(*args, _preload_content=False, **kwargs).data)
     except ApiException as e:
-        if e.status != status:
+        if e.status != 404:
             raise
         return None
+
+
+def _list(fn, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    items = json.loads(fn(namespace, label_selector=selector, _preload_content=False).data)["items"]
+    # Filter again here: the selector is an optimisation, not something we rely on.
+    return [o for o in items if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())]
+
+
+def _delete_options(uid: str, grace_seconds: int | None = None) -> client.V1DeleteOptions:
+    return client.V1DeleteOptions(
+        grace_period_seconds=grace_seconds,
+        propagation_policy="Background",
+        preconditions=client.V1Preconditions(uid=uid),
+    )
+
+
+def _gone_ok(fn, *args, **kwargs) -> None:
+    """Delete, where 404 (already gone) and a failed uid precondition (the name now holds another
+    object, so ours is gone) are success: neither clears on a retry. Any other 409 Conflict is
+    retried as usual."""
+    try:
+        fn(*args, **kwargs)
+    except ApiException as e:
+        if e.status != 404 and not precondition_failed(e):
+            raise
+
+
+def precondition_failed(err: ApiException) -> bool:
+    """A 409 whose Status says a delete's precondition did not hold (apimachinery's storage:
+    "Precondition failed: UID in precondition: ..., UID in object meta: ...")."""
+    if err.status != 409:
+        return False
+    try:
+        message = json.loads(err.body).get("message") or "" if err.body else ""
+    except (ValueError, AttributeError):
+        return False
+    return "precondition failed" in str(message).lower()

@@ -1,11 +1,13 @@
-"""Pure builders of the manifests the operator writes: worker pods, the trial Service,
-the TuningJob status. They return dicts, touch no server, and are unit-tested alone.
+"""Pure builders of the manifests the operator writes: worker pods, the trial Service, the
+NetworkPolicies isolating trials, the TuningJob status. They return dicts, touch no server, and
+are unit-tested alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from typing import Any, Final
 
 from openautoglm import podtemplate
@@ -180,6 +182,148 @@ def build_trial_service(job: TuningJob, job_body: dict[str, Any], number: int, n
     }
 
 
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """Whether ``obj`` is one of the TuningJob ``uid``'s own objects. Names and labels prove
+    nothing (anyone who may create pods in the namespace can copy them); the owner's uid does."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(isinstance(ref, dict) and ref.get("uid") == uid for ref in refs)
+
+
+#: A label key (an optional DNS-subdomain prefix and a name) and a label value, as the API server
+#: checks them: a selector it would refuse is refused at start-up instead of at every launch.
+_KEY: Final = r"(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_VALUE: Final = r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"
+
+
+def parse_label_selector(text: str) -> dict[str, Any]:
+    """A LabelSelector from its text form (``kubectl -l``): ``k=v``/``k==v`` (matchLabels),
+    ``k!=v``, ``k in (a,b)``, ``k notin (a,b)``, ``k``, ``!k`` (matchExpressions). Raises
+    ValueError on anything else; an empty text selects everything (``{}``)."""
+    labels: dict[str, str] = {}
+    exprs: list[dict[str, Any]] = []
+    for term in _selector_terms(text):
+        if m := re.fullmatch(rf"({_KEY})\s+(in|notin)\s+\(([^()]*)\)", term):
+            values = [v.strip() for v in m.group(3).split(",")]
+            if not all(re.fullmatch(_VALUE, v) for v in values):
+                raise ValueError(f"not a label selector term: {term!r} (in {text!r})")
+            exprs.append({"key": m.group(1), "operator": "In" if m.group(2) == "in" else "NotIn", "values": values})
+        elif m := re.fullmatch(rf"({_KEY})\s*!=\s*({_VALUE})", term):
+            exprs.append({"key": m.group(1), "operator": "NotIn", "values": [m.group(2)]})
+        elif m := re.fullmatch(rf"({_KEY})\s*==?\s*({_VALUE})", term):
+            labels[m.group(1)] = m.group(2)
+        elif m := re.fullmatch(rf"!\s*({_KEY})", term):
+            exprs.append({"key": m.group(1), "operator": "DoesNotExist"})
+        elif re.fullmatch(_KEY, term):
+            exprs.append({"key": term, "operator": "Exists"})
+        else:
+            raise ValueError(f"not a label selector term: {term!r} (in {text!r})")
+    selector: dict[str, Any] = {}
+    if labels:
+        selector["matchLabels"] = labels
+    if exprs:
+        selector["matchExpressions"] = exprs
+    return selector
+
+
+def _selector_terms(text: str) -> list[str]:
+    """Split on the commas outside parentheses (``a in (x,y),b`` is two terms)."""
+    terms, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            terms.append(text[start:i])
+            start = i + 1
+    terms.append(text[start:])
+    return [t.strip() for t in terms if t.strip()]
+
+
+def job_policy_name(job: str) -> str:
+    """The job's NetworkPolicy: ``-trials`` never ends a trial's name (``<job>-t<N>``), nor the
+    trial policy's, so no other job's object can hold it (job names: <= 40 characters)."""
+    return f"{job}-trials"
+
+
+def trial_policy_name(job: str, number: int) -> str:
+    return f"{trial_name(job, number)}-peers"
+
+
+def _policy_labels(job: str, number: int | None) -> dict[str, str]:
+    labels = {**trial_labels(job, 0 if number is None else number), "app.kubernetes.io/component": "trial-network"}
+    if number is None:
+        del labels[LABEL_TRIAL]
+    return labels
+
+
+def build_job_network_policy(
+    job: TuningJob,
+    job_body: dict[str, Any],
+    namespace: str,
+    *,
+    operator_namespace: str,
+    operator_pods: dict[str, Any],
+    monitoring_namespaces: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Ingress to every trial pod of the job: its /metrics from the operator's pods and from pods
+    in the monitoring namespaces (``None``: no such rule), nothing else. Rendezvous and Gloo are
+    let in by each trial's own policy (:func:`build_trial_network_policy`): policies add up.
+
+    The port is named, not numbered: an edited ``spec.metrics.port`` applies to later trials only,
+    and each pod names its own."""
+    metrics_port = [{"port": "metrics", "protocol": "TCP"}]
+    ingress: list[dict[str, Any]] = [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}},
+                    "podSelector": operator_pods,
+                }
+            ],
+            "ports": metrics_port,
+        }
+    ]
+    if monitoring_namespaces is not None:
+        ingress.append({"from": [{"namespaceSelector": monitoring_namespaces}], "ports": metrics_port})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": job_policy_name(job.name),
+            "namespace": namespace,
+            "labels": _policy_labels(job.name, None),
+            "ownerReferences": [owner_reference(job_body)],
+        },
+        "spec": {
+            "podSelector": {"matchLabels": {LABEL_JOB: job.name}},
+            # Ingress only: where trials may connect to is the user's (their podTemplate's) policy.
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    }
+
+
+def build_trial_network_policy(job: TuningJob, job_body: dict[str, Any], number: int, namespace: str) -> dict[str, Any]:
+    """Ingress to the pods of one trial from the pods of that trial, on every port: Horovod's
+    rendezvous (an unauthenticated key-value store) and Gloo's rank-to-rank connections, which
+    use ephemeral ports."""
+    peers = {"matchLabels": {LABEL_JOB: job.name, LABEL_TRIAL: str(number)}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": trial_policy_name(job.name, number),
+            "namespace": namespace,
+            "labels": _policy_labels(job.name, number),
+            "ownerReferences": [owner_reference(job_body)],
+        },
+        "spec": {
+            "podSelector": peers,
+            "policyTypes": ["Ingress"],
+            # A podSelector alone is this namespace; no ports: all of them.
+            "ingress": [{"from": [{"podSelector": peers}]}],
+        },
+    }
+
+
 def _timestamp(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -195,6 +339,12 @@ STORAGE_UNAVAILABLE: Final = "StorageUnavailable"
 STORAGE_FULL: Final = "StorageFull"
 #: The job names a storage Secret (or key) that is not there (yet).
 STORAGE_SECRET_MISSING: Final = "StorageSecretMissing"
+#: Stalled: the storage Secret's value is not a PostgreSQL URL (the message names the Secret and
+#: key, never the value).
+STORAGE_SECRET_INVALID: Final = "StorageSecretInvalid"
+#: Stalled: the job names a server (Prometheus, PostgreSQL) or a journal outside its namespace's
+#: studies directory that the operator's settings do not allow.
+CONNECTION_NOT_ALLOWED: Final = "ConnectionNotAllowed"
 #: Stalled: a reconcile pass raised (a bug, or a study the operator cannot read); the operator logs
 #: the traceback once and retries with backoff, so the status says so instead of nothing.
 PASS_FAILED: Final = "PassFailed"

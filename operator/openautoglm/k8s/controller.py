@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -23,10 +24,19 @@ from kubernetes.client.exceptions import ApiException
 
 from openautoglm import settings as settings_mod
 from openautoglm.engine.driver import Driver, SpecChangeRefused
-from openautoglm.engine.reconcile import Outcome
-from openautoglm.engine.storage import JournalWriteError, check_room, describe, fault_message, outage_errors
+from openautoglm.engine.reconcile import Event, Outcome
+from openautoglm.engine.storage import (
+    MAX_DATABASE_URL_LENGTH,
+    JournalWriteError,
+    check_room,
+    describe,
+    fault_message,
+    is_rdb_url,
+    outage_errors,
+    parse_database_url,
+)
 from openautoglm.engine.study import StudyMismatch
-from openautoglm.k8s import builders, leader, telemetry
+from openautoglm.k8s import builders, connections, leader, telemetry
 from openautoglm.k8s.api import Api, ApiUnavailable
 from openautoglm.k8s.backend import KubernetesBackend
 from openautoglm.spec import TuningJob
@@ -56,36 +66,90 @@ def storage_url(job: TuningJob, body: dict[str, Any], api: Api, cfg: settings_mo
     on the volume.
 
     The journal's name carries the object's uid, so a TuningJob deleted and created
-    again with the same name starts a new study.
+    again with the same name starts a new study. What the spec names is the tenant's: a database
+    URL (given, or the value of its Secret) is used only if it parses as one and its host is on
+    the operator's allow-list, a journal only inside ``<studyDir>/<namespace>/``; otherwise the job
+    cannot start (:class:`JobCannotStart`, a Stalled reason) and nothing is created.
     """
     pg = job.spec.storage.postgres
     ns = body["metadata"]["namespace"]
     if pg is not None:
         if pg.url:
-            return pg.url
-        assert pg.secret_ref is not None
-        ref = pg.secret_ref
+            where, text = "spec.storage.postgres.url", pg.url
+        else:
+            assert pg.secret_ref is not None
+            ref = pg.secret_ref
+            where, text = f"the storage Secret {ns}/{ref.name} (key {ref.key!r})", _secret_value(api, ns, ref)
         try:
-            return api.read_secret_key(ns, ref.name, ref.key)
-        except KeyError as err:
-            raise StorageSecretMissing(
-                f"the storage Secret {ns}/{ref.name} has no key {ref.key!r} "
-                "(spec.storage.postgres.secretRef): add it; the job starts when it is there"
-            ) from err
-        except ApiException as err:
-            if err.status not in (403, 404):
-                raise
-            what = "does not exist" if err.status == 404 else "cannot be read by the operator (RBAC)"
-            raise StorageSecretMissing(
-                f"the storage Secret {ns}/{ref.name} {what} (spec.storage.postgres.secretRef): "
-                "the job starts when it can be read"
-            ) from err
+            parsed = parse_database_url(text)
+        except ValueError as err:
+            raise StorageSecretInvalid(
+                f"{where} does not hold a PostgreSQL URL: {err}. The value is not shown; put "
+                "postgresql://user:password@host:port/database there (spec.storage.postgres.secretRef)"
+            ) from None
+        try:
+            connections.check_database(parsed, cfg, where)
+        except connections.ConnectionNotAllowed as err:
+            raise ConnectionRefusedByPolicy(str(err)) from None
+        return text.strip()
     if job.spec.storage.journal is not None and job.spec.storage.journal.path:
-        return job.spec.storage.journal.path
+        return journal_in_namespace(cfg.study_dir, ns, job.spec.storage.journal.path)
     if cfg.storage:
         return cfg.storage
     uid = body["metadata"]["uid"]
     return str(Path(cfg.study_dir) / ns / f"{job.name}-{uid[:8]}.journal")
+
+
+def _secret_value(api: Api, ns: str, ref: Any) -> str:
+    """The value of the job's storage Secret key (at most MAX_DATABASE_URL_LENGTH characters read)."""
+    try:
+        value = api.read_secret_key(ns, ref.name, ref.key)
+    except KeyError as err:
+        raise StorageSecretMissing(
+            f"the storage Secret {ns}/{ref.name} has no key {ref.key!r} "
+            "(spec.storage.postgres.secretRef): add it; the job starts when it is there"
+        ) from err
+    except UnicodeDecodeError:
+        raise StorageSecretInvalid(
+            f"the storage Secret {ns}/{ref.name} (key {ref.key!r}) is not text, so not a PostgreSQL URL "
+            "(the value is not shown)"
+        ) from None
+    except ApiException as err:
+        if err.status not in (403, 404):
+            raise
+        what = "does not exist" if err.status == 404 else "cannot be read by the operator (RBAC)"
+        raise StorageSecretMissing(
+            f"the storage Secret {ns}/{ref.name} {what} (spec.storage.postgres.secretRef): "
+            "the job starts when it can be read"
+        ) from err
+    return value[: MAX_DATABASE_URL_LENGTH + 1]  # parse_database_url refuses what is longer
+
+
+def secrets_of(url: str) -> tuple[str, ...]:
+    """The parts of a storage URL that must never be shown: the URL itself and its password."""
+    if not is_rdb_url(url):
+        return ()
+    try:
+        parsed = parse_database_url(url)
+    except ValueError:
+        return (url,)
+    password = parsed.password or parsed.query.get("password")
+    passwords = password if isinstance(password, tuple) else (password,)
+    return tuple(sorted({url, *(p for p in passwords if p and len(p) >= 4)}, key=len, reverse=True))
+
+
+def journal_in_namespace(study_dir: str, namespace: str, name: str) -> str:
+    """``<studyDir>/<namespace>/<name>``, checked after resolving links: a job's journal never lies
+    outside its namespace's directory (another namespace's journals, /tmp, the volume's root).
+    The model admits only plain file names; this holds even if a link was planted there."""
+    base = os.path.realpath(Path(study_dir) / namespace)
+    path = os.path.realpath(Path(base) / name)
+    if "/" in name or name in ("", ".", "..") or os.path.dirname(path) != base:
+        raise ConnectionRefusedByPolicy(
+            f"spec.storage.journal.path must name a file inside this namespace's studies directory "
+            f"({Path(study_dir) / namespace}); {name[:128]!r} does not"
+        )
+    return path
 
 
 def _outage_reason(err: BaseException) -> str:
@@ -94,8 +158,27 @@ def _outage_reason(err: BaseException) -> str:
     return builders.STORAGE_FULL if full else builders.STORAGE_UNAVAILABLE
 
 
-class StorageSecretMissing(Exception):
-    """The job's storage Secret (or its key) is not there yet: a condition, not a failure."""
+class JobCannotStart(Exception):
+    """What the job names cannot be used (yet): a Stalled condition with ``reason``, not a failure;
+    the daemon says so and tries again with backoff (a Secret may be created, a setting changed)."""
+
+    reason = builders.STORAGE_SECRET_MISSING
+
+
+class StorageSecretMissing(JobCannotStart):
+    """The job's storage Secret (or its key) is not there yet, or the operator may not read it."""
+
+
+class StorageSecretInvalid(JobCannotStart):
+    """The storage Secret's value is no PostgreSQL URL (the message never holds the value)."""
+
+    reason = builders.STORAGE_SECRET_INVALID
+
+
+class ConnectionRefusedByPolicy(JobCannotStart):
+    """The job names a server or a journal outside what the operator's settings allow."""
+
+    reason = builders.CONNECTION_NOT_ALLOWED
 
 
 @dataclasses.dataclass
@@ -134,10 +217,19 @@ class JobController:
         #: study storage does not answer. The daemon says so (Stalled) and builds it again later.
         self.waiting: tuple[str, str] | None = None
         self.url = ""
+        #: The API server refused the last status write as invalid (422): said once in the log.
+        self.status_refused = False
+        #: Texts never to show (the storage URL as given, its password): scrubbed from messages.
+        self.hidden: tuple[str, ...] = ()
         try:
             self.job = validate_document(job_document(body), f"TuningJob {self.namespace}/{self.name}")
             self.url = storage_url(self.job, body, api, self.cfg)
-            self.backend = KubernetesBackend(self.job, body, api, self.namespace)
+            self.hidden = secrets_of(self.url)
+            try:
+                connections.check_prometheus(self.job, self.cfg)
+            except connections.ConnectionNotAllowed as err:
+                raise ConnectionRefusedByPolicy(str(err)) from None
+            self.backend = KubernetesBackend(self.job, body, api, self.namespace, self.cfg)
             self.driver = Driver.open(
                 self.job, self.url, self.backend, generation=self.generation, save_every=self.cfg.elapsed_save_seconds
             )
@@ -145,8 +237,8 @@ class JobController:
             self.problems = [str(p) for p in err.problems]
         except StudyMismatch as err:  # e.g. a PostgreSQL study of another job with this name
             self.problems = [str(err)]
-        except StorageSecretMissing as err:
-            self.waiting = (builders.STORAGE_SECRET_MISSING, str(err))
+        except JobCannotStart as err:
+            self.waiting = (err.reason, str(err))
         except outage_errors() as err:  # the database is down, or the journal's volume full
             self.waiting = (
                 _outage_reason(err),
@@ -186,13 +278,21 @@ class JobController:
     def pass_failed(self, err: BaseException) -> None:
         """A pass raised what is not a storage outage: Stalled (PassFailed) naming the error, so that
         ``kubectl get``/GitOps show it; the handler logs the traceback and retries with backoff."""
-        text = f"{type(err).__name__}: {err}"
+        text = self.redact(f"{type(err).__name__}: {err}")
         message = f"a reconcile pass failed: {text[:800]}; retrying with backoff (the operator's log has the traceback)"
         status = builders.build_stalled_status(
             self.previous, generation=self.generation, now=_now(), message=message, reason=builders.PASS_FAILED
         )
         if status != self.previous:
             self._write(status)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the job's storage secrets (URL, password) replaced by ``***``: an exception
+        may quote what it was given, and the status, events and log are read by people who may not
+        read Secrets."""
+        for secret in self.hidden:
+            text = text.replace(secret, "***")
+        return text
 
     def waiting_status(self) -> None:
         """The job cannot start yet (see ``waiting``): Stalled with the reason, nothing else changed."""
@@ -213,7 +313,24 @@ class JobController:
         except ApiUnavailable as err:
             log.warning("TuningJob %s/%s: status not written: %s", self.namespace, self.name, err)
             return False
+        except ApiException as err:
+            if err.status != 422:
+                raise
+            # The object fails the CRD's rules as they are now (admitted by an older CRD, on an API
+            # server without validation ratcheting): no status can be written until it is edited.
+            # Said once; the job is not driven further into a state nobody can see.
+            if not self.status_refused:
+                log.warning(
+                    "TuningJob %s/%s: the API server refuses its status (422), the object no longer passes the "
+                    "CRD's validation: %s",
+                    self.namespace,
+                    self.name,
+                    self.redact(str(err.body or err.reason))[:1000],
+                )
+            self.status_refused = True
+            return False
         self.previous, self.written_at = status, time.monotonic()
+        self.status_refused = False
         return True
 
     def reopen(self) -> None:
@@ -280,6 +397,8 @@ class JobController:
                 log.warning("TuningJob %s/%s: pass cut short: %s", self.namespace, self.name, err)
                 self._reopen()
                 return PassResult(None, self.previous, False, 0.0)
+            # What the backend noticed on the pass thread (look-alike pods), posted by the daemon.
+            step.outcome.events.extend(Event(r, m, warning=True) for r, m in self.backend.take_notices())
             status = builders.build_resource_status(
                 step.status,
                 previous=self.previous,

@@ -10,6 +10,7 @@ import concurrent.futures
 import logging
 import os
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from openautoglm import settings as settings_mod
 from openautoglm.engine.storage import outage_errors
 from openautoglm.k8s import leader, telemetry
 from openautoglm.k8s.api import Api
-from openautoglm.k8s.builders import LABEL_JOB
+from openautoglm.k8s.builders import LABEL_JOB, parse_label_selector
 from openautoglm.k8s.controller import Controllers
 from openautoglm.spec import GROUP, PLURAL, VERSION
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONTROLLERS = Controllers()
 _API: dict[str, Api] = {}
+#: The namespaces given to ``run`` (empty: every namespace, cluster-wide).
+_NAMESPACES: list[str] = []
 
 
 def api() -> Api:
@@ -98,6 +101,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    if _NAMESPACES and not any(ch in ns for ns in _NAMESPACES for ch in "*?[!,"):
+        # Namespaced install, each namespace named: serve exactly these and the resources found at
+        # start-up. kopf's scanning would otherwise list and watch every namespace and every CRD,
+        # the only cluster-wide reads it makes (kopf/_core/reactor/observation.py); without them the
+        # operator needs no ClusterRole at all (deploy/namespaced). Globs need the scanning.
+        settings.scanning.disabled = True
 
 
 @kopf.on.cleanup()
@@ -215,9 +224,11 @@ async def _after_failed_pass(
     the traceback is logged once, and the pass is retried with backoff (1 s doubling to 60 s) on
     the study read again, as after a restart (a pass is safe to repeat)."""
     if failures == 1:
-        logger.error("TuningJob %s: a reconcile pass failed; retrying with backoff", ctl.name, exc_info=err)
+        # The traceback as text, scrubbed: an exception may quote the storage URL it was given.
+        trace = "".join(traceback.format_exception(err))
+        logger.error("TuningJob %s: a reconcile pass failed; retrying with backoff\n%s", ctl.name, ctl.redact(trace))
     else:
-        logger.warning("TuningJob %s: a reconcile pass failed again (%d): %s", ctl.name, failures, err)
+        logger.warning("TuningJob %s: a reconcile pass failed again (%d): %s", ctl.name, failures, ctl.redact(str(err)))
     await in_pool(ctl.pass_failed, err)
     await _wait(ctl, stopped, min(2.0 ** (failures - 1), 60.0))
     if not stopped:
@@ -273,6 +284,10 @@ def run(namespaces: list[str] | None = None) -> None:
     election, first stand by until this replica holds the Lease (k8s/leader.py)."""
     cfg = settings_mod.load()
     kopf.configure(verbose=cfg.log_level.upper() == "DEBUG")
+    _NAMESPACES[:] = namespaces or []
+    # A mistyped selector stops the operator here, not every job's first launch.
+    parse_label_selector(cfg.operator_pod_labels)
+    parse_label_selector(cfg.monitoring_namespace_selector)
     if cfg.operator_metrics_port:  # before the election: a standby's metrics say it stands by
         from prometheus_client import start_http_server
 

@@ -28,11 +28,12 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from openautoglm.engine.trials import FAILED, RUNNING, SUCCEEDED, TrialObservation, WorkerObservation
+from openautoglm.engine.trials import FAILED, RUNNING, SUCCEEDED, TrialObservation, TrialResult, WorkerObservation
 from openautoglm.engine.worker import build_worker_env, worker_command, worker_name
 from openautoglm.podtemplate import local_overlay
 from openautoglm.spec import TuningJob
 from openautoglm_trial import contract as c
+from openautoglm_trial.result import READ_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,8 @@ class LocalBackend:
         code = int(code_text) if code_text and code_text.strip().lstrip("-").isdigit() else None
         if code is None:
             # Not our child (adopted after a restart) and gone: judge by its own message.
-            status = json.loads(message).get("status") if message and message.startswith("{") else None
+            result = TrialResult.parse(message)
+            status = result.status if result is not None else None
             if status in (c.STATUS_COMPLETED, c.STATUS_STOPPED):
                 return WorkerObservation(rank, SUCCEEDED, endpoint, None, message)
             return WorkerObservation(
@@ -334,8 +336,11 @@ class LocalBackend:
 
 
 def _read(path: Path) -> str | None:
+    """A file a worker wrote, read no further than a termination message is (a longer one is
+    read just past the limit, so that the reader says it is too long)."""
     try:
-        return path.read_text()
+        with open(path, "rb") as f:
+            return f.read(READ_LIMIT + 1).decode("utf-8", "replace")
     except OSError:
         return None
 

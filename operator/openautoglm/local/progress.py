@@ -16,6 +16,7 @@ _STYLE = {
     "TrialPruned": "yellow",
     "TrialStopped": "yellow",
     "TrialFailed": "red",
+    "TrialMetricsUnreadable": "yellow",
     "NewBest": "bold green",
     "JobSucceeded": "bold green",
     "JobFailed": "bold red",

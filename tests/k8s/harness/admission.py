@@ -33,7 +33,8 @@ and no cost estimation (the rule costs are bounded by hand in openautoglm/crd.py
 estimates them), and its CompiledRunner fails on these rules, so rules are interpreted (~4 ms each, ``||`` and ``&&``
 short-circuited as cel-go does; results are remembered per rule and value, which keeps re-reviews of an
 unchanged spec cheap).
-Not modelled: ratcheting on update (1.33 tolerates unchanged invalid fields).
+Ratcheting on update (1.33 tolerates unchanged invalid fields) is approximated by the field at
+each error's path (see :func:`_ratchet`).
 """
 
 from __future__ import annotations
@@ -617,6 +618,8 @@ def admit(obj: Any, *, strict: bool = False, old: Any = None, path: Path = CRD_F
     _default(out, s)
     _validate(out, s, "", errs)
     _list_types(out, s, "", errs)
+    if isinstance(old, dict):
+        _ratchet(errs, out, old)
     if errs.blocking:
         errs.add(
             "Invalid",
@@ -626,7 +629,50 @@ def admit(obj: Any, *, strict: bool = False, old: Any = None, path: Path = CRD_F
         )
     else:
         _rules(out, s, "", errs, old if isinstance(old, dict) else _MISSING)
+        if isinstance(old, dict):
+            _ratchet(errs, out, old)
     return out, errs.messages
+
+
+def _ratchet(errs: _Errors, new: dict[str, Any], old: dict[str, Any]) -> None:
+    """CRD validation ratcheting (GA in 1.33): on an update, an error at a field whose value is the
+    same in the stored object is dropped, so an object admitted under an older CRD can still be
+    updated (a status write, a label) without first being made valid. Approximation: the value
+    compared is the one at the error's path (the API server compares the node the error belongs
+    to, for a CEL rule the node that declares it)."""
+    kept = []
+    for kind, message in errs.items:
+        path = message.split(": ", 1)[0]
+        here, there = _at(new, path), _at(old, path)
+        if here is _MISSING or there is _MISSING or here != there:
+            kept.append((kind, message))
+    errs.items = kept
+
+
+def _at(obj: Any, path: str) -> Any:
+    """The value at a message's path (``spec.parameters[2].low``; map keys may hold dots), or _MISSING."""
+    if path in ("", "<nil>"):
+        return obj
+    node, parts = obj, path.replace("[", ".[").split(".")
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if part.startswith("[") and part.endswith("]") and isinstance(node, list):
+            index = part[1:-1]
+            if not index.isdigit() or int(index) >= len(node):
+                return _MISSING
+            node, i = node[int(index)], i + 1
+            continue
+        if not isinstance(node, dict):
+            return _MISSING
+        for j in range(len(parts), i, -1):  # the longest key first: "nvidia.com/gpu"
+            key = ".".join(parts[i:j])
+            if key in node:
+                node, i = node[key], j
+                break
+        else:
+            return _MISSING
+    return node
 
 
 def review(obj: Any, *, strict: bool = False, old: Any = None, path: Path = CRD_FILE) -> list[str]:

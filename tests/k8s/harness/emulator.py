@@ -30,7 +30,10 @@ serves it from its own store, leaving kmock the bundled resource catalogue (`loa
   goes at once (no graceful-termination phase; the kubelet then stops its process). Added:
   ownerReference garbage collection (background, cascading; `Orphan` propagation strips the
   references instead); namespace deletion deletes its contents; creating in a namespace that
-  does not exist is a 404, as for real.
+  does not exist is a 404, as for real; DeleteOptions `preconditions` (uid, resourceVersion) that
+  do not hold answer 409 Conflict "Precondition failed: ..." as apimachinery's storage does.
+  Every kind of the bundled catalogue is stored and garbage-collected alike (NetworkPolicies
+  too; nothing enforces them: tests/netpol.py evaluates them).
 - built-in defaults that matter to the harness: pods get `restartPolicy: Always` (so trial pods
   must say Never), `terminationGracePeriodSeconds: 30`, `terminationMessagePolicy: File` and
   phase Pending; Services a ClusterIP unless headless; names are checked (DNS-1035 for
@@ -785,10 +788,21 @@ class ApiServer(kmock.KubernetesEmulator):
         if old is None:
             raise ApiError.not_found(rtype, name)
         pre = options.get("preconditions") or {}
-        if (pre.get("uid") and pre["uid"] != old["metadata"].get("uid")) or (
-            pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"]["resourceVersion"]
+        for field, have in (
+            ("uid", old["metadata"].get("uid")),
+            ("resourceVersion", old["metadata"]["resourceVersion"]),
         ):
-            raise ApiError.conflict(rtype, name)
+            if pre.get(field) and pre[field] != have:
+                # apimachinery's storage answers a failed precondition with this Conflict.
+                resource = f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {resource} "{name}": Precondition failed: '
+                    f"{'UID' if field == 'uid' else 'ResourceVersion'} in precondition: {pre[field]}, "
+                    f"{'UID' if field == 'uid' else 'ResourceVersion'} in object meta: {have}",
+                    {"name": name, "group": rtype.group, "kind": rtype.plural},
+                )
         if dry_run:
             return self.present(rtype, old)
         return self.present(rtype, self._delete_key(rtype, key, options.get("propagationPolicy") or "Background"))
