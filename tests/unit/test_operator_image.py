@@ -148,3 +148,16 @@ def test_the_probe_catches_a_missing_package(image_packages: set[str]) -> None:
     # Without torch in the image (as before issue 8) the gp sampler cannot run: the probe says so.
     failures = _probe(image_packages - {"torch"}, ["gp", "tpe"], [])
     assert list(failures) == ["sampler gp"] and "torch" in failures["sampler gp"]
+
+
+def test_the_operator_does_not_run_in_the_studies_volume() -> None:
+    # Issue 21: a relative path the operator was handed (once, a Secret's value taken for a journal
+    # name) landed among every team's journals because the image's working directory was the volume.
+    text = (REPO / "Dockerfile").read_text()
+    final_stage = text.rsplit("\nFROM ", 1)[-1]
+    workdir = re.findall(r"^WORKDIR\s+(\S+)", final_stage, re.M)[-1]
+    study_dir = re.search(r"OPENAUTOGLM_STUDY_DIR=(\S+)", final_stage).group(1)
+    assert not (study_dir + "/").startswith(workdir.rstrip("/") + "/"), (workdir, study_dir)
+    manager = yaml.safe_load((REPO / "deploy" / "manager" / "manager.yaml").read_text())
+    [container] = manager["spec"]["template"]["spec"]["containers"]
+    assert "workingDir" not in container or not container["workingDir"].startswith("/var/lib/openautoglm")
