@@ -237,8 +237,9 @@ class FaultInjector:
 
     Each request to a resource path (`/api/v1/...`, `/apis/g/v/...`; discovery is spared) whose
     User-Agent starts with one of `agents` (and whose path matches `paths`, if given) draws one
-    number from a generator seeded with `seed`, which picks at most one of the faults by their
-    `rates` (probability per eligible request; 409 and 500-after only for writes). A watch
+    number from a generator seeded with `seed`, which picks 429 or 500-before by their `rates`
+    (probability per eligible request); a write that got neither draws from a second seeded
+    generator for 409 or 500-after (writes only). At most one fault per request. A watch
     request that got through draws again for WATCH_DROP and is then cut after `drop_after`
     (min, max) events. The draws are seeded, the order of requests is the clients' own: the rate
     is fixed, not which request gets the fault.
@@ -263,6 +264,7 @@ class FaultInjector:
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
         self._rng = random.Random(self.seed)
+        self._writes = random.Random(f"{self.seed}/writes")
 
     def _eligible(self, request: aiohttp.web.BaseRequest) -> str | None:
         agent = request.headers.get("User-Agent", "")
@@ -279,14 +281,21 @@ class FaultInjector:
         agent = self._eligible(request)
         if agent is None:
             return None
-        write = request.method in _WRITES and not watch
-        kinds = [k for k in (CONFLICT, THROTTLED, ERROR_BEFORE, ERROR_AFTER) if write or k in (THROTTLED, ERROR_BEFORE)]
-        roll, edge = self._rng.random(), 0.0
-        for kind in kinds:
-            edge += self.rates.get(kind, 0.0)
-            if roll < edge:
-                self.record(kind, agent, request)
-                return kind
+        # Two seeded streams: one drawn by every request (429, 500 before the write), one by writes
+        # only (409, 500 after the write). Which requests meet which kind then depends on how many
+        # requests and writes the clients make, not on how reads and writes interleave (with one
+        # stream a change to the operator's calls once drew every low roll on writes, as 409s, and
+        # a run met no 429 at all).
+        streams = [(self._rng, (THROTTLED, ERROR_BEFORE))]
+        if request.method in _WRITES and not watch:
+            streams.append((self._writes, (CONFLICT, ERROR_AFTER)))
+        for rng, kinds in streams:
+            roll, edge = rng.random(), 0.0
+            for kind in kinds:
+                edge += self.rates.get(kind, 0.0)
+                if roll < edge:
+                    self.record(kind, agent, request)
+                    return kind
         return None
 
     def error(self, kind: str, request: aiohttp.web.BaseRequest) -> ApiError:
