@@ -46,9 +46,7 @@ class Settings:
     #: Operator: elect one leader among the operator's replicas on a coordination.k8s.io/v1 Lease
     #: (on/off); only the leader drives TuningJobs, a standby takes over when it dies. Off for a
     #: lone ``openautoglm operator``; deploy/ turns it on for its two replicas.
-    leader_election: bool = dataclasses.field(
-        default_factory=lambda: _env("LEADER_ELECTION", "off").lower() in ("on", "true", "1", "yes")
-    )
+    leader_election: bool = dataclasses.field(default_factory=lambda: _flag("LEADER_ELECTION", "off"))
     #: Operator: the Lease's name and namespace (deploy/: the operator's own, from the downward API).
     leader_election_lease: str = dataclasses.field(
         default_factory=lambda: _env("LEADER_ELECTION_LEASE", "openautoglm-operator")
@@ -73,9 +71,7 @@ class Settings:
     #: reach each other on every port (Horovod's rendezvous and Gloo), its /metrics is reachable
     #: only from the operator's pods and the monitoring namespaces, and nothing else gets in.
     #: Isolation needs a CNI that enforces NetworkPolicy; egress is left to the user's own policies.
-    trial_network_policy: bool = dataclasses.field(
-        default_factory=lambda: _env("TRIAL_NETWORK_POLICY", "on").lower() in ("on", "true", "1", "yes")
-    )
+    trial_network_policy: bool = dataclasses.field(default_factory=lambda: _flag("TRIAL_NETWORK_POLICY", "on"))
     #: Operator: its own namespace, from which it scrapes the trials' /metrics (deploy/: the
     #: downward API's metadata.namespace).
     operator_namespace: str = dataclasses.field(
@@ -94,11 +90,11 @@ class Settings:
     #: Prometheus server of ``metrics.source: prometheus`` jobs that name no
     #: ``metrics.prometheus.url`` (the operator's, or a local run's).
     prometheus_url: str | None = dataclasses.field(default_factory=lambda: _env("PROMETHEUS_URL", "") or None)
-    #: Operator: the Prometheus URLs a job may name (comma-separated; ``*``: any). Default: only
-    #: OPENAUTOGLM_PROMETHEUS_URL. A job naming another is Stalled (ConnectionNotAllowed): the
-    #: operator connects only where its administrator said, never where a tenant says.
+    #: Operator: the Prometheus URLs a job may name (comma-separated; ``*``: any) besides
+    #: OPENAUTOGLM_PROMETHEUS_URL, which is always allowed. A job naming another is Stalled
+    #: (ConnectionNotAllowed): the operator connects only where its administrator said.
     allowed_prometheus_urls: tuple[str, ...] = dataclasses.field(
-        default_factory=lambda: _list(_env("ALLOWED_PROMETHEUS_URLS", "")) or _list(_env("PROMETHEUS_URL", ""))
+        default_factory=lambda: _list(_env("ALLOWED_PROMETHEUS_URLS", ""))
     )
     #: Operator: the PostgreSQL hosts (``host`` or ``host:port``, comma-separated; ``*``: any) a
     #: job's ``storage.postgres`` URL (given or from its Secret) may name. Default: the host of the
@@ -126,6 +122,11 @@ class Settings:
 
 def load() -> Settings:
     return Settings()
+
+
+def _flag(name: str, default: str) -> bool:
+    """An on/off setting (on, true, 1, yes: on)."""
+    return _env(name, default).lower() in ("on", "true", "1", "yes")
 
 
 def _list(text: str) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from . import boundedjson, contract
 from .recorder import Report
+from .result import json_number
 
 #: keys of a JSON record that are never metrics (Katib's File collector writes timestamps)
 JSON_IGNORED_KEYS: Final = frozenset({"timestamp"})
@@ -114,21 +115,13 @@ def _exposition(text: str, wanted: Callable[[str], bool]) -> tuple[dict[str, flo
 
 
 def _number(raw: Any) -> float | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        try:
-            return float(raw)
-        except OverflowError:  # an integer of hundreds of digits: as float("1e400") reads
-            return math.inf if raw > 0 else -math.inf
-    if isinstance(raw, float):
-        return raw
+    """A JSON number (as the termination message reads one), or a number written as text."""
     if isinstance(raw, str) and len(raw) <= _MAX_NUMBER_TEXT:
         try:
             return float(raw)
         except ValueError:
             return None
-    return None
+    return json_number(raw)
 
 
 #: A number written as text longer than this is no number (float() of megabytes is slow).

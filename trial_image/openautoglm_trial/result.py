@@ -120,7 +120,7 @@ class TrialResult:
         )
 
 
-def _float(v: Any) -> float | None:
+def json_number(v: Any) -> float | None:
     """A JSON number as a float (an integer too large for one is infinite); None if no number."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
@@ -139,7 +139,7 @@ def _numbers(doc: Any, field_name: str, problems: list[str]) -> dict[str, float]
         return {}
     out = {}
     for name, raw in doc.items():
-        value = _float(raw)
+        value = json_number(raw)
         if value is not None and math.isfinite(value):
             out[str(name)[:_MAX_NAME]] = value
         elif raw is not None:
@@ -159,7 +159,7 @@ def _history(doc: Any, problems: list[str]) -> dict[str, list[float | None]]:
         if not isinstance(curve, list):
             problems.append(f"history.{str(name)[:40]} is {_kind(curve)}, not a list")
             continue
-        values = [_float(v) for v in curve]
+        values = [json_number(v) for v in curve]
         kept: list[float | None] = [v if v is not None and math.isfinite(v) else None for v in values]
         if any(raw is not None and v is None for raw, v in zip(curve, kept)):
             problems.append(f"history.{str(name)[:40]} holds values that are not finite numbers")
@@ -172,7 +172,7 @@ def _bounded(doc: dict[str, Any], key: str, high: float, problems: list[str]) ->
     raw = doc.get(key)
     if raw is None:
         return 0.0
-    value = _float(raw)
+    value = json_number(raw)
     if value is None or math.isnan(value):
         problems.append(f"{key} is {_show(raw, value)}, not a number")
         return 0.0

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from openautoglm import promql
 from openautoglm.engine.trials import TrialObservation
+from openautoglm.settings import Settings
 from openautoglm.settings import load as load_settings
 from openautoglm.spec import TuningJob
 from openautoglm_trial import boundedhttp, boundedjson
@@ -104,10 +105,12 @@ def _gauges(text: str) -> tuple[float | None, dict[str, float]]:
     return epoch, values
 
 
-def read_limits() -> tuple[int, float]:
-    """(largest answer in bytes, deadline in seconds) of one metrics read, from the settings."""
-    settings = load_settings()
-    return settings.scrape_limit_bytes, settings.scrape_deadline_seconds
+def read_limits(limit_bytes: int | None, deadline_seconds: float | None, settings: Settings) -> tuple[int, float]:
+    """(largest answer in bytes, deadline in seconds) of one metrics read: those given, else the settings'."""
+    return (
+        settings.scrape_limit_bytes if limit_bytes is None else limit_bytes,
+        settings.scrape_deadline_seconds if deadline_seconds is None else deadline_seconds,
+    )
 
 
 class ScrapeSource:
@@ -115,12 +118,7 @@ class ScrapeSource:
 
     def __init__(self, job: TuningJob, *, limit_bytes: int | None = None, deadline_seconds: float | None = None):
         self.job = job
-        if limit_bytes is None or deadline_seconds is None:
-            default_limit, default_deadline = read_limits()
-            limit_bytes = default_limit if limit_bytes is None else limit_bytes
-            deadline_seconds = default_deadline if deadline_seconds is None else deadline_seconds
-        self.limit_bytes = limit_bytes
-        self.deadline_seconds = deadline_seconds
+        self.limit_bytes, self.deadline_seconds = read_limits(limit_bytes, deadline_seconds, load_settings())
 
     def read(self, trial: TrialObservation) -> Reading | None:
         leader = trial.leader
@@ -151,8 +149,7 @@ class PrometheusSource:
         cfg = job.spec.metrics.prometheus
         self.url = ((cfg.url if cfg else None) or settings.prometheus_url or "").rstrip("/")
         self.query = (cfg.query if cfg else None) or promql.DEFAULT_QUERY
-        self.limit_bytes = settings.scrape_limit_bytes if limit_bytes is None else limit_bytes
-        self.deadline_seconds = settings.scrape_deadline_seconds if deadline_seconds is None else deadline_seconds
+        self.limit_bytes, self.deadline_seconds = read_limits(limit_bytes, deadline_seconds, settings)
         #: A local run's job has no namespace: Prometheus sees it as "default" (the file-SD labels).
         self.namespace = job.metadata.namespace or "default"
         #: The metric a ``{metric}`` template is filled with: the one the pruner reads.

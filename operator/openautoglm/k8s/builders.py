@@ -283,22 +283,8 @@ def build_job_network_policy(
     ]
     if monitoring_namespaces is not None:
         ingress.append({"from": [{"namespaceSelector": monitoring_namespaces}], "ports": metrics_port})
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {
-            "name": job_policy_name(job.name),
-            "namespace": namespace,
-            "labels": _policy_labels(job.name, None),
-            "ownerReferences": [owner_reference(job_body)],
-        },
-        "spec": {
-            "podSelector": {"matchLabels": {LABEL_JOB: job.name}},
-            # Ingress only: where trials may connect to is the user's (their podTemplate's) policy.
-            "policyTypes": ["Ingress"],
-            "ingress": ingress,
-        },
-    }
+    selected = {"matchLabels": {LABEL_JOB: job.name}}
+    return _ingress_policy(job, job_body, namespace, job_policy_name(job.name), None, selected, ingress)
 
 
 def build_trial_network_policy(job: TuningJob, job_body: dict[str, Any], number: int, namespace: str) -> dict[str, Any]:
@@ -306,20 +292,35 @@ def build_trial_network_policy(job: TuningJob, job_body: dict[str, Any], number:
     rendezvous (an unauthenticated key-value store) and Gloo's rank-to-rank connections, which
     use ephemeral ports."""
     peers = {"matchLabels": {LABEL_JOB: job.name, LABEL_TRIAL: str(number)}}
+    # A podSelector alone is this namespace; no ports: all of them.
+    ingress = [{"from": [{"podSelector": peers}]}]
+    return _ingress_policy(job, job_body, namespace, trial_policy_name(job.name, number), number, peers, ingress)
+
+
+def _ingress_policy(
+    job: TuningJob,
+    job_body: dict[str, Any],
+    namespace: str,
+    name: str,
+    number: int | None,
+    selected: dict[str, Any],
+    ingress: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A NetworkPolicy of the job (of trial ``number``, or the whole job for None), owned by it."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {
-            "name": trial_policy_name(job.name, number),
+            "name": name,
             "namespace": namespace,
             "labels": _policy_labels(job.name, number),
             "ownerReferences": [owner_reference(job_body)],
         },
         "spec": {
-            "podSelector": peers,
+            "podSelector": selected,
+            # Ingress only: where trials may connect to is the user's (their podTemplate's) policy.
             "policyTypes": ["Ingress"],
-            # A podSelector alone is this namespace; no ports: all of them.
-            "ingress": [{"from": [{"podSelector": peers}]}],
+            "ingress": ingress,
         },
     }
 
