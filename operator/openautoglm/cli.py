@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from openautoglm import settings as settings_mod
+from openautoglm import config
 from openautoglm.spec import sampler_name
 from openautoglm.validation import InvalidTuningJob, load_tuning_job
 
@@ -41,7 +41,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from openautoglm.local.progress import ConsoleProgress, status_line, summary_table
     from openautoglm.local.runner import run_local
 
-    cfg = settings_mod.load()
+    cfg = config.load()
     path = Path(args.file)
     try:
         job = load_tuning_job(path)
@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=settings_mod.load().log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=config.load().log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return args.func(args)
 
 

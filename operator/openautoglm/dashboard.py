@@ -188,9 +188,9 @@ class StudyShelf(BaseStorage):
 def default_location() -> str:
     """Where this machine's studies are, when no storage is given: OPENAUTOGLM_STORAGE, else the
     operator's study folder if it exists, else ./.openautoglm (a local run's default)."""
-    from openautoglm import settings as settings_mod
+    from openautoglm import config
 
-    cfg = settings_mod.load()
+    cfg = config.load()
     if cfg.storage:
         return cfg.storage
     if Path(cfg.study_dir).is_dir():

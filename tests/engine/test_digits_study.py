@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from openautoglm.config import Settings
 from openautoglm.local.runner import run_local
-from openautoglm.settings import Settings
 from openautoglm.validation import validate_document
 
 FAST = Settings(workdir=None, storage=None, local_tick_seconds=0.2, elapsed_save_seconds=5, log_level="WARNING")

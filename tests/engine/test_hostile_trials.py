@@ -14,9 +14,9 @@ import logging
 
 from optuna.trial import TrialState
 
+from openautoglm.config import Settings
 from openautoglm.engine.attrs import TRIAL_FAIL_REASON, TRIAL_METRICS_PROBLEM
 from openautoglm.local.runner import run_local
-from openautoglm.settings import Settings
 from openautoglm.validation import validate_document
 from openautoglm_trial.contract import MAX_STEP
 

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from openautoglm.config import Settings
 from openautoglm.katib import convert
 from openautoglm.local.runner import run_local
-from openautoglm.settings import Settings
 from openautoglm.validation import validate_document
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,10 +4,10 @@ import pytest
 from conftest import toy_job
 from optuna.trial import TrialState
 
+from openautoglm.config import Settings
 from openautoglm.engine.metrics import PrometheusSource
 from openautoglm.engine.trials import RUNNING, TrialObservation, WorkerObservation
 from openautoglm.local.runner import run_local
-from openautoglm.settings import Settings
 from openautoglm.validation import validate_document
 from openautoglm_trial import contract
 

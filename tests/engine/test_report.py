@@ -7,8 +7,8 @@ import numpy as np
 from conftest import toy_job
 from matplotlib import image
 
+from openautoglm.config import Settings
 from openautoglm.local.runner import run_local
-from openautoglm.settings import Settings
 from openautoglm.validation import validate_document
 
 FAST = Settings(workdir=None, storage=None, local_tick_seconds=0.1, elapsed_save_seconds=1, log_level="WARNING")

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from openautoglm import crd
+from openautoglm.config import Settings
 from openautoglm.k8s import builders
-from openautoglm.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.33.0"

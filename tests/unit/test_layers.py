@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2] / "operator" / "openautoglm"
 #: Bottom to top. Rooms on one line share a layer and must not import each other.
 LAYERS: list[list[str]] = [
     ["promql"],  # the PromQL template language of metrics.prometheus.query (spec checks it)
-    ["settings", "spec", "podschema"],  # the TuningJob model, its schema, settings
+    ["config", "spec", "podschema"],  # the TuningJob model, its schema, OPENAUTOGLM_* settings
     ["podtemplate", "space"],
     ["samplers", "pruners"],  # plugin registries
     ["validation"],  # the model + every registry's checks

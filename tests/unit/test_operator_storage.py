@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from helpers import digits_job
 
+from openautoglm.config import Settings
 from openautoglm.engine.storage import describe
 from openautoglm.k8s import builders
 from openautoglm.k8s.controller import (
@@ -21,7 +22,6 @@ from openautoglm.k8s.controller import (
     journal_in_namespace,
     storage_url,
 )
-from openautoglm.settings import Settings
 from openautoglm.spec import TuningJob
 
 BODY = {"metadata": {"name": "digits", "namespace": "team-a", "uid": "0123456789abcdef"}}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from helpers import digits_job
 
-from openautoglm import settings as settings_mod
+from openautoglm import config
 from openautoglm.engine.driver import Driver
 from openautoglm.engine.trials import LaunchRefused
 from openautoglm.k8s import builders
@@ -107,7 +107,7 @@ def _job(**trial: Any):
 
 
 def _backend(api: FakeApi, job=None, **settings: Any) -> KubernetesBackend:
-    cfg = dataclasses.replace(settings_mod.Settings(), **settings)
+    cfg = dataclasses.replace(config.Settings(), **settings)
     return KubernetesBackend(job or _job(), BODY, api, NS, cfg)
 
 

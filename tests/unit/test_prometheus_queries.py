@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from helpers import digits_job
 
+from openautoglm.config import Settings
 from openautoglm.engine.metrics import PrometheusSource
 from openautoglm.engine.trials import RUNNING, TrialObservation, WorkerObservation
 from openautoglm.k8s.connections import ConnectionNotAllowed, check_prometheus
-from openautoglm.settings import Settings
 from openautoglm.validation import validate_document
 
 #: The objective of each namespace's same-named job at epoch 3, as Prometheus holds them.

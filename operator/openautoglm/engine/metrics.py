@@ -19,9 +19,9 @@ from typing import Any, Final, Protocol
 from prometheus_client.parser import text_string_to_metric_families
 
 from openautoglm import promql
+from openautoglm.config import Settings
+from openautoglm.config import load as load_settings
 from openautoglm.engine.trials import TrialObservation
-from openautoglm.settings import Settings
-from openautoglm.settings import load as load_settings
 from openautoglm.spec import TuningJob
 from openautoglm_trial import boundedhttp, boundedjson
 from openautoglm_trial import contract as c

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from openautoglm import settings as settings_mod
+from openautoglm import config
 from openautoglm.engine.trials import (
     FAILED,
     PENDING,
@@ -97,14 +97,14 @@ class KubernetesBackend:
         job_body: dict[str, Any],
         api: Api,
         namespace: str,
-        cfg: settings_mod.Settings | None = None,
+        cfg: config.Settings | None = None,
     ):
         self.job = job
         self.body = job_body
         self.api = api
         self.namespace = namespace
         self.uid: str = job_body["metadata"]["uid"]
-        self.cfg = cfg or settings_mod.load()
+        self.cfg = cfg or config.load()
         #: The runs of each trial that have pods, from the last listing and this process's
         #: launches: what stop() deletes, without listing again.
         self._runs: dict[int, set[int]] = {}

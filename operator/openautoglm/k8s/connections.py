@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL
 
-from openautoglm.settings import Settings
+from openautoglm.config import Settings
 from openautoglm.spec import TuningJob
 
 ANY: Final = "*"

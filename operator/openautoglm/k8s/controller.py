@@ -22,7 +22,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from openautoglm import settings as settings_mod
+from openautoglm import config
 from openautoglm.engine.driver import Driver, SpecChangeRefused
 from openautoglm.engine.reconcile import Event, Outcome
 from openautoglm.engine.storage import (
@@ -60,7 +60,7 @@ def job_document(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def storage_url(job: TuningJob, body: dict[str, Any], api: Api, cfg: settings_mod.Settings) -> str:
+def storage_url(job: TuningJob, body: dict[str, Any], api: Api, cfg: config.Settings) -> str:
     """Where this job's study lives: the spec's storage, else the operator's default
     (``OPENAUTOGLM_STORAGE``, e.g. PostgreSQL from a Secret: deploy/postgres), else a journal
     on the volume.
@@ -196,8 +196,8 @@ def generation_of(body: dict[str, Any]) -> int | None:
 
 
 class JobController:
-    def __init__(self, body: dict[str, Any], api: Api, cfg: settings_mod.Settings | None = None):
-        self.cfg = cfg or settings_mod.load()
+    def __init__(self, body: dict[str, Any], api: Api, cfg: config.Settings | None = None):
+        self.cfg = cfg or config.load()
         self.api = api
         meta = body["metadata"]
         self.namespace: str = meta["namespace"]

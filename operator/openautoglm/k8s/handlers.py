@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import kopf
-from kubernetes import client, config
+import kubernetes
+from kubernetes import client
 
-from openautoglm import settings as settings_mod
+from openautoglm import config
 from openautoglm.engine.storage import outage_errors
 from openautoglm.k8s import leader, telemetry
 from openautoglm.k8s.api import Api
@@ -37,9 +38,9 @@ _NAMESPACES: list[str] = []
 def api() -> Api:
     if "api" not in _API:
         try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
+            kubernetes.config.load_incluster_config()
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config()
         conf = client.Configuration.get_default_copy()
         # api.py retries, with backoff and counted; urllib3's own (3, silent, and for GETs also
         # 429/503 with Retry-After) would hide attempts from openautoglm_api_retries_total.
@@ -60,7 +61,7 @@ _DRAINING: list[concurrent.futures.ThreadPoolExecutor] = []
 
 def pool() -> concurrent.futures.ThreadPoolExecutor:
     if "pool" not in _POOL:
-        workers = max(1, settings_mod.load().operator_workers)
+        workers = max(1, config.load().operator_workers)
         _POOL["pool"] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="study")
     return _POOL["pool"]
 
@@ -282,7 +283,7 @@ async def tuningjob_delete(body: kopf.Body, uid: str, **_: Any) -> None:
 def run(namespaces: list[str] | None = None) -> None:
     """Run the operator until SIGINT/SIGTERM (what ``openautoglm operator`` calls). With leader
     election, first stand by until this replica holds the Lease (k8s/leader.py)."""
-    cfg = settings_mod.load()
+    cfg = config.load()
     kopf.configure(verbose=cfg.log_level.upper() == "DEBUG")
     _NAMESPACES[:] = namespaces or []
     # A mistyped selector stops the operator here, not every job's first launch.
@@ -310,7 +311,7 @@ def run(namespaces: list[str] | None = None) -> None:
         # Not drained in time: keep the Lease, which runs out by itself after the process exits.
 
 
-def _elect(cfg: settings_mod.Settings) -> leader.Elector:
+def _elect(cfg: config.Settings) -> leader.Elector:
     """Block until this replica leads, answering /healthz meanwhile; then renew in the background."""
     api()  # loads the kubeconfig or the in-cluster config
     lease = leader.LeaseConfig(

@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 
-from openautoglm import settings as settings_mod
+from openautoglm import config
 from openautoglm.engine.driver import Driver, SpecChangeRefused
 from openautoglm.engine.reconcile import Outcome
 from openautoglm.engine.status import JobStatus
@@ -68,7 +68,7 @@ def run_local(
     storage: str | None = None,
     fresh: bool = False,
     on_outcome: Callable[[Outcome], None] | None = None,
-    settings: settings_mod.Settings | None = None,
+    settings: config.Settings | None = None,
     base_dir: Path | None = None,
     job_file: Path | None = None,
     on_edit: Callable[[str], None] | None = None,
@@ -86,7 +86,7 @@ def run_local(
     again from the start by the next call. After a SIGKILL the workers keep running and
     the next call adopts them.
     """
-    cfg = settings or settings_mod.load()
+    cfg = settings or config.load()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     url = storage or cfg.storage or default_storage(workdir)
@@ -158,7 +158,7 @@ def _wait_for_storage(
     driver: Driver,
     url: str,
     backend: LocalBackend,
-    cfg: settings_mod.Settings,
+    cfg: config.Settings,
     err: BaseException,
     outage: tuple[type[BaseException], ...],
     stop_requested: threading.Event,
