@@ -24,7 +24,7 @@ from openautoglm.engine.study import enqueue_starting_points, study_name
 from openautoglm.engine.worker import build_worker_env
 from openautoglm.spec import TuningJob
 from openautoglm_trial import contract, tasks
-from openautoglm_trial.settings import ObjectiveMetric, TrialSettings
+from openautoglm_trial.environment import ObjectiveMetric, TrialSettings
 from openautoglm_trial.watch import best_values
 
 #: ``report(epoch, value)`` after each epoch; may raise ``optuna.TrialPruned``.
@@ -71,7 +71,7 @@ class InProcessWorker:
         import horovod.torch as hvd
         import torch
 
-        from openautoglm_trial import training
+        from openautoglm_trial.builtin import training
 
         hvd.init()
         self.hvd, self.torch, self.training = hvd, torch, training

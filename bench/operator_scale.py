@@ -91,7 +91,7 @@ def zero_work_job(name: str, trials: int, parallelism: int) -> Any:
 # ----------------------------------------------------------------------------- local
 def spawn_floor(job: Any, workdir: Path, trials: int, parallelism: int) -> float:
     """Seconds to start the same processes with the same environment, ``parallelism`` at a time."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAUTOGLM_", "HOROVOD_"))}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(c.RESERVED_ENV_PREFIXES)}
     t0 = time.perf_counter()
     running: list[subprocess.Popen] = []
     for number in range(trials):

@@ -10,7 +10,7 @@ repeat this records:
   outside, so it is the same clock for this checkout and for ``--before CHECKOUT`` (a
   ``git worktree`` of older code, run with PYTHONPATH pointing at it).
 * ``startup_seconds``: the worker's own breakdown (interpreter, imports, data, rendezvous,
-  model, first_step; see openautoglm_trial/startup.py), from its termination message, where
+  model, first_step; see openautoglm_trial/builtin/startup.py), from its termination message, where
   the code reports it.
 * floors in the same run: ``python -c pass``, ``import torch``, ``import torch, horovod.torch``.
 
@@ -60,7 +60,7 @@ def digits_job() -> Any:
 
 
 def _base_env(code: Path | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAUTOGLM_", "HOROVOD_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(c.RESERVED_ENV_PREFIXES)}
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(code / "trial_image"), str(code / "operator")])
     return env

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from openautoglm import podschema
+from openautoglm_trial.contract import RESERVED_ENV_PREFIXES
 
 #: The trial container; every other container of the template is a sidecar.
 WORKER_CONTAINER: Final = "worker"
@@ -44,8 +45,8 @@ RESERVED_VOLUME_PREFIX: Final = "openautoglm-"
 #: Mount points of the worker container that are the operator's (/tmp, the termination message).
 RESERVED_MOUNT_PATHS: Final = ("/tmp", "/dev/termination-log")
 RESERVED_LABEL_PREFIXES: Final = ("app.kubernetes.io/", "openautoglm.io/")
-RESERVED_ENV_PREFIXES: Final = ("OPENAUTOGLM_", "HOROVOD_")
-#: Set by the operator in the worker container (HOME=/tmp: the root file system is read-only).
+#: Set by the operator in the worker container besides RESERVED_ENV_PREFIXES (the trial contract's):
+#: HOME=/tmp, the root file system is read-only.
 RESERVED_ENV: Final = ("HOME",)
 CONTAINER_LISTS: Final = ("containers", "initContainers", "ephemeralContainers")
 #: What the template may set in the worker container; everything else there is the operator's.
@@ -357,7 +358,8 @@ def _pod_spec_problems(spec: dict[str, Any], taken_env: set[str]) -> Iterator[tu
             yield f"spec.volumes[{i}].name", f"{_OWNED}: volumes named {RESERVED_VOLUME_PREFIX}* are the operator's"
         elif isinstance(name, str) and name in names:
             yield f"spec.volumes[{i}].name", f"duplicate volume name {name!r}"
-        names.add(name)
+        if isinstance(name, str):
+            names.add(name)
         sources = [k for k in volume if k != "name"]
         if len(sources) > 1:
             yield f"spec.volumes[{i}]", f"one volume source per volume, got {sources}"

@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-#: The placeholders a template may hold, in the order the README lists them.
+#: The placeholders a template may hold, in the order docs/reference.md lists them.
 PLACEHOLDERS: Final = ("namespace", "job", "trial", "metric")
 MAX_QUERY_LENGTH: Final = 2048
 #: What a brace pair of a label matcher always holds (= ~ ! " ' `); a pair without any is a

@@ -79,11 +79,12 @@ def _history(study: optuna.Study, trials: list[FrozenTrial], path: Path) -> Path
         label="pruned (last value)",
         zorder=3,
     )
-    best, xs, ys = None, [], []
-    for t in sorted(done, key=lambda t: t.number):
-        if best is None or (t.value > best if maximize else t.value < best):
-            best = t.value
-        xs.append(t.number)
+    best: float | None = None
+    xs, ys = [], []
+    for number, value in sorted((t.number, t.value) for t in done if t.value is not None):
+        if best is None or (value > best if maximize else value < best):
+            best = value
+        xs.append(number)
         ys.append(best)
     if xs:
         ax.step(xs, ys, where="post", color="black", label="best so far")

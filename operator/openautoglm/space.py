@@ -8,6 +8,7 @@ GP) then see the conditional structure instead of inactive values.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
@@ -24,35 +25,41 @@ def is_active(p: Parameter, values: dict[str, Any]) -> bool:
     return True
 
 
-def suggest(trial: optuna.Trial, spec: TuningJobSpec) -> dict[str, Any]:
-    """Suggest every active parameter of ``spec`` on ``trial``; return all trial params."""
+#: What a ``value_of`` returns for a parameter that gets no value (not sampled).
+_NONE: Final = object()
+
+
+def _walk(spec: TuningJobSpec, value_of: Callable[[Parameter], Any]) -> dict[str, Any]:
+    """The parameters' values in spec order: a fixed one its value, a sampled one ``value_of(p)``;
+    a parameter whose ``when`` does not hold over the values before it gets none. Suggesting and
+    rebuilding a trial's parameters must agree on this walk, so there is one."""
     values: dict[str, Any] = {}
     for p in spec.parameters:
-        if not is_active(p, values):
-            continue
-        if p.type == "fixed":
-            values[p.name] = p.value
-            continue
-        if p.type == "float":
-            values[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)  # type: ignore[arg-type]
-        elif p.type == "int":
-            values[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))  # type: ignore[arg-type]
-        else:
-            values[p.name] = trial.suggest_categorical(p.name, p.choices)  # type: ignore[arg-type]
+        if is_active(p, values):
+            value = p.value if p.type == "fixed" else value_of(p)
+            if value is not _NONE:
+                values[p.name] = value
     return values
+
+
+def suggest(trial: optuna.Trial, spec: TuningJobSpec) -> dict[str, Any]:
+    """Suggest every active parameter of ``spec`` on ``trial``; return all trial params."""
+    return _walk(spec, lambda p: _suggest(trial, p))
+
+
+def _suggest(trial: optuna.Trial, p: Parameter) -> Any:
+    if p.type == "float":
+        low, high = p.bounds
+        return trial.suggest_float(p.name, low, high, log=p.log, step=p.step)
+    if p.type == "int":
+        low, high = p.bounds
+        return trial.suggest_int(p.name, int(low), int(high), log=p.log, step=int(p.step or 1))
+    return trial.suggest_categorical(p.name, p.choices or [])
 
 
 def trial_params(spec: TuningJobSpec, sampled: dict[str, Any]) -> dict[str, Any]:
     """What a worker receives: sampled values plus active fixed values, in spec order."""
-    values: dict[str, Any] = {}
-    for p in spec.parameters:
-        if not is_active(p, values):
-            continue
-        if p.type == "fixed":
-            values[p.name] = p.value
-        elif p.name in sampled:
-            values[p.name] = sampled[p.name]
-    return values
+    return _walk(spec, lambda p: sampled.get(p.name, _NONE))
 
 
 def default_params(spec: TuningJobSpec, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +81,7 @@ def _admits(p: Parameter, value: Any) -> bool:
         return False
     if p.type == "int" and not float(value).is_integer():
         return False
-    low, high = float(p.low), float(p.high)  # type: ignore[arg-type]
+    low, high = p.bounds
     if not low <= value <= high:
         return False
     if p.step:
@@ -89,10 +96,11 @@ _MANY: Final = 2**62
 
 def _stepped(p: Parameter) -> int:
     """How many values a stepped range has, counted (a step of 1e-6 over [0, 500] has 500 million)."""
-    low, high = float(p.low), float(p.high)  # type: ignore[arg-type]
+    low, high = p.bounds
+    step = p.step or 1  # only an int range is counted without a step
     if p.type == "int":
-        return (int(high) - int(low)) // int(p.step or 1) + 1
-    return int(math.floor(min((high - low) / p.step, _MANY) + 1e-9)) + 1  # type: ignore[operator]
+        return (int(high) - int(low)) // int(step) + 1
+    return int(math.floor(min((high - low) / step, _MANY) + 1e-9)) + 1
 
 
 def grid_values(p: Parameter, points: int) -> list[Any] | None:
@@ -102,7 +110,11 @@ def grid_values(p: Parameter, points: int) -> list[Any] | None:
         return list(p.choices or [])
     if p.type == "fixed":
         return None
-    low, high = float(p.low), float(p.high)  # type: ignore[arg-type]
+    return _numeric_grid(p, points)
+
+
+def _numeric_grid(p: Parameter, points: int) -> list[Any]:
+    low, high = (float(v) for v in p.bounds)
     if p.type == "int":
         if _stepped(p) > points and not p.step:
             raw = np.geomspace(low, high, points) if p.log else np.linspace(low, high, points)
@@ -122,7 +134,7 @@ def grid_count(p: Parameter, points: int) -> int | None:
         return None
     if p.step or (p.type == "int" and _stepped(p) <= points):
         return _stepped(p)
-    return len(grid_values(p, points)) if p.type == "int" else points  # type: ignore[arg-type]
+    return len(_numeric_grid(p, points)) if p.type == "int" else points
 
 
 def grid_size(spec: TuningJobSpec, points: int) -> int:

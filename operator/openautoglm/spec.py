@@ -38,8 +38,6 @@ NAME_RE: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 #: ``Validation-accuracy``). They travel as JSON keys and label values, never as variable names.
 PARAM_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 METRIC_NAME_RE: Final = PARAM_NAME_RE
-#: ``${trialParameters.NAME}`` in a command item (Katib's placeholder syntax).
-PLACEHOLDER_RE: Final = re.compile(r"\$\{trialParameters\.([^}]*)\}")
 #: Kubernetes resource quantity (a simplified form of the apimachinery grammar).
 QUANTITY_RE: Final = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$")
 ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -197,7 +195,9 @@ class Objective(_Model):
     def objectives(self) -> list[ObjectiveMetric]:
         if self.metrics is not None:
             return list(self.metrics)
-        return [ObjectiveMetric(metric=self.metric, direction=self.direction)]  # type: ignore[arg-type]
+        if self.metric is None or self.direction is None:  # refused by _check: a model_construct()ed one
+            raise ValueError("an objective names metric and direction, or a list of them")
+        return [ObjectiveMetric(metric=self.metric, direction=self.direction)]
 
     @property
     def is_multi(self) -> bool:
@@ -341,6 +341,13 @@ class Parameter(_Model):
         _raise(p)
         return self
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a float or int parameter (the model refuses one without them)."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.name} is a {self.type} parameter: it has no low and high")
+        return self.low, self.high
+
     def refuses(self, value: Scalar) -> str | None:
         """Why a trial of this search space cannot have ``value`` for this parameter (None: it can)."""
         if self.type == "categorical":
@@ -351,7 +358,8 @@ class Parameter(_Model):
             return f"must be a finite number ({self.name} is a {self.type} parameter), got {value!r}"
         if self.type == "int" and not float(value).is_integer():
             return f"must be an integer ({self.name} is an int parameter), got {value!r}"
-        if not self.low <= value <= self.high:  # type: ignore[operator]
+        low, high = self.bounds
+        if not low <= value <= high:
             return f"must be within {self.name}'s range [{self.low}, {self.high}], got {value!r}"
         return None
 
@@ -360,7 +368,7 @@ class Parameter(_Model):
 #: What a trial gets when its template names no resources at all.
 DEFAULT_REQUESTS: Final = {"cpu": "1", "memory": "1Gi"}
 DEFAULT_LIMITS: Final = {"cpu": "1", "memory": "2Gi"}
-_QUANTITY_SUFFIX: Final = {
+_QUANTITY_SUFFIX: Final[dict[str, int | Decimal]] = {
     "": 1,
     "m": Decimal("0.001"),
     "k": 10**3,
@@ -446,8 +454,8 @@ class EnvVar(_Model):
     def _name(cls, v: str) -> str:
         if not ENV_NAME_RE.match(v):
             raise ValueError("must be a valid environment variable name")
-        if v.startswith(("OPENAUTOGLM_", "HOROVOD_")):
-            raise ValueError("OPENAUTOGLM_* and HOROVOD_* are set by the operator")
+        if v.startswith(contract.RESERVED_ENV_PREFIXES):
+            raise ValueError(f"{' and '.join(p + '*' for p in contract.RESERVED_ENV_PREFIXES)} are set by the operator")
         return v
 
 
@@ -507,7 +515,6 @@ class PrometheusQuery(_Model):
 
 #: Katib's StdOut/File collector filter, widened to exponents and nan/inf (the trial contract's).
 DEFAULT_METRIC_FILTER: Final = contract.DEFAULT_METRIC_FILTER
-COLLECTOR_KINDS: Final = ("stdout", "file", "prometheus", "push", "native")
 
 
 class Collector(_Model):
@@ -554,9 +561,13 @@ class Collector(_Model):
         return self
 
 
+#: The kinds a TuningJob may name: the trial supervisor's collectors (tests/unit/test_registry.py), and native.
+COLLECTOR_KINDS: Final = get_args(Collector.model_fields["kind"].annotation)
+
+
 class MetricsSource(_Model):
     source: Literal["scrape", "prometheus"] = "scrape"
-    port: Annotated[int, Field(ge=1, le=65535)] = 9090
+    port: Annotated[int, Field(ge=1, le=65535)] = contract.DEFAULT_METRICS_PORT
     #: Seconds between two passes of the job (each lists its pods and reads its trials' metrics):
     #: at least 0.5, so that no job can make the shared operator spin.
     interval_seconds: Annotated[float, Field(ge=MIN_INTERVAL_SECONDS, le=3600)] = 5.0
@@ -707,7 +718,7 @@ class TuningJobSpec(_Model):
                 )
             )
         for i, item in enumerate(self.trial.command or []):
-            for ref in PLACEHOLDER_RE.findall(item):
+            for ref in contract.placeholders(item):
                 if ref not in by_name:
                     p.append(
                         (
@@ -716,7 +727,7 @@ class TuningJobSpec(_Model):
                         )
                     )
         if self.trial.command is not None and self.metrics.effective_collector.kind == "native":
-            if any(PLACEHOLDER_RE.search(item) for item in self.trial.command):
+            if any(contract.PLACEHOLDER.search(item) for item in self.trial.command):
                 p.append(
                     (
                         "trial.command",
@@ -761,7 +772,8 @@ class Metadata(BaseModel):
 
 class TuningJob(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
-    api_version: Literal[API_VERSION] = Field(alias="apiVersion")
+    # mypy takes no names in Literal[] (pydantic reads the value): the one place the version is spelt stays.
+    api_version: Literal[API_VERSION] = Field(alias="apiVersion")  # type: ignore[valid-type]
     kind: Literal["TuningJob"]
     metadata: Metadata
     spec: TuningJobSpec

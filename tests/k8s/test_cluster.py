@@ -22,6 +22,8 @@ import yaml
 from cluster import Cluster
 from kubernetes.client.rest import ApiException
 
+from openautoglm_trial import contract
+
 ROOT = Path(__file__).resolve().parents[2]
 NS = "default"
 TJ = "openautoglm.io/v1alpha1/tuningjobs"
@@ -169,7 +171,7 @@ def test_pod_runs_as_a_real_process_and_succeeds_with_its_termination_message(k8
     env = printed["env"]
     assert printed["cwd"] == str(Path(entry["log"]).parent) and printed["cwd"].startswith(str(k8s.workdir))
     assert env["GREETING"] == "hello" and env["HOSTNAME"] == "ok"
-    assert not [k for k in env if k.startswith(("HOROVOD_", "OPENAUTOGLM_")) and k != "OPENAUTOGLM_TERMINATION_LOG"]
+    assert not [k for k in env if k.startswith(contract.RESERVED_ENV_PREFIXES) and k != contract.TERMINATION_LOG]
     assert "KUBECONFIG" not in env
     assert status["podIP"].startswith(("127.25",)) and status["podIP"] != "127.0.0.1"
     assert k8s.kubectl("logs", "ok").stdout.startswith("{")

@@ -37,10 +37,6 @@ HOROVOD_SKIP_REASON = (
 )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "horovod: starts real Horovod workers (skipped without horovod)")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if HOROVOD_MISSING:
         for item in items:
@@ -211,18 +207,8 @@ def worker_envs(
             contract.TERMINATION_LOG: str(workdir / f"termination-{rank}.json"),
             contract.CACHE_DIR: str(cache_dir),
             contract.WORKER_HOSTS: ",".join(addresses),
-            "HOROVOD_RANK": str(rank),
-            "HOROVOD_SIZE": str(size),
-            "HOROVOD_LOCAL_RANK": "0",
-            "HOROVOD_LOCAL_SIZE": "1",
-            "HOROVOD_CROSS_RANK": str(rank),
-            "HOROVOD_CROSS_SIZE": str(size),
-            "HOROVOD_HOSTNAME": address,
-            "HOROVOD_GLOO_RENDEZVOUS_ADDR": addresses[0],
-            "HOROVOD_GLOO_RENDEZVOUS_PORT": str(rendezvous_port),
-            "HOROVOD_CONTROLLER": "gloo",
-            "HOROVOD_CPU_OPERATIONS": "gloo",
-            "HOROVOD_GLOO_IFACE": "lo",
+            **contract.horovod_env(rank, addresses, rendezvous_port),
+            contract.HOROVOD_GLOO_IFACE: "lo",
         }
         if objectives is not None:
             env[contract.OBJECTIVE_METRICS] = json.dumps(objectives)

@@ -1,4 +1,4 @@
-"""openautoglm_trial.eager: built-in workers train without importing torch._dynamo, and their
+"""openautoglm_trial.builtin.eager: built-in workers train without importing torch._dynamo, and their
 optimizers update exactly as torch's own do."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ PROGRAM = textwrap.dedent(
     import json, sys
     import torch
     if sys.argv[1] == "eager":
-        from openautoglm_trial.eager import keep_dynamo_out
+        from openautoglm_trial.builtin.eager import keep_dynamo_out
         changed = keep_dynamo_out()
     else:
         changed = 0

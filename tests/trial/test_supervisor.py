@@ -20,13 +20,14 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from openautoglm_trial import command, contract
-from openautoglm_trial.collectors import PrometheusCollector
+from openautoglm_trial import contract
+from openautoglm_trial.environment import ObjectiveMetric, Stopping
 from openautoglm_trial.errors import SettingsError
-from openautoglm_trial.parsers import parse_exposition, parse_json, parse_text
-from openautoglm_trial.recorder import Recorder, Report
 from openautoglm_trial.server import TrialMetrics
-from openautoglm_trial.settings import ObjectiveMetric, Stopping
+from openautoglm_trial.supervisor import command
+from openautoglm_trial.supervisor.collectors import PrometheusCollector
+from openautoglm_trial.supervisor.parsers import parse_exposition, parse_json, parse_text
+from openautoglm_trial.supervisor.recorder import Recorder, Report
 
 PROGRAMS = Path(__file__).parent / "programs"
 KATIB = str(PROGRAMS / "katib_program.py")

@@ -13,10 +13,10 @@ import pytest
 
 import openautoglm_trial
 from openautoglm_trial import contract, tasks
+from openautoglm_trial.environment import ObjectiveMetric, Stopping, TrialSettings
 from openautoglm_trial.errors import ParameterError, SettingsError
 from openautoglm_trial.result import TrialResult, encode
 from openautoglm_trial.server import Health
-from openautoglm_trial.settings import ObjectiveMetric, Stopping, TrialSettings
 from openautoglm_trial.watch import DivergenceWatch, Patience, best_values
 
 TRIAL_IMAGE = Path(openautoglm_trial.__file__).resolve().parents[1]
@@ -146,15 +146,7 @@ def test_settings_from_a_launcher_environment():
             contract.TRIAL_STOPPING: json.dumps({"maxGradNorm": None, "patience": 3, "future": 1}),
             contract.OBJECTIVE_METRICS: json.dumps([{"metric": "loss", "direction": "minimize"}]),
             contract.WORKER_HOSTS: "a,b",
-            "HOROVOD_RANK": "1",
-            "HOROVOD_SIZE": "2",
-            "HOROVOD_LOCAL_RANK": "0",
-            "HOROVOD_LOCAL_SIZE": "1",
-            "HOROVOD_CROSS_RANK": "1",
-            "HOROVOD_CROSS_SIZE": "2",
-            "HOROVOD_HOSTNAME": "b",
-            "HOROVOD_GLOO_RENDEZVOUS_ADDR": "a",
-            "HOROVOD_GLOO_RENDEZVOUS_PORT": "29400",
+            **contract.horovod_env(1, ["a", "b"]),
         }
     )
     settings = TrialSettings.from_env(env)
@@ -194,8 +186,8 @@ def test_bad_settings_name_the_variable(env, words):
 
 @pytest.mark.horovod
 def test_host_plan_is_one_slot_per_worker_in_rank_order():
+    from openautoglm_trial.environment import HorovodPlacement
     from openautoglm_trial.rendezvous import host_plan
-    from openautoglm_trial.settings import HorovodPlacement
 
     plan = host_plan(HorovodPlacement(size=3, rendezvous_addr="w0", worker_hosts=("w0", "w1", "w2")))
     assert [(s.hostname, s.rank, s.local_rank, s.local_size, s.cross_rank, s.cross_size) for s in plan] == [

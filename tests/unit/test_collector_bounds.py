@@ -11,9 +11,9 @@ import logging
 import re
 
 from openautoglm_trial import contract
-from openautoglm_trial.collectors import FileCollector, PushCollector, StreamCollector, bounded_lines
-from openautoglm_trial.parsers import MAX_LINE, json_parser, text_parser
-from openautoglm_trial.recorder import Report
+from openautoglm_trial.supervisor.collectors import FileCollector, PushCollector, StreamCollector, bounded_lines
+from openautoglm_trial.supervisor.parsers import MAX_LINE, json_parser, text_parser
+from openautoglm_trial.supervisor.recorder import Report
 
 GOOD = b'{"step": 1, "metrics": {"loss": 0.5}}\n'
 HOSTILE = [

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from openautoglm.engine.metrics import SCRAPE_LIMIT_BYTES, Reading, parse_exposition, read_vector
 from openautoglm_trial import contract
-from openautoglm_trial import parsers as trial_parsers
 from openautoglm_trial.contract import MAX_STEP
 from openautoglm_trial.result import READ_LIMIT, TrialResult, encode
+from openautoglm_trial.supervisor import parsers as trial_parsers
 
 FUZZ = settings(
     max_examples=300,

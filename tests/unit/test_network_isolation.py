@@ -144,7 +144,7 @@ def _worker(number: int, rank: int, job_name: str = "digits-test", namespace: st
     return Pod.of(builders.build_worker_pod(j, body, number, rank, {"lr": 0.01}, namespace))
 
 
-RENDEZVOUS, METRICS = c.DEFAULT_RENDEZVOUS_PORT, 9090
+RENDEZVOUS, METRICS = c.DEFAULT_RENDEZVOUS_PORT, c.DEFAULT_METRICS_PORT
 
 
 def test_the_policies_are_valid_kubernetes_owned_by_the_job_and_named_apart():

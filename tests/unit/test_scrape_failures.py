@@ -13,7 +13,7 @@ import pytest
 
 from openautoglm.engine.metrics import ScrapeSource
 from openautoglm.engine.trials import RUNNING, TrialObservation, WorkerObservation
-from openautoglm_trial.collectors import PrometheusCollector
+from openautoglm_trial.supervisor.collectors import PrometheusCollector
 
 GOOD = b'openautoglm_trial_epoch 2\nopenautoglm_trial_metric{metric="score"} 0.5\n'
 

@@ -12,7 +12,8 @@ document in ``OPENAUTOGLM_TRIAL_PARAMS`` so that a categorical value such as
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 # --- identity -------------------------------------------------------------------------
@@ -37,8 +38,12 @@ OBJECTIVE_METRICS: Final = "OPENAUTOGLM_OBJECTIVE_METRICS"  #: JSON list of {"me
 #: ``--beta1=${trialParameters.beta1}`` disappears when beta1 is inactive. When set,
 #: ``python -m openautoglm_trial`` supervises this program instead of running a built-in task.
 COMMAND: Final = "OPENAUTOGLM_COMMAND"
+#: A ``${trialParameters.NAME}`` placeholder (Katib's syntax), however malformed: group 1 is the
+#: name, unchecked, so that a typo is reported by whoever reads it (the TuningJob model, the
+#: supervisor, import-katib) rather than passed through as text.
+PLACEHOLDER: Final = re.compile(r"\$\{trialParameters\.([^}]*)\}")
 #: JSON object, how the supervisor collects the program's metrics:
-#: {"kind": "stdout" | "file" | "prometheus" | "push",
+#: {"kind": str,                 # a collector of supervisor.collectors.COLLECTORS: stdout, file, ...
 #:  "filter": regex | null,      # stdout, text files: group 1 the name, group 2 the value
 #:  "path": str | null,          # file: the file the program writes (may appear later)
 #:  "format": "text" | "json",   # file: name=value lines, or one JSON object per line
@@ -53,7 +58,6 @@ ADDITIONAL_METRICS: Final = "OPENAUTOGLM_ADDITIONAL_METRICS"
 #: set by the supervisor for the program (push collector): the JSON-lines file that
 #: ``openautoglm_trial.report()`` appends ``{"step": int, "metrics": {name: float}}`` to
 PUSH_FILE: Final = "OPENAUTOGLM_PUSH_FILE"
-COLLECTOR_KINDS: Final = ("stdout", "file", "prometheus", "push")
 DEFAULT_STEP_METRIC: Final = "epoch"
 #: Katib's StdOut/File filter ``([\w|-]+)\s*=\s*((-?\d+)(\.\d+)?)`` widened: names may hold
 #: ``.``, values may have a sign and an exponent (``lr=1e-3`` is read whole), and ``nan``/``inf``
@@ -68,6 +72,11 @@ DEFAULT_METRIC_FILTER: Final = (
 #:  "divergenceCheck": bool}
 TRIAL_STOPPING: Final = "OPENAUTOGLM_TRIAL_STOPPING"
 
+# --- what the operator owns in a worker's environment ------------------------------------
+#: A user's ``trial.env`` (and import-katib's output) may set no variable with these prefixes:
+#: the operator sets them, and a user's value would change the trial's identity or placement.
+RESERVED_ENV_PREFIXES: Final = ("OPENAUTOGLM_", "HOROVOD_")
+
 # --- endpoints --------------------------------------------------------------------------
 BIND_ADDRESS: Final = "OPENAUTOGLM_BIND_ADDRESS"  #: address the HTTP servers bind ("0.0.0.0" in a pod)
 METRICS_PORT: Final = "OPENAUTOGLM_METRICS_PORT"  #: port of /metrics, /healthz, /readyz
@@ -76,19 +85,30 @@ DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
 DEFAULT_METRICS_PORT: Final = 9090
 DEFAULT_RENDEZVOUS_PORT: Final = 29400
 
-# --- Horovod: exactly what horovodrun sets for a Gloo job ---------------------------------
+# --- Horovod: exactly what horovodrun sets for a Gloo job (see horovod_env) -----------------
+HOROVOD_RANK: Final = "HOROVOD_RANK"
+HOROVOD_SIZE: Final = "HOROVOD_SIZE"
+HOROVOD_LOCAL_RANK: Final = "HOROVOD_LOCAL_RANK"
+HOROVOD_LOCAL_SIZE: Final = "HOROVOD_LOCAL_SIZE"
+HOROVOD_CROSS_RANK: Final = "HOROVOD_CROSS_RANK"
+HOROVOD_CROSS_SIZE: Final = "HOROVOD_CROSS_SIZE"
+HOROVOD_HOSTNAME: Final = "HOROVOD_HOSTNAME"
+HOROVOD_GLOO_RENDEZVOUS_ADDR: Final = "HOROVOD_GLOO_RENDEZVOUS_ADDR"
+HOROVOD_GLOO_RENDEZVOUS_PORT: Final = "HOROVOD_GLOO_RENDEZVOUS_PORT"
+HOROVOD_CONTROLLER: Final = "HOROVOD_CONTROLLER"
+HOROVOD_CPU_OPERATIONS: Final = "HOROVOD_CPU_OPERATIONS"
 HOROVOD_ENV: Final = (
-    "HOROVOD_RANK",
-    "HOROVOD_SIZE",
-    "HOROVOD_LOCAL_RANK",
-    "HOROVOD_LOCAL_SIZE",
-    "HOROVOD_CROSS_RANK",
-    "HOROVOD_CROSS_SIZE",
-    "HOROVOD_HOSTNAME",
-    "HOROVOD_GLOO_RENDEZVOUS_ADDR",
-    "HOROVOD_GLOO_RENDEZVOUS_PORT",
-    "HOROVOD_CONTROLLER",
-    "HOROVOD_CPU_OPERATIONS",
+    HOROVOD_RANK,
+    HOROVOD_SIZE,
+    HOROVOD_LOCAL_RANK,
+    HOROVOD_LOCAL_SIZE,
+    HOROVOD_CROSS_RANK,
+    HOROVOD_CROSS_SIZE,
+    HOROVOD_HOSTNAME,
+    HOROVOD_GLOO_RENDEZVOUS_ADDR,
+    HOROVOD_GLOO_RENDEZVOUS_PORT,
+    HOROVOD_CONTROLLER,
+    HOROVOD_CPU_OPERATIONS,
 )
 #: rank 0 hosts the rendezvous; it needs the host names of all ranks to build the plan.
 WORKER_HOSTS: Final = "OPENAUTOGLM_WORKER_HOSTS"  #: comma-separated HOROVOD_HOSTNAME of every rank
@@ -134,6 +154,11 @@ REASON_TERMINATED: Final = "terminated"
 STATUS_FAILED: Final = "failed"
 TERMINATION_MESSAGE_LIMIT: Final = 4096
 
+# --- the worker's exit code ---------------------------------------------------------------
+EXIT_COMPLETED: Final = 0  #: status "completed" or "stopped"
+EXIT_FAILED: Final = 1  #: status "failed"
+EXIT_TERMINATED: Final = 128 + 15  #: SIGTERM (pruned or deleted trial), as after a default SIGTERM
+
 # --- what the engine stores ---------------------------------------------------------------
 #: The largest step (epoch) a study holds: Optuna keys intermediate values by the step, a
 #: PostgreSQL ``integer`` in an RDB storage. Every step and epoch read from a trial (its
@@ -147,6 +172,38 @@ def worker_address(job: str, trial: int, rank: int) -> str:
 
     a = 16 + zlib.crc32(job.encode()) % 200
     return f"127.{a}.{rank % 256}.{trial % 254 + 1}"
+
+
+def placeholders(text: str) -> list[str]:
+    """The names of the ``${trialParameters.NAME}`` placeholders in ``text``, in order."""
+    return PLACEHOLDER.findall(text)
+
+
+def horovod_env(rank: int, hosts: Sequence[str], port: int = DEFAULT_RENDEZVOUS_PORT) -> dict[str, str]:
+    """What horovodrun sets for one worker of a Gloo job: every worker its own host with one slot.
+
+    Args:
+        rank: the worker's rank.
+        hosts: the ``HOROVOD_HOSTNAME`` of every rank, in rank order; rank 0 hosts the rendezvous.
+        port: the port of rank 0's rendezvous server.
+
+    Returns:
+        Exactly the variables of :data:`HOROVOD_ENV`, as strings.
+    """
+    size = len(hosts)
+    return {
+        HOROVOD_RANK: str(rank),
+        HOROVOD_SIZE: str(size),
+        HOROVOD_LOCAL_RANK: "0",
+        HOROVOD_LOCAL_SIZE: "1",
+        HOROVOD_CROSS_RANK: str(rank),
+        HOROVOD_CROSS_SIZE: str(size),
+        HOROVOD_HOSTNAME: hosts[rank],
+        HOROVOD_GLOO_RENDEZVOUS_ADDR: hosts[0],
+        HOROVOD_GLOO_RENDEZVOUS_PORT: str(port),
+        HOROVOD_CONTROLLER: "gloo",
+        HOROVOD_CPU_OPERATIONS: "gloo",
+    }
 
 
 def encode_params(params: Mapping[str, Any]) -> str:

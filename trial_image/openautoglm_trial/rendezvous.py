@@ -23,8 +23,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .environment import HorovodPlacement
 from .errors import RendezvousError
-from .settings import HorovodPlacement
 
 if TYPE_CHECKING:
     from horovod.runner.http.http_server import RendezvousHTTPServer
@@ -218,7 +218,7 @@ def join(placement: HorovodPlacement, bind_address: str | None, timeout: float, 
 
 
 def _request(placement: HorovodPlacement, method: str, path: str, body: bytes) -> int:
-    connection = http.client.HTTPConnection(placement.rendezvous_addr, placement.rendezvous_port, timeout=3)
+    connection = http.client.HTTPConnection(*placement.rendezvous, timeout=3)
     try:
         connection.request(method, path, body=body)
         return connection.getresponse().status

@@ -318,7 +318,7 @@ def _dumps(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False, default=str)
 
 
-def _round(value: float) -> float:
+def _round(value: float | None) -> float | None:
     return float(f"{value:.6g}") if isinstance(value, float) and math.isfinite(value) else value
 
 

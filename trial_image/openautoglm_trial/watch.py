@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .settings import ObjectiveMetric, Stopping
+from .environment import ObjectiveMetric, Stopping
 
 
 class DivergenceWatch:

@@ -25,7 +25,7 @@ from openautoglm.engine.trials import TrialObservation
 from openautoglm.spec import TuningJob
 from openautoglm_trial import boundedhttp, boundedjson
 from openautoglm_trial import contract as c
-from openautoglm_trial.registry import Registry
+from openautoglm_trial.registry import Entry, Registry
 
 #: A worker that has not answered completely in this time (connecting, headers and body
 #: together) is read again next round. OPENAUTOGLM_SCRAPE_DEADLINE_SECONDS overrides it.
@@ -65,6 +65,10 @@ class MetricSource(Protocol):
     the pass waits that long for readings taken side by side (default SCRAPE_DEADLINE_SECONDS)."""
 
     def read(self, trial: TrialObservation) -> Reading | None: ...
+
+
+#: ``spec.metrics.source`` -> (job) -> the source; the names are spec.MetricsSource.source's.
+METRIC_SOURCES: Registry[Entry[Callable[[TuningJob], MetricSource]]] = Registry("metric source")
 
 
 def parse_exposition(text: str) -> Reading | None:
@@ -113,6 +117,7 @@ def read_limits(limit_bytes: int | None, deadline_seconds: float | None, setting
     )
 
 
+@METRIC_SOURCES.register("scrape", description="rank 0's /metrics, read by the engine itself")
 class ScrapeSource:
     """Reads rank 0's /metrics: at most ``limit_bytes``, within ``deadline_seconds`` in all."""
 
@@ -134,6 +139,7 @@ class ScrapeSource:
         return parse_exposition(body.decode("utf-8", "replace"))
 
 
+@METRIC_SOURCES.register("prometheus", description="the trial's gauges, asked of a Prometheus server by PromQL")
 class PrometheusSource:
     """Reads a trial's gauges from a Prometheus server (``metrics.prometheus``) by PromQL: the
     job's ``query`` template (:mod:`openautoglm.promql`: ``{namespace}``, ``{job}``, ``{trial}``,
@@ -180,7 +186,12 @@ class PrometheusSource:
             return Reading.unreadable(
                 "no Prometheus to ask: metrics.prometheus.url and OPENAUTOGLM_PROMETHEUS_URL unset"
             )
-        names = {"namespace": self.namespace, "job": self.job.name, "trial": trial.number, "metric": self.metric}
+        names: dict[str, str | int] = {
+            "namespace": self.namespace,
+            "job": self.job.name,
+            "trial": trial.number,
+            "metric": self.metric,
+        }
         deadline = time.monotonic() + self.deadline_seconds
         try:
             epochs = self._query(promql.fill(promql.EPOCH_QUERY, names), deadline)
@@ -238,10 +249,6 @@ def _sample(raw: Any) -> dict[str, Any] | None:
     return {"metric": labels, "value": [value[0], value[1]]}
 
 
-METRIC_SOURCES: Registry[Callable[[TuningJob], MetricSource]] = Registry("metric source")
-METRIC_SOURCES.add("scrape", ScrapeSource)
-METRIC_SOURCES.add("prometheus", PrometheusSource)
-
-
 def build_metric_source(job: TuningJob) -> MetricSource:
-    return METRIC_SOURCES[job.spec.metrics.source](job)
+    """The source ``spec.metrics.source`` names, reading for ``job``."""
+    return METRIC_SOURCES[job.spec.metrics.source].factory(job)

@@ -48,7 +48,7 @@ def frozen(study: optuna.Study, trial: optuna.trial.Trial) -> FrozenTrial:
 def trials_from(study: optuna.Study, number: int) -> list[FrozenTrial]:
     """The trials numbered ``number`` and up (those created since a reader last looked), without
     reading the others."""
-    out = []
+    out: list[FrozenTrial] = []
     while True:
         try:
             trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number + len(out))

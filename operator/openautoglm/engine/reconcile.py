@@ -1,6 +1,6 @@
 """The reconcile step: one level-triggered pass over a TuningJob.
 
-    reconcile(job, study, backend, metrics, elapsed, now) -> Outcome
+    Reconciler(job, study, backend, metrics).reconcile(elapsed, now) -> Outcome
 
 It reads what the backend sees, reports intermediate values to Optuna and prunes what
 Optuna says to prune, tells finished trials, asks new ones while the budget allows,

@@ -85,7 +85,7 @@ def enqueue_starting_points(study: optuna.Study, spec: TuningJobSpec) -> None:
     """Where a person starts, first: the built-in task's defaults (``startFromDefaults``), then
     the known-good configurations of ``warmStart`` (e.g. today's manual setting). Once, when the
     study is created; the sampler treats them like any other trial."""
-    if starts_from_defaults(spec):
+    if spec.trial.task is not None and starts_from_defaults(spec):
         from openautoglm_trial.tasks import get as task_spec
 
         params = space.default_params(spec, task_spec(spec.trial.task).defaults())

@@ -45,7 +45,6 @@ def build_worker_env(
         bind_address: where the worker's HTTP servers listen.
     """
     spec = job.spec
-    size = len(hosts)
     env: dict[str, str] = {e.name: e.value for e in spec.trial.env}
     env.update(
         {
@@ -71,17 +70,7 @@ def build_worker_env(
             c.TERMINATION_LOG: termination_log,
             c.WORKER_HOSTS: ",".join(hosts),
             # What horovodrun sets for a Gloo job: each worker is its own host with one slot.
-            "HOROVOD_RANK": str(rank),
-            "HOROVOD_SIZE": str(size),
-            "HOROVOD_LOCAL_RANK": "0",
-            "HOROVOD_LOCAL_SIZE": "1",
-            "HOROVOD_CROSS_RANK": str(rank),
-            "HOROVOD_CROSS_SIZE": str(size),
-            "HOROVOD_HOSTNAME": hosts[rank],
-            "HOROVOD_GLOO_RENDEZVOUS_ADDR": hosts[0],
-            "HOROVOD_GLOO_RENDEZVOUS_PORT": str(rendezvous_port),
-            "HOROVOD_CONTROLLER": "gloo",
-            "HOROVOD_CPU_OPERATIONS": "gloo",
+            **c.horovod_env(rank, hosts, rendezvous_port),
         }
     )
     if spec.trial.task is not None:

@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import urllib3
 from kubernetes import client
@@ -34,7 +34,8 @@ from kubernetes.client.exceptions import ApiException
 from openautoglm.k8s import telemetry
 from openautoglm.spec import GROUP, PLURAL, VERSION
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,14 @@ def retry_after(err: BaseException) -> float | None:
     return float(seconds) if isinstance(seconds, (int, float)) else None
 
 
-def _resilient(fn: F) -> F:
+def _resilient(fn: Callable[Concatenate[Api, P], R]) -> Callable[Concatenate[Api, P], R]:
     """Retry the call's transient failures (see :class:`RetryPolicy`), counting each retried
     attempt (openautoglm_api_retries_total) and each call that failed in the end, retries spent
     (openautoglm_api_errors_total), by method and HTTP status. An outcome the method treats as
     success (a 409 AlreadyExists on create, a 404 on delete) is neither."""
 
     @functools.wraps(fn)
-    def wrapper(self: Api, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: Api, *args: P.args, **kwargs: P.kwargs) -> R:
         policy = self.retry
         deadline = time.monotonic() + policy.deadline_seconds
         attempt = 0
@@ -154,7 +155,7 @@ def _resilient(fn: F) -> F:
                 )
                 time.sleep(delay)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class Api:

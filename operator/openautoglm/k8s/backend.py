@@ -59,7 +59,9 @@ def observe_pod(pod: dict[str, Any], port: int) -> WorkerObservation:
     phase = _PHASES.get(status.get("phase", "Pending"), PENDING)
     ip = status.get("podIP")
     # The trial container's status, not a sidecar's (the kubelet sorts statuses by name).
-    worker = next((cs for cs in status.get("containerStatuses") or [] if cs.get("name") == CONTAINER), {})
+    worker: dict[str, Any] = next(
+        (cs for cs in status.get("containerStatuses") or [] if cs.get("name") == CONTAINER), {}
+    )
     terminated = (worker.get("state") or {}).get("terminated")
     if terminated and phase in (PENDING, RUNNING):
         # A plain sidecar keeps the pod Running after the trial container exited: the rank is done.

@@ -404,7 +404,9 @@ def build_conditions(
                 "status": status,
                 "reason": why,
                 "message": (text or "") if ok else "",
-                "lastTransitionTime": _timestamp(now) if changed else prev.get("lastTransitionTime", _timestamp(now)),
+                "lastTransitionTime": (
+                    _timestamp(now) if prev is None or changed else prev.get("lastTransitionTime", _timestamp(now))
+                ),
                 "observedGeneration": generation,
             }
         )

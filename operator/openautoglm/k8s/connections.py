@@ -57,10 +57,10 @@ def check_prometheus(job: TuningJob, cfg: Settings) -> None:
     }
     if ANY in cfg.allowed_prometheus_urls or _origin(url) in allowed:
         return  # the operator's own is always allowed
-    allowed = ", ".join(cfg.allowed_prometheus_urls) or "none"
+    listed = ", ".join(cfg.allowed_prometheus_urls) or "none"
     raise ConnectionNotAllowed(
         f"metrics.prometheus.url {_origin(url)} is not one the operator may query "
-        f"(OPENAUTOGLM_ALLOWED_PROMETHEUS_URLS: {allowed}); leave it out to use the operator's own"
+        f"(OPENAUTOGLM_ALLOWED_PROMETHEUS_URLS: {listed}); leave it out to use the operator's own"
     )
 
 

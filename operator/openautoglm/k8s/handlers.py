@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -128,7 +128,7 @@ def needs_driving(body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=10.0, cancellation_timeout=10.0, when=needs_driving)
-async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """The job's loop: a reconcile pass every interval, or at once when a trial pod changes or
     the spec is edited. ``body`` is kopf's live view of the object: each pass reads its spec.
     The loop waits on the event loop; only the pass itself takes a thread of the pool."""
@@ -166,7 +166,7 @@ async def tuningjob_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger:
             failures = 0
             for e in result.outcome.events if result.outcome else []:
                 # kopf.event, not kopf.info: info/warn obey posting.level, which keeps log lines out.
-                kopf.event(dict(body), type="Warning" if e.warning else "Normal", reason=e.reason, message=e.message)
+                kopf.event(body, type="Warning" if e.warning else "Normal", reason=e.reason, message=e.message)
             if result.done and not reported:
                 logger.info("TuningJob %s: %s (%s)", ctl.name, result.status["phase"], result.status.get("reason"))
                 await in_pool(ctl.close)
@@ -193,7 +193,7 @@ def _announce_takeover(body: kopf.Body) -> None:
     _ANNOUNCED.add(uid)
     how = "its lease expired" if lead.handover == "LeaseExpired" else "it handed the lease over on shutdown"
     kopf.event(
-        dict(body),
+        body,
         type="Normal",
         reason="OperatorTakeover",
         message=f"operator replica {lead.identity} drives this job now: it took over from {lead.previous} ({how}); "
@@ -218,7 +218,7 @@ async def _ride_out_outage(ctl: Any, err: BaseException, stopped: kopf.DaemonSto
 
 
 async def _after_failed_pass(
-    ctl: Any, err: Exception, failures: int, stopped: kopf.DaemonStopped, logger: logging.Logger
+    ctl: Any, err: Exception, failures: int, stopped: kopf.DaemonStopped, logger: kopf.Logger
 ) -> None:
     """A pass raised (a bug, or a study the operator cannot read). kopf would retry the daemon in
     60 s and leave the status as it was; instead the status says Stalled/PassFailed with the error,
@@ -260,12 +260,12 @@ async def tuningjob_update(body: kopf.Body, uid: str, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})
-async def trial_pod_event(event: kopf.RawEvent, namespace: str, labels: dict[str, str], **_: Any) -> None:
+async def trial_pod_event(event: kopf.RawEvent, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
     """A worker pod finished or vanished: wake its job's loop instead of waiting an interval.
     Async, so that it never queues behind study work for a thread."""
     pod = event.get("object") or {}
     phase = (pod.get("status") or {}).get("phase")
-    if event.get("type") == "DELETED" or phase in ("Succeeded", "Failed"):
+    if namespace is not None and (event.get("type") == "DELETED" or phase in ("Succeeded", "Failed")):
         ctl = CONTROLLERS.find(namespace, labels[LABEL_JOB])
         if ctl is not None:
             ctl.wake()
@@ -356,7 +356,12 @@ def _lost(why: str) -> None:
 def _drained(timeout: float) -> bool:
     """Whether every pass of this replica has ended (waiting up to ``timeout`` seconds)."""
     pools = [*_DRAINING, *_POOL.values()]
-    waiter = threading.Thread(target=lambda: [p.shutdown(wait=True) for p in pools], daemon=True)
+
+    def drain() -> None:
+        for pool in pools:
+            pool.shutdown(wait=True)
+
+    waiter = threading.Thread(target=drain, daemon=True)
     waiter.start()
     waiter.join(timeout)
     return not waiter.is_alive()

@@ -140,11 +140,11 @@ def record(
         for e in outcome.events:
             EVENTS.labels(namespace, job, e.reason).inc()
             exported.reasons.add(e.reason)
-            state = _FINISHED.get(e.reason)
-            if state is not None and e.seconds is not None:
-                TRIAL_SECONDS.labels(namespace, job, state).observe(e.seconds)
-                exported.states.add(state)
-            if state == "pruned" and e.epochs is not None:
+            finished = _FINISHED.get(e.reason)
+            if finished is not None and e.seconds is not None:
+                TRIAL_SECONDS.labels(namespace, job, finished).observe(e.seconds)
+                exported.states.add(finished)
+            if finished == "pruned" and e.epochs is not None:
                 PRUNED_EPOCH.labels(namespace, job).observe(e.epochs)
         _record_trials(namespace, job, outcome.status.recent[-WINDOW:], objectives, exported)
 
@@ -155,6 +155,7 @@ def _record_trials(
     params: set[tuple[str, ...]] = set()
     infos: set[tuple[str, ...]] = set()
     values: set[tuple[str, ...]] = set()
+    labels: tuple[str, ...]
     for t in recent:
         trial = str(t["number"])
         for name, v in (t.get("params") or {}).items():

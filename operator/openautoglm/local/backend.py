@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds between SIGTERM and SIGKILL when stopping a trial (a pod's grace period).
 STOP_GRACE_SECONDS: Final = 5.0
-#: Variables a local worker must not inherit from the runner: the contract sets them.
-_CONTRACT_PREFIXES: Final = ("OPENAUTOGLM_", "HOROVOD_")
 
 
 class LocalBackend:
@@ -130,9 +128,10 @@ class LocalBackend:
                 termination_log=str(wdir / "termination-log"),
                 # Gloo otherwise binds the address of the machine's host name, which a
                 # laptop may not resolve; loopback is where all ranks live here.
-                extra={"HOROVOD_GLOO_IFACE": "lo"},
+                extra={c.HOROVOD_GLOO_IFACE: "lo"},
             )
-            full_env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
+            # A local worker inherits nothing of the contract from the runner: the contract sets it.
+            full_env = {k: v for k, v in os.environ.items() if not k.startswith(c.RESERVED_ENV_PREFIXES)}
             full_env.update(self.overlay.env)
             full_env.update(env)
             cmd = worker_command(self.job)

@@ -94,18 +94,24 @@ class ConsoleProgress:
 
 
 def summary_table(status: JobStatus, trials: list[dict[str, Any]], limit: int = 25) -> Table:
-    """All trials (best first), capped at ``limit`` rows."""
+    """All trials (best first), capped at ``limit`` rows; a metrics column when trials recorded
+    objective.additionalMetrics."""
     table = Table(title="Trials", show_lines=False)
-    for col in ("#", "state", "value", "epochs/seconds", "parameters", "note"):
+    shown = trials[:limit]
+    metrics = any(t.get("metrics") for t in shown)
+    columns = ("#", "state", "value", *(("metrics",) if metrics else ()), "epochs/seconds", "parameters", "note")
+    for col in columns:
         table.add_column(col, overflow="fold")
     best = status.best["number"] if status.best else None
-    for t in trials[:limit]:
+    for t in shown:
         mark = "★ " if t["number"] == best else ""
         value = t.get("value", t.get("lastIntermediate", {}).get("value"))
+        recorded = (" ".join(f"{k}={_fmt(v)}" for k, v in (t.get("metrics") or {}).items()),) if metrics else ()
         table.add_row(
             f"{mark}{t['number']}",
             t["state"],
             _fmt(value) if value is not None else "—",
+            *recorded,
             _fmt(t.get("seconds", "—")),
             " ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items()),
             t.get("reason", ""),

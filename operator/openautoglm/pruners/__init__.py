@@ -2,125 +2,14 @@
 
 Pruners decide from the intermediate values the engine scrapes from running trials
 (one value per completed epoch); a pruned trial has all of its workers stopped.
+
+Every entry passes the same contract test (tests/unit/test_pruners.py). To add one,
+register it in ``_builtin.py``; the CRD enum and ``openautoglm validate`` pick it up.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from collections.abc import Callable
-from typing import Any
-
-import optuna
-
-from openautoglm.spec import TuningJobSpec
-from openautoglm_trial.registry import Registry, settings_problems
-
-PrunerFactory = Callable[[dict[str, Any], TuningJobSpec], optuna.pruners.BasePruner]
-
-
-@dataclasses.dataclass(frozen=True)
-class PrunerEntry:
-    name: str
-    factory: PrunerFactory
-    settings: frozenset[str]
-    description: str
-    target: Callable | None = None
-
-
-PRUNERS: Registry[PrunerEntry] = Registry("pruner")
-
-
-def register(name: str, *, settings: set[str] | type, description: str):
-    def deco(factory: PrunerFactory) -> PrunerFactory:
-        allowed = (
-            settings if isinstance(settings, set) else set(inspect.signature(settings).parameters) - {"wrapped_pruner"}
-        )
-        PRUNERS.add(
-            name,
-            PrunerEntry(
-                name, factory, frozenset(allowed), description, None if isinstance(settings, set) else settings
-            ),
-        )
-        return factory
-
-    return deco
-
-
-@register("none", settings=set(), description="never prune")
-def _none(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
-    return optuna.pruners.NopPruner()
-
-
-@register(
-    "median",
-    settings=optuna.pruners.MedianPruner,
-    description="prune when below the median of earlier trials at the same epoch",
-)
-def _median(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
-    return optuna.pruners.MedianPruner(**settings)
-
-
-@register(
-    "percentile",
-    settings=optuna.pruners.PercentilePruner,
-    description="prune when outside the given percentile of earlier trials",
-)
-def _percentile(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
-    settings.setdefault("percentile", 25.0)
-    return optuna.pruners.PercentilePruner(**settings)
-
-
-@register(
-    "successive-halving",
-    settings=optuna.pruners.SuccessiveHalvingPruner,
-    description="asynchronous successive halving (ASHA)",
-)
-def _sha(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
-    # 'auto' needs finished trials to guess the resource; one epoch is the natural rung.
-    settings.setdefault("min_resource", 1)
-    return optuna.pruners.SuccessiveHalvingPruner(**settings)
-
-
-@register(
-    "hyperband", settings=optuna.pruners.HyperbandPruner, description="Hyperband: several successive-halving brackets"
-)
-def _hyperband(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
-    settings.setdefault("min_resource", 1)
-    # The resource is epochs, known from the trial template; 'auto' would wait for a finished trial.
-    settings.setdefault("max_resource", spec.trial.epochs)
-    # Optuna checks reduction_factor lazily: 1 would divide by zero at the first prune.
-    rf = settings.get("reduction_factor", 3)
-    if isinstance(rf, bool) or not isinstance(rf, (int, float)) or rf < 2:
-        raise ValueError(f"reduction_factor must be a number >= 2, got {rf!r}")
-    return optuna.pruners.HyperbandPruner(**settings)
-
-
-@register("threshold", settings=optuna.pruners.ThresholdPruner, description="prune when the value crosses lower/upper")
-def _threshold(settings: dict[str, Any], spec: TuningJobSpec) -> optuna.pruners.BasePruner:
-    if "lower" not in settings and "upper" not in settings:
-        raise ValueError("give lower and/or upper")
-    return optuna.pruners.ThresholdPruner(**settings)
-
-
-def build_pruner(spec: TuningJobSpec) -> optuna.pruners.BasePruner:
-    entry = PRUNERS[spec.early_stopping.pruner]
-    return entry.factory(dict(spec.early_stopping.settings), spec)
-
-
-def check(spec: TuningJobSpec) -> list[tuple[str, str]]:
-    name = spec.early_stopping.pruner
-    if name not in PRUNERS:
-        return [("pruner", PRUNERS.unknown(name))]
-    entry = PRUNERS[name]
-    problems = settings_problems("pruner", name, entry.settings, entry.target, spec.early_stopping.settings)
-    if problems:
-        return problems
-    try:
-        build_pruner(spec)
-    except (TypeError, ValueError) as err:
-        problems.append(("settings", f"rejected by the {name} pruner: {err}"))
-    return problems
-
+from openautoglm.pruners import _builtin  # noqa: F401  (registers the built-in entries)
+from openautoglm.pruners._registry import PRUNERS, PrunerEntry, build_pruner, check, register
 
 __all__ = ["PRUNERS", "PrunerEntry", "build_pruner", "check", "register"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from typing import Any, Final
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from openautoglm.samplers._auto import GP_TRIALS, AutoSampler, gp_available
 from openautoglm.samplers._registry import register
@@ -43,7 +45,9 @@ class _GridSampler(optuna.samplers.GridSampler):
     engine would fail. The engine stops on its budget (capped at the grid size) instead.
     """
 
-    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
         try:
             super().after_trial(study, trial, state, values)
         except RuntimeError:

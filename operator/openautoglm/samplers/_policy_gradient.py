@@ -45,6 +45,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
+import secrets
 import threading
 import weakref
 import zlib
@@ -196,7 +197,7 @@ class PolicyGradientSampler(optuna.samplers.BaseSampler):
         self.min_std = _number("min_std", min_std, above=0.0, at_most=self.init_std)
         self.pruned_weight = _number("pruned_weight", pruned_weight, at_least=0.0, at_most=1.0)
         # Without a seed, draw one: suggestions still vary with the trial number.
-        self._seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
+        self._seed = secrets.randbits(32) if seed is None else int(seed)
         self._lock = threading.Lock()
         self._cache: weakref.WeakKeyDictionary[Any, dict[int, _Replay]] = weakref.WeakKeyDictionary()
 

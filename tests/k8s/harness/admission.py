@@ -29,7 +29,7 @@ comparisons stay homogeneous), no Kubernetes libraries but the quantity library,
 adds (``quantity()``, ``isQuantity()``, ``compareTo()``, ``isLessThan()``..., with apimachinery's
 grammar; not ``url()``, ``isSorted()``, ``lowerAscii()``..., ``cel.bind``, optionals, two-variable
 comprehensions), no static type check
-and no cost estimation (the rule costs are bounded by hand in openautoglm/crd.py; test_crd.py
+and no cost estimation (the rule costs are bounded by hand in openautoglm/crd/schema.py; test_crd.py
 estimates them), and its CompiledRunner fails on these rules, so rules are interpreted (~4 ms each, ``||`` and ``&&``
 short-circuited as cel-go does; results are remembered per rule and value, which keeps re-reviews of an
 unchanged spec cheap).
@@ -457,6 +457,24 @@ def _program(rule: str) -> Any:
     return _ENV.program(_ENV.compile(rule), functions=_QUANTITY_FUNCTIONS)
 
 
+class _CelSet(celtypes.ListType):
+    """A list of ``x-kubernetes-list-type: set`` as the API server gives it to CEL (unstructuredSetList):
+    equal to another set with the same items in any order (items compared as Go compares decoded
+    JSON: 1, 1.0 and true differ). A parameter's ``self == oldSelf`` thus admits reordered choices."""
+
+    def __init__(self, items: list[Any], raw: list[Any]):
+        super().__init__(items)
+        self.identities = frozenset(json.dumps(v, sort_keys=True) for v in raw)
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, _CelSet):
+            return len(self) == len(other) and other.identities <= self.identities
+        return super().__eq__(other)
+
+    def __ne__(self, other: Any) -> bool:
+        return not self.__eq__(other) if isinstance(other, _CelSet) else super().__ne__(other)
+
+
 def _to_cel(value: Any, s: dict[str, Any] | None) -> Any:
     """The CEL value of a node, typed by its schema as the API server does (UnstructuredToVal)."""
     if value is None:
@@ -471,7 +489,9 @@ def _to_cel(value: Any, s: dict[str, Any] | None) -> Any:
     if t == "boolean":
         return celtypes.BoolType(value)
     if t == "array" and isinstance(value, list):
-        return celtypes.ListType([_to_cel(v, s.get("items")) for v in value])  # type: ignore[union-attr]
+        array = s or {}
+        items = [_to_cel(v, array.get("items")) for v in value]
+        return _CelSet(items, value) if array.get("x-kubernetes-list-type") == "set" else celtypes.ListType(items)
     if t == "object" and isinstance(value, dict):
         return celtypes.MapType({celtypes.StringType(k): _to_cel(v, _field_schema(s, k)) for k, v in value.items()})
     return celpy.json_to_cel(value)

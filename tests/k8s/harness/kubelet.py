@@ -55,6 +55,8 @@ import volumes
 from cluster_dns import HostsFile
 from emulator import ApiError, ApiServer, Event, Obj
 
+from openautoglm_trial import contract
+
 logger = logging.getLogger("k8s.kubelet")
 
 NODE_NAME: Final = "kmock-node"
@@ -67,9 +69,9 @@ READINESS_PERIOD_S: Final = 0.5
 TERMINATION_MESSAGE_LIMIT: Final = 4096
 FALLBACK_LOG_LINES: Final = 80
 FALLBACK_LOG_BYTES: Final = 2048
-STRIPPED_ENV_PREFIXES: Final = ("OPENAUTOGLM_", "HOROVOD_")
+STRIPPED_ENV_PREFIXES: Final = contract.RESERVED_ENV_PREFIXES
 STRIPPED_ENV: Final = frozenset({"KUBECONFIG"})
-TERMINATION_LOG_ENV: Final = "OPENAUTOGLM_TERMINATION_LOG"
+TERMINATION_LOG_ENV: Final = contract.TERMINATION_LOG
 
 
 @functools.cache

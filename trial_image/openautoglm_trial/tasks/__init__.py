@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..environment import ObjectiveMetric
 from ..errors import SettingsError
-from ..settings import ObjectiveMetric
 from .base import Hyperparameter, Task, TaskContext, TaskSpec
 
 __all__ = [

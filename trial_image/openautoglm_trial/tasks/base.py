@@ -14,14 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..environment import ObjectiveMetric
 from ..errors import ParameterError, SettingsError
-from ..settings import ObjectiveMetric
 
 if TYPE_CHECKING:
     import torch
 
 #: Python types a hyperparameter value may arrive as, per declared kind (bool is no number).
 _KINDS: dict[str, tuple[type, ...]] = {"float": (int, float), "int": (int, float), "str": (str,)}
+
+
+def _of_kind(value: Any, kind: str) -> bool:
+    """Whether a value may arrive for a hyperparameter of ``kind`` (a function: the value stays Any)."""
+    return not isinstance(value, bool) and isinstance(value, _KINDS[kind])
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class Hyperparameter:
         """
         if value is None and self.default is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, _KINDS[self.kind]):
+        if not _of_kind(value, self.kind):
             raise ParameterError(
                 f"hyperparameter {self.name!r} must be of type {self.kind}, got {type(value).__name__} {value!r}"
             )

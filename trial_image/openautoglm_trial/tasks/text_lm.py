@@ -323,6 +323,8 @@ def _trained_tokens(documents: list[str], vocab_size: int, cache_dir: Path) -> _
             log.info("reusing the cached tokenizer %s", entry)
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     eos = tokenizer.token_to_id(END_OF_TEXT)
+    if eos is None:  # not a tokenizer _train_bpe made (it adds the token)
+        raise ValueError(f"{tokenizer_file} has no {END_OF_TEXT} token")
     return _Tokens(np.load(ids_file), tokenizer.get_vocab_size(), eos, eos)
 
 

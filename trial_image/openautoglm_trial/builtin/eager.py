@@ -51,7 +51,7 @@ def keep_dynamo_out() -> int:
             changed += 1
     for cls in _optimizer_classes(torch.optim.Optimizer):
         step = cls.__dict__.get("step")
-        if isinstance(step, FunctionType) and step.__code__ is use_grad_code:
+        if isinstance(step, FunctionType) and step.__code__ is use_grad_code and hasattr(step, "__wrapped__"):
             cls.step = _eager_step(step.__wrapped__, torch)
             changed += 1
     return changed
@@ -72,7 +72,7 @@ def _optimizer_modules(optim: ModuleType) -> list[ModuleType]:
     return [m for name, m in list(sys.modules.items()) if name.startswith(prefix) and isinstance(m, ModuleType)]
 
 
-def _optimizer_classes(base: type) -> Iterator[type]:
+def _optimizer_classes(base: type) -> Iterator[type[Any]]:
     seen: set[type] = set()
     todo = [base]
     while todo:

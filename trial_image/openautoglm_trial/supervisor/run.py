@@ -7,58 +7,54 @@ does the trial contract's part the program knows nothing of, and the program onl
    exactly as the built-in tasks), /healthz and /readyz (once the program started);
 2. Horovod: rank 0 hosts the rendezvous server and waits for every rank's supervisor to check
    in before any program starts (Horovod's C++ store aborts a worker whose server is not up,
-   see :mod:`.rendezvous`); the program gets the ``HOROVOD_*`` variables as they are, so
+   see :mod:`openautoglm_trial.rendezvous`); the program gets the ``HOROVOD_*`` variables as they are, so
    ``hvd.init()`` works without horovodrun;
 3. starts the program (exec form, its own process group) and collects its metrics
    (:mod:`.collectors`) into curves (:mod:`.recorder`);
 4. stops it on a diverging loss, an exploding gradient norm or patience, and on SIGTERM;
 5. writes the termination message.
 
-It never imports torch or ``horovod.torch``. Exit codes: 0 completed or stopped, 1 failed,
-143 terminated (SIGTERM).
+It never imports torch or ``horovod.torch``. Exit codes: those of :mod:`openautoglm_trial.contract`
+(0 completed or stopped, 1 failed, 143 terminated).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from . import command, contract
-from .board import Board, LocalBoard, RemoteBoard
-from .child import Child
-from .collectors import COLLECTORS, Collector, CollectorSpec, StreamCollector
-from .errors import RendezvousError, SettingsError, TrialError
-from .recorder import STRATEGIES, Decision, Recorder, Report, default_strategies
-from .result import TerminationLog, TrialResult
-from .settings import (
+from .. import contract, process
+from ..environment import (
     HorovodPlacement,
     ObjectiveMetric,
     Stopping,
-    _float_env,
-    _int_env,
-    _json_env,
-    _objectives,
-    _placement,
-    _stopping,
     rank_hint,
+    read_float,
+    read_int,
+    read_json,
+    read_objectives,
+    read_placement,
+    read_stopping,
     termination_log_path,
 )
+from ..errors import RendezvousError, SettingsError
+from ..result import TerminationLog, TrialResult
+from . import command
+from .board import Board, LocalBoard, RemoteBoard
+from .child import Child
+from .collectors import COLLECTORS, Collector, CollectorSpec, StreamCollector
+from .recorder import STRATEGIES, Decision, Recorder, Report, default_strategies
 
 if TYPE_CHECKING:
-    from .server import Health
+    from ..server import Health
 
 log = logging.getLogger("openautoglm_trial")
 
-EXIT_FAILED: Final = 1
-EXIT_TERMINATED: Final = 128 + signal.SIGTERM  # 143, as after a default SIGTERM
 #: seconds the program has after SIGTERM before SIGKILL (Kubernetes gives the pod 30 s)
 STOP_GRACE_SECONDS: Final = 10.0
 #: seconds between two looks at the other ranks' stop decisions
@@ -87,23 +83,14 @@ class SupervisorSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SupervisorSettings:
-        """Read and validate the settings.
-
-        Args:
-            env: the process environment (or any mapping in tests).
-
-        Returns:
-            The settings.
-
-        Raises:
-            SettingsError: a variable is missing or malformed; the message names it.
-        """
-        argv = _json_env(env, contract.COMMAND, None, list)
+        """Read and check the settings with :mod:`openautoglm_trial.environment`'s readers, as a
+        built-in task's are; a SettingsError names the variable that is missing or malformed."""
+        argv = read_json(env, contract.COMMAND, None, list)
         if not argv or not all(isinstance(item, str) for item in argv):
             raise SettingsError(
                 f"{contract.COMMAND} must be a non-empty JSON list of strings, got {env.get(contract.COMMAND)!r}"
             )
-        objectives = _objectives(env)
+        objectives = read_objectives(env)
         if not objectives:
             raise SettingsError(
                 f"{contract.OBJECTIVE_METRICS} is not set: the supervisor must "
@@ -111,23 +98,23 @@ class SupervisorSettings:
             )
         return cls(
             command=tuple(argv),
-            params=_json_env(env, contract.PARAMS, {}, dict),
+            params=read_json(env, contract.PARAMS, {}, dict),
             objectives=objectives,
             strategies=_strategies(env, objectives),
-            collector=CollectorSpec.parse(_json_env(env, contract.COLLECTOR, None, (dict, type(None)))),
-            stopping=_stopping(env),
-            placement=_placement(env),
+            collector=CollectorSpec.parse(read_json(env, contract.COLLECTOR, None, (dict, type(None)))),
+            stopping=read_stopping(env),
+            placement=read_placement(env),
             bind_address=env.get(contract.BIND_ADDRESS) or None,
-            metrics_port=_int_env(env, contract.METRICS_PORT, contract.DEFAULT_METRICS_PORT, minimum=0),
-            rendezvous_timeout=_float_env(env, contract.RENDEZVOUS_TIMEOUT, 600.0),
+            metrics_port=read_int(env, contract.METRICS_PORT, contract.DEFAULT_METRICS_PORT, minimum=0),
+            rendezvous_timeout=read_float(env, contract.RENDEZVOUS_TIMEOUT, 600.0),
         )
 
 
 def _strategies(env: Mapping[str, str], objectives: tuple[ObjectiveMetric, ...]) -> dict[str, str]:
-    additional = _json_env(env, contract.ADDITIONAL_METRICS, [], list)
+    additional = read_json(env, contract.ADDITIONAL_METRICS, [], list)
     if not all(isinstance(name, str) and name for name in additional):
         raise SettingsError(f"{contract.ADDITIONAL_METRICS} must be a JSON list of metric names, got {additional!r}")
-    given = _json_env(env, contract.METRIC_STRATEGIES, {}, dict)
+    given = read_json(env, contract.METRIC_STRATEGIES, {}, dict)
     for name, strategy in given.items():
         if strategy not in STRATEGIES:
             raise SettingsError(
@@ -138,26 +125,14 @@ def _strategies(env: Mapping[str, str], objectives: tuple[ObjectiveMetric, ...])
 
 def main() -> int:
     """Supervise the program and return the exit code."""
-    # Block SIGTERM before any thread exists: every thread inherits the mask and only the
-    # watcher thread receives it, at any moment (the program gets it unblocked, see .child).
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    started = time.monotonic()
     rank = rank_hint()
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format=f"%(asctime)s rank={rank} %(levelname)s %(name)s: %(message)s"
-    )
+    # Before any thread exists; the program gets SIGTERM unblocked (see .child).
+    process.begin(rank)
+    started = time.monotonic()
     supervisor = Supervisor(TerminationLog(termination_log_path(), rank), rank, started)
     threading.Thread(target=supervisor.watch_sigterm, name="sigterm-watch", daemon=True).start()
     try:
-        return supervisor.run()
-    except TrialError as exc:
-        log.error("trial failed: %s", exc)
-        supervisor.fail(str(exc))
-        return EXIT_FAILED
-    except BaseException as exc:  # noqa: BLE001 (everything must end in a termination message)
-        traceback.print_exc()
-        supervisor.fail(f"{type(exc).__name__}: {exc}")
-        return EXIT_FAILED
+        return process.run_to_the_end(supervisor.run, supervisor.fail)
     finally:
         supervisor.cleanup()
 
@@ -225,7 +200,7 @@ class Supervisor:
 
     def _serve(self, settings: SupervisorSettings) -> Health:
         """Serve /metrics and the probes; the recorder feeds the gauges."""
-        from .server import Health, TrialMetrics, TrialServer  # prometheus-client, not torch
+        from ..server import Health, TrialMetrics, TrialServer  # prometheus-client, not torch
 
         metrics, health = TrialMetrics(), Health()
         address = settings.bind_address or "0.0.0.0"
@@ -250,14 +225,14 @@ class Supervisor:
 
     def _collector(self, settings: SupervisorSettings) -> Collector:
         spec = settings.collector
-        return COLLECTORS[spec.kind](spec, self._on_report, settings.strategies, settings.bind_address)
+        return COLLECTORS[spec.kind].factory(spec, self._on_report, settings.strategies, settings.bind_address)
 
     def _join(self, settings: SupervisorSettings) -> Board:
-        """Horovod's rendezvous, as :func:`.rendezvous.join` does it, minus ``hvd.init()``."""
+        """Horovod's rendezvous, as :func:`openautoglm_trial.rendezvous.join` does it, minus ``hvd.init()``."""
         placement = settings.placement
         if placement.standalone:
             return Board()
-        from . import rendezvous
+        from .. import rendezvous
 
         self._progress(
             "the supervisor exited unexpectedly while waiting for the other ranks "
@@ -330,7 +305,7 @@ class Supervisor:
         result = self.recorder.result(status, reason, time.monotonic() - self.started, info)
         self.termination.write_final(result)
         self._release_peers(settings)
-        return EXIT_FAILED if status == contract.STATUS_FAILED else 0
+        return contract.EXIT_FAILED if status == contract.STATUS_FAILED else contract.EXIT_COMPLETED
 
     def _peer_decision(self, code: int, size: int) -> Decision | None:
         """Another rank's stop decision; after a crash, give it a moment to show up."""
@@ -398,7 +373,7 @@ class Supervisor:
         After the final result is written, SIGTERM only ends the process, with that result's
         exit code.
         """
-        signal.sigwait({signal.SIGTERM})
+        process.wait_for_sigterm()
         log.warning("SIGTERM: stopping the program")
         with self._lock:
             self._terminating = True
@@ -409,20 +384,19 @@ class Supervisor:
             child.wait_exited(STOP_GRACE_SECONDS + 1.0)
         if self.recorder is not None:
             self._progress(contract.REASON_TERMINATED)
-        code = EXIT_TERMINATED
+        code = contract.EXIT_TERMINATED
         if not self.termination.write_terminated(time.monotonic() - self.started):
             # The result was written already (rank 0 keeping the store up for its peers):
             # exit as it says, or a finished trial would count as failed.
             final = self.termination.final
-            code = EXIT_FAILED if final is None or final.status == contract.STATUS_FAILED else 0
+            code = (
+                contract.EXIT_FAILED
+                if final is None or final.status == contract.STATUS_FAILED
+                else contract.EXIT_COMPLETED
+            )
         self.cleanup()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        # os._exit: the main thread may be blocked in a wait; nothing is left to do.
-        os._exit(code)
+        # The main thread may be blocked in a wait; nothing is left to do.
+        process.exit_now(code)
 
     def _park(self) -> int:
         """SIGTERM is being handled by the watcher thread, which ends the process."""

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from . import contract
-from .server import Health, TrialMetrics
-from .settings import ObjectiveMetric, TrialSettings
+from .. import contract
+from ..environment import ObjectiveMetric, TrialSettings
+from ..server import Health, TrialMetrics
+from ..tasks import Task
+from ..watch import DivergenceWatch, Patience
 from .startup import Startup
-from .tasks import Task
-from .watch import DivergenceWatch, Patience
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from . import contract
-from .result import TrialResult
-from .settings import ObjectiveMetric, Stopping
-from .watch import Patience
+from .. import contract
+from ..environment import ObjectiveMetric, Stopping
+from ..result import TrialResult
+from ..watch import Patience
 
 if TYPE_CHECKING:
-    from .server import TrialMetrics
+    from ..server import TrialMetrics
 
 STRATEGIES: Final = ("min", "max", "latest")
 #: metrics judged against maxGradNorm

@@ -18,9 +18,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
+from ..environment import HorovodPlacement
+from ..rendezvous import CHECKIN_SCOPE
 from .recorder import Decision
-from .rendezvous import CHECKIN_SCOPE
-from .settings import HorovodPlacement
 
 if TYPE_CHECKING:
     from horovod.runner.http.http_server import RendezvousHTTPServer
@@ -100,9 +100,7 @@ class RemoteBoard(Board):
         self._request("PUT", f"done_{rank}", b"1")
 
     def _request(self, method: str, key: str, body: bytes | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection(
-            self.placement.rendezvous_addr, self.placement.rendezvous_port, timeout=_TIMEOUT_SECONDS
-        )
+        connection = http.client.HTTPConnection(*self.placement.rendezvous, timeout=_TIMEOUT_SECONDS)
         try:
             connection.request(method, f"/{CHECKIN_SCOPE}/{key}", body=body)
             response = connection.getresponse()

@@ -26,13 +26,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
-from . import boundedhttp, contract
-from .errors import SettingsError
+from .. import boundedhttp, contract
+from ..errors import SettingsError
+from ..registry import Entry, Registry
 from .parsers import MAX_LINE, json_parser, parse_exposition, parse_text, push_parser, text_parser
 from .recorder import GRAD_NORM_NAMES, Report
-from .registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -430,17 +430,24 @@ def scrape_urls(bind_address: str | None, port: int, path: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- the registry
 #: kind -> (its settings, the sink, the recorded metric names, the worker's bind address) -> Collector.
-#: The keys are ``metrics.collector.kind`` of the TuningJob (contract.COLLECTOR_KINDS).
-CollectorFactory = Callable[[CollectorSpec, "Sink", Iterable[str], "str | None"], Collector]
-COLLECTORS: Registry[CollectorFactory] = Registry("collector")
+#: The keys are ``metrics.collector.kind`` of the TuningJob (spec.Collector.kind, less native).
+CollectorFactory = Callable[[CollectorSpec, Sink, Iterable[str], "str | None"], Collector]
+COLLECTORS: Registry[Entry[CollectorFactory]] = Registry("collector")
 
 
+@COLLECTORS.register("stdout", description="name=value pairs in the lines the program prints")
+def _stdout(spec: CollectorSpec, sink: Sink, names: Iterable[str], bind: str | None) -> Collector:
+    return StreamCollector(sink, spec.filter)
+
+
+@COLLECTORS.register("file", description="the same lines, or JSON lines, appended to a file the program writes")
 def _file(spec: CollectorSpec, sink: Sink, names: Iterable[str], bind: str | None) -> Collector:
     assert spec.path is not None
     parse = json_parser if spec.format == "json" else text_parser(spec.filter)
     return FileCollector(sink, Path(spec.path), parse, f"collector file ({spec.format})")
 
 
+@COLLECTORS.register("prometheus", description="the program's own /metrics, scraped every second")
 def _prometheus(spec: CollectorSpec, sink: Sink, names: Iterable[str], bind: str | None) -> Collector:
     assert spec.port is not None
     return PrometheusCollector(
@@ -451,10 +458,9 @@ def _prometheus(spec: CollectorSpec, sink: Sink, names: Iterable[str], bind: str
     )
 
 
-COLLECTORS.add("stdout", lambda spec, sink, names, bind: StreamCollector(sink, spec.filter))
-COLLECTORS.add("file", _file)
-COLLECTORS.add("prometheus", _prometheus)
-COLLECTORS.add("push", lambda spec, sink, names, bind: PushCollector(sink))
+@COLLECTORS.register("push", description="openautoglm_trial.report(step, **metrics), through a private file")
+def _push(spec: CollectorSpec, sink: Sink, names: Iterable[str], bind: str | None) -> Collector:
+    return PushCollector(sink)
 
 
 def bounded_lines(stream: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
@@ -469,7 +475,8 @@ def bounded_lines(stream: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
 
 
 def _stdout_buffer() -> IO[bytes]:
-    return getattr(sys.stdout, "buffer", sys.stdout)
+    # A stdout without .buffer is taken for a binary stream already (an embedding's stand-in).
+    return sys.stdout.buffer if hasattr(sys.stdout, "buffer") else cast(IO[bytes], sys.stdout)
 
 
 def _echo(out: IO[bytes], raw: bytes) -> None:

@@ -1,4 +1,10 @@
-"""One settings object read from the worker's environment (names from :mod:`.contract`)."""
+"""What a trial worker is told, read from its environment (names from :mod:`.contract`).
+
+One settings object for a built-in task (:class:`TrialSettings`), and the public readers it is
+made of, which the supervisor reuses for its own settings: every variable is parsed and checked
+in one place, and its error names the variable. (Not ``settings``: that word is everybody's local
+variable for the object this module builds.)
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from . import contract
 from .errors import SettingsError
@@ -71,6 +77,13 @@ class HorovodPlacement:
         """True when the worker runs alone without a launcher-provided rendezvous."""
         return self.rendezvous_addr is None
 
+    @property
+    def rendezvous(self) -> tuple[str, int]:
+        """(address, port) of rank 0's rendezvous server; a standalone worker has none to ask."""
+        if self.rendezvous_addr is None:
+            raise SettingsError("a standalone worker has no rendezvous")
+        return self.rendezvous_addr, self.rendezvous_port
+
 
 @dataclass(frozen=True)
 class TrialSettings:
@@ -114,29 +127,29 @@ class TrialSettings:
         task = env.get(contract.TASK, "").strip()
         if not task:
             raise SettingsError(f"{contract.TASK} is not set (the built-in task to run)")
-        params = _json_env(env, contract.PARAMS, {}, dict)
-        task_settings = _json_env(env, contract.TASK_SETTINGS, {}, dict)
-        epochs = _int_env(env, contract.EPOCHS, contract.DEFAULT_EPOCHS, minimum=1)
+        params = read_json(env, contract.PARAMS, {}, dict)
+        task_settings = read_json(env, contract.TASK_SETTINGS, {}, dict)
+        epochs = read_int(env, contract.EPOCHS, contract.DEFAULT_EPOCHS, minimum=1)
         return cls(
             task=task,
             params=params,
             task_settings=task_settings,
             epochs=epochs,
-            seed=_int_env(env, contract.SEED, 0),
-            objectives=_objectives(env),
-            stopping=_stopping(env),
+            seed=read_int(env, contract.SEED, 0),
+            objectives=read_objectives(env),
+            stopping=read_stopping(env),
             job=env.get(contract.JOB, ""),
-            trial=_int_env(env, contract.TRIAL, None),
+            trial=read_int(env, contract.TRIAL, None),
             trial_name=env.get(contract.TRIAL_NAME, ""),
             bind_address=env.get(contract.BIND_ADDRESS) or None,
-            metrics_port=_int_env(env, contract.METRICS_PORT, contract.DEFAULT_METRICS_PORT, minimum=0),
+            metrics_port=read_int(env, contract.METRICS_PORT, contract.DEFAULT_METRICS_PORT, minimum=0),
             termination_log=termination_log_path(env),
-            horovod=_placement(env),
-            torch_threads=_int_env(env, contract.TORCH_THREADS, 1, minimum=1),
+            horovod=read_placement(env),
+            torch_threads=read_int(env, contract.TORCH_THREADS, 1, minimum=1),
             cache_dir=Path(env.get(contract.CACHE_DIR) or "~/.cache/openautoglm").expanduser(),
             save_params_to=env.get(contract.SAVE_PARAMS_TO) or None,
-            stall_seconds=_float_env(env, contract.STALL_SECONDS, 300.0),
-            rendezvous_timeout=_float_env(env, contract.RENDEZVOUS_TIMEOUT, 600.0),
+            stall_seconds=read_float(env, contract.STALL_SECONDS, 300.0),
+            rendezvous_timeout=read_float(env, contract.RENDEZVOUS_TIMEOUT, 600.0),
         )
 
 
@@ -148,12 +161,13 @@ def termination_log_path(env: Mapping[str, str] = os.environ) -> Path:
 def rank_hint(env: Mapping[str, str] = os.environ) -> int:
     """This worker's rank, best effort, for reporting errors found before settings parse."""
     try:
-        return int(env.get("HOROVOD_RANK", "0"))
+        return int(env.get(contract.HOROVOD_RANK, "0"))
     except ValueError:
         return 0
 
 
-def _json_env(env: Mapping[str, str], name: str, default: Any, kind: type | tuple[type, ...]) -> Any:
+def read_json(env: Mapping[str, str], name: str, default: Any, kind: type | tuple[type, ...]) -> Any:
+    """Variable ``name`` as a JSON value of type ``kind``; ``default`` when unset or empty."""
     try:
         value = contract.decode_json_env(env, name, default)
     except json.JSONDecodeError as exc:
@@ -164,7 +178,12 @@ def _json_env(env: Mapping[str, str], name: str, default: Any, kind: type | tupl
     return value
 
 
-def _int_env(env: Mapping[str, str], name: str, default: int | None, minimum: int | None = None) -> int | None:
+@overload
+def read_int(env: Mapping[str, str], name: str, default: int, minimum: int | None = None) -> int: ...
+@overload
+def read_int(env: Mapping[str, str], name: str, default: None, minimum: int | None = None) -> int | None: ...
+def read_int(env: Mapping[str, str], name: str, default: int | None, minimum: int | None = None) -> int | None:
+    """Variable ``name`` as an integer of at least ``minimum``; ``default`` when unset or blank."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -177,7 +196,8 @@ def _int_env(env: Mapping[str, str], name: str, default: int | None, minimum: in
     return value
 
 
-def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
+def read_float(env: Mapping[str, str], name: str, default: float) -> float:
+    """Variable ``name`` as a positive number (a duration); ``default`` when unset or blank."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -190,8 +210,9 @@ def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _objectives(env: Mapping[str, str]) -> tuple[ObjectiveMetric, ...] | None:
-    raw = _json_env(env, contract.OBJECTIVE_METRICS, None, (list, type(None)))
+def read_objectives(env: Mapping[str, str]) -> tuple[ObjectiveMetric, ...] | None:
+    """``OPENAUTOGLM_OBJECTIVE_METRICS``; None when unset or empty (a task's default objective)."""
+    raw = read_json(env, contract.OBJECTIVE_METRICS, None, (list, type(None)))
     if not raw:
         return None
     objectives = []
@@ -210,8 +231,9 @@ def _objectives(env: Mapping[str, str]) -> tuple[ObjectiveMetric, ...] | None:
     return tuple(objectives)
 
 
-def _stopping(env: Mapping[str, str]) -> Stopping:
-    raw = _json_env(env, contract.TRIAL_STOPPING, {}, (dict, type(None))) or {}
+def read_stopping(env: Mapping[str, str]) -> Stopping:
+    """``OPENAUTOGLM_TRIAL_STOPPING``; keys this runtime does not know are logged and ignored."""
+    raw = read_json(env, contract.TRIAL_STOPPING, {}, (dict, type(None))) or {}
     known = {"maxGradNorm", "patience", "minDelta", "divergenceCheck"}
     # The operator may grow new keys before this runtime knows them: warn, don't fail.
     for key in sorted(set(raw) - known):
@@ -244,28 +266,33 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _placement(env: Mapping[str, str]) -> HorovodPlacement:
-    addr = env.get("HOROVOD_GLOO_RENDEZVOUS_ADDR") or None
-    size = _int_env(env, "HOROVOD_SIZE", 1, minimum=1)
-    rank = _int_env(env, "HOROVOD_RANK", 0, minimum=0)
+def read_placement(env: Mapping[str, str]) -> HorovodPlacement:
+    """The ``HOROVOD_*`` variables and ``OPENAUTOGLM_WORKER_HOSTS``, checked against each other.
+
+    Without a rendezvous address the worker runs standalone (size 1). Each worker must be its
+    own host with one slot, as :func:`.contract.horovod_env` describes.
+    """
+    addr = env.get(contract.HOROVOD_GLOO_RENDEZVOUS_ADDR) or None
+    size = read_int(env, contract.HOROVOD_SIZE, 1, minimum=1)
+    rank = read_int(env, contract.HOROVOD_RANK, 0, minimum=0)
     if addr is None:
         if size != 1:
-            raise SettingsError("HOROVOD_SIZE > 1 needs HOROVOD_GLOO_RENDEZVOUS_ADDR/PORT")
+            raise SettingsError(f"{contract.HOROVOD_SIZE} > 1 needs {contract.HOROVOD_GLOO_RENDEZVOUS_ADDR}/PORT")
         return HorovodPlacement()
     if rank >= size:
-        raise SettingsError(f"HOROVOD_RANK {rank} is not below HOROVOD_SIZE {size}")
-    hostname = env.get("HOROVOD_HOSTNAME") or "localhost"
+        raise SettingsError(f"{contract.HOROVOD_RANK} {rank} is not below {contract.HOROVOD_SIZE} {size}")
+    hostname = env.get(contract.HOROVOD_HOSTNAME) or "localhost"
     hosts = tuple(h.strip() for h in env.get(contract.WORKER_HOSTS, "").split(",") if h.strip())
     if not hosts and size == 1:
         hosts = (hostname,)
     if rank == 0 and len(hosts) != size:
         raise SettingsError(
-            f"{contract.WORKER_HOSTS} must list the HOROVOD_HOSTNAME of all "
+            f"{contract.WORKER_HOSTS} must list the {contract.HOROVOD_HOSTNAME} of all "
             f"{size} ranks in rank order, got {len(hosts)}: {','.join(hosts)!r}"
         )
     if hosts and len(hosts) == size and hosts[rank] != hostname:
         raise SettingsError(
-            f"HOROVOD_HOSTNAME {hostname!r} of rank {rank} differs from entry "
+            f"{contract.HOROVOD_HOSTNAME} {hostname!r} of rank {rank} differs from entry "
             f"{rank} of {contract.WORKER_HOSTS} ({hosts[rank]!r})"
         )
     if len(set(hosts)) != len(hosts):
@@ -273,20 +300,22 @@ def _placement(env: Mapping[str, str]) -> HorovodPlacement:
     placement = HorovodPlacement(
         rank=rank,
         size=size,
-        local_rank=_int_env(env, "HOROVOD_LOCAL_RANK", 0),
-        local_size=_int_env(env, "HOROVOD_LOCAL_SIZE", 1),
-        cross_rank=_int_env(env, "HOROVOD_CROSS_RANK", rank),
-        cross_size=_int_env(env, "HOROVOD_CROSS_SIZE", size),
+        local_rank=read_int(env, contract.HOROVOD_LOCAL_RANK, 0),
+        local_size=read_int(env, contract.HOROVOD_LOCAL_SIZE, 1),
+        cross_rank=read_int(env, contract.HOROVOD_CROSS_RANK, rank),
+        cross_size=read_int(env, contract.HOROVOD_CROSS_SIZE, size),
         hostname=hostname,
         rendezvous_addr=addr,
-        rendezvous_port=_int_env(env, "HOROVOD_GLOO_RENDEZVOUS_PORT", contract.DEFAULT_RENDEZVOUS_PORT, minimum=1),
+        rendezvous_port=read_int(
+            env, contract.HOROVOD_GLOO_RENDEZVOUS_PORT, contract.DEFAULT_RENDEZVOUS_PORT, minimum=1
+        ),
         worker_hosts=hosts,
     )
     expected = (0, 1, rank, size)
     actual = (placement.local_rank, placement.local_size, placement.cross_rank, placement.cross_size)
     if actual != expected:
         raise SettingsError(
-            "each worker is its own host with one slot: expected HOROVOD_LOCAL_RANK=0, "
+            f"each worker is its own host with one slot: expected {contract.HOROVOD_LOCAL_RANK}=0, "
             f"LOCAL_SIZE=1, CROSS_RANK={rank}, CROSS_SIZE={size}, got {actual}"
         )
     return placement

@@ -13,9 +13,9 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
-from . import boundedjson, contract
+from .. import boundedjson, contract
+from ..result import json_number
 from .recorder import Report
-from .result import json_number
 
 #: keys of a JSON record that are never metrics (Katib's File collector writes timestamps)
 JSON_IGNORED_KEYS: Final = frozenset({"timestamp"})

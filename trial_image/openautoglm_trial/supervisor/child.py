@@ -1,6 +1,6 @@
 """The supervised program: one process group, started without a shell, stopped as a whole.
 
-The supervisor blocks SIGTERM in all its threads (see :mod:`.supervisor`); a blocked mask
+The supervisor blocks SIGTERM in all its threads (see :mod:`.run`); a blocked mask
 survives ``fork`` and ``exec``, so the program gets SIGTERM unblocked again before it starts,
 or it could never be stopped gently. It leads its own process group so that SIGTERM and SIGKILL
 also reach what it started (data loader workers, a launcher's children).
@@ -17,10 +17,10 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import IO, Final
+from typing import IO, Final, cast
 
+from ..errors import TrialError
 from .collectors import echo_lines
-from .errors import TrialError
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,8 @@ def _unblock_sigterm() -> None:
 
 
 def _stderr_buffer() -> IO[bytes]:
-    return getattr(sys.stderr, "buffer", sys.stderr)
+    # A stderr without .buffer is taken for a binary stream already (an embedding's stand-in).
+    return sys.stderr.buffer if hasattr(sys.stderr, "buffer") else cast(IO[bytes], sys.stderr)
 
 
 def _quote(argv: Sequence[str]) -> str:

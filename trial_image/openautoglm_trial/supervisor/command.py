@@ -14,12 +14,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from .errors import SettingsError
+from .. import contract
+from ..errors import SettingsError
 
 log = logging.getLogger(__name__)
 
-#: Any placeholder, however malformed; the name is checked separately so a typo is reported.
-PLACEHOLDER_RE: Final = re.compile(r"\$\{trialParameters\.([^}]*)\}")
+#: What a placeholder's name may be: :data:`openautoglm_trial.contract.PLACEHOLDER` matches any
+#: name, so that a typo is reported here.
 NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -38,7 +39,7 @@ def render(argv: Sequence[str], params: Mapping[str, Any]) -> list[str]:
     """
     rendered: list[str] = []
     for item in argv:
-        names = PLACEHOLDER_RE.findall(item)
+        names = contract.placeholders(item)
         for name in names:
             if not NAME_RE.match(name):
                 raise SettingsError(
@@ -54,7 +55,7 @@ def render(argv: Sequence[str], params: Mapping[str, Any]) -> list[str]:
             )
             continue
         # A function as the replacement: the value is inserted as is, backslashes included.
-        rendered.append(PLACEHOLDER_RE.sub(lambda m: format_value(params[m.group(1)]), item))
+        rendered.append(contract.PLACEHOLDER.sub(lambda m: format_value(params[m.group(1)]), item))
     if not rendered:
         raise SettingsError(f"the command is empty once the items of inactive parameters are dropped: {list(argv)!r}")
     return rendered
