@@ -542,6 +542,17 @@ def test_admission_rejects_invalid_custom_objects_with_422(k8s, tmp_path):
     assert k8s.get(TJ, NS, "bad")["spec"]["budget"]["parallelism"] == 2
 
 
+@pytest.mark.parametrize("metadata", ["[]", ["a"], 7])
+def test_a_body_whose_metadata_is_not_an_object_is_a_bad_request(k8s, metadata):
+    # Found by tests/k8s/test_fuzz.py: the emulator answered 500 (a Python AttributeError); the API
+    # server decodes metadata into ObjectMeta first, so a request like this is malformed (400).
+    api = kubernetes.client.CustomObjectsApi(k8s.api_client())
+    body = {"apiVersion": "openautoglm.io/v1alpha1", "kind": "TuningJob", "metadata": metadata, "spec": {}}
+    with pytest.raises(ApiException) as err:
+        api.create_namespaced_custom_object("openautoglm.io", "v1alpha1", NS, "tuningjobs", body)
+    assert err.value.status == 400 and json.loads(err.value.body)["reason"] == "BadRequest"
+
+
 def test_kubectl_create_apply_and_get_with_printer_columns(k8s, tmp_path):
     k8s.kubectl("apply", "-f", str(ROOT / "examples" / "digits.yaml"))
     table = k8s.kubectl("get", "tj").stdout.splitlines()

@@ -491,9 +491,14 @@ def new_object(rtype: ResourceType, body: Any) -> Obj:
             "BadRequest",
             f"the kind of the object ({body['kind']}) does not match the resource {rtype.plural} ({rtype.kind})",
         )
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        # The API server decodes metadata into ObjectMeta before anything else: a list or a string
+        # there is a malformed request (400), not an invalid object (422).
+        raise ApiError(400, "BadRequest", "Object 'metadata' is not a map")
     obj = copy.deepcopy(body)
     obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
-    obj.setdefault("metadata", {})
+    if obj.get("metadata") is None:
+        obj["metadata"] = {}
     return obj
 
 
