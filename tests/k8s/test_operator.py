@@ -165,28 +165,35 @@ def trial_pods(cluster, name):
 
 
 def test_digits_job_runs_to_success_with_pruning_and_leaves_nothing(cluster, operator, tmp_path):
+    run_digits_job(cluster, operator, tmp_path)
+
+
+def run_digits_job(cluster, operator, tmp_path, *, max_trials=6, pruning=True, name="digits-e2e"):
+    """The digits job from `kubectl apply` to Succeeded, and nothing left behind; returns its status.
+    Also run with every trial pod in the built trial image (tests/images/test_cluster_in_images.py)."""
     t0 = time.monotonic()
-    apply(cluster, digits_job(), tmp_path)
+    apply(cluster, digits_job(name, max_trials), tmp_path)
     cluster.wait_for(
-        lambda: job_status(cluster, "digits-e2e").get("phase") in ("Succeeded", "Failed"), 600, "the job to finish"
+        lambda: job_status(cluster, name).get("phase") in ("Succeeded", "Failed"), 600, "the job to finish"
     )
     wall = time.monotonic() - t0
-    status = job_status(cluster, "digits-e2e")
+    status = job_status(cluster, name)
     assert status["phase"] == "Succeeded", status
-    assert status["trials"]["finished"] == 6 and status["progress"] == "6/6"
-    assert status["trials"]["pruned"] >= 1, status["recentTrials"]
-    assert any("pruned by median" in (t.get("reason") or "") for t in status["recentTrials"])
+    assert status["trials"]["finished"] == max_trials and status["progress"] == f"{max_trials}/{max_trials}"
+    if pruning:
+        assert status["trials"]["pruned"] >= 1, status["recentTrials"]
+        assert any("pruned by median" in (t.get("reason") or "") for t in status["recentTrials"])
     best = status["bestTrial"]
     assert best["value"] > 0.9 and set(best["params"]) >= {"lr", "batch_size", "hidden", "optimizer"}
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Succeeded"]["status"] == "True" and conditions["Running"]["status"] == "False"
     # every trial pod ran as a real process, each pod exactly once
-    started = [p["pod"] for p in cluster.process_log if p["pod"].startswith("digits-e2e-t")]
-    assert len(started) == len(set(started)) >= 2 * 6 - 2  # pruned trials may be deleted before every rank starts
+    started = [p["pod"] for p in cluster.process_log if p["pod"].startswith(f"{name}-t")]
+    assert len(started) == len(set(started)) >= 2 * max_trials - 2  # a pruned trial's rank may never start
     assert all(p["pid"] > 0 for p in cluster.process_log)
     # nothing left behind: no pods, no services, no processes
-    cluster.wait_for(lambda: not trial_pods(cluster, "digits-e2e"), 60, "trial pods to be deleted")
-    assert not [s for s in cluster.services(NS) if s["metadata"]["name"].startswith("digits-e2e-t")]
+    cluster.wait_for(lambda: not trial_pods(cluster, name), 60, "trial pods to be deleted")
+    assert not [s for s in cluster.services(NS) if s["metadata"]["name"].startswith(f"{name}-t")]
     cluster.wait_for(
         lambda: all(p.get("exit_code") is not None for p in cluster.process_log),
         30,
@@ -194,10 +201,10 @@ def test_digits_job_runs_to_success_with_pruning_and_leaves_nothing(cluster, ope
     )
     # as a cluster user sees it
     table = cluster.kubectl("get", "tj", "-n", NS).stdout
-    assert "digits-e2e" in table and "Succeeded" in table and "6/6" in table
+    assert name in table and "Succeeded" in table and f"{max_trials}/{max_trials}" in table
     events = cluster.kubectl("get", "events", "-n", NS, "-o", "json").stdout
     reasons = {e.get("reason") for e in json.loads(events)["items"]}
-    assert {"TrialStarted", "TrialPruned", "NewBest", "JobSucceeded"} <= reasons, reasons
+    assert {"TrialStarted", "NewBest", "JobSucceeded", *(["TrialPruned"] if pruning else [])} <= reasons, reasons
     # what the closing note reports
     metrics = operator.scrape()
     size = len(json.dumps(status))
@@ -205,6 +212,7 @@ def test_digits_job_runs_to_success_with_pruning_and_leaves_nothing(cluster, ope
     for line in metrics.splitlines():
         if line.startswith(("openautoglm_reconcile_seconds_sum", "openautoglm_reconcile_seconds_count")):
             print(line)
+    return status
 
 
 @pytest.mark.parametrize("moments", [(("pods", 1), ("finished", 2), ("finished", 4))])

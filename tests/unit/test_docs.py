@@ -175,7 +175,7 @@ def test_the_checks_see_what_they_check() -> None:
     assert len(LINK.findall(_prose(text))) >= 10
     assert {"tests/unit/test_layers.py", "engine/driver.py", "deploy/default"} <= set(path_claims(text))
     assert any(line.startswith("openautoglm tune ") for line in command_lines(text))
-    assert {"deploy/default", "trial_image/Dockerfile", "examples/digits.yaml"} <= set(console_paths(text))
+    assert {"deploy/default", "scripts/build-images.sh", "examples/digits.yaml"} <= set(console_paths(text))
     assert "DESIGN.md" not in text, "the design document is not in the repository"
 
 

@@ -86,6 +86,9 @@ def build_worker_pod(
     env.pop(c.TERMINATION_LOG, None)
     env.pop(c.BIND_ADDRESS, None)
     env["HOME"] = "/tmp"  # read-only root file system: caches go to the emptyDir
+    # The image's cache dir (/var/cache/openautoglm) is on that read-only root too: a text-lm trial
+    # caches its tokenizer there (tests/images found it failing with EROFS).
+    env[c.CACHE_DIR] = "/tmp/openautoglm-cache"
     env_list: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
     # Listen on the pod IP: the kubelet probes it and peers scrape it.
     env_list.append({"name": c.BIND_ADDRESS, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})

@@ -30,6 +30,7 @@ import yaml
 from cluster_dns import HostsFile
 from emulator import Admission, ApiServer, Defaulter, FaultInjector, Obj, load_crd_documents
 from kubelet import Kubelet
+from rootfs import Image
 
 T = TypeVar("T")
 START_TIMEOUT_S = 30.0
@@ -53,6 +54,8 @@ class Cluster:
         workdir: pod working directories and logs, the kubeconfig, kubectl's cache.
         images: image -> entrypoint argv, for containers that give no `command`.
         image_files: image -> {path in the container: directory here}, the files the image holds.
+        rootfs_images: image -> a built image on disk (rootfs.Image): containers of that image run
+            in its root file system, as its user, instead of in this machine's (default: none).
         dns: manage the /etc/hosts block (needs write access to /etc/hosts).
     """
 
@@ -66,6 +69,7 @@ class Cluster:
         images: Mapping[str, list[str]] | None = None,
         dns: bool = True,
         image_files: Mapping[str, Mapping[str, str]] | None = None,
+        rootfs_images: Mapping[str, Image] | None = None,
     ):
         self.crd_paths = [Path(p) for p in crd_paths]
         self.admission = admission
@@ -73,6 +77,7 @@ class Cluster:
         self.workdir = Path(workdir)
         self.images = dict(images or {})
         self.image_files = dict(image_files or {})
+        self.rootfs_images = dict(rootfs_images or {})
         self.dns = dns
         self.url = ""
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -141,7 +146,13 @@ class Cluster:
             if hosts is not None:
                 hosts.start()
             kubelet = Kubelet(
-                api, self.workdir, self.process_log, hosts=hosts, images=self.images, image_files=self.image_files
+                api,
+                self.workdir,
+                self.process_log,
+                hosts=hosts,
+                images=self.images,
+                image_files=self.image_files,
+                rootfs_images=self.rootfs_images,
             )
             self.kubelet = kubelet
             await kubelet.start()

@@ -26,6 +26,19 @@ the pod is Running and ready, or the Service has `publishNotReadyAddresses: true
 the real cluster DNS serves from the Service's endpoints. (A bare `<service>` is not added: the
 hosts file has no namespaces.) Pods share this machine's network namespace: a process must bind
 its pod IP, not 0.0.0.0, or two pods on one port collide.
+
+A container whose image is in `rootfs_images` (image -> rootfs.Image, a built image on disk; none
+by default) runs in that image's root file system instead (rootfs.py: an overlay of it with the
+container's own layer, its own /proc, /dev and host name): the environment is the image's Env
+under the container's (nothing of this machine's), the command the image's ENTRYPOINT/CMD where
+the pod gives none (and its own `python`), the user runAsUser/runAsGroup (else the image's USER),
+with fsGroup and supplementalGroups, readOnlyRootFilesystem and allowPrivilegeEscalation honoured;
+volumes are mounted at their mountPaths inside it, emptyDirs world-writable and writable volumes
+given fsGroup, as the kubelet does; the termination-log file is mounted at terminationMessagePath;
+/etc/hosts is the pod's own (its IP and host name, plus the cluster DNS records above, rewritten as
+they change), /etc/resolv.conf has the cluster's search path. While it runs, its process log entry
+gets what /proc says of it (rootfs.sample: the overlay's lower directory, a read-only root, the
+process's uid). Exec probes still run on this machine.
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ from typing import Any, Final
 
 import aiohttp
 import apimachinery as am
+import rootfs
 import volumes
 from cluster_dns import HostsFile
 from emulator import ApiError, ApiServer, Event, Obj
@@ -118,6 +132,8 @@ class PodRuntime:
     liveness_failures: int = 0
     next_probe: dict[str, float] = dataclasses.field(default_factory=dict)
     probing: set[str] = dataclasses.field(default_factory=set)
+    #: the built image the container runs in (its root file system), None: in this machine's
+    image: rootfs.Image | None = None
 
     @property
     def log_path(self) -> Path:
@@ -181,8 +197,12 @@ class Kubelet:
         hosts: HostsFile | None = None,
         images: Mapping[str, list[str]] | None = None,
         image_files: Mapping[str, Mapping[str, str]] | None = None,
+        rootfs_images: Mapping[str, rootfs.Image] | None = None,
     ):
         self.api = api
+        #: image -> the built image on disk: a container of that image runs in its root file
+        #: system (rootfs.py) instead of this machine's, with the pod's user and no host env.
+        self.rootfs_images = dict(rootfs_images or {})
         #: image -> {path in the container: directory here}: the files an image would hold
         #: (a user's program baked into its trial image), mounted read-only under the volumes.
         self.image_files = {image: dict(paths) for image, paths in (image_files or {}).items()}
@@ -198,6 +218,8 @@ class Kubelet:
         self._session: aiohttp.ClientSession | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self.mount_points = volumes.MountPoints()
+        #: the cluster DNS records (ip, names) last computed: the hosts file of a pod in an image
+        self._dns_records: list[tuple[str, list[str]]] = []
         #: tracebacks of failed sync passes (shown by Cluster.describe()).
         self.errors: list[str] = []
 
@@ -322,6 +344,8 @@ class Kubelet:
                 rt.kill_deadline = None
             if pod is not None and rt.running and not rt.deleting:
                 self._schedule_probes(pod, rt, now)
+            if rt.image is not None and rt.running and rt.record is not None and rt.proc is not None:
+                rt.record.update(rootfs.sample(rt.proc.pid) or {})
             if pod is None and rt.proc is None:  # only once its exit is recorded (poll() reaps it)
                 self._release_mount_points(rt)
                 del self.runtimes[uid]
@@ -394,19 +418,18 @@ class Kubelet:
             pod = current
         container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
         rt.restart_at = None
+        rt.image = self.rootfs_images.get(container.get("image", ""))
+        in_image: rootfs.Container | None = None
         try:
             env = self._environment(pod, container, rt)
-            argv = self._argv(container, env)
-            mount_list = volumes.mounts(
-                container,
-                volumes.prepare(pod, rt.dir, self.workdir, self._volume_data, _field_ref),
-                lambda text: expand(text, env),
-            )
+            argv = self._argv(container, env, rt.image)
+            prepared = volumes.prepare(pod, rt.dir, self.workdir, self._volume_data, _field_ref)
+            mount_list = volumes.mounts(container, prepared, lambda text: expand(text, env))
             layers = [
                 volumes.Mount(str(Path(src).resolve()), os.path.normpath(target), True, Path(src).is_file())
                 for target, src in self.image_files.get(container.get("image", ""), {}).items()
             ]
-            for layer in layers:
+            for layer in layers if rt.image is None else []:
                 # A container runtime creates mount points in the image's file system; here the
                 # layer is mounted read-only, so they are made in its directory beforehand.
                 for m in mount_list:
@@ -415,7 +438,9 @@ class Kubelet:
                         Path(layer.source, inside.relative_to(layer.target)).mkdir(parents=True, exist_ok=True)
             # Parents before children: the image's /app first, a volume at /app/data over it.
             mount_list = sorted(layers + mount_list, key=lambda m: len(PurePosixPath(m.target).parts))
-        except ContainerConfigError as exc:
+            if rt.image is not None:
+                in_image = self._image_container(pod, container, rt, rt.image, prepared, mount_list, argv, env)
+        except (ContainerConfigError, rootfs.ConfigError) as exc:
             self._set_waiting(rt, "CreateContainerConfigError", str(exc))
             rt.restart_at = time.monotonic() + 1.0
             return
@@ -428,7 +453,10 @@ class Kubelet:
             return
         rt.termination_path.write_bytes(b"")
         try:
-            run, cwd = self._command_line(rt, container, mount_list, argv)
+            if in_image is not None:  # the launcher gets the environment from its plan
+                run, cwd, run_env = in_image.launcher_argv(), rt.dir, {}
+            else:
+                (run, cwd), run_env = self._command_line(rt, container, mount_list, argv), env
         except OSError as exc:
             self._fail_start(rt, f"cannot create a mount point: {exc}")
             return
@@ -437,7 +465,7 @@ class Kubelet:
                 rt.proc = subprocess.Popen(
                     run,
                     cwd=cwd,
-                    env=env,
+                    env=run_env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -463,6 +491,8 @@ class Kubelet:
             "liveness_failures": 0,
             "mounts": {m.target: m.source for m in mount_list},
         }
+        if rt.image is not None:  # and, once it runs there, what rootfs.sample() reads
+            rt.record.update({"image": rt.image.name, "rootfs": str(rt.image.rootfs)})
         self.process_log.append(rt.record)
         probes = {kind: container.get(f"{kind}Probe") for kind in ("readiness", "liveness")}
         now = time.monotonic()
@@ -486,6 +516,42 @@ class Kubelet:
             _set_ready_conditions(status, rt.ready)
 
         self.api.update_as_system(self.pods_type, rt.namespace, rt.name, running, uid=rt.uid)
+
+    def _image_container(
+        self,
+        pod: Obj,
+        container: Mapping[str, Any],
+        rt: PodRuntime,
+        image: rootfs.Image,
+        prepared: Mapping[str, tuple[Path, bool]],
+        mount_list: list[volumes.Mount],
+        argv: list[str],
+        env: Mapping[str, str],
+    ) -> rootfs.Container:
+        """The container in its image's root file system. Volumes get what the kubelet gives
+        them for a non-root user: emptyDir world-writable, fsGroup's group on writable ones."""
+        spec = pod.get("spec") or {}
+        fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+        for volume in spec.get("volumes") or []:
+            path, read_only = prepared[volume["name"]]
+            if "emptyDir" in volume:
+                path.chmod(0o777)
+            if fs_group is not None and not read_only and ("emptyDir" in volume or "persistentVolumeClaim" in volume):
+                rootfs.apply_fs_group(path, int(fs_group))
+        in_image = rootfs.pod_container(
+            pod,
+            container,
+            image,
+            pod_dir=rt.dir,
+            ip=rt.ip,
+            argv=argv,
+            env=env,
+            mounts=mount_list,
+            termination_log=rt.termination_path,
+        )
+        hosts = rootfs.hosts_text(rt.ip, rootfs.own_names(pod), self._dns_records)
+        rootfs.write_in_place(rt.dir / "etc" / "hosts", hosts)
+        return in_image
 
     def _set_waiting(self, rt: PodRuntime, reason: str, message: str) -> None:
         def waiting(p: Obj) -> None:
@@ -655,7 +721,14 @@ class Kubelet:
     # Container environment and command line
 
     def _environment(self, pod: Obj, container: Mapping[str, Any], rt: PodRuntime) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(STRIPPED_ENV_PREFIXES) and k not in STRIPPED_ENV}
+        """In an image: the image's Env under the container's; else this process's environment
+        (less the project's own variables) under it, and the termination log's path."""
+        if rt.image is not None:
+            env = rt.image.environment()
+        else:
+            env = {
+                k: v for k, v in os.environ.items() if not k.startswith(STRIPPED_ENV_PREFIXES) and k not in STRIPPED_ENV
+            }
         spec = pod.get("spec") or {}
         env["HOSTNAME"] = spec.get("hostname") or pod["metadata"]["name"]
         defined: dict[str, str] = {}
@@ -676,7 +749,8 @@ class Kubelet:
             else:
                 defined[name] = ""
         env.update(defined)
-        env[TERMINATION_LOG_ENV] = str(rt.termination_path)
+        if rt.image is None:  # in an image the file is where terminationMessagePath says
+            env[TERMINATION_LOG_ENV] = str(rt.termination_path)
         return env
 
     def _value_from(
@@ -716,8 +790,18 @@ class Kubelet:
             return data
         return dict(obj.get("data") or {})
 
-    def _argv(self, container: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+    def _argv(
+        self, container: Mapping[str, Any], env: Mapping[str, str], image: rootfs.Image | None = None
+    ) -> list[str]:
         command, args = container.get("command"), container.get("args")
+        if image is not None:  # the image's ENTRYPOINT/CMD where the pod gives none; its own python
+            argv = image.argv(
+                [expand(str(a), env) for a in command or []],
+                None if args is None else [expand(str(a), env) for a in args],
+            )
+            if not argv:
+                raise StartError(f"image {image.name!r} has no ENTRYPOINT or CMD and the container no command")
+            return argv
         if not command:
             entrypoint = self.images.get(container.get("image", ""))
             if entrypoint is None:
@@ -818,8 +902,6 @@ class Kubelet:
     # Cluster DNS and logs
 
     def _sync_dns(self, pods: Mapping[str, Obj]) -> None:
-        if self.hosts is None:
-            return
         services = [
             s
             for s in self.api.list(self.api.type_of("v1/services"))
@@ -847,7 +929,14 @@ class Kubelet:
                 if spec.get("hostname") and spec.get("subdomain") == svc_name:
                     fqdn = f"{spec['hostname']}.{svc_name}"
                     entry += [fqdn, f"{fqdn}.{ns}", f"{fqdn}.{ns}.svc", f"{fqdn}.{ns}.svc.cluster.local"]
-        self.hosts.update((ip, list(dict.fromkeys(n))) for ip, n in names.items())
+        records = self._dns_records = [(ip, list(dict.fromkeys(n))) for ip, n in names.items()]
+        if self.hosts is not None:
+            self.hosts.update(records)
+        for uid, rt in self.runtimes.items():  # a container in an image reads its own /etc/hosts
+            pod = pods.get(uid)
+            hosts = rt.dir / "etc" / "hosts"
+            if rt.image is not None and pod is not None and not rt.finished and hosts.exists():
+                rootfs.write_in_place(hosts, rootfs.hosts_text(rt.ip, rootfs.own_names(pod), records))
 
     def _read_log(self, namespace: str, name: str, query: Mapping[str, str]) -> str:
         pod = self.api.get(self.pods_type, namespace, name)
