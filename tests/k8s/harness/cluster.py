@@ -9,6 +9,20 @@ The API server (emulator.py, on kmock's KubernetesEmulator), the kubelet (kubele
 /etc/hosts DNS block (cluster_dns.py) run in a background thread with their own asyncio loop, so
 a test may block freely; every read here is served by that loop, atomically. Real clients talk
 to it over HTTP at `url`: kopf (in-process or a subprocess), kubectl, the kubernetes client.
+
+What each part stands for on a busy cluster, when asked for (by default every pod is bound at
+once and every image pulls, as before):
+- `node_capacity`: one node with room for so many pods / so much CPU, memory, GPUs; the
+  kubelet's scheduler step (scheduler.py) stands for the kube-scheduler's filter on that node:
+  Unschedulable pods with its message, scheduling gates honoured (SchedulingGated).
+- `pullable_images`: a registry that has only these images: others end in ImagePullBackOff.
+- `kueue_quota`: a stand-in for Kueue's plain-pod groups (kueue.py): its webhook gates every pod
+  labelled with a queue, its controller lifts the gates of a whole pod group at once when the
+  queue's quota (pods) admits it, first come first served; `kueue.admitted` logs admissions.
+Not simulated (what a test here cannot show): more than one node, the real kube-scheduler's
+scoring, affinity, taints, priorities and preemption; a real Kueue (its Workload, LocalQueue
+and ClusterQueue objects, resource flavors, cohorts and borrowing, preemption, BestEffortFIFO,
+waitForPodsReady); resource limits enforced on the processes; the events these components write.
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ import yaml
 from cluster_dns import HostsFile
 from emulator import Admission, ApiServer, Defaulter, FaultInjector, Obj, load_crd_documents
 from kubelet import Kubelet
+from kueue import KueueStandIn
 from rootfs import Image
 
 T = TypeVar("T")
@@ -57,6 +72,17 @@ class Cluster:
         rootfs_images: image -> a built image on disk (rootfs.Image): containers of that image run
             in its root file system, as its user, instead of in this machine's (default: none).
         dns: manage the /etc/hosts block (needs write access to /etc/hosts).
+        node_capacity: what the one node has room for, e.g. {"pods": 3} or {"cpu": "4", "memory":
+            "8Gi", "nvidia.com/gpu": 1}: pods that do not fit stay Pending, unbound, Unschedulable
+            with the scheduler's message, until room frees (scheduler.py). None (default): every
+            pod is bound at once, as before; the node reports this machine's CPUs and memory.
+        pullable_images: the images a pull succeeds for (those in `images`, `image_files` and
+            `rootfs_images` too); a container of any other image waits in ErrImagePull /
+            ImagePullBackOff, its pod Pending, forever. None (default): every image pulls.
+        kueue_quota: {queue name: pods}: run the Kueue stand-in (kueue.py), its webhook gating
+            every pod labelled with a queue and its controller admitting whole pod groups within
+            the queue's quota, in order; its admissions are in `self.kueue.admitted`. None
+            (default): no Kueue.
     """
 
     def __init__(
@@ -70,6 +96,9 @@ class Cluster:
         dns: bool = True,
         image_files: Mapping[str, Mapping[str, str]] | None = None,
         rootfs_images: Mapping[str, Image] | None = None,
+        node_capacity: Mapping[str, Any] | None = None,
+        pullable_images: Iterable[str] | None = None,
+        kueue_quota: Mapping[str, int] | None = None,
     ):
         self.crd_paths = [Path(p) for p in crd_paths]
         self.admission = admission
@@ -79,6 +108,9 @@ class Cluster:
         self.image_files = dict(image_files or {})
         self.rootfs_images = dict(rootfs_images or {})
         self.dns = dns
+        self.node_capacity = dict(node_capacity) if node_capacity is not None else None
+        self.pullable_images = set(pullable_images) if pullable_images is not None else None
+        self.kueue_quota = dict(kueue_quota) if kueue_quota is not None else None
         self.url = ""
         self.kubeconfig = self.workdir / "kubeconfig"
         #: one entry per pod process the kubelet started:
@@ -86,6 +118,8 @@ class Cluster:
         self.process_log: list[dict[str, Any]] = []
         self.api: ApiServer | None = None
         self.kubelet: Kubelet | None = None
+        #: the Kueue stand-in while the cluster runs with `kueue_quota` (its `admitted` log), else None
+        self.kueue: KueueStandIn | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -153,14 +187,21 @@ class Cluster:
                 images=self.images,
                 image_files=self.image_files,
                 rootfs_images=self.rootfs_images,
+                node_capacity=self.node_capacity,
+                pullable_images=self.pullable_images,
             )
             self.kubelet = kubelet
+            if self.kueue_quota is not None:
+                self.kueue = KueueStandIn(api, self.kueue_quota)
+                self.kueue.start()
             await kubelet.start()
             try:
                 self._started.set()
                 await self._stop.wait()
             finally:
                 api.close_watches()
+                if self.kueue is not None:
+                    await self.kueue.stop()
                 await kubelet.stop()
                 if hosts is not None:
                     hosts.close()
@@ -321,10 +362,18 @@ class Cluster:
         try:
             for pod in self.pods():
                 status = pod.get("status") or {}
-                states = [next(iter(cs.get("state") or {}), "?") for cs in status.get("containerStatuses") or []]
+                states = [
+                    (cs.get("state") or {}).get("waiting", {}).get("reason") or next(iter(cs.get("state") or {}), "?")
+                    for cs in status.get("containerStatuses") or []
+                ]
+                unscheduled = [
+                    f" {c.get('reason')}: {c.get('message')}"
+                    for c in status.get("conditions") or []
+                    if c.get("type") == "PodScheduled" and c.get("status") == "False"
+                ]
                 lines.append(
                     f"pod {pod['metadata']['namespace']}/{pod['metadata']['name']}: "
-                    f"{status.get('phase')} ip={status.get('podIP')} containers={states}"
+                    f"{status.get('phase')} ip={status.get('podIP')} containers={states}{''.join(unscheduled)}"
                     f"{' deleting' if pod['metadata'].get('deletionTimestamp') else ''}"
                 )
         except RuntimeError:
@@ -333,6 +382,8 @@ class Cluster:
             lines.append(f"process {entry['namespace']}/{entry['pod']} pid={entry['pid']} exit={entry['exit_code']}")
         for error in (self.kubelet.errors if self.kubelet else [])[-3:]:
             lines.append(f"kubelet error: {error}")
+        for error in (self.kueue.errors if self.kueue else [])[-3:]:
+            lines.append(f"kueue stand-in error: {error}")
         for error in (self.api.internal_errors if self.api else [])[-3:]:
             lines.append(f"API server error: {error}")
         return "\n".join(lines) or "(no pods, no processes)"

@@ -148,6 +148,11 @@ class ApiServer(kmock.KubernetesEmulator):
         return self.store.listeners
 
     @property
+    def mutators(self) -> list[Callable[[ResourceType, Obj], None]]:
+        """Mutating admission on every create: fn(type, object) edits it in place (store.py)."""
+        return self.store.mutators
+
+    @property
     def revision(self) -> int:
         return self.store.revision
 

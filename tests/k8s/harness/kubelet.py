@@ -1,9 +1,15 @@
 """A kubelet simulator: runs every pod of the emulated API server as a real local process.
 
-One node (`kmock-node`). For each new pod it assigns a unique loopback address (127.250.0.0 and
-up: never 127.0.0.1, and clear of the 127.16-215.x.y addresses the LocalBackend hands out), binds
-the pod to the node, starts the first container's `command + args` (exec form, never a shell;
-`python`/`python3` -> this interpreter) in its own session with the container's environment
+One node (`kmock-node`), which it also schedules to (scheduler.py, the kube-scheduler's filter
+step for one node): a pod with scheduling gates is not bound (PodScheduled=False, SchedulingGated)
+until they are removed; with `node_capacity` a pod that does not fit beside the pods bound and
+running stays Pending, unbound, Unschedulable with the scheduler's message, until room frees
+(pending pods are tried in creation order on every pass); without it every pod fits, and the
+node reports this machine's CPUs and memory and 110 pods. For each pod that may run it assigns a
+unique loopback address (127.250.0.0 and up: never 127.0.0.1, and clear of the 127.16-215.x.y
+addresses the LocalBackend hands out), binds the pod to the node, and starts the first
+container's `command + args` (exec form, never a shell; `python`/`python3` -> this
+interpreter) in its own session with the container's environment
 (`value`, `$(VAR)` expansion, `valueFrom` fieldRef/resourceFieldRef/configMapKeyRef/secretKeyRef,
 `envFrom`), on top of this process's environment minus OPENAUTOGLM_*/HOROVOD_*/KUBECONFIG, plus
 `OPENAUTOGLM_TERMINATION_LOG` standing in for the bind mount of terminationMessagePath, in
@@ -16,7 +22,16 @@ reports status as the real kubelet does: Pending with podIP, Running with contai
 readiness from the readinessProbe, and on exit `state.terminated` with the termination message
 (or the log tail under FallbackToLogsOnError) and phase Succeeded/Failed (restartPolicy Never;
 Always/OnFailure restart the process with a short back-off). Deleting a pod sends SIGTERM to the
-process group and SIGKILL after the grace period (capped at 5 s).
+process group and SIGKILL after the grace period (capped at 5 s). With `pullable_images`, a
+container whose image is not among them (nor among `images`, `image_files`, `rootfs_images`)
+is never started: it waits in ErrImagePull, then ImagePullBackOff (`Back-off pulling image
+"..."`), in turn with a back-off (1 s doubling to 10 s; the real kubelet's is 10 s to 5 min), its
+pod Pending and bound; without it every image "pulls".
+
+Not simulated: images themselves (pulls, digests, pull secrets; a container runs this machine's
+Python unless its image is in `rootfs_images`), resource limits (cgroups: requests are only
+counted by the scheduler step), more than one node, the scheduler's scoring, affinity, taints,
+priorities and preemption, evictions, and events (FailedScheduling, Pulling, BackOff).
 
 It also plays cluster DNS (see cluster_dns.py): a pod with `hostname` + `subdomain` selected by
 a headless Service named like the subdomain gets `<hostname>.<subdomain>.<ns>.svc.cluster.local`
@@ -58,16 +73,18 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 import aiohttp
 import apimachinery as am
 import rootfs
+import scheduler
 import volumes
 from cluster_dns import HostsFile
 from emulator import ApiError, ApiServer, Event, Obj
+from scheduler import quantity
 
 from openautoglm_trial import contract
 
@@ -80,6 +97,10 @@ POD_NETWORK_SIZE: Final = 5 * 65536  # 127.250.0.0 - 127.254.255.255
 MAX_GRACE_S: Final = 5.0
 SYNC_PERIOD_S: Final = 0.2
 READINESS_PERIOD_S: Final = 0.5
+#: how long ErrImagePull shows before the back-off, and the back-off's first and largest length
+PULL_ERROR_S: Final = 1.0
+PULL_BACKOFF_S: Final = 1.0
+MAX_PULL_BACKOFF_S: Final = 10.0
 TERMINATION_MESSAGE_LIMIT: Final = 4096
 FALLBACK_LOG_LINES: Final = 80
 FALLBACK_LOG_BYTES: Final = 2048
@@ -134,6 +155,10 @@ class PodRuntime:
     probing: set[str] = dataclasses.field(default_factory=set)
     #: the built image the container runs in (its root file system), None: in this machine's
     image: rootfs.Image | None = None
+    #: failed pulls of an image the cluster cannot pull (Cluster(pullable_images=...)) so far
+    pull_failures: int = 0
+    #: what the pod asked of the node (scheduler.pod_requests): held while it is bound
+    requests: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def log_path(self) -> Path:
@@ -165,28 +190,6 @@ def expand(text: str, env: Mapping[str, str]) -> str:
     return "".join(out)
 
 
-_QUANTITY: Final = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-_SUFFIXES: Final = {
-    "": 1,
-    "m": 1e-3,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
-
-
-def quantity(value: Any) -> float:
-    m = _QUANTITY.match(str(value))
-    if not m or m.group(2) not in _SUFFIXES:
-        raise ValueError(f"bad quantity {value!r}")
-    return float(m.group(1)) * _SUFFIXES[m.group(2)]
-
-
 class Kubelet:
     def __init__(
         self,
@@ -198,8 +201,19 @@ class Kubelet:
         images: Mapping[str, list[str]] | None = None,
         image_files: Mapping[str, Mapping[str, str]] | None = None,
         rootfs_images: Mapping[str, rootfs.Image] | None = None,
+        node_capacity: Mapping[str, Any] | None = None,
+        pullable_images: Iterable[str] | None = None,
     ):
         self.api = api
+        #: the scheduler step's view of the node (scheduler.py): what it reports, what it enforces
+        self.node = scheduler.NodeCapacity(node_capacity, scheduler.machine_capacity(_memory_bytes()))
+        #: the images a pull of succeeds (None: every image); the images this kubelet knows are among them
+        self.pullable: frozenset[str] | None = None
+        if pullable_images is not None:
+            known = [*(images or {}), *(image_files or {}), *(rootfs_images or {})]
+            self.pullable = frozenset([*pullable_images, *known])
+        #: pod uid -> the revision that created it: the scheduler's queue order
+        self._created: dict[str, int] = {}
         #: image -> the built image on disk: a container of that image runs in its root file
         #: system (rootfs.py) instead of this machine's, with the pod's user and no host env.
         self.rootfs_images = dict(rootfs_images or {})
@@ -257,6 +271,12 @@ class Kubelet:
             await self._session.close()
 
     def _on_event(self, event: Event) -> None:
+        if event.storage == ("", "pods"):
+            uid = event.object["metadata"].get("uid", "")
+            if event.type == "ADDED":
+                self._created[uid] = event.revision
+            elif event.type == "DELETED":
+                self._created.pop(uid, None)
         if event.storage in (("", "pods"), ("", "services")):
             self._wake.set()
 
@@ -286,7 +306,7 @@ class Kubelet:
                     }
                 },
             )
-        capacity = {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_bytes() // 1024}Ki", "pods": "110"}
+        capacity = self.node.reported
 
         def status(node: Obj) -> None:
             node["status"] = {
@@ -311,13 +331,7 @@ class Kubelet:
 
     def _sync(self) -> None:
         pods = {p["metadata"]["uid"]: p for p in self.api.list(self.pods_type)}
-        for uid, pod in pods.items():
-            if (
-                uid not in self.runtimes
-                and not pod["metadata"].get("deletionTimestamp")
-                and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
-            ):
-                self._admit_pod(pod)
+        self._schedule(pods)
         # As in a real cluster, a pod's DNS records exist from when it has an IP (if not-ready
         # addresses are published), so a process can resolve its own name as it starts.
         self._sync_dns(pods)
@@ -351,6 +365,35 @@ class Kubelet:
                 del self.runtimes[uid]
         self._sync_dns(pods)
 
+    def _schedule(self, pods: Mapping[str, Obj]) -> None:
+        """The scheduler step (scheduler.py): bind the pending pods that may run, in creation
+        order; the others get PodScheduled=False with the scheduler's reason and message."""
+        bound = [rt.requests for uid, rt in self.runtimes.items() if _holds_node(rt, pods.get(uid))]
+        pending = [
+            pod
+            for uid, pod in pods.items()
+            if uid not in self.runtimes and not pod["metadata"].get("deletionTimestamp") and not _finished(pod)
+        ]
+        pending.sort(key=lambda p: (self._created.get(p["metadata"]["uid"], math.inf), p["metadata"]["name"]))
+        for pod in pending:
+            if scheduler.gated(pod):
+                self._not_scheduled(pod, scheduler.GATED_REASON, scheduler.GATED_MESSAGE)
+            elif reasons := self.node.misfits(pod, bound):
+                self._not_scheduled(pod, scheduler.UNSCHEDULABLE_REASON, scheduler.unschedulable_message(reasons))
+            else:
+                self._admit_pod(pod)
+                bound.append(self.runtimes[pod["metadata"]["uid"]].requests)
+
+    def _not_scheduled(self, pod: Obj, reason: str, message: str) -> None:
+        meta = pod["metadata"]
+        self.api.update_as_system(
+            self.pods_type,
+            meta.get("namespace"),
+            meta["name"],
+            lambda p: scheduler.mark_not_scheduled(p, reason, message),
+            uid=meta["uid"],
+        )
+
     def _allocate_ip(self) -> str:
         while True:
             n = self._next_ip % POD_NETWORK_SIZE
@@ -373,6 +416,7 @@ class Kubelet:
             dir=pod_dir,
             grace_s=min(float(spec.get("terminationGracePeriodSeconds", 30)), MAX_GRACE_S),
             restart_policy=spec.get("restartPolicy", "Always"),
+            requests=scheduler.pod_requests(pod),
         )
         self.runtimes[rt.uid] = rt
         now = am.now_rfc3339()
@@ -418,6 +462,9 @@ class Kubelet:
             pod = current
         container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
         rt.restart_at = None
+        if self.pullable is not None and container.get("image", "") not in self.pullable:
+            self._pull_failed(rt, str(container.get("image", "")))
+            return
         rt.image = self.rootfs_images.get(container.get("image", ""))
         in_image: rootfs.Container | None = None
         try:
@@ -558,6 +605,23 @@ class Kubelet:
             p["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": reason, "message": message}}
 
         self.api.update_as_system(self.pods_type, rt.namespace, rt.name, waiting, uid=rt.uid)
+
+    def _pull_failed(self, rt: PodRuntime, image: str) -> None:
+        """A pull of an image the registry does not have: ErrImagePull, then ImagePullBackOff for a
+        back-off that doubles (1 s up to 10 s; the real kubelet's runs from 10 s to 5 min), then
+        another try; the pod stays Pending and no process starts."""
+        if rt.pull_failures % 2 == 0:
+            reason, delay = "ErrImagePull", PULL_ERROR_S
+            message = (
+                f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+                f'failed to resolve reference "{image}": {image}: not found'
+            )
+        else:
+            reason, message = "ImagePullBackOff", f'Back-off pulling image "{image}"'
+            delay = min(PULL_BACKOFF_S * 2 ** (rt.pull_failures // 2), MAX_PULL_BACKOFF_S)
+        rt.pull_failures += 1
+        rt.restart_at = time.monotonic() + delay
+        self._set_waiting(rt, reason, message)
 
     def _fail_start(self, rt: PodRuntime, message: str) -> None:
         logger.warning("pod %s/%s cannot start: %s", rt.namespace, rt.name, message)
@@ -949,6 +1013,18 @@ class Kubelet:
         if query.get("tailLines"):
             text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]) :])
         return text
+
+
+def _finished(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def _holds_node(rt: PodRuntime, pod: Obj | None) -> bool:
+    """Whether a bound pod still holds its share of the node: not ended, and if deleted, its
+    process still running (a real node holds a Terminating pod's share until it has stopped)."""
+    if rt.finished or (pod is not None and _finished(pod)):
+        return False
+    return rt.running if rt.deleting or pod is None or pod["metadata"].get("deletionTimestamp") else True
 
 
 def _condition(kind: str, ok: bool, now: str, reason: str | None = None) -> Obj:

@@ -22,6 +22,8 @@ client rely on more, filled in here (each a gap of kmock/_internal/k8s.py):
   Services, RFC 1123 subdomains for pods and custom resources).
 - CustomResourceDefinitions, created through the API (or `load_crd`), serve their resources with
   their names, short names, categories, subresources and printer columns, and are Established.
+- pods: scheduling gates may only be removed on an update (the one rule of pod spec
+  immutability enforced); `mutators` stand for mutating admission webhooks on every create.
 - custom resources go through admission (the `admit` the HTTP front gives: defaulter and
   validation) on every create and update, status writes included.
 
@@ -83,6 +85,9 @@ class ObjectStore:
         self.subscribers: list[Callable[[Event], None]] = []
         #: in-process listeners (the kubelet), called synchronously on every event; a failure is logged
         self.listeners: list[Callable[[Event], None]] = []
+        #: mutating admission of every create (after the built-in defaults, as a mutating webhook
+        #: runs): fn(type, object) edits the object in place (the Kueue stand-in's pod webhook)
+        self.mutators: list[Callable[[ResourceType, Obj], None]] = []
         self._orphaning: set[str] = set()
         self._gc_scheduled = False
         self._cluster_ips: set[str] = set()
@@ -314,6 +319,8 @@ class ObjectStore:
         if rtype.has_status:  # the status subresource: a create sets no status
             obj.pop("status", None)
         default_builtin(rtype, obj, self._allocate_cluster_ip)
+        for mutate in self.mutators:
+            mutate(rtype, obj)
         if rtype.custom:
             obj = self.admit(rtype, obj, field_validation, None)
         new = self._commit(rtype, key, None, obj, dry_run=dry_run)
@@ -339,6 +346,8 @@ class ObjectStore:
         new = updated_object(rtype, name, old, body, subresource)
         if rtype.custom:
             new = self.admit(rtype, new, field_validation, old)
+        elif rtype.storage == PODS:
+            check_pod_update(rtype, name, old, new)
         return self._commit(rtype, key, old, new, dry_run=dry_run)
 
     def patch(
@@ -554,6 +563,20 @@ def admit(
         if messages:
             raise ApiError.invalid(rtype, obj["metadata"].get("name", ""), messages)
     return obj
+
+
+def check_pod_update(rtype: ResourceType, name: str, old: Obj, new: Obj) -> None:
+    """The one rule of pod spec immutability the harness enforces (nothing else of a pod's spec
+    is checked on update): scheduling gates may only be removed, as ValidatePodUpdate says."""
+    before = {g.get("name") for g in (old.get("spec") or {}).get("schedulingGates") or []}
+    added = [
+        f"spec.schedulingGates[{i}].name: Forbidden: only deletion is allowed, but found new scheduling gate "
+        f"'{gate.get('name')}'"
+        for i, gate in enumerate((new.get("spec") or {}).get("schedulingGates") or [])
+        if gate.get("name") not in before
+    ]
+    if added:
+        raise ApiError.invalid(rtype, name, added)
 
 
 def default_builtin(rtype: ResourceType, obj: Obj, allocate_cluster_ip: Callable[[], str]) -> None:
