@@ -9,7 +9,10 @@
         ...
         trial.report(epoch, accuracy=acc, loss=loss)
 
-Both import nothing beyond the standard library. Under the supervisor, :func:`report` appends
+With ``trial.checkpoint`` in the job, :func:`checkpoint_dir` is the directory every run (retry,
+requeue) and every rank of this trial shares: resume from what is there, save there each epoch.
+
+They import nothing beyond the standard library. Under the supervisor, :func:`report` appends
 one JSON line to ``OPENAUTOGLM_PUSH_FILE``; without it (standalone, or under the stdout
 collector) it prints ``epoch=1 accuracy=0.5 loss=1.2``, which the stdout collector reads.
 """
@@ -18,9 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any, Final
 
 from . import contract
+from .environment import read_checkpoint_dir
 
 #: One ``write`` per report on a file opened for appending: lines of concurrent writers don't
 #: interleave and the supervisor never sees half a record (it waits for the newline).
@@ -31,6 +36,17 @@ def params() -> dict[str, Any]:
     """The trial's hyperparameters (``OPENAUTOGLM_TRIAL_PARAMS``); empty when run standalone."""
     raw = os.environ.get(contract.PARAMS)
     return json.loads(raw) if raw else {}
+
+
+def checkpoint_dir() -> Path | None:
+    """The trial's checkpoint directory (``OPENAUTOGLM_CHECKPOINT_DIR``), or None without one.
+
+    The same directory for every rank and every run (retry, requeue) of the trial. It may not
+    exist yet: create it before the first save. Save atomically (write a temporary file in it,
+    then ``os.replace``) so a run killed mid-save leaves the previous checkpoint whole, and
+    resume from what is there rather than from which run this is.
+    """
+    return read_checkpoint_dir(os.environ)
 
 
 def report(step: int, **metrics: float) -> None:
@@ -76,4 +92,4 @@ def _step_name() -> str:
         return contract.DEFAULT_STEP_METRIC
 
 
-__all__ = ["params", "report"]
+__all__ = ["checkpoint_dir", "params", "report"]

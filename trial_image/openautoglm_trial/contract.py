@@ -67,6 +67,24 @@ DEFAULT_METRIC_FILTER: Final = (
     r"|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|-inf))"
 )
 
+# --- checkpoints (trial.checkpoint) ----------------------------------------------------------
+#: The trial's checkpoint directory: the same for every rank and every run (retry, requeue) of one
+#: trial, so that a run can resume where an earlier one stopped; unset when the job has no
+#: ``trial.checkpoint``. Locally ``<job work dir>/checkpoints/trial-<N>``; in a pod the claim mounted
+#: at :data:`CHECKPOINT_MOUNT_PATH` with ``subPath: <namespace>/<job>/trial-<N>`` (one directory per
+#: trial, so trials never see each other's files and retention can remove one trial's whole).
+CHECKPOINT_DIR: Final = "OPENAUTOGLM_CHECKPOINT_DIR"
+#: where a pod mounts the checkpoint claim: outside the image's paths, so no user file is hidden
+CHECKPOINT_MOUNT_PATH: Final = "/var/lib/openautoglm/checkpoint"
+#: In ``trial.command``: replaced inside its one argv item by the checkpoint directory (as a
+#: parameter's placeholder is); an item holding it is dropped whole when the job has no
+#: checkpoint, so ``--checkpoint-dir=${trial.checkpointDir}`` disappears rather than passing "".
+CHECKPOINT_PLACEHOLDER: Final = "${trial.checkpointDir}"
+#: int, which run of the trial this is (0 first; +1 per retry or requeue). Informational (logs):
+#: whether to resume is decided by what the checkpoint directory holds, never by this number, so a
+#: run that died before its first checkpoint starts fresh whatever its number.
+RUN: Final = "OPENAUTOGLM_TRIAL_RUN"
+
 # --- early stopping inside the trial ----------------------------------------------------
 #: JSON object: {"maxGradNorm": float|null, "patience": int|null, "minDelta": float,
 #:  "divergenceCheck": bool}

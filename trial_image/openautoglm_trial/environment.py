@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Final, overload
 
 from . import contract
 from .errors import SettingsError
@@ -110,6 +110,10 @@ class TrialSettings:
     save_params_to: str | None = None
     stall_seconds: float = 300.0
     rendezvous_timeout: float = 600.0
+    #: the trial's checkpoint directory (``OPENAUTOGLM_CHECKPOINT_DIR``); None: no checkpoints
+    checkpoint_dir: Path | None = None
+    #: which run of the trial this is (``OPENAUTOGLM_TRIAL_RUN``), for the logs only
+    run: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> TrialSettings:
@@ -150,7 +154,42 @@ class TrialSettings:
             save_params_to=env.get(contract.SAVE_PARAMS_TO) or None,
             stall_seconds=read_float(env, contract.STALL_SECONDS, 300.0),
             rendezvous_timeout=read_float(env, contract.RENDEZVOUS_TIMEOUT, 600.0),
+            checkpoint_dir=read_checkpoint_dir(env),
+            run=read_run(env),
         )
+
+
+#: A checkpoint directory longer than this is no path the operator wrote (PATH_MAX on Linux).
+MAX_CHECKPOINT_DIR: Final = 4096
+
+
+def read_checkpoint_dir(env: Mapping[str, str] = os.environ) -> Path | None:
+    """``OPENAUTOGLM_CHECKPOINT_DIR``; None when unset, blank, or not a usable path.
+
+    Never raises: a trial without its checkpoint still trains (from the start, as without
+    ``trial.checkpoint``), so garbage here is logged and treated as no checkpoint.
+    """
+    raw = env.get(contract.CHECKPOINT_DIR, "").strip()
+    if not raw:
+        return None
+    if len(raw) > MAX_CHECKPOINT_DIR or "\x00" in raw:
+        log.warning("ignoring %s: not a path (%d characters)", contract.CHECKPOINT_DIR, len(raw))
+        return None
+    return Path(raw)
+
+
+def read_run(env: Mapping[str, str] = os.environ) -> int:
+    """``OPENAUTOGLM_TRIAL_RUN`` (0 first); 0 when unset or malformed: it only labels logs."""
+    raw = env.get(contract.RUN, "").strip()
+    try:
+        # A longer string is no run number (and int() of a huge one is slow).
+        run = int(raw) if len(raw) <= 20 else -1
+    except ValueError:
+        run = -1
+    if not 0 <= run <= contract.MAX_STEP:
+        log.warning("ignoring %s=%r: not a run number", contract.RUN, raw[:40])
+        return 0
+    return run
 
 
 def termination_log_path(env: Mapping[str, str] = os.environ) -> Path:

@@ -4,6 +4,10 @@ Horovod keeps the workers in lockstep: each step every rank allreduces its loss 
 gradients, so the loss and gradient norm the watch judges are identical everywhere and all
 ranks stop at the same step. Evaluation sums are allreduced too, so every rank reports the
 same metrics.
+
+With a checkpoint directory, rank 0 saves after every epoch and every rank resumes from the
+latest (see :mod:`.checkpoint`). Each epoch reseeds torch from (seed, rank, epoch) and the
+sampler shuffles by epoch, so a resumed run trains exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..environment import ObjectiveMetric, TrialSettings
 from ..server import Health, TrialMetrics
 from ..tasks import Task
 from ..watch import DivergenceWatch, Patience
+from .checkpoint import Checkpoints, epoch_seed, identity
 from .startup import Startup
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,13 @@ class _ShardRecord:
     def add(self, indices: list[int]) -> None:
         self.count += len(indices)
         self._digest.update(np.asarray(indices, dtype=np.int64).tobytes())
+
+    def replay(self, sampler: DistributedSampler, epochs: int, samples: int) -> None:
+        """Record the first ``epochs`` whole epochs again (a resumed run): the sampler's order
+        depends on the epoch only, so this is what the earlier run saw."""
+        for epoch in range(1, epochs + 1):
+            sampler.set_epoch(epoch)
+            self.add(list(sampler)[:samples])
 
     def info(self) -> dict[str, Any]:
         return {"samples_seen": self.count, "samples_digest": self._digest.hexdigest()[:16]}
@@ -94,8 +106,6 @@ def train(
     hvd.broadcast_optimizer_state(optimizer, root_rank=0)
     startup = startup or Startup()
     startup.mark("model")
-    # Per-rank seed from here on: dropout masks differ between workers, as with separate GPUs.
-    torch.manual_seed(settings.seed + 1 + rank)
     initial = _flat_parameters(model) if settings.save_params_to else None
 
     sampler = DistributedSampler(task.train_dataset, num_replicas=size, rank=rank, shuffle=True, seed=settings.seed)
@@ -110,17 +120,25 @@ def train(
     patience = Patience(objectives[0], settings.stopping.patience, settings.stopping.min_delta)
     shard = _ShardRecord()
     outcome = TrainingSummary()
+    checkpoints = Checkpoints(settings.checkpoint_dir, identity(settings, size), rank)
+    start = checkpoints.resume(hvd, model, optimizer, scheduler, outcome, patience)
+    shard.replay(sampler, start, steps_per_epoch * task.batch_size)
     log.info(
-        "training %s: %d epoch(s) of %d step(s), batch %d per worker, %d worker(s)",
+        "training %s: %d epoch(s) of %d step(s), batch %d per worker, %d worker(s)%s",
         settings.task,
         settings.epochs,
         steps_per_epoch,
         task.batch_size,
         size,
+        f", from epoch {start + 1} (run {settings.run})" if start else "",
     )
     health.start_training()
-    for epoch in range(1, settings.epochs + 1):
+    # A checkpoint of a finished trial (it stopped early or did every epoch) leaves nothing to do.
+    for epoch in range(start + 1, settings.epochs + 1 if outcome.reason is None else 0):
         started = time.monotonic()
+        # Per rank and epoch: dropout masks differ between workers, as with separate GPUs, and
+        # do not depend on the epoch this run started at.
+        torch.manual_seed(epoch_seed(settings.seed, rank, epoch))
         sampler.set_epoch(epoch)
         model.train()
         losses: list[float] = []
@@ -168,15 +186,15 @@ def train(
             time.monotonic() - started,
             ", ".join(f"{k}={v:.4g}" for k, v in sorted(epoch_metrics.items())),
         )
-        outcome.info = {**task.info(), **shard.info(), **startup.info()}
+        outcome.reason = patience.update(epoch_metrics.get(objectives[0].metric, math.nan))
+        checkpoints.save(model, optimizer, scheduler, outcome, patience)
+        outcome.info = {**task.info(), **shard.info(), **startup.info(), **checkpoints.info()}
         on_epoch(outcome)
-        reason = patience.update(epoch_metrics.get(objectives[0].metric, math.nan))
-        if reason is not None:
-            outcome.reason = reason
-            log.info("%s", reason)
+        if outcome.reason is not None:
+            log.info("%s", outcome.reason)
             break
     health.stop_training()
-    outcome.info = {**task.info(), **shard.info(), **startup.info()}
+    outcome.info = {**task.info(), **shard.info(), **startup.info(), **checkpoints.info()}
     if settings.save_params_to:
         _save_parameters(settings.save_params_to.replace("{rank}", str(rank)), initial, _flat_parameters(model))
     return outcome

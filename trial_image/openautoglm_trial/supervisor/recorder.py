@@ -11,11 +11,31 @@ JSON record, one scrape, one ``report()`` call). The recorder groups them into s
   ``accuracy=0.5`` printed once per epoch counts epochs, and the batch losses printed before it
   belong to its epoch. Within a step the latest value of a metric wins.
 
-Steps are numbered 1, 2, ... in the order they appear, whatever the step metric's values are
-(``epoch=0`` is step 1): that number is the pruning step the engine sees on ``/metrics``
-(``openautoglm_trial_epoch``) and the index of the termination message's history, so the two
-always agree. ``openautoglm_trial_epoch`` only advances once the first objective metric of a
-step is known, so a scraper never pairs a step with the previous step's value.
+Steps are numbered 1, 2, ... in the order they appear (after those of the trial's earlier runs,
+see below), whatever the step metric's values are (``epoch=0`` is step 1): that number is the
+pruning step the engine sees on ``/metrics`` (``openautoglm_trial_epoch``) and the index of the
+termination message's history, so the two always agree. ``openautoglm_trial_epoch`` only
+advances once the first objective metric of a step is known, so a scraper never pairs a step
+with the previous step's value.
+
+A trial with a checkpoint directory spans runs (a retry, a requeue), and a program resumed from
+its own checkpoint reports from the epoch after it. So the steps of earlier runs are kept in
+that directory (:mod:`.stepfile`: rank 0 writes it after every completed step, every rank reads
+it at start) and this run's steps are numbered after them; the result's curve, its min/max and
+patience cover the whole trial. A kill between a program's save of an epoch and our reading of
+its line leaves the program's checkpoint and the recorded steps apart by an epoch or more; the
+step metric's value (the step's *key*) repairs it:
+
+* the program resumed from an older checkpoint and reports a key an earlier run's step has: that
+  step and the ones after it are dropped and the step opens again, so each epoch is in the curve
+  once (with this run's values, which the program's checkpoint matches);
+* the program resumed from a newer one: when the earlier runs numbered their epochs exactly as
+  their keys (``epoch=1, 2, ...`` or ``epoch=0, 1, ...``) and this run's first key skips some,
+  the skipped epochs stay as empty steps, so the step number still equals the epoch.
+
+Without a key (``accuracy=`` lines only), this run's steps simply follow the earlier ones: such a
+program must resume from the directory, not start over (one that starts over and prints its
+``epoch=`` restarts the curve at its first key, by the first rule).
 """
 
 from __future__ import annotations
@@ -30,6 +50,7 @@ from .. import contract
 from ..environment import ObjectiveMetric, Stopping
 from ..result import TrialResult
 from ..watch import Patience
+from .stepfile import Step, StepFile
 
 if TYPE_CHECKING:
     from ..server import TrialMetrics
@@ -40,6 +61,8 @@ GRAD_NORM_NAMES: Final = ("grad_norm", "gradient_norm")
 #: at most this many distinct names are exported on /metrics (a chatty log must not blow up
 #: the scrape); the termination message holds the objectives and additional metrics anyway
 MAX_EXPORTED: Final = 64
+#: at most this many epochs an earlier run recorded too late are left empty (see the docstring)
+MAX_GAP: Final = 1000
 
 
 @dataclass
@@ -88,6 +111,7 @@ class Recorder:
         stopping: Stopping,
         metrics: TrialMetrics,
         step_metric: str = contract.DEFAULT_STEP_METRIC,
+        steps_file: StepFile | None = None,
     ) -> None:
         """Create the recorder.
 
@@ -97,6 +121,8 @@ class Recorder:
             stopping: divergence and patience settings.
             metrics: gauges served on /metrics.
             step_metric: the metric whose value is the step of the values reported with it.
+            steps_file: the trial's steps of earlier runs, continued and kept up to date;
+                None: the trial has no checkpoint directory (every run starts at step 1).
         """
         self.objectives = tuple(objectives)
         self.strategies = dict(strategies)
@@ -111,6 +137,18 @@ class Recorder:
         self._seen: dict[str, None] = {}  # insertion-ordered set of every name reported
         self._exported: set[str] = set()
         self.decision: Decision | None = None
+        # Only what the result summarises is kept for the next run (the file stays small).
+        self._kept = {o.metric for o in self.objectives} | set(self.strategies)
+        self._file = steps_file
+        #: the first this many steps are earlier runs' (this run never adds to them, see _rewind)
+        self._earlier = 0
+        self._gap_checked = False
+        if steps_file is not None:
+            self._steps = [_Step(key, values) for key, values in steps_file.load()]
+            # Published by the earlier runs: the gauge, as a built-in task's, reads 0 until this
+            # run's first step, which is then numbered after them.
+            self._earlier = self._published = len(self._steps)
+            self._replay_patience()
 
     # ------------------------------------------------------------------ input
     def add(self, report: Report) -> tuple[Decision | None, int | None]:
@@ -131,7 +169,9 @@ class Recorder:
                 self._seen.setdefault(name, None)
             if not values and key is None:
                 return None, None
-            first_in_step = self._place(key, values)
+            step, first_in_step = self._place(key, values)
+            if self._file is not None and self._first in step.values:
+                self._file.save(self._completed())
             self._export(values)
             published = None
             if self._first in values and len(self._steps) > self._published:
@@ -145,9 +185,12 @@ class Recorder:
                 return decision, published
             return None, published
 
-    def _place(self, key: float | None, values: Mapping[str, float]) -> bool:
-        """Put values into their step; True if they bring the step's first objective value."""
-        current = self._steps[-1] if self._steps else None
+    def _place(self, key: float | None, values: Mapping[str, float]) -> tuple[_Step, bool]:
+        """Put values into their step; returns it, and True if they bring its first objective value."""
+        if key is not None and (len(self._steps) == self._earlier or self._steps[-1].key != key):
+            self._rewind(key)
+        # Steps of earlier runs are complete: this run's reports start a step of their own.
+        current = self._steps[-1] if len(self._steps) > self._earlier else None
         if current is None:
             current = self._open(key)
         elif key is not None:
@@ -158,14 +201,61 @@ class Recorder:
         elif self._first in current.values:
             # The step is complete: what follows (the next epoch's batch losses) is the next.
             current = self._open(None)
+        if current.key is not None and not self._gap_checked:
+            self._gap_checked = True
+            self._fill_gap(current.key)
         first_in_step = self._first in values and self._first not in current.values
         current.values.update(values)
-        return first_in_step
+        return current, first_in_step
 
     def _open(self, key: float | None) -> _Step:
         step = _Step(key)
         self._steps.append(step)
         return step
+
+    def _rewind(self, key: float) -> None:
+        """An earlier run's step has this key: the program resumed from before it. Drop that step
+        and the ones after it, so the epoch opens again as this run's (numbered as it was)."""
+        match = next((i for i in range(self._earlier) if self._steps[i].key == key), None)
+        if match is None:
+            return
+        # Batch losses this run reported before the key belong to the reopened step.
+        pending = self._steps[-1] if len(self._steps) > self._earlier else None
+        if pending is not None and (pending.key is not None or self._first in pending.values):
+            pending = None
+        del self._steps[match:]
+        self._earlier = match
+        self._published = min(self._published, match)
+        self._gap_checked = True  # the keys agree from here on: nothing was skipped
+        self._replay_patience()
+        self._open(key).values.update(pending.values if pending else {})
+
+    def _fill_gap(self, key: float) -> None:
+        """This run's first key skips epochs that earlier runs numbered as their keys (the
+        program saved them, then was killed before we read their lines): leave them empty."""
+        earlier = self._steps[: self._earlier]
+        base = earlier[0].key if earlier else None
+        if base is None or base not in (0, 1) or not float(key).is_integer():
+            return
+        if any(step.key != base + i for i, step in enumerate(earlier)):
+            return  # not numbered as their keys: what a key means is unknown
+        missing = int(key - base) - len(earlier)
+        if 0 < missing <= MAX_GAP:
+            first_missing = base + len(earlier)
+            self._steps[self._earlier : self._earlier] = [_Step(first_missing + i) for i in range(missing)]
+            self._earlier += missing
+
+    def _replay_patience(self) -> None:
+        """Patience as it stood after the earlier runs' steps (a resumed program's is its own)."""
+        self._patience = Patience(self.objectives[0], self.stopping.patience, self.stopping.min_delta)
+        for step in self._steps:
+            if self._first in step.values:
+                self._patience.update(step.values[self._first])
+
+    def _completed(self) -> list[Step]:
+        """The steps to keep for the next run: all but one this run has not completed yet."""
+        steps = self._steps if self._first in self._steps[-1].values else self._steps[:-1]
+        return [(s.key, {n: v for n, v in s.values.items() if n in self._kept}) for s in steps]
 
     def _export(self, values: Mapping[str, float]) -> None:
         for name, value in values.items():

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .. import contract, process
@@ -34,6 +35,7 @@ from ..environment import (
     ObjectiveMetric,
     Stopping,
     rank_hint,
+    read_checkpoint_dir,
     read_float,
     read_int,
     read_json,
@@ -44,11 +46,12 @@ from ..environment import (
 )
 from ..errors import RendezvousError, SettingsError
 from ..result import TerminationLog, TrialResult
-from . import command
+from . import command, stepfile
 from .board import Board, LocalBoard, RemoteBoard
 from .child import Child
 from .collectors import COLLECTORS, Collector, CollectorSpec, StreamCollector
 from .recorder import STRATEGIES, Decision, Recorder, Report, default_strategies
+from .stepfile import StepFile
 
 if TYPE_CHECKING:
     from ..server import Health
@@ -80,6 +83,10 @@ class SupervisorSettings:
     bind_address: str | None
     metrics_port: int
     rendezvous_timeout: float
+    #: ``${trial.checkpointDir}``'s value; None: the job has no checkpoint
+    checkpoint_dir: Path | None = None
+    #: the trial's seed: with the params, the identity of the steps kept for a resumed run
+    seed: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SupervisorSettings:
@@ -107,6 +114,8 @@ class SupervisorSettings:
             bind_address=env.get(contract.BIND_ADDRESS) or None,
             metrics_port=read_int(env, contract.METRICS_PORT, contract.DEFAULT_METRICS_PORT, minimum=0),
             rendezvous_timeout=read_float(env, contract.RENDEZVOUS_TIMEOUT, 600.0),
+            checkpoint_dir=read_checkpoint_dir(env),
+            seed=read_int(env, contract.SEED, 0),
         )
 
 
@@ -173,7 +182,8 @@ class Supervisor:
         settings = SupervisorSettings.from_env()
         self.rank = settings.placement.rank
         # Every input is checked before anything is bound or started: bad ones fail in a blink.
-        argv = command.render(settings.command, settings.params)
+        checkpoint_dir = None if settings.checkpoint_dir is None else str(settings.checkpoint_dir)
+        argv = command.render(settings.command, settings.params, checkpoint_dir)
         health = self._serve(settings)
         self.collector = self._collector(settings)  # before the program: a file's old content
         self.board = self._join(settings)
@@ -209,9 +219,22 @@ class Supervisor:
         except OSError as exc:
             raise SettingsError(f"cannot serve metrics on {address}:{settings.metrics_port}: {exc}") from None
         self.recorder = Recorder(
-            settings.objectives, settings.strategies, settings.stopping, metrics, settings.collector.step_metric
+            settings.objectives,
+            settings.strategies,
+            settings.stopping,
+            metrics,
+            settings.collector.step_metric,
+            self._steps_file(settings),
         )
         return health
+
+    def _steps_file(self, settings: SupervisorSettings) -> StepFile | None:
+        """Where the steps of the trial's runs are kept (see :mod:`.stepfile`): read by every rank,
+        so that their step numbers agree, and written by rank 0."""
+        if settings.checkpoint_dir is None:
+            return None
+        ident = stepfile.identity(settings.params, settings.seed)
+        return StepFile(settings.checkpoint_dir, ident, writer=settings.placement.rank == 0)
 
     def _child_env(self) -> dict[str, str]:
         """Our environment (HOROVOD_* as given), the push file, and unbuffered Python output:
