@@ -162,6 +162,12 @@ class _OneRunningTrial:
     def launch(self, number: int, params: dict[str, Any], attempt: int = 0) -> None:
         assert number == self.number, "an idle pass launched a trial"
 
+    def tidy_checkpoints(self, keep: set[int], below: int) -> bool:
+        return True  # no trial.checkpoint here
+
+    def checkpoint_location(self, number: int) -> dict[str, str] | None:
+        return None
+
     def retire(self, number: int, attempt: int, reason: str) -> None:
         raise AssertionError("an idle pass retried a trial")
 

@@ -709,6 +709,53 @@ MALFORMED: list[Malformed] = [
         crd=("spec.trial.retries", "less than or equal to 10"),
     ),
     Malformed(
+        "checkpoint-keep-unknown",
+        _set("spec.trial.checkpoint", {"claim": "ckpt", "keep": "latest"}),
+        validate=("spec.trial.checkpoint.keep", "'best', 'all' or 'none'"),
+        crd=("spec.trial.checkpoint.keep", 'Unsupported value: "latest"'),
+    ),
+    Malformed(
+        "checkpoint-claim-not-a-name",
+        _set("spec.trial.checkpoint", {"claim": "My_Claim"}),
+        validate=("spec.trial.checkpoint.claim", "should match pattern"),
+        crd=("spec.trial.checkpoint.claim", "should match"),
+    ),
+    Malformed(
+        "checkpoint-without-claim",
+        _set("spec.trial.checkpoint", {"keep": "best"}),
+        validate=None,
+        crd=("spec.trial.checkpoint.claim", "checkpoints must outlive the trial's pods"),
+        reason="openautoglm tune keeps checkpoints in its work directory: only a cluster needs the claim "
+        "(the operator refuses such a job too, should one predate the rule)",
+    ),
+    Malformed(
+        "checkpoint-dir-without-checkpoint",
+        _steps(COMMAND, _set("spec.trial.command", ["python", "train.py", "--ckpt=${trial.checkpointDir}"])),
+        validate=("spec.trial.command[2]", "${trial.checkpointDir} needs trial.checkpoint"),
+        crd=None,
+        reason="trial.command is unbounded in the CRD (a list of strings of any length): a CEL rule scanning "
+        "every item exceeds the API server's cost budget; the operator validates every job and fails this one "
+        "(InvalidSpec) with validate's message",
+    ),
+    Malformed(
+        "pending-timeout-zero",
+        _set("spec.trial.pendingTimeoutSeconds", 0),
+        validate=("spec.trial.pendingTimeoutSeconds", "greater than or equal to 1"),
+        crd=("spec.trial.pendingTimeoutSeconds", "greater than or equal to 1"),
+    ),
+    Malformed(
+        "kueue-without-queue",
+        _set("spec.trial.scheduling", {"kueue": {}}),
+        validate=("spec.trial.scheduling.kueue.queueName", "required field is missing"),
+        crd=("spec.trial.scheduling.kueue.queueName", "Required value"),
+    ),
+    Malformed(
+        "kueue-queue-not-a-label",
+        _set("spec.trial.scheduling", {"kueue": {"queueName": "Team A"}}),
+        validate=("spec.trial.scheduling.kueue.queueName", "should match pattern"),
+        crd=("spec.trial.scheduling.kueue.queueName", "should match"),
+    ),
+    Malformed(
         "reserved-env-var",
         _set("spec.trial.env", [{"name": "OPENAUTOGLM_X", "value": "1"}]),
         validate=("spec.trial.env[0].name", "set by the operator"),

@@ -98,6 +98,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
             highlight=False,
         )
         out.print("Best parameters: " + json.dumps(st.best["params"], sort_keys=True), highlight=False)
+        if st.best.get("checkpoint"):
+            out.print(f"Best checkpoint: {st.best['checkpoint']['path']}", highlight=False)
     for p in st.pareto:
         out.print(
             f"Pareto trial {p['number']}: {p.get('value')} {json.dumps(p['params'], sort_keys=True)}", highlight=False

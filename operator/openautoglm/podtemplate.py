@@ -35,15 +35,16 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from openautoglm import podschema
-from openautoglm_trial.contract import RESERVED_ENV_PREFIXES
+from openautoglm_trial.contract import CHECKPOINT_MOUNT_PATH, RESERVED_ENV_PREFIXES
 
 #: The trial container; every other container of the template is a sidecar.
 WORKER_CONTAINER: Final = "worker"
 #: The operator's emptyDir at /tmp (HOME, caches: the root file system is read-only).
 TMP_VOLUME: Final = "openautoglm-tmp"
 RESERVED_VOLUME_PREFIX: Final = "openautoglm-"
-#: Mount points of the worker container that are the operator's (/tmp, the termination message).
-RESERVED_MOUNT_PATHS: Final = ("/tmp", "/dev/termination-log")
+#: Mount points of the worker container that are the operator's (/tmp, the termination message,
+#: the trial's checkpoint directory).
+RESERVED_MOUNT_PATHS: Final = ("/tmp", "/dev/termination-log", CHECKPOINT_MOUNT_PATH)
 RESERVED_LABEL_PREFIXES: Final = ("app.kubernetes.io/", "openautoglm.io/")
 #: Set by the operator in the worker container besides RESERVED_ENV_PREFIXES (the trial contract's):
 #: HOME=/tmp, the root file system is read-only.

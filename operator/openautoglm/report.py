@@ -18,6 +18,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from openautoglm.engine.attrs import STUDY_BEST_CHECKPOINT
 from openautoglm.engine.storage import open_storage
 
 _COLORS = {
@@ -195,6 +196,15 @@ def _pareto(study: optuna.Study, trials: list[FrozenTrial], path: Path) -> Path 
     return _save(fig, ax, path, xlabel=names[0], ylabel=names[1], title="Pareto front")
 
 
+def _checkpoint(study: optuna.Study, number: int) -> str:
+    """Where the best trial's model is kept (trial.checkpoint), as the engine recorded it."""
+    where = study.user_attrs.get(STUDY_BEST_CHECKPOINT)
+    if not isinstance(where, dict) or where.get("number") != number or not where.get("path"):
+        return ""
+    claim = f" on claim <code>{html.escape(str(where['claim']))}</code>" if where.get("claim") else ""
+    return f"<br>Checkpoint: <code>{html.escape(str(where['path']))}</code>{claim}"
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.6g}" if isinstance(v, float) else html.escape(str(v))
 
@@ -239,7 +249,7 @@ def write_report(storage_url: str, job: str, out_dir: Path) -> Report:
             b = study.best_trial
             head = (
                 f"<p>Best trial <b>{b.number}</b>: {html.escape(metric)} = <b>{b.value:.6g}</b><br>"
-                f"<code>{html.escape(json.dumps(b.params, sort_keys=True))}</code></p>"
+                f"<code>{html.escape(json.dumps(b.params, sort_keys=True))}</code>{_checkpoint(study, b.number)}</p>"
             )
         except ValueError:
             head = "<p>No trial completed.</p>"

@@ -53,6 +53,14 @@ class HyperoptResult:
     tuning_job: dict[str, Any]
 
     @property
+    def best_checkpoint(self) -> dict[str, str] | None:
+        """Where the best trial's checkpoint is kept (trial.checkpoint): ``{"path": ...}`` on this
+        machine, ``{"claim": ..., "path": ...}`` (a directory on that PersistentVolumeClaim) in a
+        cluster; None without trial.checkpoint, with ``keep: none``, or without a completed trial."""
+        best = self.status.get("bestTrial") if isinstance(self.status, dict) else self.status.best
+        return (best or {}).get("checkpoint")
+
+    @property
     def pareto_front(self) -> list[dict[str, Any]]:
         if isinstance(self.status, dict):
             return self.status.get("paretoFront") or []

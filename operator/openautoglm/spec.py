@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 import re
 from decimal import Decimal
-from types import UnionType
-from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
 
 # The trial contract is the other half of this model (no heavy imports: names and constants).
 from openautoglm import promql
+from openautoglm.specbase import _Model, _non_finite, _raise
+from openautoglm.trialrun import DEFAULT_PENDING_TIMEOUT_SECONDS, Checkpoint, Scheduling
 from openautoglm_trial import contract
 
 #: The TuningJob resource: the one place its group, version and names are spelt.
@@ -57,73 +57,6 @@ MetricName = Annotated[str, Field(min_length=1, max_length=63, pattern=PARAM_NAM
 #: metricStrategies).
 MetricStrategy = Literal["min", "max", "latest"]
 Scalar = bool | int | float | str | None
-
-
-class SpecProblems(ValueError):
-    """Several rule violations of one model, each naming its field (relative to the model)."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        super().__init__("; ".join(f"{field}: {msg}" if field else msg for field, msg in problems))
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_is_absent(cls, data: Any) -> Any:
-        # As the API server (PruneNonNullableNullsWithoutDefaults, then defaulting): a null field is
-        # absent and gets its default, as does a null value in a map of typed values (requests,
-        # when ...); only a field whose null switches something off (maxGradNorm) keeps it. So
-        # `budget:` with every line commented out means the same to `openautoglm validate` and to kubectl.
-        if not isinstance(data, dict):
-            return data
-        out = {}
-        for key, value in data.items():
-            field = cls.model_fields.get(key) or next((f for f in cls.model_fields.values() if f.alias == key), None)
-            if field is None:
-                out[key] = value  # an unknown field: extra="forbid" names it
-            elif value is None:
-                if _admits_none(field.annotation) and field.default is not None:
-                    out[key] = None
-            elif isinstance(value, dict) and _typed_map(field.annotation):
-                out[key] = {k: v for k, v in value.items() if v is not None}
-            elif isinstance(value, float) and value.is_integer() and _int_only(field.annotation):
-                # JSON has one number type: the API server takes 12.0 for an integer field. Validation
-                # is strict otherwise (a string is no number), as the API server's.
-                out[key] = int(value)
-            else:
-                out[key] = value
-        return out
-
-
-def _variants(annotation: Any) -> tuple[Any, ...]:
-    return get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
-
-
-def _admits_none(annotation: Any) -> bool:
-    return any(a is None or a is type(None) for a in _variants(annotation))
-
-
-def _int_only(annotation: Any) -> bool:
-    """int (or int | None), not float: a field the CRD types ``integer``."""
-    kinds = {get_args(a)[0] if get_origin(a) is Annotated else a for a in _variants(annotation)}
-    return int in kinds and float not in kinds
-
-
-def _typed_map(annotation: Any) -> bool:
-    """dict[str, X] with X not Any: the CRD describes its values (and prunes their nulls)."""
-    return any(get_origin(a) is dict and get_args(a)[1:] != (Any,) for a in _variants(annotation))
-
-
-def _non_finite(value: object) -> bool:
-    return isinstance(value, float) and not math.isfinite(value)
-
-
-def _raise(problems: list[tuple[str, str]]) -> None:
-    if problems:
-        raise SpecProblems(problems)
 
 
 # ----------------------------------------------------------------------------- objective
@@ -472,8 +405,15 @@ class TrialTemplate(_Model):
     image: Annotated[str, Field(min_length=1)] = "openautoglm/trial:0.1"
     resources: Resources = Field(default_factory=Resources)
     env: list[EnvVar] = Field(default_factory=list)
-    #: A trial running longer than this is stopped and counted as failed.
+    #: A trial running longer than this is stopped and counted as failed. Counted from the moment
+    #: every rank of its run runs: time spent queued, gated or pulling images is not training time.
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    #: A run with a rank not running this long after its launch gives back every pod and goes back
+    #: to the queue (not failed, not a retry; repeated requeues back off); an image that cannot be
+    #: pulled fails the trial with that reason instead.
+    pending_timeout_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] = DEFAULT_PENDING_TIMEOUT_SECONDS
+    checkpoint: Checkpoint | None = None
+    scheduling: Scheduling = Field(default_factory=Scheduling)
     #: How many times a failed trial is run again, with the same number, parameters and seed,
     #: before it counts as failed: a worker pod killed or evicted, a node lost, a rank crashing.
     #: Every rank of the failed attempt is stopped first (a lone Horovod rank cannot rejoin).
@@ -726,12 +666,18 @@ class TuningJobSpec(_Model):
                             f"${{trialParameters.{ref}}} names no parameter; parameters: {sorted(by_name)}",
                         )
                     )
+        for i, item in enumerate(self.trial.command or []):
+            if contract.CHECKPOINT_PLACEHOLDER in item and self.trial.checkpoint is None:
+                p.append((f"trial.command[{i}]", f"{contract.CHECKPOINT_PLACEHOLDER} needs trial.checkpoint"))
         if self.trial.command is not None and self.metrics.effective_collector.kind == "native":
-            if any(contract.PLACEHOLDER.search(item) for item in self.trial.command):
+            substituted = (
+                contract.PLACEHOLDER.search(i) or contract.CHECKPOINT_PLACEHOLDER in i for i in self.trial.command
+            )
+            if any(substituted):
                 p.append(
                     (
                         "trial.command",
-                        "${trialParameters.*} needs the trial supervisor; the native "
+                        "${trialParameters.*} and ${trial.checkpointDir} need the trial supervisor; the native "
                         "collector runs your program as is (read OPENAUTOGLM_TRIAL_PARAMS)",
                     )
                 )

@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from openautoglm.spec import Parameter, SpecProblems, TuningJob, TuningJobSpec
+from openautoglm.spec import Parameter, TuningJob, TuningJobSpec
+from openautoglm.specbase import SpecProblems
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ trial can only train if the volume the podTemplate asked for is where the progra
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -90,5 +91,23 @@ def run_own_script_job(cluster, tmp_path, image_root: Path | None) -> list[dict]
     assert all(p["mounts"].get("/app/data") == pvc for p in runs)
     if image_root is not None:
         assert all(p["mounts"].get("/app") == str(image_root) for p in runs)
+    # trial.checkpoint (keep: best): once the job is done (the janitor pod that removes the other
+    # trials' runs right after the last trial ends), only the best trial's checkpoint is left on the
+    # claim, where the status says, and the janitor pod is gone too.
+    claim = spec["trial"]["checkpoint"]["claim"]
+    where = f"{NS}/own-script/trial-{best['number']}"
+    assert best["checkpoint"] == {"claim": claim, "path": where}, best
+    job_dir = cluster.pvc_path(claim, NS) / NS / "own-script"
+    kept = [f"trial-{best['number']}"]
+    cluster.wait_for(lambda: sorted(d.name for d in job_dir.iterdir()) == kept, 60, f"only {kept} left")
+    cluster.wait_for(
+        lambda: not [p for p in cluster.pods(NS) if p["metadata"]["name"].startswith("own-script-ckpt-")],
+        60,
+        "the janitor pod deleted",
+    )
+    assert (cluster.pvc_path(claim, NS) / where / "checkpoint.pt").is_file()
+    for run in runs:  # every rank of every run: its trial's own directory of the claim
+        trial = re.match(r"own-script-t(\d+)-", run["pod"]).group(1)
+        assert run["mounts"]["/var/lib/openautoglm/checkpoint"] == str(job_dir / f"trial-{trial}"), run["mounts"]
     print(f"\nown-script in the cluster harness: {time.monotonic() - t0:.1f} s")
     return runs

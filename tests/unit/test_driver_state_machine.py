@@ -162,6 +162,12 @@ class FakeBackend:
         for rank in range(WORKERS):
             run.ranks.setdefault(rank, RUNNING)  # a worker that exists is kept
 
+    def tidy_checkpoints(self, keep: set[int], below: int) -> bool:
+        return True  # no trial.checkpoint here
+
+    def checkpoint_location(self, number: int) -> dict[str, str] | None:
+        return None
+
     def retire(self, number: int, attempt: int, reason: str) -> None:
         self.fuse.write()
         run = self.runs.get(number)
@@ -200,6 +206,9 @@ def score(params: dict[str, Any], epoch: int) -> float:
     return round(params["x"] * epoch + (0.5 if params["mode"] == "a" else 0.0), 6)
 
 
+_SEEN_MARKS = (attrs.TRIAL_LAUNCHED, attrs.TRIAL_LAUNCHED_ATTEMPT, attrs.TRIAL_RUNNING_SINCE, attrs.TRIAL_WAITING)
+
+
 def snapshot(study: optuna.Study, backend: FakeBackend) -> Any:
     """Everything a pass may change, but the mark that a launched trial's workers were seen: a
     pass launches, the next one marks (a cluster's pod list may lag behind the create)."""
@@ -209,7 +218,7 @@ def snapshot(study: optuna.Study, backend: FakeBackend) -> Any:
             t.state,
             t.values,
             t.params,
-            {k: v for k, v in t.user_attrs.items() if k not in (attrs.TRIAL_LAUNCHED, attrs.TRIAL_LAUNCHED_ATTEMPT)},
+            {k: v for k, v in t.user_attrs.items() if k not in _SEEN_MARKS},
             t.intermediate_values,
         )
         for t in study.get_trials(deepcopy=True)

@@ -9,6 +9,7 @@ from helpers import digits_job
 
 from openautoglm.engine.status import JobStatus
 from openautoglm.k8s import builders
+from openautoglm.k8s.backend import observe_pod
 from openautoglm.validation import validate_document
 
 K8S_VERSION = "1.33"
@@ -270,3 +271,126 @@ def test_a_storage_outage_stalls_the_job_until_a_pass_writes_again():
     assert down["trials"] == running["trials"] and down["phase"] == "Running"  # the rest as last written
     back = {c["type"]: c for c in builders.build_conditions(down["conditions"], "Running", None, None, 4, t3)}
     assert back["Stalled"]["status"] == "False" and back["Stalled"]["lastTransitionTime"] == "2024-01-01T00:00:03Z"
+
+
+def test_every_rank_and_run_of_a_trial_mounts_one_checkpoint_directory_on_the_claim():
+    doc = digits_job()
+    doc["spec"]["trial"]["checkpoint"] = {"claim": "ckpt", "keep": "best"}
+    j = validate_document(doc)
+    pods = [builders.build_worker_pod(j, BODY, 7, r, {"lr": 0.01}, "ml", attempt) for r in (0, 1) for attempt in (0, 2)]
+    for pod in pods:
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        assert_restricted(pod)
+        c = pod["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        mount = next(m for m in c["volumeMounts"] if m["name"] == builders.CHECKPOINT_VOLUME)
+        # One directory per namespace, job and trial: the same for every rank and every run.
+        assert mount == {
+            "name": builders.CHECKPOINT_VOLUME,
+            "mountPath": "/var/lib/openautoglm/checkpoint",
+            "subPath": "ml/digits-test/trial-7",
+        }
+        assert env["OPENAUTOGLM_CHECKPOINT_DIR"] == "/var/lib/openautoglm/checkpoint"
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == builders.CHECKPOINT_VOLUME)
+        assert volume["persistentVolumeClaim"] == {"claimName": "ckpt"}
+    assert [p["metadata"]["labels"]["openautoglm.io/attempt"] for p in pods] == ["0", "2", "0", "2"]
+    # Without trial.checkpoint: no mount, no variable.
+    plain = builders.build_worker_pod(job(1), BODY, 7, 0, {"lr": 0.01}, "ml")
+    assert "OPENAUTOGLM_CHECKPOINT_DIR" not in {e["name"] for e in plain["spec"]["containers"][0]["env"]}
+    assert all(v["name"] != builders.CHECKPOINT_VOLUME for v in plain["spec"]["volumes"])
+
+
+def test_the_ranks_of_one_run_are_one_kueue_pod_group():
+    doc = digits_job()
+    doc["spec"]["trial"]["scheduling"] = {"kueue": {"queueName": "team-a"}}
+    j = validate_document(doc)
+    groups = set()
+    for attempt in (0, 1):
+        for rank in (0, 1):
+            pod = builders.build_worker_pod(j, BODY, 3, rank, {"lr": 0.01}, "ml", attempt)
+            kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+            labels, annotations = pod["metadata"]["labels"], pod["metadata"]["annotations"]
+            assert labels[builders.KUEUE_QUEUE_LABEL] == "team-a"
+            assert annotations[builders.KUEUE_GROUP_COUNT] == "2"
+            groups.add((attempt, labels[builders.KUEUE_GROUP_LABEL]))
+    # A requeued or retried run is a new group, never the rest of the old one.
+    assert groups == {(0, "digits-test-t3"), (1, "digits-test-t3-a1")}
+
+
+def test_the_checkpoint_janitor_sees_only_its_jobs_directory_and_is_restricted():
+    doc = digits_job()
+    doc["spec"]["trial"]["checkpoint"] = {"claim": "ckpt"}
+    j = validate_document(doc)
+    pod = builders.build_checkpoint_janitor(j, BODY, "ml", {3, 9}, 12)
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    assert_restricted(pod)
+    c = pod["spec"]["containers"][0]
+    assert c["command"][-4:] == ["--below", "12", "--keep", "3,9"]
+    assert c["volumeMounts"][0]["subPath"] == "ml/digits-test"
+    assert "openautoglm.io/trial" not in pod["metadata"]["labels"], "not taken for a trial's pod"
+    assert pod["metadata"]["name"] == builders.janitor_name("digits-test", {9, 3}, 12)
+    assert pod["metadata"]["name"] != builders.janitor_name("digits-test", {3}, 12)
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (
+            {
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/3 nodes are available: 3 Insufficient cpu.",
+                    }
+                ]
+            },
+            "Unschedulable: 0/3 nodes are available: 3 Insufficient cpu.",
+        ),
+        (
+            {
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "SchedulingGated",
+                        "message": "Scheduling is blocked due to non-empty scheduling gates",
+                    }
+                ]
+            },
+            "SchedulingGated: Scheduling is blocked due to non-empty scheduling gates",
+        ),
+        (
+            {
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": [
+                    {
+                        "name": "worker",
+                        "state": {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "x"'}},
+                    }
+                ],
+            },
+            'ImagePullBackOff: Back-off pulling image "x"',
+        ),
+        (
+            {"containerStatuses": [{"name": "worker", "state": {"waiting": {"reason": "ContainerCreating"}}}]},
+            "ContainerCreating",
+        ),
+        ({}, None),
+        ({"conditions": "garbage"}, None),
+    ],
+)
+def test_a_pending_rank_says_why_it_waits(status, says):
+    pod = {"metadata": {"name": "p", "labels": {"openautoglm.io/rank": "1"}}, "status": {"phase": "Pending", **status}}
+    assert observe_pod(pod, 9090).waiting == says
+
+
+def test_a_long_scheduler_message_is_bounded():
+    message = "0/5000 nodes are available: " + "node-x didn't match Pod's node affinity/selector, " * 500
+    pod = {
+        "metadata": {"name": "p", "labels": {}},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "message": message}]},
+    }
+    waiting = observe_pod(pod, 9090).waiting
+    assert waiting.startswith("Unschedulable: 0/5000 nodes") and len(waiting) < 400

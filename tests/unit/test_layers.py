@@ -21,8 +21,9 @@ TRIAL_ROOT = REPO / "trial_image" / "openautoglm_trial"
 
 #: Bottom to top. Rooms on one line share a layer and must not import each other.
 LAYERS: list[list[str]] = [
-    ["promql"],  # the PromQL template language of metrics.prometheus.query (spec checks it)
-    ["config", "spec", "podschema"],  # the TuningJob model, its schema, OPENAUTOGLM_* settings
+    ["promql", "specbase"],  # the PromQL template language (spec checks it); the model's base class
+    ["config", "trialrun", "podschema"],  # OPENAUTOGLM_* settings; trial checkpoints and scheduling; pod schema
+    ["spec"],  # the TuningJob model
     ["podtemplate", "space"],
     ["samplers", "pruners"],  # plugin registries
     ["validation"],  # the model + every registry's checks
@@ -36,7 +37,7 @@ LAYERS: list[list[str]] = [
 #: The trial runtime, bottom to top: the top level is what the operator imports and what both
 #: runners share; `supervisor/` runs a user's program, `builtin/` the built-in training.
 TRIAL_LAYERS: list[list[str]] = [
-    ["contract", "errors", "boundedjson", "boundedhttp", "registry"],  # import nothing of the package
+    ["contract", "errors", "boundedjson", "boundedhttp", "registry", "prune"],  # import nothing of the package
     ["result", "environment", "process"],  # the termination message; what a worker is told; its process
     ["tasks", "rendezvous", "server", "watch", "client"],  # shared by the runners (tasks: also the operator)
     ["supervisor", "builtin"],  # the two runners: neither imports the other

@@ -510,6 +510,14 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
             "give exactly one of task (a built-in task) or command (your own program)",
             ".task",
         ),
+        # In a cluster only (the CRD's side): a pod's own disk dies with it, so checkpoints need a claim;
+        # openautoglm tune keeps them in its work directory and needs none.
+        _rule(
+            "!has(self.checkpoint) || has(self.checkpoint.claim)",
+            "a PersistentVolumeClaim in the job's namespace: checkpoints must outlive the trial's pods",
+            ".checkpoint.claim",
+            _REQUIRED,
+        ),
     ],
     "spec.trial.env[]": [
         _rule(

@@ -316,6 +316,11 @@ def status_schema() -> dict[str, Any]:
     """The status the operator writes. Unknown fields are kept (kopf stores its own state there)."""
     from openautoglm.engine.status import PARETO_LIMIT, RECENT_TRIALS
 
+    checkpoint = {
+        "description": "Where the trial's checkpoint is kept (trial.checkpoint): a directory on the claim.",
+        "type": "object",
+        "properties": {"claim": {"type": "string"}, "path": {"type": "string"}},
+    }
     trial = {
         "type": "object",
         "properties": {
@@ -324,6 +329,17 @@ def status_schema() -> dict[str, Any]:
                 "too slow, malformed. The trial is judged by its termination message.",
                 "type": "string",
             },
+            "waiting": {
+                "description": "Why a rank of the running trial is not running yet: Unschedulable (with the "
+                "scheduler's message), SchedulingGated (queued in Kueue), ImagePullBackOff, ContainerCreating, "
+                "or requeued (trial.pendingTimeoutSeconds).",
+                "type": "string",
+            },
+            "requeues": {
+                "description": "Times the trial gave back its pods unscheduled (trial.pendingTimeoutSeconds).",
+                "type": "integer",
+            },
+            "checkpoint": checkpoint,
         },
         "x-kubernetes-preserve-unknown-fields": True,
     }
@@ -342,6 +358,11 @@ def status_schema() -> dict[str, Any]:
             "startTime": timestamp,
             "completionTime": timestamp,
             "elapsedSeconds": {"type": "number"},
+            "checkpointsPending": {
+                "description": "A finished job's checkpoints that trial.checkpoint.keep lets go are still being "
+                "removed (its janitor pod runs); absent once they are gone.",
+                "type": "boolean",
+            },
             "trials": {
                 "description": "Trial counters.",
                 "type": "object",
@@ -357,6 +378,7 @@ def status_schema() -> dict[str, Any]:
                     "number": integer,
                     "value": {"type": "number"},
                     "params": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    "checkpoint": checkpoint,
                 },
                 "x-kubernetes-preserve-unknown-fields": True,
             },

@@ -22,6 +22,9 @@ STUDY_MESSAGE: Final = "openautoglm:message"
 #: The spec generation applied last (observedGeneration) and the digest of that spec.
 STUDY_GENERATION: Final = "openautoglm:generation"
 STUDY_SPEC_DIGEST: Final = "openautoglm:spec_digest"
+#: {"number", "path"(, "claim")}: where the best trial's checkpoint is kept (trial.checkpoint), for
+#: the report and whoever reads the study without the cluster; written when the best changes.
+STUDY_BEST_CHECKPOINT: Final = "openautoglm:best_checkpoint"
 
 # ---------------------------------------------------------------- trial user attributes
 TRIAL_PARAMS: Final = "params"  # everything the workers received (fixed values too)
@@ -41,3 +44,15 @@ TRIAL_METRICS_PROBLEM: Final = "metrics_problem"
 TRIAL_SECONDS: Final = "seconds"
 #: Why an enqueued trial was asked: "defaults" (startFromDefaults) or "warmStart".
 TRIAL_ORIGIN: Final = "origin"
+#: Why each earlier run of a trial was given back unscheduled (trial.pendingTimeoutSeconds): a
+#: requeue is neither a failure nor a retry. With TRIAL_RETRIED_BECAUSE, its length makes the run
+#: number (engine/reconcile.py attempt_of), so each run's pods get new names.
+TRIAL_REQUEUED_BECAUSE: Final = "requeued_because"
+#: Wall-clock time (time.time()) before which a requeued trial is not launched again (back-off).
+TRIAL_REQUEUE_AFTER: Final = "requeue_after"
+#: Why a rank of the trial's current run is not running yet ("Unschedulable: 0/3 nodes ...",
+#: "ImagePullBackOff: ...", "SchedulingGated: ..."); None once every rank runs. Written on change.
+TRIAL_WAITING: Final = "waiting"
+#: [run, ISO time] when every rank of that run was first seen running: trial.timeoutSeconds
+#: counts from there, not from the trial's creation (time queued is not time trained).
+TRIAL_RUNNING_SINCE: Final = "running_since"

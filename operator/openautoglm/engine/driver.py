@@ -11,7 +11,7 @@ over a :class:`Driver` with their backend. The driver owns what both did separat
   that would invalidate the study are refused (:class:`SpecChangeRefused`);
 * the spec generation it has applied (``observedGeneration``): the object's
   ``metadata.generation`` in a cluster, a counter kept in the study locally;
-* stop-for-resume (Ctrl-C locally) and the done test (terminal, and no worker left).
+* stop-for-resume (Ctrl-C locally) and the done test (terminal, no worker left, checkpoints tidied).
 
 State here is a cache of the study: a driver built again after a crash at any line
 carries on from the study and what the backend observes.
@@ -146,7 +146,8 @@ class Driver:
         elif self._clock() - self._last_save >= self._save_every:
             self.save_clock()
         outcome.status.generation = self.generation
-        done = outcome.status.terminal and not self.backend.observe()
+        # Done once no worker is left and the checkpoints trial.checkpoint.keep lets go are gone.
+        done = outcome.status.terminal and not self.backend.observe() and self._reconciler.tidy
         return Pass(outcome, self.generation, done, time.perf_counter() - t0)
 
     def status(self) -> JobStatus:
@@ -159,6 +160,7 @@ class Driver:
             phase=a.get(attrs.STUDY_PHASE),
             reason=a.get(attrs.STUDY_REASON) if a.get(attrs.STUDY_PHASE) else None,
             message=a.get(attrs.STUDY_MESSAGE) if a.get(attrs.STUDY_PHASE) else None,
+            checkpoint_of=self.backend.checkpoint_location,
         )
         status.generation = self.generation
         return status

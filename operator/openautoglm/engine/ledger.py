@@ -53,6 +53,8 @@ class TrialLedger:
         self.front: list[FrozenTrial] = []
         #: Runs of finished trials that failed and were run again (trial.retries).
         self.finished_retries = 0
+        #: The highest number of a finished trial (-1: none yet).
+        self.last_finished = -1
         self._loaded = False
 
     # ------------------------------------------------------------------ reading the study
@@ -83,6 +85,7 @@ class TrialLedger:
 
     def _tally(self, t: FrozenTrial) -> None:
         self.finished[t.state] += 1
+        self.last_finished = max(self.last_finished, t.number)
         self.finished_retries += len(t.user_attrs.get(TRIAL_RETRIED_BECAUSE) or [])
         if t.state != TrialState.COMPLETE or t.values is None:
             return

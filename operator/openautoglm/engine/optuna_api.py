@@ -18,6 +18,12 @@ def set_trial_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: Any
     study._storage.set_trial_user_attr(trial._trial_id, key, value)
 
 
+def set_trial_attrs(study: optuna.Study, trial: FrozenTrial, attrs: dict[str, Any]) -> None:
+    """Set several user attributes, in the order given: the one that commits a change goes last."""
+    for key, value in attrs.items():
+        set_trial_attr(study, trial, key, value)
+
+
 def set_intermediate(study: optuna.Study, trial: FrozenTrial, step: int, value: float) -> None:
     """Record an intermediate value without the pruner's side effects (filling a curve)."""
     study._storage.set_trial_intermediate_value(trial._trial_id, step, value)

@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from openautoglm import space
 from openautoglm.engine import optuna_api
 from openautoglm.engine.attrs import (
+    STUDY_BEST_CHECKPOINT,
     STUDY_MESSAGE,
     STUDY_PHASE,
     STUDY_REASON,
@@ -39,14 +40,28 @@ from openautoglm.engine.attrs import (
     TRIAL_METRICS,
     TRIAL_METRICS_PROBLEM,
     TRIAL_PARAMS,
+    TRIAL_REQUEUE_AFTER,
+    TRIAL_REQUEUED_BECAUSE,
     TRIAL_RETRIED_BECAUSE,
+    TRIAL_RUNNING_SINCE,
     TRIAL_SECONDS,
     TRIAL_STOP_REASON,
+    TRIAL_WAITING,
 )
+from openautoglm.engine.checkpoints import best_kept, kept
 from openautoglm.engine.ledger import TrialLedger
 from openautoglm.engine.metrics import SCRAPE_DEADLINE_SECONDS, MetricSource, Reading
+from openautoglm.engine.queueing import PendingClock, requeue_delay, waiting_kind
 from openautoglm.engine.status import JobStatus, build_status
-from openautoglm.engine.trials import FAILED, SUCCEEDED, Backend, LaunchRefused, TrialObservation, TrialResult
+from openautoglm.engine.trials import (
+    FAILED,
+    PENDING,
+    SUCCEEDED,
+    Backend,
+    LaunchRefused,
+    TrialObservation,
+    TrialResult,
+)
 from openautoglm.spec import TuningJob
 from openautoglm_trial import contract as c
 
@@ -155,6 +170,14 @@ class Reconciler:
         #: the next pass takes each as its reading instead of starting another, so a trickling
         #: endpoint holds at most one reader and what it answered in the end is not lost.
         self._inflight: dict[int, Future[Reading | None]] = {}
+        #: When each run's pending stretch began (trial.pendingTimeoutSeconds; engine/queueing.py).
+        self._pending = PendingClock()
+        #: Whether the checkpoints outside trial.checkpoint.keep are gone (the backend says so):
+        #: the job is done only then.
+        self.tidy = True
+        #: Trials whose checkpoints the backend has removed (this process): a change of what is
+        #: kept that removes nothing new costs no janitor pod.
+        self._removed: set[int] = set()
 
     def _timed(self, op: str, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -198,6 +221,9 @@ class Reconciler:
             events.append(
                 Event("NewBest", f"trial {best_after[0]} is the new best: {_fmt(best_after[1])}", best_after[0])
             )
+            where = self.backend.checkpoint_location(best_after[0]) if best_kept(self.job, best_after[0]) else None
+            if where:
+                self.study.set_user_attr(STUDY_BEST_CHECKPOINT, {"number": best_after[0], **where})
         if terminal is None:
             terminal = self._check_terminal(elapsed, events)
         if terminal is None:
@@ -212,14 +238,37 @@ class Reconciler:
             phase=ended,
             reason=a.get(STUDY_REASON) if ended else None,
             message=a.get(STUDY_MESSAGE) if ended else None,
+            checkpoint_of=self.backend.checkpoint_location,
         )
+        self._tidy_checkpoints()
+        status.checkpoints_pending = not self.tidy
         return Outcome(status, events, self._latencies)
+
+    def _tidy_checkpoints(self) -> None:
+        """Let the backend remove the checkpoints trial.checkpoint.keep lets go. What it is asked
+        changes only when a trial finishes or the best changes (in a cluster each change costs a pod)."""
+        keep = kept(self.job, ledger := self.ledger)
+        below = ledger.last_finished + 1  # trials from here on are live or not finished yet
+        if keep is None or below == 0:
+            self.tidy = True
+            return
+        gone = set(range(below)) - keep
+        if gone <= self._removed:
+            self.tidy = True
+            return
+        try:
+            keep = {n for n in keep if n < below}
+            self.tidy = self._timed("tidy", self.backend.tidy_checkpoints, keep, below)
+            if self.tidy:
+                self._removed |= gone
+        except Exception:  # a failed removal costs disk, never the pass
+            log.warning("removing checkpoints failed", exc_info=True)
+            self.tidy = False
 
     # ------------------------------------------------------------------ running trials
     def _drive_running(
         self, t: FrozenTrial, obs: TrialObservation | None, events: list[Event], now: dt.datetime
     ) -> None:
-        spec = self.job.spec
         attempt = attempt_of(t)
         if obs is not None and any(w.attempt != attempt for w in obs.workers):
             # Workers of an earlier, failed run (a pass cut short after the retry was recorded,
@@ -231,8 +280,9 @@ class Reconciler:
         if obs is None:
             if launched:
                 self._fail_or_retry(t, attempt, None, "its workers disappeared (pods deleted or evicted)", events)
-            else:
-                # Asked but never launched, e.g. the engine died in between: launch now.
+            elif time.time() >= float(t.user_attrs.get(TRIAL_REQUEUE_AFTER) or 0):
+                # Asked but never launched (the engine died in between), or requeued and its
+                # back-off is over: launch now.
                 self._launch(t, attempt, None, events)
             return
         # A trial whose rank 0 has finished (or a rank has failed) is judged even if another
@@ -263,8 +313,19 @@ class Reconciler:
         if phase == FAILED:
             self._fail_or_retry(t, attempt, obs, obs.failure_reason(), events)
             return
-        if spec.trial.timeout_seconds and t.datetime_start:
-            age = (now - t.datetime_start).total_seconds()
+        if phase == PENDING:
+            self._wait(t, attempt, obs, events)
+        else:
+            self._drive_whole(t, attempt, obs, events, now)
+
+    def _drive_whole(
+        self, t: FrozenTrial, attempt: int, obs: TrialObservation, events: list[Event], now: dt.datetime
+    ) -> None:
+        """A run whose every rank runs: its time limit, its curve, the pruner."""
+        spec = self.job.spec
+        since = self._running_since(t, attempt, now)
+        if spec.trial.timeout_seconds:
+            age = (now - since).total_seconds()
             if age > spec.trial.timeout_seconds:
                 self.backend.stop(t.number, "trial timeout")
                 self._tell(
@@ -275,8 +336,73 @@ class Reconciler:
                 )
                 self.backend.release(t.number)
                 return
-        if not self.job.spec.objective.is_multi:
+        if not spec.objective.is_multi:
             self._report_and_prune(t, obs, events)
+
+    def _wait(self, t: FrozenTrial, attempt: int, obs: TrialObservation, events: list[Event]) -> None:
+        """A run not wholly running: say why, and give it back or fail it once it has waited
+        trial.pendingTimeoutSeconds (engine/queueing.py)."""
+        timeout = self.job.spec.trial.pending_timeout_seconds
+        decision = self._pending.decide(t.number, attempt, obs, timeout, time.monotonic())
+        if decision.action == "fail":
+            self.backend.stop(t.number, decision.reason)
+            self._tell(t, TrialState.FAIL, reason=decision.reason, events=events)
+            self.backend.release(t.number)
+        elif decision.action == "requeue":
+            self._requeue(t, attempt, decision.reason, events)
+        else:
+            self._note_waiting(t, decision.reason, events)
+
+    def _note_waiting(self, t: FrozenTrial, waiting: str | None, events: list[Event]) -> None:
+        """Record why the trial waits when that changes; a Warning event the first time each
+        reason (Unschedulable, ImagePullBackOff, ...) shows for the trial."""
+        before = t.user_attrs.get(TRIAL_WAITING)
+        kind = waiting_kind(waiting)
+        if before == waiting or (kind == "ImagePull" and waiting_kind(before) == kind):
+            return  # a kubelet flips ErrImagePull and ImagePullBackOff at every retry: one story
+        optuna_api.set_trial_attr(self.study, t, TRIAL_WAITING, waiting)
+        if kind and kind != waiting_kind(before) and kind not in ("Pending", "ContainerCreating"):
+            events.append(Event("TrialWaiting", f"trial {t.number} waits: {waiting}", t.number, warning=True))
+
+    def _requeue(self, t: FrozenTrial, attempt: int, reason: str, events: list[Event]) -> None:
+        """Give back every pod of the run and launch a new run after a back-off: not a failure
+        and not a retry. One write records it (the run number grows with the list)."""
+        self.backend.retire(t.number, attempt, reason)
+        because = [*t.user_attrs.get(TRIAL_REQUEUED_BECAUSE, []), reason]
+        delay = requeue_delay(len(because), self.job.spec.trial.pending_timeout_seconds, t.number)
+        optuna_api.set_trial_attrs(
+            self.study,
+            t,
+            {  # the list last: it makes the new run, which must not launch before its back-off
+                TRIAL_REQUEUE_AFTER: time.time() + delay,
+                TRIAL_WAITING: f"requeued {len(because)}x, back in {delay:.0f} s: {reason}",
+                TRIAL_REQUEUED_BECAUSE: because,
+            },
+        )
+        events.append(
+            Event(
+                "TrialRequeued",
+                f"trial {t.number} gave back its pods and waits {delay:.0f} s: {reason}",
+                t.number,
+                warning=True,
+            )
+        )
+
+    def _running_since(self, t: FrozenTrial, attempt: int, now: dt.datetime) -> dt.datetime:
+        """When every rank of this run was first seen running (written once per run): what
+        trial.timeoutSeconds counts from."""
+        self._pending.running(t.number)
+        since = t.user_attrs.get(TRIAL_RUNNING_SINCE)
+        if isinstance(since, list) and len(since) == 2 and since[0] == attempt:
+            try:
+                return dt.datetime.fromisoformat(since[1])
+            except (TypeError, ValueError):
+                pass
+        marks: dict[str, Any] = {TRIAL_RUNNING_SINCE: [attempt, now.isoformat()]}
+        if t.user_attrs.get(TRIAL_WAITING) is not None:
+            marks[TRIAL_WAITING] = None  # it waits no more
+        optuna_api.set_trial_attrs(self.study, t, marks)
+        return now
 
     def _fail_or_retry(
         self, t: FrozenTrial, attempt: int, obs: TrialObservation | None, reason: str, events: list[Event]
@@ -284,7 +410,8 @@ class Reconciler:
         """A run of the trial failed: run it again while trial.retries allows (same number,
         parameters and seed; every rank of the failed run stopped first), else fail the trial."""
         retries = self.job.spec.trial.retries
-        if attempt < retries:
+        retried = len(t.user_attrs.get(TRIAL_RETRIED_BECAUSE) or [])
+        if retried < retries:
             self.backend.retire(t.number, attempt, reason)
             # One write records the retry: the run number is the length of this list.
             because = [*t.user_attrs.get(TRIAL_RETRIED_BECAUSE, []), reason]
@@ -298,7 +425,7 @@ class Reconciler:
             events.append(
                 Event(
                     "TrialRetried",
-                    f"trial {t.number} failed ({reason}); running it again, retry {attempt + 1} of {retries}",
+                    f"trial {t.number} failed ({reason}); running it again, retry {retried + 1} of {retries}",
                     t.number,
                     warning=True,
                 )
@@ -569,8 +696,9 @@ class Reconciler:
 
 
 def attempt_of(t: FrozenTrial) -> int:
-    """The run of the trial now going: 0, or how many times trial.retries ran it again."""
-    return len(t.user_attrs.get(TRIAL_RETRIED_BECAUSE) or [])
+    """The run of the trial now going: 0, then one more for each retry (trial.retries) and each
+    requeue (trial.pendingTimeoutSeconds)."""
+    return len(t.user_attrs.get(TRIAL_RETRIED_BECAUSE) or []) + len(t.user_attrs.get(TRIAL_REQUEUED_BECAUSE) or [])
 
 
 def _launched(t: FrozenTrial, attempt: int) -> bool:

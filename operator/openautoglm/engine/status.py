@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
 from optuna.trial import FrozenTrial, TrialState
 
-from openautoglm.engine.attrs import TRIAL_METRICS_PROBLEM, TRIAL_RETRIED_BECAUSE
+from openautoglm.engine.attrs import TRIAL_METRICS_PROBLEM, TRIAL_REQUEUED_BECAUSE, TRIAL_RETRIED_BECAUSE, TRIAL_WAITING
+from openautoglm.engine.checkpoints import best_kept
 from openautoglm.engine.ledger import TrialLedger
 from openautoglm.spec import TuningJob
 
@@ -33,6 +35,9 @@ class JobStatus:
     remaining_seconds: float | None
     #: The spec generation the driver ran this with (observedGeneration); set by the driver.
     generation: int | None = None
+    #: Checkpoints trial.checkpoint.keep lets go are still being removed (a cluster's janitor pod):
+    #: a finished job's loop goes on until they are gone.
+    checkpoints_pending: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -79,6 +84,13 @@ def trial_summary(t: FrozenTrial, metrics: list[str] | None = None) -> dict[str,
     if retried:
         out["retries"] = len(retried)
         out["retriedBecause"] = retried[-1]  # the latest; the study keeps every run's reason
+    requeued = t.user_attrs.get(TRIAL_REQUEUED_BECAUSE)
+    if requeued:
+        out["requeues"] = len(requeued)  # given back unscheduled (trial.pendingTimeoutSeconds)
+        out["requeuedBecause"] = requeued[-1]
+    waiting = t.user_attrs.get(TRIAL_WAITING)
+    if waiting and t.state == TrialState.RUNNING:
+        out["waiting"] = waiting  # why a rank is not running: Unschedulable, ImagePullBackOff, ...
     problem = t.user_attrs.get(TRIAL_METRICS_PROBLEM)
     if problem:
         out["metricsProblem"] = problem  # its /metrics or termination message could not be read
@@ -95,8 +107,22 @@ def build_status(
     phase: str | None = None,
     reason: str | None = None,
     message: str | None = None,
+    checkpoint_of: Callable[[int], dict[str, str] | None] | None = None,
 ) -> JobStatus:
-    """The status from the ledger's tallies: the same work at 10 or 10,000 trials."""
+    """The status from the ledger's tallies: the same work at 10 or 10,000 trials.
+
+    Args:
+        checkpoint_of: where a trial's checkpoint lives (the backend knows): the best trial's
+            (and the Pareto front's) is named when trial.checkpoint keeps it.
+    """
+
+    def summary(t: FrozenTrial, metrics: list[str] | None) -> dict[str, Any]:
+        out = trial_summary(t, metrics)
+        where = checkpoint_of(t.number) if checkpoint_of and best_kept(job, t.number) else None
+        if where:
+            out["checkpoint"] = where
+        return out
+
     objectives = job.spec.objective.objectives
     recorded = list(job.spec.objective.strategies())
     finished = ledger.finished
@@ -113,7 +139,7 @@ def build_status(
     pareto: list[dict[str, Any]] = []
     if len(objectives) > 1:
         front = sorted(ledger.front, key=lambda t: t.number)
-        pareto = [trial_summary(t, recorded) for t in front[:PARETO_LIMIT]]
+        pareto = [summary(t, recorded) for t in front[:PARETO_LIMIT]]
     best = ledger.best if len(objectives) == 1 else None
     timeout = job.spec.budget.timeout_seconds
     return JobStatus(
@@ -121,7 +147,7 @@ def build_status(
         reason=reason,
         message=message,
         counts=counts,
-        best=trial_summary(best, recorded) if best is not None else None,
+        best=summary(best, recorded) if best is not None else None,
         pareto=pareto,
         recent=[trial_summary(t) for t in ledger.recent(RECENT_TRIALS)],
         elapsed_seconds=round(elapsed, 1),

@@ -28,6 +28,9 @@ class WorkerObservation:
     reason: str | None = None
     #: The run of the trial this worker belongs to (see trial.retries); 0 for the first.
     attempt: int = 0
+    #: Why a pending worker is not running: "<Reason>: <message>" from its pod's scheduling
+    #: condition or container state (Unschedulable, SchedulingGated, ImagePullBackOff, ...).
+    waiting: str | None = None
 
     def result(self) -> TrialResult | None:
         return self.read_result()[0]
@@ -63,6 +66,16 @@ class TrialObservation:
         shutting down); None if it has none yet."""
         workers = [w for w in self.workers if w.attempt == attempt]
         return dataclasses.replace(self, workers=workers) if workers else None
+
+    @property
+    def waiting(self) -> str | None:
+        """Why the run is not running as a whole: the first pending rank's reason, or that a
+        rank has no worker yet."""
+        for w in sorted(self.workers, key=lambda w: w.rank):
+            if w.phase == PENDING:
+                return f"worker {w.rank}: {w.waiting or 'Pending'}"
+        missing = sorted(set(range(self.size)) - {w.rank for w in self.workers})
+        return f"worker {missing[0]}: not created yet" if missing else None
 
     @property
     def leader(self) -> WorkerObservation | None:
@@ -115,3 +128,11 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Called once when the engine stops driving this job."""
+
+    def tidy_checkpoints(self, keep: set[int], below: int) -> bool:
+        """Remove the checkpoint of every trial numbered below ``below`` that is not in ``keep``
+        (trial.checkpoint.keep); True once that is done (a cluster needs a pod to do it)."""
+
+    def checkpoint_location(self, number: int) -> dict[str, str] | None:
+        """Where trial ``number``'s checkpoint lives ({claim, path} or {path}); None without
+        trial.checkpoint."""

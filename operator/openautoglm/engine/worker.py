@@ -37,12 +37,16 @@ def build_worker_env(
     termination_log: str = c.DEFAULT_TERMINATION_LOG,
     rendezvous_port: int = c.DEFAULT_RENDEZVOUS_PORT,
     extra: dict[str, str] | None = None,
+    checkpoint_dir: str | None = None,
+    run: int = 0,
 ) -> dict[str, str]:
     """Every variable a worker receives, as strings (the form both env and pods need).
 
     Args:
         hosts: HOROVOD_HOSTNAME of every rank, in rank order; rank 0 hosts the rendezvous.
         bind_address: where the worker's HTTP servers listen.
+        checkpoint_dir: the trial's checkpoint directory as the worker sees it (trial.checkpoint).
+        run: which run of the trial this is (0, then one more per retry or requeue).
     """
     spec = job.spec
     env: dict[str, str] = {e.name: e.value for e in spec.trial.env}
@@ -53,6 +57,7 @@ def build_worker_env(
             c.TRIAL_NAME: trial_name(job.name, number),
             c.PARAMS: c.encode_params(params),
             c.EPOCHS: str(spec.trial.epochs),
+            c.RUN: str(run),
             # Same seed on every rank: broadcast makes weights equal anyway, but data order
             # and dropout should not depend on which rank happened to start first.
             c.SEED: str((spec.algorithm.seed or 0) * 100_003 + number),
@@ -73,6 +78,8 @@ def build_worker_env(
             **c.horovod_env(rank, hosts, rendezvous_port),
         }
     )
+    if spec.trial.checkpoint is not None and checkpoint_dir:
+        env[c.CHECKPOINT_DIR] = checkpoint_dir
     if spec.trial.task is not None:
         env[c.TASK] = spec.trial.task
     env[c.TASK_SETTINGS] = json.dumps(spec.trial.task_settings, sort_keys=True)

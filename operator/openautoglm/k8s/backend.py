@@ -16,10 +16,13 @@ the uid it means as a precondition.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from openautoglm import config
+from openautoglm.engine.checkpoints import trial_subpath
+from openautoglm.engine.queueing import MAX_WAITING_CHARS
 from openautoglm.engine.trials import (
     FAILED,
     PENDING,
@@ -37,6 +40,7 @@ from openautoglm.k8s.builders import (
     LABEL_JOB,
     LABEL_RANK,
     LABEL_TRIAL,
+    build_checkpoint_janitor,
     build_job_network_policy,
     build_trial_network_policy,
     build_trial_service,
@@ -82,7 +86,30 @@ def observe_pod(pod: dict[str, Any], port: int) -> WorkerObservation:
         message,
         reason,
         _label_number(labels, LABEL_ATTEMPT),
+        waiting_reason(status, worker) if phase == PENDING else None,
     )
+
+
+def waiting_reason(status: dict[str, Any], worker: dict[str, Any]) -> str | None:
+    """Why a pending pod's trial container does not run, as "<Reason>: <message>": its scheduling
+    (Unschedulable with the scheduler's message, SchedulingGated) before its container's state
+    (ImagePullBackOff, ErrImagePull, ContainerCreating, CreateContainerConfigError ...)."""
+    conditions = status.get("conditions")
+    for cond in conditions if isinstance(conditions, list) else []:
+        if isinstance(cond, dict) and cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return _reason_text(cond.get("reason") or "Unschedulable", cond.get("message"))
+    state = worker.get("state")
+    waiting = state.get("waiting") if isinstance(state, dict) else None
+    if isinstance(waiting, dict) and waiting.get("reason"):
+        return _reason_text(waiting["reason"], waiting.get("message"))
+    return None
+
+
+def _reason_text(reason: Any, message: Any) -> str:
+    text = str(reason)[:64]
+    if message:
+        text += ": " + " ".join(str(message).split())[:MAX_WAITING_CHARS]
+    return text
 
 
 def _label_number(labels: dict[str, Any], key: str) -> int:
@@ -120,6 +147,10 @@ class KubernetesBackend:
         #: uids of the look-alike pods reported so far (each once per operator process).
         self._reported: set[str] = set()
         self._notices: list[tuple[str, str]] = []
+        #: The last (keep, below) whose checkpoints are gone, and the janitor pod at work, if any:
+        #: (name, what it removes, when it was created: time.monotonic()).
+        self._tidied: tuple[frozenset[int], int] | None = None
+        self._janitor: tuple[str, tuple[frozenset[int], int], float] | None = None
 
     # ------------------------------------------------------------------ reading
     def observe(self) -> dict[int, TrialObservation]:
@@ -264,6 +295,58 @@ class KubernetesBackend:
 
     def update(self, job: TuningJob) -> None:
         self.job = job
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_location(self, number: int) -> dict[str, str] | None:
+        ck = self.job.spec.trial.checkpoint
+        if ck is None or not ck.claim:
+            return None
+        return {"claim": ck.claim, "path": trial_subpath(self.namespace, self.job.name, number)}
+
+    def tidy_checkpoints(self, keep: set[int], below: int) -> bool:
+        """Run a janitor pod (build_checkpoint_janitor) per change of what is kept, one at a time.
+        A janitor that fails, or cannot start within trial.pendingTimeoutSeconds, is said as a
+        Warning and given up on (its trials' files stay): a job is never held open by it."""
+        ck = self.job.spec.trial.checkpoint
+        wanted = (frozenset(keep), below)
+        if ck is None or not ck.claim or wanted == self._tidied:
+            return True
+        if self._janitor is not None:
+            name, doing, started = self._janitor
+            if not self._janitor_over(name, started):
+                return False
+            self._janitor = None
+            if doing == wanted:
+                self._tidied = wanted
+                return True
+        body = build_checkpoint_janitor(self.job, self.body, self.namespace, wanted[0], below)
+        try:
+            pod = self._ensure("Pod", self.api.ensure_pod, self.api.read_pod, body)
+        except LaunchRefused as err:
+            self._notices.append(("CheckpointsNotRemoved", str(err)))
+            self._tidied = wanted
+            return True
+        self._pods[body["metadata"]["name"]] = pod["metadata"].get("uid") or ""
+        self._janitor = (body["metadata"]["name"], wanted, time.monotonic())
+        return False
+
+    def _janitor_over(self, name: str, started: float) -> bool:
+        """Whether the janitor pod ``name`` is done (then deleted); a failure is said once."""
+        pod = self.api.read_pod(self.namespace, name)
+        if pod is None:
+            return True
+        phase = (pod.get("status") or {}).get("phase")
+        late = phase == "Pending" and time.monotonic() - started > self.job.spec.trial.pending_timeout_seconds
+        if phase not in ("Succeeded", "Failed") and not late:
+            return False
+        if phase != "Succeeded":
+            why = "did not start in time" if late else f"failed: {observe_pod(pod, 0).reason or 'see its log'}"
+            self._notices.append(
+                ("CheckpointsNotRemoved", f"pod {name}, removing checkpoints trial.checkpoint.keep lets go, {why}")
+            )
+        if owned_by(pod, self.uid):
+            self.api.delete_pod(self.namespace, name, pod["metadata"].get("uid") or "")
+        return True
 
     def close(self) -> None:
         pass

@@ -6,11 +6,13 @@ are unit-tested alone.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import re
 from typing import Any, Final
 
 from openautoglm import podtemplate
+from openautoglm.engine.checkpoints import job_subpath, trial_subpath
 from openautoglm.engine.status import JobStatus
 from openautoglm.engine.worker import build_worker_env, trial_name, worker_command, worker_name
 from openautoglm.spec import API_VERSION, KIND, TuningJob
@@ -24,6 +26,13 @@ LABEL_ATTEMPT: Final = "openautoglm.io/attempt"
 #: Non-root user of the trial image (trial_image/Dockerfile).
 TRIAL_UID: Final = 10001
 CONTAINER: Final = podtemplate.WORKER_CONTAINER
+#: The claim of trial.checkpoint, mounted at contract.CHECKPOINT_MOUNT_PATH.
+CHECKPOINT_VOLUME: Final = "openautoglm-checkpoint"
+#: Kueue's plain-pod groups (https://kueue.sigs.k8s.io/docs/tasks/run/plain_pods/): every rank of
+#: one run of a trial is one group, admitted whole; its webhook gates the pods until then.
+KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
+KUEUE_GROUP_LABEL: Final = "kueue.x-k8s.io/pod-group-name"
+KUEUE_GROUP_COUNT: Final = "kueue.x-k8s.io/pod-group-total-count"
 
 
 def owner_reference(job_body: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +66,18 @@ def worker_hosts(job: str, number: int, namespace: str, workers: int, attempt: i
     return [f"{worker_name(job, number, r, attempt)}.{service}.{namespace}.svc" for r in range(workers)]
 
 
+def _restricted_pod_security() -> dict[str, Any]:
+    # The "restricted" Pod Security Standard, pod level: the trial image's non-root user; fsGroup
+    # makes the volumes (the checkpoint claim too) writable by it.
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": TRIAL_UID,
+        "runAsGroup": TRIAL_UID,
+        "fsGroup": TRIAL_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def _restricted_container_security() -> dict[str, Any]:
     # The "restricted" Pod Security Standard, container level.
     return {
@@ -81,7 +102,17 @@ def build_worker_pod(
     ``spec.trial.podTemplate`` merged under it."""
     spec = job.spec
     hosts = worker_hosts(job.name, number, namespace, spec.trial.workers, attempt)
-    env = build_worker_env(job, number, rank, params, hosts, bind_address="")
+    claim = spec.trial.checkpoint.claim if spec.trial.checkpoint is not None else None
+    env = build_worker_env(
+        job,
+        number,
+        rank,
+        params,
+        hosts,
+        bind_address="",
+        checkpoint_dir=c.CHECKPOINT_MOUNT_PATH if claim else None,
+        run=attempt,
+    )
     # The kubelet mounts /dev/termination-log; the runtime writes there by default.
     env.pop(c.TERMINATION_LOG, None)
     env.pop(c.BIND_ADDRESS, None)
@@ -95,7 +126,7 @@ def build_worker_pod(
     port = spec.metrics.port
     labels = {**trial_labels(job.name, number), LABEL_RANK: str(rank), LABEL_ATTEMPT: str(attempt)}
     requests, limits = spec.trial.resources.effective()
-    pod = {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -111,13 +142,7 @@ def build_worker_pod(
             "automountServiceAccountToken": False,  # trials never talk to the API server
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 30,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": TRIAL_UID,
-                "runAsGroup": TRIAL_UID,
-                "fsGroup": TRIAL_UID,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": _restricted_pod_security(),
             "containers": [
                 {
                     "name": CONTAINER,
@@ -157,7 +182,88 @@ def build_worker_pod(
             "volumes": [{"name": podtemplate.TMP_VOLUME, "emptyDir": {}}],
         },
     }
+    if claim:
+        _mount_checkpoints(pod, claim, trial_subpath(namespace, job.name, number))
+    kueue = spec.trial.scheduling.kueue
+    if kueue is not None:
+        # One group per run: a requeued or retried run is a new workload, never the old one's rest.
+        labels[KUEUE_QUEUE_LABEL] = kueue.queue_name
+        labels[KUEUE_GROUP_LABEL] = worker_name(job.name, number, 0, attempt).removesuffix("-w0")
+        pod["metadata"]["annotations"] = {KUEUE_GROUP_COUNT: str(spec.trial.workers)}
     return podtemplate.merge_into_pod(pod, spec.trial.pod_template)
+
+
+def _mount_checkpoints(pod: dict[str, Any], claim: str, subpath: str) -> None:
+    """The claim's ``subpath`` at the checkpoint mount: every rank and run of a trial sees one
+    directory (the kubelet creates it on first use), and nothing of other trials or jobs."""
+    pod["spec"]["volumes"].append({"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": claim}})
+    pod["spec"]["containers"][0]["volumeMounts"].append(
+        {"name": CHECKPOINT_VOLUME, "mountPath": c.CHECKPOINT_MOUNT_PATH, "subPath": subpath}
+    )
+
+
+def janitor_name(job: str, keep: set[int] | frozenset[int], below: int) -> str:
+    """One name per removal (what it keeps and up to which trial): an operator restarted mid-way
+    finds its own pod instead of starting a second."""
+    digest = hashlib.sha256(f"{sorted(keep)}:{below}".encode()).hexdigest()[:8]
+    return f"{job}-ckpt-{digest}"
+
+
+def build_checkpoint_janitor(
+    job: TuningJob, job_body: dict[str, Any], namespace: str, keep: set[int] | frozenset[int], below: int
+) -> dict[str, Any]:
+    """A pod that removes the checkpoints trial.checkpoint.keep lets go: the operator never mounts
+    a tenant's claim, so a pod in the job's namespace, with the trial image and the trial pods'
+    restrictions, does it. It sees only the job's directory on the claim."""
+    spec = job.spec
+    assert spec.trial.checkpoint is not None and spec.trial.checkpoint.claim
+    labels = {
+        **trial_labels(job.name, 0),
+        "app.kubernetes.io/component": "checkpoint-janitor",
+    }
+    del labels[LABEL_TRIAL]  # not a trial's pod: observe() passes it by
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": janitor_name(job.name, keep, below),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(job_body)],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "activeDeadlineSeconds": 600,
+            "securityContext": _restricted_pod_security(),
+            "containers": [
+                {
+                    "name": "janitor",
+                    "image": spec.trial.image,
+                    "command": [
+                        "python",
+                        "-m",
+                        "openautoglm_trial.prune",
+                        c.CHECKPOINT_MOUNT_PATH,
+                        "--below",
+                        str(below),
+                        "--keep",
+                        ",".join(str(n) for n in sorted(keep)),
+                    ],
+                    "resources": {
+                        "requests": {"cpu": "50m", "memory": "64Mi"},
+                        "limits": {"cpu": "200m", "memory": "128Mi"},
+                    },
+                    "securityContext": _restricted_container_security(),
+                    "volumeMounts": [],
+                }
+            ],
+            "volumes": [],
+        },
+    }
+    _mount_checkpoints(pod, spec.trial.checkpoint.claim, job_subpath(namespace, job.name))
+    return pod
 
 
 def build_trial_service(job: TuningJob, job_body: dict[str, Any], number: int, namespace: str) -> dict[str, Any]:
@@ -452,13 +558,15 @@ def build_resource_status(
         "completionTime": ((previous or {}).get("completionTime") or _timestamp(now)) if status.terminal else None,
         "elapsedSeconds": status.elapsed_seconds,
         "studyStorage": storage,
+        # Kept on a finished job until its janitor pod is done: the operator drives it until then.
+        "checkpointsPending": True if status.checkpoints_pending else None,
     }
     return out
 
 
 #: Status fields written as soon as they change: what `kubectl wait`, Argo CD's health check and
 #: a GitOps controller act on. The rest (counts, best, recent trials) may wait for the next write.
-PROMPT_STATUS_FIELDS = ("phase", "reason", "message", "observedGeneration", "conditions")
+PROMPT_STATUS_FIELDS = ("phase", "reason", "message", "observedGeneration", "conditions", "checkpointsPending")
 
 
 def status_worth_writing(

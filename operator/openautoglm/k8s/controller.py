@@ -40,7 +40,7 @@ from openautoglm.k8s import builders, connections, leader, telemetry
 from openautoglm.k8s.api import Api, ApiUnavailable
 from openautoglm.k8s.backend import KubernetesBackend
 from openautoglm.spec import TuningJob
-from openautoglm.validation import InvalidTuningJob, validate_document
+from openautoglm.validation import InvalidTuningJob, Problem, validate_document
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,17 @@ class JobController:
         self.hidden: tuple[str, ...] = ()
         try:
             self.job = validate_document(job_document(body), f"TuningJob {self.namespace}/{self.name}")
+            if self.job.spec.trial.checkpoint is not None and not self.job.spec.trial.checkpoint.claim:
+                # The CRD refuses it too; a job admitted before that rule existed ends here, not at a trial.
+                raise InvalidTuningJob(
+                    [
+                        Problem(
+                            "spec.trial.checkpoint.claim",
+                            "a PersistentVolumeClaim in the job's namespace is needed in a cluster: checkpoints "
+                            "must outlive the trial's pods",
+                        )
+                    ]
+                )
             self.url = storage_url(self.job, body, api, self.cfg)
             self.hidden = secrets_of(self.url)
             try:

@@ -118,13 +118,16 @@ async def shutdown(**_: Any) -> None:
 
 
 def needs_driving(body: kopf.Body, **_: Any) -> bool:
-    """A job needs its loop until it is terminal with its newest spec applied. kopf stops the
-    daemon when this turns false and starts it again when an edit makes it true (a finished
-    job whose budget was raised); a daemon that returned by itself would never be restarted."""
+    """A job needs its loop until it is terminal with its newest spec applied and the checkpoints
+    its keep policy lets go removed. kopf stops the daemon when this turns false and starts it
+    again when an edit makes it true (a finished job whose budget was raised); a daemon that
+    returned by itself would never be restarted."""
     status = body.get("status") or {}
-    return status.get("phase") not in ("Succeeded", "Failed") or status.get("observedGeneration") != body.get(
-        "metadata", {}
-    ).get("generation")
+    return (
+        status.get("phase") not in ("Succeeded", "Failed")
+        or status.get("observedGeneration") != body.get("metadata", {}).get("generation")
+        or bool(status.get("checkpointsPending"))
+    )
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=10.0, cancellation_timeout=10.0, when=needs_driving)

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+from openautoglm.engine.checkpoints import trial_dir_name
 from openautoglm.engine.trials import FAILED, RUNNING, SUCCEEDED, TrialObservation, TrialResult, WorkerObservation
 from openautoglm.engine.worker import build_worker_env, worker_command, worker_name
 from openautoglm.podtemplate import local_overlay
@@ -68,6 +70,10 @@ class LocalBackend:
         # Absolute: workers run with their own directory as cwd.
         self.root = Path(workdir).resolve() / "trials"
         self.root.mkdir(parents=True, exist_ok=True)
+        #: trial.checkpoint: one directory per trial, kept across its runs (engine/checkpoints.py).
+        self.checkpoints = Path(workdir).resolve() / "checkpoints"
+        #: The last (keep, below) tidied: a pass with nothing new to remove reads no directory.
+        self._tidied: tuple[frozenset[int], int] | None = None
         self.python = python
         self._procs: dict[tuple[int, int], subprocess.Popen] = {}
         self._stopping: dict[int, float] = {}
@@ -86,6 +92,27 @@ class LocalBackend:
     def _worker_dir(self, number: int, rank: int) -> Path:
         return self._trial_dir(number) / f"w{rank}"
 
+    def _checkpoint_dir(self, number: int) -> Path | None:
+        if self.job.spec.trial.checkpoint is None:
+            return None
+        return self.checkpoints / trial_dir_name(number)
+
+    def checkpoint_location(self, number: int) -> dict[str, str] | None:
+        where = self._checkpoint_dir(number)
+        return {"path": str(where)} if where is not None else None
+
+    def tidy_checkpoints(self, keep: set[int], below: int) -> bool:
+        wanted = (frozenset(keep), below)
+        if wanted == self._tidied or not self.checkpoints.is_dir():
+            return True
+        for entry in self.checkpoints.iterdir():
+            number = entry.name.removeprefix("trial-")
+            if entry.name.startswith("trial-") and number.isdigit() and int(number) < below and int(number) not in keep:
+                shutil.rmtree(entry, ignore_errors=True)
+                log.info("removed the checkpoint of trial %s (trial.checkpoint.keep)", number)
+        self._tidied = wanted
+        return True
+
     def hosts(self, number: int) -> list[str]:
         size = self.job.spec.trial.workers
         return [c.worker_address(self.job.name, number, r) for r in range(size)]
@@ -103,6 +130,9 @@ class LocalBackend:
         launch = {"number": number, "params": params, "started": time.time(), "attempt": attempt}
         (tdir / "launch.json").write_text(json.dumps(launch))
         hosts = self.hosts(number)
+        checkpoint = self._checkpoint_dir(number)
+        if checkpoint is not None:
+            checkpoint.mkdir(parents=True, exist_ok=True)
         for rank in range(len(hosts)):
             if self._worker_alive(number, rank):
                 continue  # idempotent: never start a rank twice
@@ -129,6 +159,8 @@ class LocalBackend:
                 # Gloo otherwise binds the address of the machine's host name, which a
                 # laptop may not resolve; loopback is where all ranks live here.
                 extra={c.HOROVOD_GLOO_IFACE: "lo"},
+                checkpoint_dir=str(checkpoint) if checkpoint is not None else None,
+                run=attempt,
             )
             # A local worker inherits nothing of the contract from the runner: the contract sets it.
             full_env = {k: v for k, v in os.environ.items() if not k.startswith(c.RESERVED_ENV_PREFIXES)}

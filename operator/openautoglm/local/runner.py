@@ -56,6 +56,11 @@ class RunResult:
     def best_value(self) -> float | None:
         return self.status.best.get("value") if self.status.best else None
 
+    @property
+    def best_checkpoint(self) -> dict[str, str] | None:
+        """Where the best trial's checkpoint is kept ({"path": ...}); None if none is."""
+        return self.status.best.get("checkpoint") if self.status.best else None
+
 
 def default_storage(workdir: Path) -> str:
     return str(workdir / "study.journal")
