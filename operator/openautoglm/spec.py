@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -319,6 +319,9 @@ _QUANTITY_SUFFIX: Final[dict[str, int | Decimal]] = {
 }
 
 
+_UNBOUNDED: Final = Context(prec=60, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
 def parse_quantity(text: str) -> Decimal:
     """The value of a Kubernetes quantity (``500m`` -> 0.5, ``2Gi`` -> 2147483648).
 
@@ -330,7 +333,9 @@ def parse_quantity(text: str) -> Decimal:
         raise ValueError(f"not a Kubernetes quantity: {text!r}")
     number, suffix = str(text)[: m.start(2)] if m.group(2) else str(text), m.group(2) or ""
     if suffix.startswith("e"):
-        return Decimal(number) * (Decimal(10) ** int(suffix[1:]))
+        # scaleb in a context without practical bounds: "0e1000000" is a quantity (zero), and 10**1000000
+        # would raise decimal.Overflow out of validation in the default context (found by the fuzz test).
+        return Decimal(number).scaleb(int(suffix[1:]), context=_UNBOUNDED)
     return Decimal(number) * Decimal(_QUANTITY_SUFFIX[suffix])
 
 

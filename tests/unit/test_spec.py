@@ -286,3 +286,15 @@ def test_null_is_absent_as_for_the_api_server() -> None:
     assert spec.early_stopping.max_grad_norm is None
     with pytest.raises(InvalidTuningJob, match="spec.trial: required field is missing"):
         validate_document(digits_job(trial=None))
+
+
+def test_a_quantity_with_a_huge_exponent_is_judged_not_raised():
+    """Found by tests/k8s/test_fuzz.py: `0e1000000` overflowed Python's decimal context inside the
+    requests <= limits check and raised out of validation instead of being judged."""
+    doc = digits_job()
+    doc["spec"]["trial"]["resources"] = {"requests": {"cpu": "1"}, "limits": {"cpu": "0e1000000"}}
+    with pytest.raises(InvalidTuningJob) as err:
+        validate_document(doc)
+    assert [p.path for p in err.value.problems] == ["spec.trial.resources.limits.cpu"]
+    doc["spec"]["trial"]["resources"] = {"limits": {"cpu": "1e1000000"}}
+    assert validate_document(doc).spec.trial.resources.limits == {"cpu": "1e1000000"}
