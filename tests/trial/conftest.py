@@ -167,6 +167,7 @@ def worker_envs(
     stopping: dict[str, Any] | None = None,
     objectives: list[dict[str, str]] | None = None,
     extra: dict[str, str] | None = None,
+    launcher: str = contract.LAUNCHER_HOROVOD,
 ) -> list[Worker]:
     """Build the pod environment of each rank of one trial.
 
@@ -176,6 +177,7 @@ def worker_envs(
         cache_dir: tokenizer cache shared by the session.
         task, params, settings, epochs, seed, stopping, objectives: the trial contract.
         extra: more variables for every rank (``{rank}`` in a value becomes the rank).
+        launcher: horovod (HOROVOD_*) or torchrun (MASTER_ADDR, RANK ...), as the engine sets them.
 
     Returns:
         The workers, not started.
@@ -207,8 +209,7 @@ def worker_envs(
             contract.TERMINATION_LOG: str(workdir / f"termination-{rank}.json"),
             contract.CACHE_DIR: str(cache_dir),
             contract.WORKER_HOSTS: ",".join(addresses),
-            **contract.horovod_env(rank, addresses, rendezvous_port),
-            contract.HOROVOD_GLOO_IFACE: "lo",
+            **_launcher_env(launcher, rank, addresses, rendezvous_port),
         }
         if objectives is not None:
             env[contract.OBJECTIVE_METRICS] = json.dumps(objectives)
@@ -220,6 +221,17 @@ def worker_envs(
             )
         )
     return workers
+
+
+def _launcher_env(launcher: str, rank: int, addresses: list[str], rendezvous_port: int) -> dict[str, str]:
+    """One launcher's variables, and Gloo on loopback, as the local backend sets them."""
+    if launcher == contract.LAUNCHER_TORCHRUN:
+        # master_port as the engine computes it, the trial's addresses standing in for its name:
+        # outside the ephemeral range, so no port picked by another test's bind can take it.
+        port = contract.master_port("test-job", addresses[0], 3)
+        env = contract.torchrun_env(rank, addresses, port)
+        return {contract.LAUNCHER: launcher, **env, "GLOO_SOCKET_IFNAME": "lo", contract.HOROVOD_GLOO_IFACE: "lo"}
+    return {**contract.horovod_env(rank, addresses, rendezvous_port), contract.HOROVOD_GLOO_IFACE: "lo"}
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,18 @@ def test_the_engine_gives_every_worker_the_builders_variables():
         assert read_placement(env).rank == rank
 
 
+def test_the_engine_gives_a_torchrun_worker_what_the_runtime_reads():
+    job = validate_document(mutate(digits_job(), "spec.trial.launcher", "torchrun"))
+    hosts = ["10.0.0.1", "10.0.0.2"]
+    port = c.master_port(job.name, "team-a", 7)
+    for rank in range(2):
+        env = build_worker_env(job, 7, rank, {"lr": 0.1}, hosts, bind_address="0.0.0.0", namespace="team-a")
+        assert {k: env[k] for k in c.TORCHRUN_ENV} == c.torchrun_env(rank, hosts, port)
+        assert not [k for k in env if k.startswith(c.HOROVOD_PREFIX)]
+        placement = read_placement(env)
+        assert (placement.rank, placement.size, placement.master_port, placement.torchrun) == (rank, 2, port, True)
+
+
 # ----------------------------------------------------------------------------- placeholders
 def test_one_placeholder_grammar_for_the_model_and_the_supervisor():
     item = "--lr=${trialParameters.lr},${trialParameters.bad name}"

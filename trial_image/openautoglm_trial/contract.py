@@ -131,6 +131,50 @@ HOROVOD_ENV: Final = (
 #: rank 0 hosts the rendezvous; it needs the host names of all ranks to build the plan.
 WORKER_HOSTS: Final = "OPENAUTOGLM_WORKER_HOSTS"  #: comma-separated HOROVOD_HOSTNAME of every rank
 
+# --- the launcher: which environment every rank's program gets (trial.launcher) ---------------
+#: "horovod" (the HOROVOD_* variables above; the default, also when unset) or "torchrun" (the
+#: variables below and no HOROVOD_* at all)
+LAUNCHER: Final = "OPENAUTOGLM_LAUNCHER"
+LAUNCHER_HOROVOD: Final = "horovod"
+LAUNCHER_TORCHRUN: Final = "torchrun"
+LAUNCHERS: Final = (LAUNCHER_HOROVOD, LAUNCHER_TORCHRUN)
+
+# --- torchrun: exactly what torchrun sets for a plain script (see torchrun_env) ---------------
+MASTER_ADDR: Final = "MASTER_ADDR"
+MASTER_PORT: Final = "MASTER_PORT"
+RANK: Final = "RANK"
+WORLD_SIZE: Final = "WORLD_SIZE"
+LOCAL_RANK: Final = "LOCAL_RANK"
+LOCAL_WORLD_SIZE: Final = "LOCAL_WORLD_SIZE"
+GROUP_RANK: Final = "GROUP_RANK"
+GROUP_WORLD_SIZE: Final = "GROUP_WORLD_SIZE"
+ROLE_RANK: Final = "ROLE_RANK"
+ROLE_WORLD_SIZE: Final = "ROLE_WORLD_SIZE"
+ROLE_NAME: Final = "ROLE_NAME"
+TORCHRUN_ENV: Final = (
+    MASTER_ADDR,
+    MASTER_PORT,
+    RANK,
+    WORLD_SIZE,
+    LOCAL_RANK,
+    LOCAL_WORLD_SIZE,
+    GROUP_RANK,
+    GROUP_WORLD_SIZE,
+    ROLE_RANK,
+    ROLE_WORLD_SIZE,
+    ROLE_NAME,
+)
+#: torchrun also sets these for its elastic agent; without an agent they would mislead
+#: ``init_process_group()`` (``TORCHELASTIC_USE_AGENT_STORE`` makes rank 0 a store client too),
+#: so the supervisor never passes them to a program it runs under torchrun.
+TORCHELASTIC_PREFIX: Final = "TORCHELASTIC_"
+#: every Horovod variable's prefix: under torchrun the program gets none
+HOROVOD_PREFIX: Final = "HOROVOD_"
+#: MASTER_PORT of a trial: MASTER_PORT_BASE + (a hash of the trial) % MASTER_PORT_SPAN, see
+#: master_port. Below Linux's ephemeral ports (32768-60999) and the Horovod rendezvous (29400).
+MASTER_PORT_BASE: Final = 20000
+MASTER_PORT_SPAN: Final = 9000
+
 # --- runtime knobs added by the trial runtime (all optional) ------------------------------
 #: cache of trained tokenizers (default ~/.cache/openautoglm)
 CACHE_DIR: Final = "OPENAUTOGLM_CACHE_DIR"
@@ -222,6 +266,47 @@ def horovod_env(rank: int, hosts: Sequence[str], port: int = DEFAULT_RENDEZVOUS_
         HOROVOD_CONTROLLER: "gloo",
         HOROVOD_CPU_OPERATIONS: "gloo",
     }
+
+
+def torchrun_env(rank: int, hosts: Sequence[str], port: int) -> dict[str, str]:
+    """What torchrun sets for one worker of a plain script, minus its elastic agent's
+    ``TORCHELASTIC_*``: every worker its own node with one process, as :func:`horovod_env`.
+
+    Args:
+        rank: the worker's rank.
+        hosts: the address of every rank, in rank order; rank 0's program hosts the TCPStore.
+        port: MASTER_PORT, where rank 0's TCPStore listens (see :func:`master_port`).
+
+    Returns:
+        Exactly the variables of :data:`TORCHRUN_ENV`, as strings.
+    """
+    size = str(len(hosts))
+    return {
+        MASTER_ADDR: hosts[0],
+        MASTER_PORT: str(port),
+        RANK: str(rank),
+        WORLD_SIZE: size,
+        LOCAL_RANK: "0",
+        LOCAL_WORLD_SIZE: "1",
+        GROUP_RANK: str(rank),
+        GROUP_WORLD_SIZE: size,
+        ROLE_RANK: str(rank),
+        ROLE_WORLD_SIZE: size,
+        ROLE_NAME: "default",
+    }
+
+
+def master_port(job: str, namespace: str, number: int) -> int:
+    """The MASTER_PORT of trial ``number`` of ``namespace/job``: the same for every rank and run.
+
+    torch's TCPStore server binds the wildcard address whatever MASTER_ADDR says (torch 2.13:
+    ``::``, else ``0.0.0.0``), so two trials sharing a network namespace (local runs, the test
+    kubelet) would collide on one port although their ranks have addresses of their own; in a
+    pod any port would do. Deterministic, so every rank computes the same port without asking.
+    """
+    import zlib
+
+    return MASTER_PORT_BASE + zlib.crc32(f"{namespace}/{job}/{number}".encode()) % MASTER_PORT_SPAN
 
 
 def encode_params(params: Mapping[str, Any]) -> str:

@@ -56,8 +56,12 @@ class Stopping:
 
 
 @dataclass(frozen=True)
-class HorovodPlacement:
-    """Where this worker sits in the Horovod job: what horovodrun would have set."""
+class Placement:
+    """Where this worker sits in the trial: what horovodrun, or torchrun, would have set.
+
+    Under torchrun the "rendezvous" is the supervisors' own (rank 0's board, see
+    ``supervisor.board``) at MASTER_ADDR; the program's TCPStore is at ``master_port``.
+    """
 
     rank: int = 0
     size: int = 1
@@ -71,6 +75,15 @@ class HorovodPlacement:
     rendezvous_port: int = contract.DEFAULT_RENDEZVOUS_PORT
     #: HOROVOD_HOSTNAME of every rank in rank order; rank 0 builds the host plan from it
     worker_hosts: tuple[str, ...] = ()
+    #: which launcher's environment the worker has (``OPENAUTOGLM_LAUNCHER``)
+    launcher: str = contract.LAUNCHER_HOROVOD
+    #: torchrun: MASTER_PORT, where rank 0's program hosts torch's TCPStore; None under Horovod
+    master_port: int | None = None
+
+    @property
+    def torchrun(self) -> bool:
+        """True when the worker has torchrun's environment rather than Horovod's."""
+        return self.launcher == contract.LAUNCHER_TORCHRUN
 
     @property
     def standalone(self) -> bool:
@@ -83,6 +96,10 @@ class HorovodPlacement:
         if self.rendezvous_addr is None:
             raise SettingsError("a standalone worker has no rendezvous")
         return self.rendezvous_addr, self.rendezvous_port
+
+
+#: the name this class had before torchrun; kept for code and tests that use it
+HorovodPlacement = Placement
 
 
 @dataclass(frozen=True)
@@ -104,7 +121,8 @@ class TrialSettings:
     bind_address: str | None = None
     metrics_port: int = contract.DEFAULT_METRICS_PORT
     termination_log: Path = Path(contract.DEFAULT_TERMINATION_LOG)
-    horovod: HorovodPlacement = HorovodPlacement()
+    #: the placement under either launcher (the name is from the Horovod-only days)
+    horovod: Placement = Placement()
     torch_threads: int = 1
     cache_dir: Path = Path("~/.cache/openautoglm").expanduser()
     save_params_to: str | None = None
@@ -114,6 +132,8 @@ class TrialSettings:
     checkpoint_dir: Path | None = None
     #: which run of the trial this is (``OPENAUTOGLM_TRIAL_RUN``), for the logs only
     run: int = 0
+    #: ``OPENAUTOGLM_LAUNCHER``: horovod or torchrun
+    launcher: str = contract.LAUNCHER_HOROVOD
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> TrialSettings:
@@ -156,6 +176,7 @@ class TrialSettings:
             rendezvous_timeout=read_float(env, contract.RENDEZVOUS_TIMEOUT, 600.0),
             checkpoint_dir=read_checkpoint_dir(env),
             run=read_run(env),
+            launcher=read_launcher(env),
         )
 
 
@@ -199,10 +220,25 @@ def termination_log_path(env: Mapping[str, str] = os.environ) -> Path:
 
 def rank_hint(env: Mapping[str, str] = os.environ) -> int:
     """This worker's rank, best effort, for reporting errors found before settings parse."""
+    name = contract.RANK if env.get(contract.LAUNCHER) == contract.LAUNCHER_TORCHRUN else contract.HOROVOD_RANK
     try:
-        return int(env.get(contract.HOROVOD_RANK, "0"))
+        return int(env.get(name, "0"))
     except ValueError:
         return 0
+
+
+def read_launcher(env: Mapping[str, str] = os.environ) -> str:
+    """``OPENAUTOGLM_LAUNCHER``: horovod (also when unset or blank) or torchrun.
+
+    Strict: the engine always sets it, so anything else is a broken contract, and guessing
+    would give the program the wrong launcher's environment.
+    """
+    raw = env.get(contract.LAUNCHER, "").strip()
+    if not raw:
+        return contract.LAUNCHER_HOROVOD
+    if raw not in contract.LAUNCHERS:
+        raise SettingsError(f"{contract.LAUNCHER} must be {' or '.join(contract.LAUNCHERS)}, got {raw[:40]!r}")
+    return raw
 
 
 def read_json(env: Mapping[str, str], name: str, default: Any, kind: type | tuple[type, ...]) -> Any:
@@ -305,7 +341,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_placement(env: Mapping[str, str]) -> HorovodPlacement:
+def read_placement(env: Mapping[str, str]) -> Placement:
+    """The placement under the launcher of ``OPENAUTOGLM_LAUNCHER``, checked."""
+    if read_launcher(env) == contract.LAUNCHER_TORCHRUN:
+        return read_torchrun_placement(env)
+    return read_horovod_placement(env)
+
+
+def read_horovod_placement(env: Mapping[str, str]) -> Placement:
     """The ``HOROVOD_*`` variables and ``OPENAUTOGLM_WORKER_HOSTS``, checked against each other.
 
     Without a rendezvous address the worker runs standalone (size 1). Each worker must be its
@@ -317,7 +360,7 @@ def read_placement(env: Mapping[str, str]) -> HorovodPlacement:
     if addr is None:
         if size != 1:
             raise SettingsError(f"{contract.HOROVOD_SIZE} > 1 needs {contract.HOROVOD_GLOO_RENDEZVOUS_ADDR}/PORT")
-        return HorovodPlacement()
+        return Placement()
     if rank >= size:
         raise SettingsError(f"{contract.HOROVOD_RANK} {rank} is not below {contract.HOROVOD_SIZE} {size}")
     hostname = env.get(contract.HOROVOD_HOSTNAME) or "localhost"
@@ -336,7 +379,7 @@ def read_placement(env: Mapping[str, str]) -> HorovodPlacement:
         )
     if len(set(hosts)) != len(hosts):
         raise SettingsError(f"{contract.WORKER_HOSTS} has duplicates: every worker is its own host with one slot")
-    placement = HorovodPlacement(
+    placement = Placement(
         rank=rank,
         size=size,
         local_rank=read_int(env, contract.HOROVOD_LOCAL_RANK, 0),
@@ -358,3 +401,56 @@ def read_placement(env: Mapping[str, str]) -> HorovodPlacement:
             f"LOCAL_SIZE=1, CROSS_RANK={rank}, CROSS_SIZE={size}, got {actual}"
         )
     return placement
+
+
+def read_torchrun_placement(env: Mapping[str, str]) -> Placement:
+    """torchrun's variables (see :func:`.contract.torchrun_env`), checked against each other.
+
+    Without MASTER_ADDR the worker runs standalone (size 1). Each worker is its own node with
+    one process; rank 0's supervisor hosts the supervisors' board on MASTER_ADDR at the
+    rendezvous port, its program the TCPStore at MASTER_PORT.
+    """
+    addr = env.get(contract.MASTER_ADDR, "").strip() or None
+    size = read_int(env, contract.WORLD_SIZE, 1, minimum=1)
+    rank = read_int(env, contract.RANK, 0, minimum=0)
+    if addr is None:
+        if size != 1:
+            raise SettingsError(f"{contract.WORLD_SIZE} > 1 needs {contract.MASTER_ADDR} and {contract.MASTER_PORT}")
+        return Placement(launcher=contract.LAUNCHER_TORCHRUN)
+    if rank >= size:
+        raise SettingsError(f"{contract.RANK} {rank} is not below {contract.WORLD_SIZE} {size}")
+    port = read_int(env, contract.MASTER_PORT, None, minimum=1)
+    if port is None or port > 65535 or port == contract.DEFAULT_RENDEZVOUS_PORT:
+        raise SettingsError(
+            f"{contract.MASTER_PORT} must be a port other than {contract.DEFAULT_RENDEZVOUS_PORT} "
+            f"(the supervisors' own), got {env.get(contract.MASTER_PORT)!r}"
+        )
+    hosts = tuple(h.strip() for h in env.get(contract.WORKER_HOSTS, "").split(",") if h.strip())
+    if hosts and (len(hosts) != size or hosts[0] != addr):
+        raise SettingsError(
+            f"{contract.WORKER_HOSTS} must list the address of all {size} ranks in rank order, "
+            f"the first {contract.MASTER_ADDR} {addr!r}; got {','.join(hosts)!r}"
+        )
+    expected = {contract.LOCAL_RANK: "0", contract.LOCAL_WORLD_SIZE: "1", contract.GROUP_RANK: str(rank)}
+    expected |= {contract.GROUP_WORLD_SIZE: str(size), contract.ROLE_RANK: str(rank)}
+    expected |= {contract.ROLE_WORLD_SIZE: str(size)}
+    wrong = {name: env[name] for name, value in expected.items() if env.get(name, value).strip() != value}
+    if wrong:
+        raise SettingsError(
+            f"each worker is its own node with one process: expected "
+            f"{', '.join(f'{k}={v}' for k, v in expected.items())}, got {wrong}"
+        )
+    return Placement(
+        rank=rank,
+        size=size,
+        local_rank=0,
+        local_size=1,
+        cross_rank=rank,
+        cross_size=size,
+        hostname=hosts[rank] if hosts else addr if rank == 0 else "localhost",
+        rendezvous_addr=addr,
+        rendezvous_port=contract.DEFAULT_RENDEZVOUS_PORT,
+        worker_hosts=hosts,
+        launcher=contract.LAUNCHER_TORCHRUN,
+        master_port=port,
+    )

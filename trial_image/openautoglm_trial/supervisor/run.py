@@ -8,7 +8,10 @@ does the trial contract's part the program knows nothing of, and the program onl
 2. Horovod: rank 0 hosts the rendezvous server and waits for every rank's supervisor to check
    in before any program starts (Horovod's C++ store aborts a worker whose server is not up,
    see :mod:`openautoglm_trial.rendezvous`); the program gets the ``HOROVOD_*`` variables as they are, so
-   ``hvd.init()`` works without horovodrun;
+   ``hvd.init()`` works without horovodrun. torchrun: the program gets torchrun's variables as they
+   are (``init_process_group()`` works without torchrun; its own TCPStore needs no help) and no
+   ``HOROVOD_*`` or ``TORCHELASTIC_*``; the supervisors check in with rank 0's own board server
+   (:class:`.board.BoardServer`) instead, so stops reach every rank either way;
 3. starts the program (exec form, its own process group) and collects its metrics
    (:mod:`.collectors`) into curves (:mod:`.recorder`);
 4. stops it on a diverging loss, an exploding gradient norm or patience, and on SIGTERM;
@@ -31,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .. import contract, process
 from ..environment import (
-    HorovodPlacement,
     ObjectiveMetric,
+    Placement,
     Stopping,
     rank_hint,
     read_checkpoint_dir,
@@ -47,7 +50,7 @@ from ..environment import (
 from ..errors import RendezvousError, SettingsError
 from ..result import TerminationLog, TrialResult
 from . import command, stepfile
-from .board import Board, LocalBoard, RemoteBoard
+from .board import Board, BoardServer, LocalBoard, RemoteBoard
 from .child import Child
 from .collectors import COLLECTORS, Collector, CollectorSpec, StreamCollector
 from .recorder import STRATEGIES, Decision, Recorder, Report, default_strategies
@@ -79,7 +82,7 @@ class SupervisorSettings:
     strategies: Mapping[str, str]
     collector: CollectorSpec
     stopping: Stopping
-    placement: HorovodPlacement
+    placement: Placement
     bind_address: str | None
     metrics_port: int
     rendezvous_timeout: float
@@ -187,7 +190,7 @@ class Supervisor:
         health = self._serve(settings)
         self.collector = self._collector(settings)  # before the program: a file's old content
         self.board = self._join(settings)
-        child = Child(argv, self._child_env(), capture_stdout=isinstance(self.collector, StreamCollector))
+        child = Child(argv, self._child_env(settings), capture_stdout=isinstance(self.collector, StreamCollector))
         with self._lock:
             if self._terminating:
                 return self._park()
@@ -236,12 +239,22 @@ class Supervisor:
         ident = stepfile.identity(settings.params, settings.seed)
         return StepFile(settings.checkpoint_dir, ident, writer=settings.placement.rank == 0)
 
-    def _child_env(self) -> dict[str, str]:
-        """Our environment (HOROVOD_* as given), the push file, and unbuffered Python output:
-        a Python program writing to a pipe would otherwise hold its lines until it exits."""
+    def _child_env(self, settings: SupervisorSettings) -> dict[str, str]:
+        """Our environment (the launcher's variables as given), the push file, and unbuffered
+        Python output: a Python program writing to a pipe would otherwise hold its lines until it
+        exits. Under torchrun no ``HOROVOD_*`` (the operator's Horovod settings, meaningless there)
+        and no ``TORCHELASTIC_*`` (there is no elastic agent: ``TORCHELASTIC_USE_AGENT_STORE``
+        would leave rank 0's ``init_process_group()`` waiting for a store nobody serves)."""
         assert self.collector is not None
+        env = dict(os.environ)
+        if settings.placement.torchrun:
+            dropped = sorted(k for k in env if k.startswith((contract.HOROVOD_PREFIX, contract.TORCHELASTIC_PREFIX)))
+            for name in dropped:
+                del env[name]
+            if dropped:
+                log.info("not passed to the program under torchrun: %s", ", ".join(dropped))
         return {
-            **os.environ,
+            **env,
             "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED") or "1",
             **self.collector.child_env(),
         }
@@ -251,9 +264,10 @@ class Supervisor:
         return COLLECTORS[spec.kind].factory(spec, self._on_report, settings.strategies, settings.bind_address)
 
     def _join(self, settings: SupervisorSettings) -> Board:
-        """Horovod's rendezvous, as :func:`openautoglm_trial.rendezvous.join` does it, minus ``hvd.init()``."""
+        """Horovod's rendezvous, as :func:`openautoglm_trial.rendezvous.join` does it, minus ``hvd.init()``;
+        under torchrun the same check-in with rank 0's own board server (see :mod:`.board`)."""
         placement = settings.placement
-        if placement.standalone:
+        if placement.standalone or (placement.torchrun and placement.size == 1):
             return Board()
         from .. import rendezvous
 
@@ -265,13 +279,31 @@ class Supervisor:
         if placement.rank > 0:
             rendezvous.check_in(placement, settings.rendezvous_timeout)
             return RemoteBoard(placement)
+        address = settings.bind_address or placement.rendezvous_addr or "0.0.0.0"
+        if placement.torchrun:
+            return self._serve_board(address, settings)
         try:
-            server = rendezvous.start_server(settings.bind_address or placement.rendezvous_addr or "0.0.0.0", placement)
+            server = rendezvous.start_server(address, placement)
         except ImportError as exc:
             if placement.size > 1:
                 raise RendezvousError(f"rank 0 cannot host Horovod's rendezvous: {exc}") from None
             log.warning("no Horovod rendezvous for this single worker (%s)", exc)
             return Board()
+        rendezvous.wait_for_workers(server, placement, settings.rendezvous_timeout)
+        return LocalBoard(server)
+
+    @staticmethod
+    def _serve_board(address: str, settings: SupervisorSettings) -> Board:
+        """Rank 0 under torchrun: serve the board and wait for every rank's check-in."""
+        from .. import rendezvous
+
+        placement = settings.placement
+        try:
+            server = BoardServer((address, placement.rendezvous_port)).start()
+        except OSError as exc:
+            raise RendezvousError(
+                f"cannot bind the supervisors' board on {address}:{placement.rendezvous_port}: {exc}"
+            ) from None
         rendezvous.wait_for_workers(server, placement, settings.rendezvous_timeout)
         return LocalBoard(server)
 
