@@ -72,9 +72,10 @@ class InProcessWorker:
         import torch
 
         from openautoglm_trial.builtin import training
+        from openautoglm_trial.builtin.distributed import HorovodDistributed
 
         hvd.init()
-        self.hvd, self.torch, self.training = hvd, torch, training
+        self.ranks, self.torch, self.training = HorovodDistributed(hvd), torch, training
         self._data: dict[str, dict[str, Any]] = {}
 
     def run(self, job: TuningJob, number: int, params: dict[str, Any], report: Report) -> tuple[str, float | None, int]:
@@ -107,7 +108,7 @@ class InProcessWorker:
 
         try:
             outcome = self.training.train(
-                task, settings, self.hvd, objectives, TrialMetrics(), Health(settings.stall_seconds), on_epoch
+                task, settings, self.ranks, objectives, TrialMetrics(), Health(settings.stall_seconds), on_epoch
             )
         except optuna.TrialPruned:
             return "pruned", None, epochs

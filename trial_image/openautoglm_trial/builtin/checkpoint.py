@@ -17,6 +17,10 @@ whole curve), the patience state, and the trial's identity.
 * A checkpoint of another trial configuration (params, seed, task, epochs, world size differ: the
   directory was reused) is ignored, logged, and overwritten by this run's first save.
 * Loaded with ``torch.load(weights_only=True)``: a file on a shared claim runs no code.
+* The same file under either ``distributed``: the plain model's parameters and the optimizer's
+  whole state. With ZeRO every rank first sends its share of the optimizer state to rank 0
+  (``consolidate_state_dict(to=0)``, a collective), and on resume every rank reads the whole state
+  and keeps its share (``ZeroRedundancyOptimizer.load_state_dict``).
 """
 
 from __future__ import annotations
@@ -103,9 +107,12 @@ class Checkpoints:
             return None
         return state
 
-    def resume(self, hvd: Any, model: Any, optimizer: Any, scheduler: Any, outcome: Any, patience: Patience) -> int:
+    def resume(self, ranks: Any, model: Any, optimizer: Any, scheduler: Any, outcome: Any, patience: Patience) -> int:
         """Load the latest checkpoint into the loop's state on every rank: the model, optimizer,
         schedule, the outcome so far (a ``TrainingSummary``) and the patience.
+
+        Args:
+            ranks: the ranks' :class:`~.distributed.Distributed` (for one broadcast).
 
         Returns:
             The epoch it holds: the run goes on with the next; 0 without one.
@@ -115,7 +122,7 @@ class Checkpoints:
         """
         state = self.load()
         epoch = 0 if state is None else int(state["epoch"])
-        root = hvd.broadcast_object(epoch, root_rank=0, name="openautoglm.checkpoint_epoch")
+        root = ranks.broadcast_object(epoch, name="openautoglm.checkpoint_epoch")
         if root != epoch:
             raise TrialError(
                 f"rank {self.rank} found the checkpoint of epoch {epoch} in {self.directory}, rank 0 "
@@ -140,15 +147,19 @@ class Checkpoints:
 
     def save(self, model: Any, optimizer: Any, scheduler: Any, outcome: Any, patience: Patience) -> None:
         """Rank 0: write the checkpoint of the epoch ``outcome`` ends with, atomically; other
-        ranks do nothing.
+        ranks only send their share of a sharded optimizer state (called on every rank).
 
         A failed save (full disk, read-only claim) is logged and training goes on: the epochs
         already trained are worth more than the next retry's head start.
         """
         path = self.path
-        if path is None or self.rank != 0:
+        if path is None:
             return
         started = time.monotonic()
+        if hasattr(optimizer, "consolidate_state_dict"):  # ZeroRedundancyOptimizer: a collective
+            optimizer.consolidate_state_dict(to=0)
+        if self.rank != 0:
+            return
         epoch = outcome.epochs
         state = {
             "identity": self.identity,

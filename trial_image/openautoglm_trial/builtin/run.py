@@ -1,7 +1,8 @@
 """The built-in task's worker: what ``python -m openautoglm_trial`` runs without ``OPENAUTOGLM_COMMAND``.
 
-Reads the environment, serves /metrics and the probes, joins Horovod, trains the built-in task
-``OPENAUTOGLM_TASK``, and writes the termination message. Exit codes: those of
+Reads the environment, serves /metrics and the probes, joins the other ranks (Horovod, or
+torch.distributed with ``distributed: ddp``), trains the built-in task ``OPENAUTOGLM_TASK``, and
+writes the termination message. Exit codes: those of
 :mod:`openautoglm_trial.contract` (0 completed or stopped, 1 failed, 143 terminated).
 """
 
@@ -58,9 +59,16 @@ def _run(termination: TerminationLog, started: float, startup: Startup) -> int:
         ),
     )
     from .. import rendezvous
+    from . import distributed
 
-    # The peers meet while every rank imports torch (rank 0 serves, the others check in).
-    early = rendezvous.begin(settings.horovod, settings.bind_address, settings.rendezvous_timeout)
+    kind = distributed.choose(settings, task.settings)
+    # Horovod's peers meet while every rank imports torch (rank 0 serves, the others check in);
+    # torch.distributed's meet in init_process_group, whose store client waits for rank 0's.
+    early = (
+        rendezvous.begin(settings.horovod, settings.bind_address, settings.rendezvous_timeout)
+        if kind == distributed.HOROVOD
+        else None
+    )
     # Heavy imports only now: a trial with bad inputs fails without paying for them.
     import torch
 
@@ -87,22 +95,14 @@ def _run(termination: TerminationLog, started: float, startup: Startup) -> int:
     progress("worker exited unexpectedly while loading data")
     task.load_data()
     startup.mark("data")
-    placement = settings.horovod
-    progress(
-        "worker exited unexpectedly while joining Horovod"
-        + (
-            ""
-            if placement.standalone
-            else f" (rendezvous {placement.rendezvous_addr}:{placement.rendezvous_port}, {placement.size} workers)"
-        )
-    )
-    hvd = rendezvous.join(placement, settings.bind_address, settings.rendezvous_timeout, early)
+    progress(f"worker exited unexpectedly while {distributed.joining(kind, settings)}")
+    ranks = distributed.join(kind, bool(task.settings["zero"]), settings, early, settings.bind_address)
     startup.mark("rendezvous")
     health.mark_ready()
     outcome = training.train(
         task,
         settings,
-        hvd,
+        ranks,
         objectives,
         metrics,
         health,
@@ -110,6 +110,7 @@ def _run(termination: TerminationLog, started: float, startup: Startup) -> int:
         startup=startup,
     )
     termination.write_final(_result(outcome.status, outcome.reason, outcome, objectives, started))
+    ranks.shutdown()
     return contract.EXIT_COMPLETED
 
 

@@ -1,9 +1,9 @@
 """The distributed training loop shared by every task.
 
-Horovod keeps the workers in lockstep: each step every rank allreduces its loss and its
-gradients, so the loss and gradient norm the watch judges are identical everywhere and all
-ranks stop at the same step. Evaluation sums are allreduced too, so every rank reports the
-same metrics.
+Horovod or torch.distributed (DDP, optionally ZeRO-1; see :mod:`.distributed`) keeps the workers
+in lockstep: each step every rank allreduces its loss and its gradients, so the loss and gradient
+norm the watch judges are identical everywhere and all ranks stop at the same step. Evaluation
+sums are allreduced too, so every rank reports the same metrics.
 
 With a checkpoint directory, rank 0 saves after every epoch and every rank resumes from the
 latest (see :mod:`.checkpoint`). Each epoch reseeds torch from (seed, rank, epoch) and the
@@ -30,6 +30,7 @@ from ..server import Health, TrialMetrics
 from ..tasks import Task
 from ..watch import DivergenceWatch, Patience
 from .checkpoint import Checkpoints, epoch_seed, identity
+from .distributed import Distributed
 from .startup import Startup
 
 log = logging.getLogger(__name__)
@@ -74,19 +75,19 @@ class _ShardRecord:
 def train(
     task: Task,
     settings: TrialSettings,
-    hvd: Any,
+    ranks: Distributed,
     objectives: tuple[ObjectiveMetric, ...],
     metrics: TrialMetrics,
     health: Health,
     on_epoch: Callable[[TrainingSummary], None] = lambda outcome: None,
     startup: Startup | None = None,
 ) -> TrainingSummary:
-    """Train a task for up to ``settings.epochs`` epochs on this Horovod worker.
+    """Train a task for up to ``settings.epochs`` epochs on this worker.
 
     Args:
         task: the task, with its data loaded.
         settings: the trial settings (epochs, seed, stopping, save_params_to).
-        hvd: the initialised ``horovod.torch`` module.
+        ranks: how the ranks train together (Horovod or DDP), joined.
         objectives: objective metrics; patience watches the first one.
         metrics: gauges to update.
         health: heartbeat of the loop.
@@ -97,13 +98,13 @@ def train(
     Returns:
         The outcome: completed (all epochs or patience), or stopped (diverged).
     """
-    rank, size = hvd.rank(), hvd.size()
+    rank, size, device = ranks.rank, ranks.size, ranks.device
     # Same seed everywhere for the model: identical initial weights even before the broadcast.
     torch.manual_seed(settings.seed)
-    model = task.build_model()
-    optimizer = hvd.DistributedOptimizer(task.build_optimizer(model), named_parameters=model.named_parameters())
-    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+    # ``model`` keeps the plain parameters (evaluation, checkpoints, saved parameters);
+    # ``trainer`` is what the steps run through (a DDP wrapper, or the model itself).
+    model = task.build_model().to(device)
+    trainer, optimizer = ranks.wrap(model, task.build_optimizer(model))
     startup = startup or Startup()
     startup.mark("model")
     initial = _flat_parameters(model) if settings.save_params_to else None
@@ -121,15 +122,17 @@ def train(
     shard = _ShardRecord()
     outcome = TrainingSummary()
     checkpoints = Checkpoints(settings.checkpoint_dir, identity(settings, size), rank)
-    start = checkpoints.resume(hvd, model, optimizer, scheduler, outcome, patience)
+    start = checkpoints.resume(ranks, model, optimizer, scheduler, outcome, patience)
     shard.replay(sampler, start, steps_per_epoch * task.batch_size)
     log.info(
-        "training %s: %d epoch(s) of %d step(s), batch %d per worker, %d worker(s)%s",
+        "training %s: %d epoch(s) of %d step(s), batch %d per worker, %d worker(s) (%s on %s)%s",
         settings.task,
         settings.epochs,
         steps_per_epoch,
         task.batch_size,
         size,
+        ranks.kind,
+        device,
         f", from epoch {start + 1} (run {settings.run})" if start else "",
     )
     health.start_training()
@@ -140,27 +143,26 @@ def train(
         # do not depend on the epoch this run started at.
         torch.manual_seed(epoch_seed(settings.seed, rank, epoch))
         sampler.set_epoch(epoch)
-        model.train()
+        trainer.train()
         losses: list[float] = []
         for batch in _take(loader, steps_per_epoch):
             health.beat()
             step = outcome.steps + 1
             optimizer.zero_grad()
-            loss = task.training_loss(model, batch)
-            # Average the loss in the same Horovod cycles as the gradients (one round trip
-            # fewer per step) and decide on averages, so every rank stops at the same step.
-            loss_handle = hvd.allreduce_async(loss.detach(), name="openautoglm.train_loss")
+            loss = task.training_loss(trainer, _on(device, batch))
+            # Average the loss while the gradients are reduced (one round trip fewer per step)
+            # and decide on averages, so every rank stops at the same step.
+            mean_of_loss = ranks.mean_async(loss.detach(), name="openautoglm.train_loss")
             loss.backward()
             # Finish the gradient allreduce now to judge the averaged gradient before stepping.
-            optimizer.synchronize()
-            mean_loss = hvd.synchronize(loss_handle).item()
+            ranks.finish_gradients(optimizer)
+            mean_loss = mean_of_loss()
             grad_norm = _grad_norm(model)
             outcome.reason = watch.check_loss(mean_loss, epoch, step) or watch.check_grad_norm(grad_norm, epoch, step)
             if outcome.reason is not None:
                 outcome.status = contract.STATUS_STOPPED
                 break
-            with optimizer.skip_synchronize():
-                optimizer.step()
+            ranks.step(optimizer)
             if scheduler is not None:
                 scheduler.step()
             startup.finish("first_step")
@@ -172,7 +174,7 @@ def train(
             log.warning("%s", outcome.reason)
             break
 
-        epoch_metrics = _evaluate(task, model, val_loader, hvd, health)
+        epoch_metrics = _evaluate(task, model, val_loader, ranks, health)
         epoch_metrics["train_loss"] = float(np.mean(losses)) if losses else math.nan
         outcome.epochs = epoch
         outcome.metrics = epoch_metrics
@@ -188,16 +190,36 @@ def train(
         )
         outcome.reason = patience.update(epoch_metrics.get(objectives[0].metric, math.nan))
         checkpoints.save(model, optimizer, scheduler, outcome, patience)
-        outcome.info = {**task.info(), **shard.info(), **startup.info(), **checkpoints.info()}
+        outcome.info = _info(task, shard, startup, checkpoints, ranks, optimizer)
         on_epoch(outcome)
         if outcome.reason is not None:
             log.info("%s", outcome.reason)
             break
     health.stop_training()
-    outcome.info = {**task.info(), **shard.info(), **startup.info(), **checkpoints.info()}
+    outcome.info = _info(task, shard, startup, checkpoints, ranks, optimizer)
     if settings.save_params_to:
         _save_parameters(settings.save_params_to.replace("{rank}", str(rank)), initial, _flat_parameters(model))
     return outcome
+
+
+def _info(
+    task: Task, shard: _ShardRecord, startup: Startup, checkpoints: Checkpoints, ranks: Distributed, optimizer: Any
+) -> dict[str, Any]:
+    return {**task.info(), **shard.info(), **startup.info(), **checkpoints.info(), **ranks.info(optimizer)}
+
+
+def _on(device: torch.device, batch: Any) -> Any:
+    """A batch on the training device (tensors, and tuples, lists or dicts of them); on the CPU
+    the batch as it is."""
+    if device.type == "cpu":
+        return batch
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_on(device, item) for item in batch)
+    if isinstance(batch, dict):
+        return {key: _on(device, value) for key, value in batch.items()}
+    return batch
 
 
 def _take(loader: DataLoader, steps: int):
@@ -213,21 +235,25 @@ def _grad_norm(model: torch.nn.Module) -> float:
 
 
 @torch.no_grad()
-def _evaluate(task: Task, model: torch.nn.Module, loader: DataLoader, hvd: Any, health: Health) -> dict[str, float]:
+def _evaluate(
+    task: Task, model: torch.nn.Module, loader: DataLoader, ranks: Distributed, health: Health
+) -> dict[str, float]:
+    # The plain model, never the DDP wrapper: the ranks see different numbers of batches here,
+    # and no collective may run per batch.
     model.eval()
     totals = dict.fromkeys(task.sum_keys, 0.0)
     for batch in loader:
         health.beat()
-        for key, value in task.evaluation_sums(model, batch).items():
+        for key, value in task.evaluation_sums(model, _on(ranks.device, batch)).items():
             totals[key] += float(value)
     # One allreduce of a fixed-order vector: exact global sums, identical on every rank.
     vector = torch.tensor([totals[key] for key in task.sum_keys], dtype=torch.float64)
-    summed = hvd.allreduce(vector, op=hvd.Sum, name="openautoglm.eval_sums")
+    summed = ranks.sum(vector, name="openautoglm.eval_sums")
     return task.metrics_from_sums(dict(zip(task.sum_keys, summed.tolist(), strict=True)))
 
 
 def _flat_parameters(model: torch.nn.Module) -> np.ndarray:
-    return torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy().copy()
+    return torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu().numpy().copy()
 
 
 def _save_parameters(path: str, initial: np.ndarray | None, final: np.ndarray) -> None:

@@ -6,12 +6,13 @@ search spaces from here; the implementations are imported only when a worker tra
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from ..environment import ObjectiveMetric
 from ..errors import SettingsError
-from .base import Hyperparameter, Task, TaskContext, TaskSpec
+from .base import DISTRIBUTED_SETTINGS, Hyperparameter, Task, TaskContext, TaskSpec
 
 __all__ = [
     "TASKS",
@@ -30,9 +31,11 @@ TASKS: dict[str, TaskSpec] = {}
 
 
 def register(spec: TaskSpec) -> TaskSpec:
-    """Add a task to the registry (names are unique)."""
+    """Add a task to the registry (names are unique), with the settings of the shared training
+    loop (``distributed``, ``zero``: :data:`~.base.DISTRIBUTED_SETTINGS`) beside its own."""
     if spec.name in TASKS:
         raise ValueError(f"task {spec.name!r} is already registered")
+    spec = dataclasses.replace(spec, settings={**spec.settings, **DISTRIBUTED_SETTINGS})
     TASKS[spec.name] = spec
     return spec
 

@@ -20,6 +20,43 @@ from ..errors import ParameterError, SettingsError
 if TYPE_CHECKING:
     import torch
 
+#: Task settings every built-in task accepts besides its own: how its ranks train together (the
+#: training loop is shared, so these are the same for all). ``distributed``: ``horovod`` or ``ddp``
+#: (torch.distributed); None follows the launcher (horovod under ``trial.launcher: horovod``, ddp
+#: under torchrun). ``zero``: shard the optimizer state across the ranks (ZeRO-1, ddp only).
+DISTRIBUTED_SETTINGS: Mapping[str, Any] = {"distributed": None, "zero": False}
+DISTRIBUTED_KINDS: tuple[str, ...] = ("horovod", "ddp")
+#: ``distributed`` when the setting is unset, per ``trial.launcher``
+DISTRIBUTED_OF_LAUNCHER: Mapping[str, str] = {"horovod": "horovod", "torchrun": "ddp"}
+
+
+def distributed_problems(settings: Mapping[str, Any], launcher: str | None = None) -> list[tuple[str, str]]:
+    """What is wrong with the ``distributed`` and ``zero`` task settings: (setting, message) pairs.
+
+    Args:
+        settings: the task settings as given.
+        launcher: the trial's launcher, when known: then an unset ``distributed`` is what it gives;
+            None checks only what the settings say themselves.
+    """
+    problems: list[tuple[str, str]] = []
+    kind = settings.get("distributed")
+    if kind is not None and kind not in DISTRIBUTED_KINDS:
+        problems.append(("distributed", f"must be horovod or ddp (or unset: what the launcher gives), got {kind!r}"))
+        kind = None
+    zero = settings.get("zero", False)
+    if not isinstance(zero, bool):
+        problems.append(("zero", f"must be true or false, got {zero!r}"))
+    elif zero and (kind or DISTRIBUTED_OF_LAUNCHER.get(launcher or "")) == "horovod":
+        problems.append(
+            (
+                "zero",
+                "ZeRO shards the optimizer state with torch.distributed: "
+                "it needs distributed: ddp (launcher: torchrun)",
+            )
+        )
+    return problems
+
+
 #: Python types a hyperparameter value may arrive as, per declared kind (bool is no number).
 _KINDS: dict[str, tuple[type, ...]] = {"float": (int, float), "int": (int, float), "str": (str,)}
 
@@ -123,7 +160,7 @@ class TaskSpec:
         """Validate task settings and fill in defaults.
 
         Raises:
-            SettingsError: an unknown setting name.
+            SettingsError: an unknown setting name, or a bad ``distributed``/``zero``.
         """
         unknown = sorted(set(settings) - set(self.settings))
         if unknown:
@@ -132,7 +169,14 @@ class TaskSpec:
                 f"{', '.join(map(repr, unknown))} for task {self.name!r} "
                 f"(known: {', '.join(sorted(self.settings))})"
             )
+        for name, message in distributed_problems(settings):
+            raise SettingsError(f"task setting {name!r}: {message}")
         return {**self.settings, **settings}
+
+    def setting_problems(self, settings: Mapping[str, Any], launcher: str | None = None) -> list[tuple[str, str]]:
+        """Bad values among the task settings, as (setting, message) pairs, for validate (unknown
+        names are its own check)."""
+        return distributed_problems(settings, launcher)
 
     def create(self, params: Mapping[str, Any], settings: Mapping[str, Any], context: TaskContext) -> Task:
         """Validate inputs first, then import the implementation and instantiate it.
@@ -200,7 +244,7 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
-        """Build the (plain torch) optimiser; the loop wraps it in hvd.DistributedOptimizer."""
+        """Build the (plain torch) optimiser; the loop wraps it (Horovod, or ZeRO-1)."""
 
     def build_scheduler(
         self, optimizer: torch.optim.Optimizer, total_steps: int
