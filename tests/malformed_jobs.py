@@ -756,6 +756,36 @@ MALFORMED: list[Malformed] = [
         crd=("spec.trial.scheduling.kueue.queueName", "should match"),
     ),
     Malformed(
+        "launcher-unknown",
+        _set("spec.trial.launcher", "mpirun"),
+        validate=("spec.trial.launcher", "'horovod' or 'torchrun'"),
+        crd=("spec.trial.launcher", 'Unsupported value: "mpirun"'),
+    ),
+    Malformed(
+        "torchrun-env-set-by-hand",
+        _steps(
+            _set("spec.trial.launcher", "torchrun"), _set("spec.trial.env", [{"name": "MASTER_PORT", "value": "1"}])
+        ),
+        validate=("spec.trial.env[0].name", "MASTER_PORT is set by the torchrun launcher"),
+        crd=("spec.trial.env", "set by the torchrun launcher"),
+    ),
+    Malformed(
+        "ddp-under-horovod",
+        _set("spec.trial.taskSettings", {"distributed": "ddp"}),
+        validate=("spec.trial.taskSettings.distributed", "'ddp' needs trial.launcher: torchrun"),
+        crd=None,
+        reason="taskSettings is a free-form object in the CRD (each task has its own settings): CEL cannot see "
+        "its fields; the operator validates every job and fails this one (InvalidSpec) with validate's message",
+    ),
+    Malformed(
+        "zero-under-horovod",
+        _set("spec.trial.taskSettings", {"zero": True}),
+        validate=("spec.trial.taskSettings.zero", "it needs distributed: ddp (launcher: torchrun)"),
+        crd=None,
+        reason="taskSettings is a free-form object in the CRD: CEL cannot see its fields; the operator "
+        "validates every job and fails this one (InvalidSpec) with validate's message",
+    ),
+    Malformed(
         "reserved-env-var",
         _set("spec.trial.env", [{"name": "OPENAUTOGLM_X", "value": "1"}]),
         validate=("spec.trial.env[0].name", "set by the operator"),

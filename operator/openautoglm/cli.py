@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
         )
         return EXIT_INVALID
     workdir = Path(args.workdir) / job.name if args.workdir else cfg.default_workdir(path, job.name)
+    if args.gpus is not None:
+        from openautoglm.local.gpus import CUDA_VISIBLE_DEVICES, visible_gpus
+
+        # What the workers are given their own from (local/gpus.py), as if the runner saw only these.
+        os.environ[CUDA_VISIBLE_DEVICES] = ",".join(visible_gpus(args.gpus, os.environ))
     # No terminal (CI, a log file): long lines stay whole instead of wrapping at 80 columns.
     console = Console(file=sys.stderr, soft_wrap=True)
     progress = ConsoleProgress(console, quiet=args.quiet)
     console.print(
         f"[bold]TuningJob {job.name}[/]: {job.spec.budget.max_trials} trials, "
-        f"{job.spec.trial.workers} Horovod workers each, parallelism {job.spec.budget.parallelism}, "
+        f"{job.spec.trial.workers} {job.spec.trial.launcher} workers each, parallelism {job.spec.budget.parallelism}, "
         f"sampler {sampler_name(job.spec)}, pruner {job.spec.early_stopping.pruner}",
         highlight=False,
     )
@@ -195,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fresh", action="store_true", help="delete the stored study and start over")
     t.add_argument("--quiet", action="store_true", help="no progress, only the summary")
     t.add_argument("--json", metavar="PATH", help="also write the final status as JSON")
+    t.add_argument(
+        "--gpus",
+        metavar="LIST",
+        help="GPUs to share out, each worker its own (indices or UUIDs, comma-separated; none: CPU only); "
+        "default: CUDA_VISIBLE_DEVICES, else the GPUs nvidia-smi lists",
+    )
     t.set_defaults(func=cmd_tune)
 
     v = sub.add_parser("validate", help="check TuningJob files; report every problem with its field path")

@@ -52,6 +52,10 @@ SECRET_KEY_RE: Final = re.compile(r"^[-._a-zA-Z0-9]+$")
 MIN_INTERVAL_SECONDS: Final = 0.5
 
 Direction = Literal["maximize", "minimize"]
+Launcher = Literal["horovod", "torchrun"]
+#: A built-in task's taskSettings.distributed under each launcher, and back.
+DISTRIBUTED_OF: Final = {"horovod": "horovod", "torchrun": "ddp"}
+LAUNCHER_OF: Final = {v: k for k, v in DISTRIBUTED_OF.items()}
 MetricName = Annotated[str, Field(min_length=1, max_length=63, pattern=PARAM_NAME_RE.pattern)]
 #: How a metric's curve becomes one value: its minimum, its maximum or its last value (Katib's
 #: metricStrategies).
@@ -405,11 +409,14 @@ class TrialTemplate(_Model):
     #: Task settings, e.g. ``{dataset: ./corpus, model: ./checkpoint}``.
     task_settings: dict[str, Any] = Field(default_factory=dict)
     epochs: Annotated[int, Field(ge=1, le=100_000)] = 10
-    #: Horovod ranks per trial, one pod (or local process) each.
+    #: Ranks per trial, one pod (or local process) each.
     workers: Annotated[int, Field(ge=1, le=64)] = 1
+    #: What every rank's environment is made for: Horovod (HOROVOD_*, hvd.init() without horovodrun)
+    #: or torchrun (MASTER_ADDR, RANK, WORLD_SIZE ...: a plain init_process_group()).
+    launcher: Launcher = "horovod"
     image: Annotated[str, Field(min_length=1)] = "openautoglm/trial:0.1"
     resources: Resources = Field(default_factory=Resources)
-    env: list[EnvVar] = Field(default_factory=list)
+    env: Annotated[list[EnvVar], Field(max_length=256)] = Field(default_factory=list)
     #: A trial running longer than this is stopped and counted as failed. Counted from the moment
     #: every rank of its run runs: time spent queued, gated or pulling images is not training time.
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
@@ -436,6 +443,23 @@ class TrialTemplate(_Model):
         names = [e.name for e in self.env]
         if len(set(names)) != len(names):
             p.append(("env", f"names must be unique, got {names}"))
+        if self.launcher == "torchrun":
+            p += [
+                (f"env[{i}].name", f"{e.name} is set by the torchrun launcher")
+                for i, e in enumerate(self.env)
+                if e.name in contract.TORCHRUN_ENV or e.name.startswith(contract.TORCHELASTIC_PREFIX)
+            ]
+        distributed = self.task_settings.get("distributed") if self.task is not None else None
+        if (
+            distributed in LAUNCHER_OF and distributed != DISTRIBUTED_OF[self.launcher]
+        ):  # other values: the task's check
+            p.append(
+                (
+                    "taskSettings.distributed",
+                    f"{distributed!r} needs trial.launcher: {LAUNCHER_OF[distributed]}"
+                    f" (the launcher gives the ranks their environment); got launcher {self.launcher!r}",
+                )
+            )
         _raise(p)
         return self
 

@@ -101,6 +101,8 @@ def plugin_problems(job: TuningJob) -> list[Problem]:
                         f"unknown setting of the {task} task; known: {sorted(TASKS[task].settings)}",
                     )
                 )
+        for k, msg in TASKS[task].setting_problems(spec.trial.task_settings, spec.trial.launcher):
+            problems.append(Problem(f"spec.trial.taskSettings.{k}", msg))  # distributed, zero
         problems += _task_problems(spec, TASKS[task])
     from openautoglm import podtemplate  # the pod template's schema, owned fields and Pod Security
 

@@ -66,3 +66,38 @@ def test_converted_katib_example_runs_to_succeeded(tmp_path: Path, example: str,
     # The objective is Katib's: the loss the script printed, at its best epoch (min).
     assert all(0 < t.value < 3 for t in trials)
     assert result.status.best["params"].keys() == {"lr", "momentum"}
+
+
+@pytest.mark.slow
+def test_converted_pytorchjob_example_runs_to_succeeded_with_torchrun(tmp_path: Path) -> None:
+    """issue 25: Katib's PyTorchJob example (Master + 1 Worker) converts to 2 torchrun workers; a
+    stand-in for its program (a plain init_process_group() + DDP script taking the same flags) runs
+    unchanged: every trial Succeeded, the loss read from rank 0's stdout."""
+    experiment = yaml.safe_load((KATIB / "kubeflow-training-operator/pytorchjob-mnist.yaml").read_text())
+    conversion = convert(experiment)
+    assert conversion.unmapped == []
+    doc = conversion.job
+    trial = doc["spec"]["trial"]
+    assert (trial["launcher"], trial["workers"]) == ("torchrun", 2)
+    assert trial["command"][:2] == ["python3", "/opt/pytorch-mnist/mnist.py"]
+    trial["command"] = [
+        sys.executable,
+        str(Path(__file__).with_name("katib_mnist_ddp.py")),
+        *trial["command"][2:],
+        f"--data-dir={OWN_SCRIPT / 'data'}",
+    ]
+    doc["spec"]["budget"]["maxTrials"] = 2
+    doc["spec"]["budget"]["parallelism"] = 2
+    doc["metadata"].pop("namespace")
+    job = validate_document(doc)
+    assert job.spec.trial.launcher == "torchrun"
+    result = run_local(job, workdir=tmp_path / job.name, settings=FAST, base_dir=tmp_path)
+    assert result.status.phase == "Succeeded", result.status
+    trials = result.study.get_trials()
+    assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(0 < t.value < 3 for t in trials)
+    # Both ranks of each trial joined one process group of 2 (init_process_group from torchrun's env).
+    for number in range(2):
+        for rank in range(2):
+            log = (tmp_path / job.name / "trials" / f"t{number}" / f"w{rank}" / "output.log").read_text()
+            assert f"gloo backend: rank {rank} of 2" in log and "Traceback" not in log, log

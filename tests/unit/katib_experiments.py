@@ -8,6 +8,7 @@ from tests/data/katib (Katib commit 33c8ff4).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,20 @@ def valid(job: dict[str, Any]) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # Optuna's CmaEsSampler(sigma0=...) notice
         return validate_document(copy.deepcopy(job))
+
+
+def admission() -> Any:
+    """tests/k8s/harness/admission.py: kubectl apply's admission of a TuningJob by the committed CRD file."""
+    import pytest
+
+    pytest.importorskip("celpy")
+    spec = importlib.util.spec_from_file_location(
+        "katib_test_admission", REPO / "tests" / "k8s" / "harness" / "admission.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def paths(conversion: Any) -> set[str]:

@@ -394,3 +394,29 @@ def test_a_long_scheduler_message_is_bounded():
     }
     waiting = observe_pod(pod, 9090).waiting
     assert waiting.startswith("Unschedulable: 0/5000 nodes") and len(waiting) < 400
+
+
+def test_a_torchrun_trial_gets_torchruns_environment_and_no_horovod():
+    doc = digits_job()
+    doc["spec"]["trial"]["launcher"] = "torchrun"
+    doc["spec"]["trial"]["taskSettings"] = {"distributed": "ddp"}
+    j = validate_document(doc)
+    ports = set()
+    for rank in (0, 1):
+        pod = builders.build_worker_pod(j, BODY, 7, rank, {"lr": 0.01}, "ml")
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert not [k for k in env if k.startswith(("HOROVOD_", "TORCHELASTIC_"))], env
+        assert env["MASTER_ADDR"] == "digits-test-t7-w0.digits-test-t7.ml.svc", "rank 0's stable DNS name"
+        assert (env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"], env["LOCAL_WORLD_SIZE"]) == (
+            str(rank),
+            "2",
+            "0",
+            "1",
+        )
+        assert env["GROUP_RANK"] == str(rank) and env["OPENAUTOGLM_LAUNCHER"] == "torchrun"
+        ports.add(env["MASTER_PORT"])
+    assert len(ports) == 1, "every rank dials the same store"
+    other = builders.build_worker_pod(j, BODY, 8, 0, {"lr": 0.01}, "ml")
+    other_port = next(e["value"] for e in other["spec"]["containers"][0]["env"] if e["name"] == "MASTER_PORT")
+    assert other_port not in ports, "trials sharing a network namespace get ports of their own"

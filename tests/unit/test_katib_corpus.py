@@ -25,6 +25,7 @@ from typing import Any, Literal, NamedTuple
 
 import pytest
 import yaml
+from katib_experiments import admission as katib_admission
 
 from openautoglm import cli
 from openautoglm.katib import Conversion, NotAnExperiment, convert
@@ -67,7 +68,8 @@ CORPUS: dict[str, Expected] = {
     "hp-tuning/tpe.yaml": CONVERTS,
     "kubeflow-trainer/trainjob-pytorch.yaml": Expected("refused", "TrainJob"),
     "kubeflow-training-operator/mpijob-horovod.yaml": CONVERTS,
-    # issue 22: restartPolicy OnFailure refused as "never restarted", ignoring trial.retries (today: lossy)
+    # issue 22: restartPolicy OnFailure refused as "never restarted", ignoring trial.retries (today: lossy);
+    # issue 25: converts to trial.launcher torchrun (it ran with Horovod's environment before)
     "kubeflow-training-operator/pytorchjob-mnist.yaml": CONVERTS,
     "kubeflow-training-operator/tfjob-mnist-with-summaries.yaml": Expected("refused", "TFJob"),
     "kubeflow-training-operator/xgboostjob-lightgbm.yaml": Expected("refused", "XGBoostJob"),
@@ -231,6 +233,35 @@ def test_experiment(name: str, tmp_path: Path) -> None:
         assert (lossy.status, lossy.out) == (2, ""), lossy.err
         assert expected.reason in plain.err
         assert expected.reason in lossy.err
+
+
+def trial_kind(name: str) -> Any:
+    """The kind of the Experiment's trialSpec (None when it has none, e.g. a ConfigMap template)."""
+    return (((load(name).get("spec") or {}).get("trialTemplate") or {}).get("trialSpec") or {}).get("kind")
+
+
+#: The vendored Experiments whose trials are PyTorchJobs.
+PYTORCHJOBS = sorted(name for name in CORPUS if trial_kind(name) == "PyTorchJob")
+
+
+def test_the_corpus_has_pytorchjobs() -> None:
+    assert "kubeflow-training-operator/pytorchjob-mnist.yaml" in PYTORCHJOBS
+
+
+@pytest.mark.parametrize("name", PYTORCHJOBS)
+def test_every_pytorchjob_converts_as_it_is_to_torchrun(name: str) -> None:
+    """issue 25: a PyTorchJob's replicas start with torchrun's environment (init_process_group() as
+    the training operator starts it), without --lossy; the TuningJob passes validate (test_experiment)
+    and the CRD's admission (kubectl apply with fieldValidation=Strict)."""
+    assert CORPUS[name] == CONVERTS
+    c = conversion(name)
+    assert c.complete, c.unmapped
+    trial = c.job["spec"]["trial"]
+    replicas = load(name)["spec"]["trialTemplate"]["trialSpec"]["spec"]["pytorchReplicaSpecs"]
+    assert trial["launcher"] == "torchrun"
+    assert trial["workers"] == sum(int(r.get("replicas", 1)) for r in replicas.values())
+    assert import_katib(name).status == 0
+    assert katib_admission().review(copy.deepcopy(c.job), strict=True) == []
 
 
 @pytest.mark.parametrize("name", corpus("refused"))

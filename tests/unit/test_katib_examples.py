@@ -4,11 +4,11 @@ set of paths the converter cannot map; every converted job passes our validation
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import pytest
-from katib_experiments import DATA, JOB_POD, REPO, TRIAL_SPEC, load, paths, valid
+from katib_experiments import DATA, JOB_POD, TRIAL_SPEC, load, paths, valid
+from katib_experiments import admission as katib_admission
 
 from openautoglm.katib import convert
 from openautoglm.validation import InvalidTuningJob
@@ -165,17 +165,6 @@ def test_file_and_json_collectors_of_the_examples() -> None:
     assert mc == {"kind": "file", "path": "/katib/mnist.json", "format": "json"}
 
 
-def _admission() -> Any:
-    pytest.importorskip("celpy")
-    spec = importlib.util.spec_from_file_location(
-        "katib_test_admission", REPO / "tests" / "k8s" / "harness" / "admission.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 CONVERTED = sorted(n for n, (unmapped, lossy_valid) in EXAMPLES.items() if not unmapped or lossy_valid)
 
 
@@ -187,7 +176,7 @@ def test_converted_examples_pass_the_crd_admission(name: str) -> None:
     and metricStrategies, spec.trial.podTemplate, '-' in parameter names) came with a regeneration of
     crds/openautoglm.io_tuningjobs.yaml; against an older file this test xfails, saying so.
     """
-    admission = _admission()
+    admission = katib_admission()
     properties = admission.schema()["properties"]["spec"]["properties"]
     if "collector" not in properties["metrics"].get("properties", {}):
         pytest.xfail("crds/openautoglm.io_tuningjobs.yaml not regenerated yet (no spec.metrics.collector)")

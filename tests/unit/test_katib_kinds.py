@@ -22,8 +22,46 @@ def test_pytorchjob_workers_count() -> None:
         "--lr=${trialParameters.lr}",
         "--momentum=${trialParameters.momentum}",
     ]
-    assert any("not torch.distributed's" in n for n in c.notes)
+    # issue 25: the ranks get torchrun's environment, as the training operator gives them (was Horovod's)
+    assert trial["launcher"] == "torchrun"
+    assert any("trial.launcher: torchrun" in n and "init_process_group() runs unchanged" in n for n in c.notes)
+    assert valid(c.job).spec.trial.launcher == "torchrun"
+
+
+def test_pytorchjob_of_a_master_alone_is_one_torchrun_rank() -> None:
+    """The training operator gives a lone Master WORLD_SIZE=1 and RANK=0 too: one torchrun rank."""
+    exp = pytorch_job(1)
+    del exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["pytorchReplicaSpecs"]["Worker"]
+    c = convert(exp)
+    assert c.complete, c.unmapped
+    assert (c.job["spec"]["trial"]["workers"], c.job["spec"]["trial"]["launcher"]) == (1, "torchrun")
     valid(c.job)
+
+
+def test_pytorchjob_env_the_launcher_sets_is_dropped_with_a_note() -> None:
+    """A template's own WORLD_SIZE or MASTER_PORT: the training operator overrides it, and a torchrun
+    TuningJob may not set it (validation refuses it): dropped, the rest of the env kept."""
+    exp = pytorch_job(1)
+    env = [
+        {"name": "WORLD_SIZE", "value": "2"},
+        {"name": "MASTER_PORT", "value": "23456"},
+        {"name": "MODE", "value": "x"},
+    ]
+    for replica in exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["pytorchReplicaSpecs"].values():
+        replica["template"]["spec"]["containers"][0]["env"] = env
+    c = convert(exp)
+    assert c.complete, c.unmapped
+    assert c.job["spec"]["trial"]["env"] == [{"name": "MODE", "value": "x"}]
+    assert any("WORLD_SIZE, MASTER_PORT dropped" in n for n in c.notes), c.notes
+    valid(c.job)
+
+
+@pytest.mark.parametrize(("nproc", "maps"), [(1, True), ("1", True), (2, False), ("auto", False)])
+def test_pytorchjob_nproc_per_node_must_be_one_process(nproc: object, maps: bool) -> None:
+    exp = pytorch_job(1)
+    exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["nprocPerNode"] = nproc
+    c = convert(exp)
+    assert paths(c) == (set() if maps else {f"{TRIAL_SPEC}.spec.nprocPerNode"})
 
 
 def test_pytorchjob_replicas_must_match_and_not_restart() -> None:

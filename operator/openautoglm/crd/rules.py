@@ -21,6 +21,7 @@ from openautoglm.spec import (
     NAME_RE,
     URL_PASSWORD_RE,
 )
+from openautoglm_trial.contract import TORCHELASTIC_PREFIX, TORCHRUN_ENV
 
 
 def _rule(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
@@ -509,6 +510,13 @@ RULES: Final[dict[str, list[dict[str, str]]]] = {
             "has(self.task) != has(self.command)",
             "give exactly one of task (a built-in task) or command (your own program)",
             ".task",
+        ),
+        _rule(
+            "!has(self.launcher) || self.launcher != 'torchrun'"
+            f" || self.env.all(e, !(e.name in {_cel_list(TORCHRUN_ENV)})"
+            f" && !e.name.startsWith('{TORCHELASTIC_PREFIX}'))",
+            "MASTER_ADDR, RANK, WORLD_SIZE ... (and TORCHELASTIC_*) are set by the torchrun launcher",
+            ".env",
         ),
         # In a cluster only (the CRD's side): a pod's own disk dies with it, so checkpoints need a claim;
         # openautoglm tune keeps them in its work directory and needs none.

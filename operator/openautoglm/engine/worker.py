@@ -39,6 +39,7 @@ def build_worker_env(
     extra: dict[str, str] | None = None,
     checkpoint_dir: str | None = None,
     run: int = 0,
+    namespace: str = "",
 ) -> dict[str, str]:
     """Every variable a worker receives, as strings (the form both env and pods need).
 
@@ -47,6 +48,7 @@ def build_worker_env(
         bind_address: where the worker's HTTP servers listen.
         checkpoint_dir: the trial's checkpoint directory as the worker sees it (trial.checkpoint).
         run: which run of the trial this is (0, then one more per retry or requeue).
+        namespace: the job's namespace ("" locally): part of a torchrun trial's MASTER_PORT.
     """
     spec = job.spec
     env: dict[str, str] = {e.name: e.value for e in spec.trial.env}
@@ -74,8 +76,8 @@ def build_worker_env(
             c.METRICS_PORT: str(spec.metrics.port),
             c.TERMINATION_LOG: termination_log,
             c.WORKER_HOSTS: ",".join(hosts),
-            # What horovodrun sets for a Gloo job: each worker is its own host with one slot.
-            **c.horovod_env(rank, hosts, rendezvous_port),
+            c.LAUNCHER: spec.trial.launcher,
+            **launcher_env(job, number, rank, hosts, namespace, rendezvous_port),
         }
     )
     if spec.trial.checkpoint is not None and checkpoint_dir:
@@ -87,6 +89,18 @@ def build_worker_env(
         env.update(supervisor_env(job))
     env.update(extra or {})
     return env
+
+
+def launcher_env(
+    job: TuningJob, number: int, rank: int, hosts: list[str], namespace: str, rendezvous_port: int
+) -> dict[str, str]:
+    """Exactly one launcher's variables: what horovodrun sets for a Gloo job (each worker its own
+    host with one slot), or what torchrun sets for a plain script (rank 0 hosts the store)."""
+    if job.spec.trial.launcher == "torchrun":
+        # torch's TCPStore listens on every interface: trials sharing a network namespace (local
+        # runs, the test kubelet) need ports of their own; in a pod any port is free.
+        return c.torchrun_env(rank, hosts, c.master_port(job.name, namespace, number))
+    return c.horovod_env(rank, hosts, rendezvous_port)
 
 
 def supervised(job: TuningJob) -> bool:

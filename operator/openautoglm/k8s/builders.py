@@ -112,6 +112,7 @@ def build_worker_pod(
         bind_address="",
         checkpoint_dir=c.CHECKPOINT_MOUNT_PATH if claim else None,
         run=attempt,
+        namespace=namespace,
     )
     # The kubelet mounts /dev/termination-log; the runtime writes there by default.
     env.pop(c.TERMINATION_LOG, None)

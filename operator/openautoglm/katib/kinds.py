@@ -1,8 +1,9 @@
 """The kinds of Katib trial a TuningJob trial can be: a batch/v1 Job, a PyTorchJob, an MPIJob.
 
-A TuningJob trial is one pod per Horovod rank, all from one template. A Job is one rank; a
-PyTorchJob's Master and Workers are its ranks (their templates must match); an MPIJob's Workers
-are, and its Launcher contributes only the program, once ``mpirun``/``horovodrun`` is stripped.
+A TuningJob trial is one pod per rank, all from one template. A Job is one rank; a PyTorchJob's
+Master and Workers are its ranks (their templates must match), started with torchrun's environment
+(``trial.launcher: torchrun``) as the training operator starts them; an MPIJob's Workers are, with
+Horovod's, and its Launcher contributes only the program, once ``mpirun``/``horovodrun`` is stripped.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from openautoglm.katib.context import TrialContext
 from openautoglm.katib.pod import MAX_RETRIES, RESTARTING, find_container, pod, restarts, retries, timeout
 from openautoglm.katib.shell import LAUNCHERS, strip_mpi_launcher
 from openautoglm.katib.values import integer
+from openautoglm_trial import contract
 
 _MAX_WORKERS: Final = 64
 #: A batch/v1 Job's default backoffLimit.
 _JOB_BACKOFF_LIMIT: Final = 6
+#: PyTorchJob's processes per pod that are one process: the TuningJob's (one rank per pod).
+_ONE_PROCESS: Final = (1, "1", None)
 #: MPIJob fields about mpirun and its launcher, which a TuningJob has not.
 _MPI_LAUNCH: Final = ("mpiImplementation", "sshAuthMountPath", "launcherCreationPolicy")
 
@@ -70,16 +74,46 @@ def _replicas(rs: dict[str, Any], path: str, ctx: TrialContext) -> int:
 
 
 def pytorch_job(ts: dict[str, Any], path: str, trial: dict[str, Any], ctx: TrialContext) -> None:
-    """A PyTorchJob: its Master and Workers become the trial's ranks, all from one pod template."""
+    """A PyTorchJob: its Master and Workers become the trial's ranks, all from one pod template,
+    each given torchrun's environment (``trial.launcher: torchrun``) as the training operator does."""
     findings = ctx.findings
     spec = ts.get("spec") or {}
     rpath = f"{path}.spec.pytorchReplicaSpecs"
     replicas = spec.get("pytorchReplicaSpecs") or {}
-    run_policy(spec, path, trial, ctx, skip={"pytorchReplicaSpecs"})
+    run_policy(spec, path, trial, ctx, skip={"pytorchReplicaSpecs", "nprocPerNode"})
+    if spec.get("nprocPerNode") not in _ONE_PROCESS:
+        findings.miss(
+            f"{path}.spec.nprocPerNode", f"{spec.get('nprocPerNode')!r}: a TuningJob rank is one process in its own pod"
+        )
     master, worker = replicas.get("Master"), replicas.get("Worker")
     for k in replicas:
         if k not in ("Master", "Worker"):
             findings.miss(f"{rpath}.{k}", "only Master and Worker replicas map")
+    if master is None and worker is None:
+        findings.miss(rpath, "needs a Master or Worker replica")
+        return
+    workers = _pytorch_ranks(master, worker, rpath, ctx)
+    _replica_restarts(replicas, ("Master", "Worker"), trial, ctx)
+    lead_role = "Master" if master is not None else "Worker"
+    lead = (master if master is not None else worker) or {}
+    trial["workers"] = workers
+    trial["launcher"] = contract.LAUNCHER_TORCHRUN
+    findings.note(
+        f"PyTorchJob: {workers} worker{'s' * (workers > 1)} per trial (Master + Worker replicas), each given "
+        f"torchrun's environment (trial.launcher: torchrun: MASTER_ADDR = rank 0, MASTER_PORT, RANK, WORLD_SIZE, "
+        f"LOCAL_RANK ...), as the training operator sets it: init_process_group() runs unchanged"
+    )
+    template = lead.get("template")
+    if not isinstance(template, dict):
+        findings.miss(f"{rpath}.{lead_role}.template", "required")
+        return
+    pod(template, f"{rpath}.{lead_role}.template", ctx.primary, trial, ctx)
+    _drop_launcher_env(trial, ctx)
+
+
+def _pytorch_ranks(master: Any, worker: Any, rpath: str, ctx: TrialContext) -> int:
+    """The trial's workers: one Master and the Workers; their templates must be the same pod."""
+    findings = ctx.findings
     n_master = n_worker = 0
     for role, rs in (("Master", master), ("Worker", worker)):
         if rs is None:
@@ -92,12 +126,6 @@ def pytorch_job(ts: dict[str, Any], path: str, trial: dict[str, Any], ctx: Trial
         else:
             n_worker = count
         _replica_spec(rs, f"{rpath}.{role}", ctx)
-    _replica_restarts(replicas, ("Master", "Worker"), trial, ctx)
-    if master is None and worker is None:
-        findings.miss(rpath, "needs a Master or Worker replica")
-        return
-    lead_role = "Master" if master is not None else "Worker"
-    lead = (master if master is not None else worker) or {}
     if master is not None and worker is not None and n_worker > 0:
         if _comparable(master.get("template")) != _comparable(worker.get("template")):
             findings.miss(
@@ -108,18 +136,21 @@ def pytorch_job(ts: dict[str, Any], path: str, trial: dict[str, Any], ctx: Trial
     if not 1 <= workers <= _MAX_WORKERS:
         findings.miss(rpath, f"{workers} replicas: a trial has 1 to {_MAX_WORKERS} workers")
         workers = max(1, min(workers, _MAX_WORKERS))
-    trial["workers"] = workers
-    if workers > 1:
-        findings.note(
-            f"PyTorchJob with {workers} replicas: {workers} workers per trial, started with Horovod's "
-            f"environment (HOROVOD_RANK, HOROVOD_SIZE, Gloo rendezvous), not torch.distributed's "
-            f"(MASTER_ADDR, RANK, WORLD_SIZE): a program that calls init_process_group() must use Horovod"
-        )
-    template = lead.get("template")
-    if not isinstance(template, dict):
-        findings.miss(f"{rpath}.{lead_role}.template", "required")
-        return
-    pod(template, f"{rpath}.{lead_role}.template", ctx.primary, trial, ctx)
+    return workers
+
+
+def _drop_launcher_env(trial: dict[str, Any], ctx: TrialContext) -> None:
+    """The container's own MASTER_ADDR, RANK, WORLD_SIZE ...: the training operator replaces them,
+    and so does the torchrun launcher (a TuningJob may not set them)."""
+    env = trial.get("env") or []
+    kept = [e for e in env if e["name"] not in contract.TORCHRUN_ENV]
+    dropped = [e["name"] for e in env if e["name"] in contract.TORCHRUN_ENV]
+    if dropped:
+        ctx.findings.note(f"PyTorchJob: env {', '.join(dropped)} dropped: the torchrun launcher sets it for every rank")
+        if kept:
+            trial["env"] = kept
+        else:
+            trial.pop("env")
 
 
 def mpi_job(ts: dict[str, Any], path: str, trial: dict[str, Any], ctx: TrialContext) -> None:

@@ -8,6 +8,7 @@ Layout of the job's work directory (the local stand-in for the cluster's pod lis
     <workdir>/trials/t<N>/w<rank>/termination-log   the trial's result (as /dev/termination-log)
     <workdir>/trials/t<N>/w<rank>/exit-code   written when we reap the process
     <workdir>/trials/t<N>/w<rank>/output.log  stdout + stderr
+    <workdir>/trials/t<N>/w<rank>/gpus        its CUDA_VISIBLE_DEVICES (local/gpus.py)
     <workdir>/trials/t<N>/released            the engine has recorded the trial
 
 Workers run in their own session so that a Ctrl-C in the terminal reaches only
@@ -32,6 +33,7 @@ from typing import Any, Final
 from openautoglm.engine.checkpoints import trial_dir_name
 from openautoglm.engine.trials import FAILED, RUNNING, SUCCEEDED, TrialObservation, TrialResult, WorkerObservation
 from openautoglm.engine.worker import build_worker_env, worker_command, worker_name
+from openautoglm.local.gpus import CUDA_VISIBLE_DEVICES, GpuPool, gpus_per_worker, visible_gpus
 from openautoglm.podtemplate import local_overlay
 from openautoglm.spec import TuningJob
 from openautoglm_trial import contract as c
@@ -44,8 +46,20 @@ STOP_GRACE_SECONDS: Final = 5.0
 
 
 class LocalBackend:
-    def __init__(self, job: TuningJob, workdir: Path, *, python: str = sys.executable, base_dir: Path | None = None):
+    def __init__(
+        self,
+        job: TuningJob,
+        workdir: Path,
+        *,
+        python: str = sys.executable,
+        base_dir: Path | None = None,
+        gpus: list[str] | None = None,
+    ):
         self.job = job
+        #: GPUs shared out to workers (default: the runner's CUDA_VISIBLE_DEVICES, else nvidia-smi's).
+        self._gpus = GpuPool(visible_gpus(None, os.environ) if gpus is None else gpus)
+        if self._gpus.gpus:
+            log.info("GPUs for the workers, one each unless trial.resources says: %s", ",".join(self._gpus.gpus))
         self.overlay = local_overlay(job.spec.trial.pod_template)
         base = Path(base_dir or Path.cwd()).resolve()
         # A user's program runs where its relative paths point: the podTemplate's workingDir
@@ -158,12 +172,14 @@ class LocalBackend:
                 termination_log=str(wdir / "termination-log"),
                 # Gloo otherwise binds the address of the machine's host name, which a
                 # laptop may not resolve; loopback is where all ranks live here.
-                extra={c.HOROVOD_GLOO_IFACE: "lo"},
+                extra={c.HOROVOD_GLOO_IFACE: "lo", "GLOO_SOCKET_IFNAME": "lo"},
                 checkpoint_dir=str(checkpoint) if checkpoint is not None else None,
                 run=attempt,
             )
             # A local worker inherits nothing of the contract from the runner: the contract sets it.
             full_env = {k: v for k, v in os.environ.items() if not k.startswith(c.RESERVED_ENV_PREFIXES)}
+            # Its own GPUs, not the runner's all (a job's env may still name them itself).
+            full_env[CUDA_VISIBLE_DEVICES] = self._take_gpus(number, rank)
             full_env.update(self.overlay.env)
             full_env.update(env)
             cmd = worker_command(self.job)
@@ -183,6 +199,20 @@ class LocalBackend:
             (wdir / "pid").write_text(str(proc.pid))
             (wdir / "starting").unlink(missing_ok=True)
             log.debug("started %s pid %d", worker_name(self.job.name, number, rank), proc.pid)
+
+    def _take_gpus(self, number: int, rank: int) -> str:
+        """The worker's CUDA_VISIBLE_DEVICES (local/gpus.py), kept in its directory for a restart."""
+        if not self._gpus.gpus:
+            return ""  # none to share: every worker on the CPU
+        if not self._gpus.held():  # first launch since start: workers adopted keep their GPUs
+            for n in self._unreleased() - {number}:
+                for r in range(self.job.spec.trial.workers):
+                    held = _read(self._worker_dir(n, r) / "gpus")
+                    if held is not None:
+                        self._gpus.restore((n, r), held)
+        value = self._gpus.take((number, rank), gpus_per_worker(self.job), lambda w: self._worker_alive(*w))
+        (self._worker_dir(number, rank) / "gpus").write_text(value)
+        return value
 
     def _unreleased(self) -> set[int]:
         if self._active is None:
