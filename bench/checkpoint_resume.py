@@ -29,13 +29,11 @@ directory unless ``--out`` is given).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,8 +42,8 @@ from typing import Any, Final
 
 import torch
 import yaml
+from trial_ranks import git_head, render_again, result_of, start_ranks, write_results
 
-from openautoglm.engine.worker import build_worker_env
 from openautoglm.validation import validate_document
 from openautoglm_trial import contract as c
 from openautoglm_trial.builtin.checkpoint import FILE
@@ -81,10 +79,6 @@ def job_for(task: str, epochs: int) -> Any:
     return validate_document(doc, f"bench:{task}")
 
 
-def _base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(c.RESERVED_ENV_PREFIXES)}
-
-
 def saved_epoch(directory: Path) -> int:
     try:
         return int(torch.load(directory / FILE, weights_only=True)["epoch"])
@@ -97,38 +91,19 @@ def run_trial(
 ) -> dict[str, Any]:
     """Both ranks of one run of a trial; with ``kill_after``, SIGKILL both once the checkpoint
     holds that epoch. Returns wall seconds, rank 0's result (if it wrote one) and log."""
-    hosts = [c.worker_address(job.name, number, rank) for rank in range(job.spec.trial.workers)]
-    procs, logs = [], []
     t0 = time.perf_counter()
-    for rank, host in enumerate(hosts):
-        wdir = workdir / f"t{number}-{label}-w{rank}"
-        wdir.mkdir(parents=True)
-        env = build_worker_env(
-            job,
-            number,
-            rank,
-            dict(TASKS[job.spec.trial.task]["params"]),
-            hosts,
-            bind_address=host,
-            termination_log=str(wdir / "termination-log"),
-            rendezvous_port=29500 + number % 1000,
-            checkpoint_dir=None if checkpoint is None else str(checkpoint),
-            run=run,
-        )
-        if checkpoint is not None:  # what the engine sets for a job with trial.checkpoint
-            env[c.CHECKPOINT_DIR] = str(checkpoint)
-        logs.append(wdir / "log")
-        with open(wdir / "log", "w") as log:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "openautoglm_trial"],
-                    env={**_base_env(), **env},
-                    cwd=wdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+    ranks = start_ranks(
+        job,
+        workdir,
+        number,
+        label,
+        TASKS[job.spec.trial.task]["params"],
+        # what the engine sets for a job with trial.checkpoint (this bench's job has none: it also
+        # runs the trial from scratch)
+        extra=None if checkpoint is None else {c.CHECKPOINT_DIR: str(checkpoint)},
+        run=run,
+    )
+    procs = [p for p, _ in ranks]
     if kill_after is not None:
         assert checkpoint is not None
         while saved_epoch(checkpoint) < kill_after and all(p.poll() is None for p in procs):
@@ -138,9 +113,13 @@ def run_trial(
     for p in procs:
         p.wait(600)
     seconds = time.perf_counter() - t0
-    termination = workdir / f"t{number}-{label}-w0" / "termination-log"
-    result = json.loads(termination.read_text()) if termination.exists() else None
-    return {"seconds": seconds, "codes": [p.returncode for p in procs], "result": result, "log": logs[0].read_text()}
+    rank0 = ranks[0][1]
+    return {
+        "seconds": seconds,
+        "codes": [p.returncode for p in procs],
+        "result": result_of(rank0),
+        "log": (rank0 / "log").read_text(),
+    }
 
 
 def costs(*logs: str) -> dict[str, Any]:
@@ -267,11 +246,6 @@ def aims_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return aims
 
 
-def _git_head() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return f"commit {head.stdout.strip()} + working tree" if head.returncode == 0 else str(ROOT)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -280,18 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", type=Path, default=None, help="only write the tables again from this JSON")
     args = parser.parse_args(argv)
     if args.render:
-        doc = json.loads(args.render.read_text())
-        doc["aims"] = aims_of(doc)
-        args.render.write_text(json.dumps(doc, indent=2) + "\n")
-        args.render.with_suffix(".md").write_text(render(doc))
-        print(render(doc))
+        render_again(args.render, aims_of, render)
         return 0
     out = args.out or (Path(tempfile.mkdtemp(prefix="checkpoint-resume-")) if args.quick else RESULTS_DIR)
     epochs, kill_after = (4, 2) if args.quick else (10, 6)
     doc: dict[str, Any] = {
         "quick": args.quick,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "code": _git_head(),
+        "code": git_head(),
         "command": "python bench/checkpoint_resume.py" + (" --quick" if args.quick else ""),
         "epochs": epochs,
         "kill_after": kill_after,
@@ -303,11 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": os.getloadavg(),
     }
     doc["aims"] = aims_of(doc)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "checkpoint_resume.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / "checkpoint_resume.md").write_text(render(doc))
-    print(render(doc))
-    print(f"wrote {out / 'checkpoint_resume.json'} and {out / 'checkpoint_resume.md'}")
+    write_results(out, "checkpoint_resume", doc, render)
     return 0
 
 

@@ -28,12 +28,10 @@ digits only, 2 epochs, one repeat — writes to a temporary directory unless ``-
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,10 +40,9 @@ from typing import Any, Final
 
 import torch
 import yaml
+from trial_ranks import git_head, render_again, result_of, start_ranks, write_results
 
-from openautoglm.engine.worker import build_worker_env
 from openautoglm.validation import validate_document
-from openautoglm_trial import contract as c
 
 HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parent
@@ -91,53 +88,17 @@ def job_for(task: str, config: str, epochs: int) -> Any:
     return validate_document(doc, f"bench:{task}:{config}")
 
 
-def _base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(c.RESERVED_ENV_PREFIXES)}
-
-
 def run_trial(job: Any, workdir: Path, number: int, label: str) -> dict[str, Any]:
     """Both ranks of one trial; wall seconds, exit codes, both results and rank 0's log."""
-    hosts = [c.worker_address(job.name, number, rank) for rank in range(job.spec.trial.workers)]
-    procs, dirs = [], []
     t0 = time.perf_counter()
-    for rank, host in enumerate(hosts):
-        wdir = workdir / f"t{number}-{label}-w{rank}"
-        wdir.mkdir(parents=True)
-        env = build_worker_env(
-            job,
-            number,
-            rank,
-            dict(TASKS[job.spec.trial.task]["params"]),
-            hosts,
-            bind_address=host,
-            termination_log=str(wdir / "termination-log"),
-            rendezvous_port=29500 + number % 1000,
-            # as the local backend: Gloo on loopback, where both ranks live
-            extra={c.HOROVOD_GLOO_IFACE: "lo", "GLOO_SOCKET_IFNAME": "lo"},
-        )
-        dirs.append(wdir)
-        with open(wdir / "log", "w") as log:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "openautoglm_trial"],
-                    env={**_base_env(), **env},
-                    cwd=wdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    for p in procs:
+    ranks = start_ranks(job, workdir, number, label, TASKS[job.spec.trial.task]["params"])
+    for p, _ in ranks:
         p.wait(900)
-    seconds = time.perf_counter() - t0
-    results = [
-        json.loads((d / "termination-log").read_text()) if (d / "termination-log").exists() else None for d in dirs
-    ]
     return {
-        "seconds": seconds,
-        "codes": [p.returncode for p in procs],
-        "results": results,
-        "log": (dirs[0] / "log").read_text(),
+        "seconds": time.perf_counter() - t0,
+        "codes": [p.returncode for p, _ in ranks],
+        "results": [result_of(d) for _, d in ranks],
+        "log": (ranks[0][1] / "log").read_text(),
     }
 
 
@@ -263,11 +224,6 @@ def aims_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return aims
 
 
-def _git_head() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return f"commit {head.stdout.strip()} + working tree" if head.returncode == 0 else str(ROOT)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -276,11 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", type=Path, default=None, help="only write the tables again from this JSON")
     args = parser.parse_args(argv)
     if args.render:
-        doc = json.loads(args.render.read_text())
-        doc["aims"] = aims_of(doc)
-        args.render.write_text(json.dumps(doc, indent=2) + "\n")
-        args.render.with_suffix(".md").write_text(render(doc))
-        print(render(doc))
+        render_again(args.render, aims_of, render)
         return 0
     out = args.out or (Path(tempfile.mkdtemp(prefix="ddp-zero-")) if args.quick else RESULTS_DIR)
     epochs = 2 if args.quick else 5
@@ -290,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "versions": {"torch": torch.__version__},
         "device": "cpu (no GPU on this machine: the CUDA paths were not run)",
-        "code": _git_head(),
+        "code": git_head(),
         "command": "python bench/ddp_zero.py"
         + (" --quick" if args.quick else "")
         + (f" --repeats {args.repeats}" if args.repeats else ""),
@@ -304,11 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": os.getloadavg(),
     }
     doc["aims"] = aims_of(doc)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ddp_zero.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / "ddp_zero.md").write_text(render(doc))
-    print(render(doc))
-    print(f"wrote {out / 'ddp_zero.json'} and {out / 'ddp_zero.md'}")
+    write_results(out, "ddp_zero", doc, render)
     return 0
 
 

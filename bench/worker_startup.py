@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
+from trial_ranks import render_again, write_results
 
 from openautoglm.engine.worker import build_worker_env
 from openautoglm.validation import validate_document
@@ -212,11 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", type=Path, default=None, help="only write the tables again from this JSON")
     args = parser.parse_args(argv)
     if args.render:
-        doc = json.loads(args.render.read_text())
-        doc["aims"] = aims_of(doc)
-        args.render.write_text(json.dumps(doc, indent=2) + "\n")
-        args.render.with_suffix(".md").write_text(render(doc))
-        print(render(doc))
+        render_again(args.render, aims_of, render)
         return 0
     repeats = args.repeats or (1 if args.quick else 5)
     out = args.out or (Path(tempfile.mkdtemp(prefix="worker-startup-")) if args.quick else RESULTS_DIR)
@@ -236,11 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         doc["before"] = measure(args.before.resolve(), repeats, job, 0)
     doc["now"] = measure(None, repeats, job, 100)
     doc["aims"] = aims_of(doc)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "worker_startup.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / "worker_startup.md").write_text(render(doc))
-    print(render(doc))
-    print(f"wrote {out / 'worker_startup.json'} and {out / 'worker_startup.md'}")
+    write_results(out, "worker_startup", doc, render)
     return 0
 
 
